@@ -1,0 +1,395 @@
+#include "common/model_config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "boost/json.hpp"
+#include "common/formats/gguf.h"
+#include "common/status.h"
+
+namespace strata {
+namespace json = boost::json;
+namespace {
+
+// Typed reads of optional config.json fields; a present field of the wrong type is an error
+// that names the field.
+class JsonFields {
+ public:
+  JsonFields(const json::object& obj, const std::string& source) : obj_(obj), source_(source) {}
+
+  absl::Status Int(std::string_view key, int64_t* out) const {
+    const json::value* v = obj_.if_contains(key);
+    if (v == nullptr || v->is_null()) return absl::OkStatus();
+    if (v->is_int64()) {
+      *out = v->as_int64();
+    } else if (v->is_uint64() && v->as_uint64() <= INT64_MAX) {
+      *out = static_cast<int64_t>(v->as_uint64());
+    } else if (v->is_double() && v->as_double() == std::floor(v->as_double())) {
+      *out = static_cast<int64_t>(v->as_double());
+    } else {
+      return Error(key, "an integer");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Double(std::string_view key, double* out) const {
+    const json::value* v = obj_.if_contains(key);
+    if (v == nullptr || v->is_null()) return absl::OkStatus();
+    if (v->is_double()) {
+      *out = v->as_double();
+    } else if (v->is_int64()) {
+      *out = static_cast<double>(v->as_int64());
+    } else if (v->is_uint64()) {
+      *out = static_cast<double>(v->as_uint64());
+    } else {
+      return Error(key, "a number");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Bool(std::string_view key, bool* out) const {
+    const json::value* v = obj_.if_contains(key);
+    if (v == nullptr || v->is_null()) return absl::OkStatus();
+    if (!v->is_bool()) return Error(key, "true or false");
+    *out = v->as_bool();
+    return absl::OkStatus();
+  }
+
+  absl::Status String(std::string_view key, std::string* out) const {
+    const json::value* v = obj_.if_contains(key);
+    if (v == nullptr || v->is_null()) return absl::OkStatus();
+    if (!v->is_string()) return Error(key, "a string");
+    *out = std::string(v->as_string());
+    return absl::OkStatus();
+  }
+
+  // An int or a list of ints (eos_token_id).
+  absl::Status IntList(std::string_view key, std::vector<int32_t>* out) const {
+    const json::value* v = obj_.if_contains(key);
+    if (v == nullptr || v->is_null()) return absl::OkStatus();
+    auto to_id = [&](const json::value& e, int32_t* id) -> bool {
+      if (!e.is_int64() || e.as_int64() < 0 || e.as_int64() > INT32_MAX) return false;
+      *id = static_cast<int32_t>(e.as_int64());
+      return true;
+    };
+    std::vector<int32_t> ids;
+    if (v->is_array()) {
+      for (const json::value& e : v->as_array()) {
+        int32_t id;
+        if (!to_id(e, &id)) return Error(key, "a token id or a list of token ids");
+        ids.push_back(id);
+      }
+    } else {
+      int32_t id;
+      if (!to_id(*v, &id)) return Error(key, "a token id or a list of token ids");
+      ids.push_back(id);
+    }
+    *out = std::move(ids);
+    return absl::OkStatus();
+  }
+
+  const json::object* Object(std::string_view key) const {
+    const json::value* v = obj_.if_contains(key);
+    return v != nullptr && v->is_object() ? &v->as_object() : nullptr;
+  }
+
+  absl::Status Error(std::string_view key, std::string_view expected) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ": field '", std::string(key), "' must be ", std::string(expected)));
+  }
+
+ private:
+  const json::object& obj_;
+  const std::string& source_;
+};
+
+absl::StatusOr<json::object> ParseObject(std::string_view text, const std::string& source) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", ec.message()));
+  if (!v.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": expected a JSON object"));
+  return std::move(v.as_object());
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::Status ParseRopeScaling(const JsonFields& fields, const std::string& source,
+                              ModelConfig& config) {
+  const json::object* rs = fields.Object("rope_scaling");
+  if (rs == nullptr) return absl::OkStatus();
+  JsonFields f(*rs, source);
+  std::string type;
+  STRATA_RETURN_IF_ERROR(f.String("rope_type", &type));
+  if (type.empty()) STRATA_RETURN_IF_ERROR(f.String("type", &type));
+  RopeScaling& s = config.rope_scaling;
+  STRATA_RETURN_IF_ERROR(f.Double("factor", &s.factor));
+  if (type == "default") {
+    s.type = RopeScalingType::kNone;
+  } else if (type == "linear") {
+    s.type = RopeScalingType::kLinear;
+  } else if (type == "llama3") {
+    s.type = RopeScalingType::kLlama3;
+    STRATA_RETURN_IF_ERROR(f.Double("low_freq_factor", &s.low_freq_factor));
+    STRATA_RETURN_IF_ERROR(f.Double("high_freq_factor", &s.high_freq_factor));
+    STRATA_RETURN_IF_ERROR(
+        f.Int("original_max_position_embeddings", &s.original_max_position_embeddings));
+  } else {
+    return absl::UnimplementedError(absl::StrCat(
+        source, ": rope_scaling type '", type, "' is not supported (supported: linear, llama3)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ModelConfig::Validate(const std::string& source) const {
+  auto positive = [&](std::string_view name, int64_t v) -> absl::Status {
+    if (v > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", std::string(name), " must be positive, got ", v));
+  };
+  STRATA_RETURN_IF_ERROR(positive("vocab_size", vocab_size));
+  STRATA_RETURN_IF_ERROR(positive("hidden_size", hidden_size));
+  STRATA_RETURN_IF_ERROR(positive("intermediate_size", intermediate_size));
+  STRATA_RETURN_IF_ERROR(positive("num_hidden_layers", num_layers));
+  STRATA_RETURN_IF_ERROR(positive("num_attention_heads", num_heads));
+  STRATA_RETURN_IF_ERROR(positive("num_key_value_heads", num_kv_heads));
+  STRATA_RETURN_IF_ERROR(positive("head_dim", head_dim));
+  STRATA_RETURN_IF_ERROR(positive("max_position_embeddings", max_position_embeddings));
+  if (num_heads % num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": num_attention_heads (", num_heads,
+        ") must be a multiple of num_key_value_heads (", num_kv_heads, ")"));
+  }
+  if (head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": head_dim must be even, got ", head_dim));
+  }
+  if (!(rms_norm_eps > 0) || !(rope_theta > 0) || !(rope_scaling.factor > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": rms_norm_eps, rope_theta and rope_scaling.factor must be positive"));
+  }
+  if (rope_scaling.type == RopeScalingType::kLlama3 &&
+      (rope_scaling.original_max_position_embeddings <= 0 ||
+       rope_scaling.high_freq_factor <= rope_scaling.low_freq_factor)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": llama3 rope_scaling needs original_max_position_embeddings > 0 and "
+                "high_freq_factor > low_freq_factor"));
+  }
+  auto in_vocab = [&](int64_t id) { return id >= 0 && id < vocab_size; };
+  if (bos_token_id != -1 && !in_vocab(bos_token_id)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": bos_token_id ", bos_token_id,
+                                                   " outside the vocabulary of ", vocab_size));
+  }
+  for (int32_t id : eos_token_ids) {
+    if (!in_vocab(id)) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": eos_token_id ", id,
+                                                     " outside the vocabulary of ", vocab_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view json_text, const std::string& source) {
+  STRATA_ASSIGN_OR_RETURN(const json::object obj, ParseObject(json_text, source));
+  JsonFields f(obj, source);
+  ModelConfig c;
+  if (const json::value* a = obj.if_contains("architectures"); a != nullptr) {
+    if (!a->is_array() || a->as_array().empty() || !a->as_array()[0].is_string()) {
+      return f.Error("architectures", "a non-empty list of strings");
+    }
+    c.architecture = std::string(a->as_array()[0].as_string());
+  }
+  STRATA_RETURN_IF_ERROR(f.String("model_type", &c.model_type));
+  STRATA_RETURN_IF_ERROR(f.Int("vocab_size", &c.vocab_size));
+  STRATA_RETURN_IF_ERROR(f.Int("hidden_size", &c.hidden_size));
+  STRATA_RETURN_IF_ERROR(f.Int("intermediate_size", &c.intermediate_size));
+  STRATA_RETURN_IF_ERROR(f.Int("num_hidden_layers", &c.num_layers));
+  STRATA_RETURN_IF_ERROR(f.Int("num_attention_heads", &c.num_heads));
+  c.num_kv_heads = c.num_heads;
+  STRATA_RETURN_IF_ERROR(f.Int("num_key_value_heads", &c.num_kv_heads));
+  if (c.num_heads > 0) c.head_dim = c.hidden_size / c.num_heads;
+  STRATA_RETURN_IF_ERROR(f.Int("head_dim", &c.head_dim));
+  c.max_position_embeddings = 2048;
+  STRATA_RETURN_IF_ERROR(f.Int("max_position_embeddings", &c.max_position_embeddings));
+  STRATA_RETURN_IF_ERROR(f.Double("rms_norm_eps", &c.rms_norm_eps));
+  STRATA_RETURN_IF_ERROR(f.Double("rope_theta", &c.rope_theta));
+  STRATA_RETURN_IF_ERROR(ParseRopeScaling(f, source, c));
+  STRATA_RETURN_IF_ERROR(f.Bool("tie_word_embeddings", &c.tie_word_embeddings));
+  STRATA_RETURN_IF_ERROR(f.Bool("attention_bias", &c.attention_bias));
+  STRATA_RETURN_IF_ERROR(f.Bool("mlp_bias", &c.mlp_bias));
+  int64_t bos = -1;
+  STRATA_RETURN_IF_ERROR(f.Int("bos_token_id", &bos));
+  c.bos_token_id = static_cast<int32_t>(bos);
+  STRATA_RETURN_IF_ERROR(f.IntList("eos_token_id", &c.eos_token_ids));
+  STRATA_RETURN_IF_ERROR(f.String("torch_dtype", &c.torch_dtype));
+  if (c.architecture.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": field 'architectures' is missing"));
+  }
+  c.rope_layout = RopeLayout::kHalfSplit;
+  STRATA_RETURN_IF_ERROR(c.Validate(source));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> LoadHfConfig(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / "config.json").string();
+  STRATA_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  STRATA_ASSIGN_OR_RETURN(ModelConfig config, ParseHfConfig(text, path));
+  const std::string gen_path = (std::filesystem::path(dir) / "generation_config.json").string();
+  if (std::filesystem::exists(gen_path)) {
+    STRATA_ASSIGN_OR_RETURN(const std::string gen_text, ReadFile(gen_path));
+    STRATA_ASSIGN_OR_RETURN(const json::object gen, ParseObject(gen_text, gen_path));
+    JsonFields f(gen, gen_path);
+    // generation_config.json wins for EOS: chat models list their end-of-turn ids there.
+    std::vector<int32_t> eos;
+    STRATA_RETURN_IF_ERROR(f.IntList("eos_token_id", &eos));
+    if (!eos.empty()) config.eos_token_ids = std::move(eos);
+    if (config.bos_token_id < 0) {
+      int64_t bos = -1;
+      STRATA_RETURN_IF_ERROR(f.Int("bos_token_id", &bos));
+      config.bos_token_id = static_cast<int32_t>(bos);
+    }
+    STRATA_RETURN_IF_ERROR(config.Validate(gen_path));
+  }
+  return config;
+}
+
+namespace {
+
+// GGUF `general.architecture` -> Hugging Face architecture name for the model registry.
+struct GgufArch {
+  std::string_view gguf;
+  std::string_view hf;
+  std::string_view model_type;
+};
+constexpr GgufArch kGgufArchs[] = {
+    {"llama", "LlamaForCausalLM", "llama"},
+};
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& gguf) {
+  const std::string& source = gguf.path();
+  STRATA_ASSIGN_OR_RETURN(std::optional<std::string> arch, gguf.GetString("general.architecture"));
+  if (!arch) return absl::InvalidArgumentError(absl::StrCat(source, ": missing general.architecture"));
+  ModelConfig c;
+  for (const GgufArch& a : kGgufArchs) {
+    if (a.gguf == *arch) {
+      c.architecture = std::string(a.hf);
+      c.model_type = std::string(a.model_type);
+    }
+  }
+  if (c.architecture.empty()) {
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": GGUF architecture '", *arch, "' is not supported (supported: llama)"));
+  }
+  const std::string p = *arch + ".";
+  auto get_int = [&](const std::string& key, int64_t* out, bool required) -> absl::Status {
+    STRATA_ASSIGN_OR_RETURN(std::optional<int64_t> v, gguf.GetInt(key));
+    if (v) {
+      *out = *v;
+    } else if (required) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": missing metadata key ", key));
+    }
+    return absl::OkStatus();
+  };
+  auto get_float = [&](const std::string& key, double* out) -> absl::Status {
+    STRATA_ASSIGN_OR_RETURN(std::optional<double> v, gguf.GetFloat(key));
+    if (v) *out = *v;
+    return absl::OkStatus();
+  };
+  STRATA_RETURN_IF_ERROR(get_int(p + "embedding_length", &c.hidden_size, true));
+  STRATA_RETURN_IF_ERROR(get_int(p + "feed_forward_length", &c.intermediate_size, true));
+  STRATA_RETURN_IF_ERROR(get_int(p + "block_count", &c.num_layers, true));
+  STRATA_RETURN_IF_ERROR(get_int(p + "attention.head_count", &c.num_heads, true));
+  c.num_kv_heads = c.num_heads;
+  STRATA_RETURN_IF_ERROR(get_int(p + "attention.head_count_kv", &c.num_kv_heads, false));
+  if (c.num_heads > 0) c.head_dim = c.hidden_size / c.num_heads;
+  STRATA_RETURN_IF_ERROR(get_int(p + "attention.key_length", &c.head_dim, false));
+  c.max_position_embeddings = 2048;
+  STRATA_RETURN_IF_ERROR(get_int(p + "context_length", &c.max_position_embeddings, false));
+  STRATA_RETURN_IF_ERROR(get_float(p + "attention.layer_norm_rms_epsilon", &c.rms_norm_eps));
+  STRATA_RETURN_IF_ERROR(get_float(p + "rope.freq_base", &c.rope_theta));
+
+  STRATA_ASSIGN_OR_RETURN(std::optional<std::string> scaling, gguf.GetString(p + "rope.scaling.type"));
+  if (scaling && *scaling == "linear") {
+    c.rope_scaling.type = RopeScalingType::kLinear;
+    STRATA_RETURN_IF_ERROR(get_float(p + "rope.scaling.factor", &c.rope_scaling.factor));
+  } else if (scaling && *scaling != "none") {
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": rope scaling '", *scaling, "' is not supported (supported: linear)"));
+  }
+  // Llama 3 frequency scaling travels as the `rope_freqs.weight` tensor, read by the model.
+
+  // Vocabulary: explicit key, else the token list, else the embedding's rows.
+  STRATA_RETURN_IF_ERROR(get_int(p + "vocab_size", &c.vocab_size, false));
+  if (c.vocab_size == 0) {
+    STRATA_ASSIGN_OR_RETURN(auto tokens, gguf.GetStringArray("tokenizer.ggml.tokens"));
+    if (tokens) c.vocab_size = static_cast<int64_t>(tokens->size());
+  }
+  if (c.vocab_size == 0 && gguf.Has("token_embd.weight")) {
+    STRATA_ASSIGN_OR_RETURN(TensorView emb, gguf.Get("token_embd.weight"));
+    c.vocab_size = emb.shape.front();
+  }
+  c.tie_word_embeddings = !gguf.Has("output.weight");
+  int64_t bos = -1;
+  STRATA_RETURN_IF_ERROR(get_int("tokenizer.ggml.bos_token_id", &bos, false));
+  c.bos_token_id = static_cast<int32_t>(bos);
+  int64_t eos = -1;
+  STRATA_RETURN_IF_ERROR(get_int("tokenizer.ggml.eos_token_id", &eos, false));
+  if (eos >= 0) c.eos_token_ids = {static_cast<int32_t>(eos)};
+  c.rope_layout = RopeLayout::kInterleaved;
+  STRATA_RETURN_IF_ERROR(c.Validate(source));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return LoadHfConfig(path);
+  if (path.ends_with(".gguf")) {
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(path));
+    return ConfigFromGguf(*gguf);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": expected a Hugging Face model directory or a .gguf file"));
+}
+
+std::vector<float> RopeInvFreq(const ModelConfig& config) {
+  const int64_t dim = config.head_dim;
+  std::vector<float> inv(dim / 2);
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(config.rope_theta), exponent);
+  }
+  const RopeScaling& s = config.rope_scaling;
+  const float factor = static_cast<float>(s.factor);
+  if (s.type == RopeScalingType::kLinear) {
+    for (float& f : inv) f /= factor;
+  } else if (s.type == RopeScalingType::kLlama3) {
+    const float old_ctx = static_cast<float>(s.original_max_position_embeddings);
+    const float low = static_cast<float>(s.low_freq_factor);
+    const float high = static_cast<float>(s.high_freq_factor);
+    const float low_freq_wavelen = old_ctx / low;
+    const float high_freq_wavelen = old_ctx / high;
+    for (float& f : inv) {
+      const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
+      if (wavelen < high_freq_wavelen) continue;  // high frequency: unchanged
+      if (wavelen > low_freq_wavelen) {           // low frequency: fully scaled
+        f /= factor;
+        continue;
+      }
+      const float smooth = (old_ctx / wavelen - low) / (high - low);
+      f = (1.0f - smooth) * f / factor + smooth * f;
+    }
+  }
+  return inv;
+}
+
+}  // namespace strata

@@ -1,0 +1,114 @@
+// `strata bench memory` and `strata bench generate`: the figures docs/performance.md records.
+// Decode is memory-bound, so its figure is reported next to the roofline: measured read
+// bandwidth divided by the weight bytes one decode step streams.
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+
+#include "absl/strings/str_format.h"
+#include "common/thread_pool.h"
+#include "coordinator/cli/commands.h"
+#include "kernels/cpu/memory_bandwidth.h"
+#include "kernels/cpu/ops.h"
+#include "worker/model/generate.h"
+#include "worker/model/model_runner.h"
+
+namespace strata::cli {
+namespace {
+
+struct BenchFlags {
+  int threads = 0;
+  int64_t memory_mib = 1024;
+  std::string model;
+  std::string dtype;
+  int64_t prompt_tokens = 64;
+  int64_t decode_tokens = 64;
+};
+
+kernels::cpu::BandwidthResult MeasureBandwidth(const BenchFlags& f) {
+  ThreadPool pool(f.threads);
+  return kernels::cpu::MeasureMemoryBandwidth(pool, f.memory_mib << 20, 5);
+}
+
+void RunMemory(const BenchFlags& f) {
+  const auto r = MeasureBandwidth(f);
+  std::printf("memory: isa %s, %d threads, %lld MiB buffer: read %.2f GB/s, copy %.2f GB/s\n",
+              kernels::cpu::ActiveIsa(), r.threads, static_cast<long long>(r.bytes >> 20),
+              r.read_gbps, r.copy_gbps);
+}
+
+void RunGenerateBench(const BenchFlags& f) {
+  const std::string path = ResolveModelPath(f.model);
+  std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
+  ModelLoadOptions load;
+  if (!f.dtype.empty()) {
+    auto dtype = ParseDType(f.dtype);
+    ExitIfError(dtype.status());
+    load.weight_dtype = *dtype;
+  }
+  const int64_t total = f.prompt_tokens + f.decode_tokens + 1;
+  load.kv_blocks = (total + load.kv_block_size - 1) / load.kv_block_size;
+  auto model = LoadModel(path, *backend, load);
+  ExitIfError(model.status());
+  const ModelConfig& config = (*model)->config();
+
+  // A deterministic prompt of ordinary token ids (past the specials and byte tokens).
+  std::vector<int32_t> prompt(f.prompt_tokens);
+  for (int64_t i = 0; i < f.prompt_tokens; ++i) {
+    prompt[i] = static_cast<int32_t>(300 + (i * 7919) % std::max<int64_t>(1, config.vocab_size - 300));
+  }
+  GenerateOptions options;
+  options.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
+  options.stop_at_eos = false;
+  options.sampling.temperature = 0.0f;
+  // Warm-up: fault in the mmap'ed weights and grow the scratch buffers.
+  GenerateOptions warm = options;
+  warm.max_new_tokens = 2;
+  ExitIfError(Generate(**model, prompt, warm).status());
+  auto result = Generate(**model, prompt, options);
+  ExitIfError(result.status());
+
+  const double prefill_tps = f.prompt_tokens / result->prefill_seconds;
+  const double decode_tps = f.decode_tokens / result->decode_seconds;
+  const double bytes = static_cast<double>((*model)->decode_weight_bytes());
+  const auto bw = MeasureBandwidth(f);
+  const double bound_tps = bw.read_gbps * 1e9 / bytes;
+  std::printf("model: %s (%s), %.1f MB streamed per decode token, isa %s, %d threads\n",
+              path.c_str(), f.dtype.empty() ? "as stored" : f.dtype.c_str(), bytes / 1e6,
+              kernels::cpu::ActiveIsa(), bw.threads);
+  std::printf("prefill: %lld tokens, %.1f tok/s\n", static_cast<long long>(f.prompt_tokens), prefill_tps);
+  std::printf("decode: %lld tokens, %.2f tok/s, %.2f GB/s of weights\n",
+              static_cast<long long>(f.decode_tokens), decode_tps, decode_tps * bytes / 1e9);
+  std::printf("memory read bandwidth: %.2f GB/s -> bandwidth-bound decode %.2f tok/s\n",
+              bw.read_gbps, bound_tps);
+  std::printf("ratio achieved / bound: %.2f\n", decode_tps / bound_tps);
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app) {
+  auto flags = std::make_shared<BenchFlags>();
+  CLI::App* bench = app.add_subcommand("bench", "Measure this machine and Strata on it");
+  bench->require_subcommand(1);
+  bench->add_option("--threads,-t", flags->threads, "CPU threads (0: all)")
+      ->envname("STRATA_THREADS")->check(CLI::NonNegativeNumber)->capture_default_str();
+  bench->add_option("--memory-mib", flags->memory_mib, "Buffer size of the bandwidth test")
+      ->envname("STRATA_BENCH_MEMORY_MIB")->check(CLI::Range(int64_t{64}, int64_t{1} << 16))
+      ->capture_default_str();
+
+  CLI::App* memory = bench->add_subcommand("memory", "Peak memory read and copy bandwidth");
+  memory->callback([flags] { RunMemory(*flags); });
+
+  CLI::App* gen = bench->add_subcommand("generate", "Prefill and decode speed of one sequence");
+  gen->add_option("--model,-m", flags->model, "Model (default: the embedded random model)")
+      ->envname("STRATA_MODEL");
+  gen->add_option("--dtype", flags->dtype, "Convert weights on load: f32, f16, bf16, q8_0, q4_0")
+      ->envname("STRATA_DTYPE");
+  gen->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  gen->add_option("--decode-tokens", flags->decode_tokens, "Tokens to decode")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  gen->callback([flags] { RunGenerateBench(*flags); });
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,23 @@
+// The subcommands of the `strata` binary. Each Add*Command registers its flags on `app` (every
+// flag also reads a STRATA_* environment variable) and its run callback.
+#pragma once
+
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+
+namespace strata::cli {
+
+void AddGenerateCommand(CLI::App& app);
+void AddBenchCommand(CLI::App& app);
+void AddSynthCommand(CLI::App& app);
+
+// Resolves --model: the given path, or the embedded default model (generated on first use)
+// when empty. Logs which one is used. Exits the process with a message on failure.
+std::string ResolveModelPath(const std::string& model);
+
+// Prints `status` as "strata: error: ..." and exits with code 1 when it is not OK.
+void ExitIfError(const absl::Status& status);
+
+}  // namespace strata::cli

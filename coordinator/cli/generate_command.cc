@@ -1,0 +1,113 @@
+// `strata generate`: load a model, encode the prompt, generate, stream the text to stdout.
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "common/logging.h"
+#include "coordinator/cli/commands.h"
+#include "coordinator/tokenizer/incremental_detokenizer.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "worker/model/generate.h"
+#include "worker/model/model_runner.h"
+
+namespace strata::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model;
+  std::string prompt = "Once upon a time";
+  int64_t max_new_tokens = 64;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  int threads = 0;
+  std::string dtype;
+  bool ignore_eos = false;
+};
+
+void RunGenerate(const GenerateFlags& f) {
+  const std::string path = ResolveModelPath(f.model);
+  auto tokenizer = tokenizer::LoadTokenizer(path);
+  ExitIfError(tokenizer.status());
+  auto prompt = (*tokenizer)->Encode(f.prompt, /*add_special=*/true);
+  ExitIfError(prompt.status());
+
+  std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
+  ModelLoadOptions load;
+  if (!f.dtype.empty()) {
+    auto dtype = ParseDType(f.dtype);
+    ExitIfError(dtype.status());
+    load.weight_dtype = *dtype;
+  }
+  const int64_t needed = static_cast<int64_t>(prompt->size()) + f.max_new_tokens;
+  load.kv_blocks = (needed + load.kv_block_size - 1) / load.kv_block_size;
+  auto model = LoadModel(path, *backend, load);
+  ExitIfError(model.status());
+  STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens",
+                  (*model)->config().architecture, (*model)->config().num_layers,
+                  (*model)->weight_bytes() / 1e6, prompt->size());
+
+  GenerateOptions options;
+  options.max_new_tokens = f.max_new_tokens;
+  options.stop_at_eos = !f.ignore_eos;
+  options.sampling.temperature = f.temperature;
+  options.sampling.top_p = f.top_p;
+  options.sampling.top_k = f.top_k;
+  options.sampling.min_p = f.min_p;
+  options.sampling.seed = f.seed;
+  tokenizer::IncrementalDetokenizer detok(**tokenizer, /*skip_special=*/true, *prompt);
+  std::fputs(f.prompt.c_str(), stdout);
+  options.on_token = [&](int32_t token) {
+    auto text = detok.Add(token);
+    if (text.ok()) std::fputs(text->c_str(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  auto result = Generate(**model, *prompt, options);
+  ExitIfError(result.status());
+  auto tail = detok.Finish();
+  ExitIfError(tail.status());
+  std::fputs(tail->c_str(), stdout);
+  std::fputs("\n", stdout);
+  const int64_t n = static_cast<int64_t>(result->tokens.size());
+  STRATA_LOG_INFO("prompt: {} tokens in {:.3f} s ({:.1f} tok/s); decode: {} tokens in {:.3f} s "
+                  "({:.2f} tok/s)",
+                  prompt->size(), result->prefill_seconds,
+                  prompt->size() / std::max(result->prefill_seconds, 1e-9), n - 1,
+                  result->decode_seconds, (n - 1) / std::max(result->decode_seconds, 1e-9));
+}
+
+}  // namespace
+
+void AddGenerateCommand(CLI::App& app) {
+  auto flags = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt (offline, one process)");
+  cmd->add_option("--model,-m", flags->model,
+                  "Hugging Face model directory or .gguf file (default: the embedded random-weight "
+                  "model, generated on first use)")
+      ->envname("STRATA_MODEL");
+  cmd->add_option("--prompt,-p", flags->prompt, "Prompt text")->envname("STRATA_PROMPT")->capture_default_str();
+  cmd->add_option("-n,--max-tokens", flags->max_new_tokens, "Tokens to generate")
+      ->envname("STRATA_MAX_TOKENS")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_option("--temperature", flags->temperature, "Sampling temperature (0: greedy)")
+      ->envname("STRATA_TEMPERATURE")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
+  cmd->add_option("--top-p", flags->top_p, "Nucleus sampling mass")
+      ->envname("STRATA_TOP_P")->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
+  cmd->add_option("--top-k", flags->top_k, "Keep the k most likely tokens (0: off)")
+      ->envname("STRATA_TOP_K")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--min-p", flags->min_p, "Drop tokens below min_p x the top probability")
+      ->envname("STRATA_MIN_P")->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
+  cmd->add_option("--seed", flags->seed, "Sampling seed")->envname("STRATA_SEED")->capture_default_str();
+  cmd->add_option("--threads,-t", flags->threads, "CPU threads (0: all)")
+      ->envname("STRATA_THREADS")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--dtype", flags->dtype,
+                  "Convert weights on load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)")
+      ->envname("STRATA_DTYPE");
+  cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-sequence")
+      ->envname("STRATA_IGNORE_EOS");
+  cmd->callback([flags] { RunGenerate(*flags); });
+}
+
+}  // namespace strata::cli

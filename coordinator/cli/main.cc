@@ -1,0 +1,44 @@
+// strata: one binary for every role. Subcommands: generate (offline CLI), bench (memory,
+// generate), synth (write a deterministic random-weight model). `serve`, `coordinator`,
+// `worker` and `plan` join as the distributed runtime lands.
+#include <cstdio>
+
+#include "CLI/CLI.hpp"
+#include "common/logging.h"
+#include "coordinator/cli/commands.h"
+#include "worker/model/synthetic_model.h"
+
+namespace strata::cli {
+
+void ExitIfError(const absl::Status& status) {
+  if (status.ok()) return;
+  std::fprintf(stderr, "strata: error: %s\n", std::string(status.message()).c_str());
+  std::exit(1);
+}
+
+std::string ResolveModelPath(const std::string& model) {
+  if (!model.empty()) return model;
+  absl::StatusOr<std::string> path = EnsureDefaultModel();
+  ExitIfError(path.status());
+  STRATA_LOG_WARN("no --model given: using the embedded default {} (random weights, output "
+                  "is not meaningful text)", *path);
+  return *path;
+}
+
+}  // namespace strata::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"Strata: private, distributed inference for open-weight language models"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->envname("STRATA_LOG_LEVEL")
+      ->capture_default_str();
+  app.set_version_flag("--version", "strata 0.1.0");
+  app.parse_complete_callback([&] { strata::SetLogLevel(log_level); });
+  strata::cli::AddGenerateCommand(app);
+  strata::cli::AddBenchCommand(app);
+  strata::cli::AddSynthCommand(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,129 @@
+// LoadTokenizer: decides from what a model ships which Tokenizer to build, and applies the
+// Hugging Face side files (tokenizer_config.json, generation_config.json) on top of the
+// vocabulary's own defaults.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "boost/json.hpp"
+#include "common/formats/gguf.h"
+#include "common/status.h"
+#include "coordinator/tokenizer/spm_tokenizer.h"
+#include "coordinator/tokenizer/spm_vocab.h"
+#include "coordinator/tokenizer/tokenizer.h"
+
+namespace strata::tokenizer {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open"));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path.string(), ": read failed"));
+  return std::move(buffer).str();
+}
+
+// The JSON object in `path`, or nullopt when the file does not exist.
+absl::StatusOr<std::optional<boost::json::object>> ReadJsonObject(const fs::path& path) {
+  if (!fs::exists(path)) return std::nullopt;
+  STRATA_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  boost::system::error_code ec;
+  boost::json::value value = boost::json::parse(text, ec);
+  if (ec || !value.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": not a JSON object", ec ? ": " + ec.message() : ""));
+  }
+  return std::move(value.as_object());
+}
+
+int32_t FindPiece(const SpmVocab& vocab, std::string_view piece) {
+  const auto it = std::find(vocab.pieces.begin(), vocab.pieces.end(), piece);
+  return it == vocab.pieces.end() ? -1 : static_cast<int32_t>(it - vocab.pieces.begin());
+}
+
+// Applies tokenizer_config.json: add_bos_token, add_eos_token, eos_token ("</s>" or
+// {"content": "</s>"}).
+void ApplyTokenizerConfig(const boost::json::object& config, SpmVocab* vocab) {
+  if (const auto* v = config.if_contains("add_bos_token"); v && v->is_bool()) {
+    vocab->add_bos = v->as_bool();
+  }
+  if (const auto* v = config.if_contains("add_eos_token"); v && v->is_bool()) {
+    vocab->add_eos = v->as_bool();
+  }
+  const boost::json::value* eos = config.if_contains("eos_token");
+  if (eos && eos->is_object()) eos = eos->as_object().if_contains("content");
+  if (eos && eos->is_string()) {
+    const int32_t id = FindPiece(*vocab, std::string_view(eos->as_string().data(), eos->as_string().size()));
+    if (id >= 0 && id != vocab->eos_id) vocab->extra_eos_ids.push_back(id);
+  }
+}
+
+// Applies generation_config.json: eos_token_id (an id or a list of ids) all end generation.
+void ApplyGenerationConfig(const boost::json::object& config, SpmVocab* vocab) {
+  const boost::json::value* eos = config.if_contains("eos_token_id");
+  if (eos == nullptr) return;
+  const auto add = [&](const boost::json::value& v) {
+    if (!v.is_int64()) return;
+    const int64_t id = v.as_int64();
+    if (id >= 0 && id < static_cast<int64_t>(vocab->pieces.size()) && id != vocab->eos_id) {
+      vocab->extra_eos_ids.push_back(static_cast<int32_t>(id));
+    }
+  };
+  if (eos->is_array()) {
+    for (const auto& v : eos->as_array()) add(v);
+  } else {
+    add(*eos);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceFile(const fs::path& model_file) {
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, ReadFile(model_file));
+  STRATA_ASSIGN_OR_RETURN(SpmVocab vocab, SpmVocabFromModelProto(bytes, model_file.string()));
+  const fs::path dir = model_file.parent_path();
+  STRATA_ASSIGN_OR_RETURN(auto tokenizer_config, ReadJsonObject(dir / "tokenizer_config.json"));
+  if (tokenizer_config) ApplyTokenizerConfig(*tokenizer_config, &vocab);
+  STRATA_ASSIGN_OR_RETURN(auto generation_config, ReadJsonObject(dir / "generation_config.json"));
+  if (generation_config) ApplyGenerationConfig(*generation_config, &vocab);
+  return SpmTokenizer::Create(std::move(vocab), model_file.string());
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGguf(const std::string& path) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(path));
+  STRATA_ASSIGN_OR_RETURN(SpmVocab vocab, SpmVocabFromGguf(*gguf));
+  return SpmTokenizer::Create(std::move(vocab), path);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelDirectory(const fs::path& dir) {
+  if (fs::exists(dir / "tokenizer.model")) return LoadSentencePieceFile(dir / "tokenizer.model");
+  if (fs::exists(dir / "tokenizer.json")) {
+    return absl::UnimplementedError(absl::StrCat(
+        dir.string(), ": has tokenizer.json but no tokenizer.model; Hugging Face tokenizer.json "
+                      "support is not built yet"));
+  }
+  return absl::NotFoundError(absl::StrCat(
+      dir.string(), ": no tokenizer found (expected tokenizer.model or tokenizer.json)"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_path) {
+  std::error_code ec;
+  const fs::path path(model_path);
+  if (fs::is_directory(path, ec)) return LoadModelDirectory(path);
+  if (!fs::is_regular_file(path, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat(model_path, ": no such model directory or file (.gguf, .model)"));
+  }
+  if (absl::EndsWith(model_path, ".gguf")) return LoadGguf(model_path);
+  if (absl::EndsWith(model_path, ".model")) return LoadSentencePieceFile(path);
+  return absl::InvalidArgumentError(absl::StrCat(
+      model_path, ": not a model directory, .gguf file or SentencePiece .model file"));
+}
+
+}  // namespace strata::tokenizer

@@ -1,0 +1,109 @@
+#include "common/model_config.h"
+
+#include <cmath>
+
+#include "common/formats/gguf.h"
+#include "gtest/gtest.h"
+#include "tests/testing/shared_data.h"
+
+namespace strata {
+namespace {
+
+TEST(ModelConfigTest, Llama31FromRealConfigAndGenerationConfig) {
+  STRATA_SHARED_DATA_OR_SKIP(dir, "configs/meta-llama__Llama-3.1-8B-Instruct");
+  auto c = LoadHfConfig(dir.string());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->architecture, "LlamaForCausalLM");
+  EXPECT_EQ(c->vocab_size, 128256);
+  EXPECT_EQ(c->num_layers, 32);
+  EXPECT_EQ(c->num_kv_heads, 8);
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_EQ(c->GqaGroup(), 4);
+  EXPECT_EQ(c->bos_token_id, 128000);
+  EXPECT_EQ(c->eos_token_ids, (std::vector<int32_t>{128001, 128008, 128009}));
+  EXPECT_EQ(c->rope_scaling.type, RopeScalingType::kLlama3);
+  EXPECT_EQ(c->rope_scaling.original_max_position_embeddings, 8192);
+  EXPECT_DOUBLE_EQ(c->rope_theta, 500000.0);
+  EXPECT_FALSE(c->tie_word_embeddings);
+}
+
+TEST(ModelConfigTest, OtherLlamaFamilyConfigsParse) {
+  for (const char* name : {"configs/meta-llama__Llama-2-7b-chat-hf", "configs/reconstructed__Llama-3.1-405B-Instruct",
+                           "configs/mistralai__Mistral-7B-Instruct-v0.3", "configs/Qwen__Qwen3-8B"}) {
+    STRATA_SHARED_DATA_OR_SKIP(dir, name);
+    auto c = LoadHfConfig(dir.string());
+    EXPECT_TRUE(c.ok()) << name << ": " << c.status();
+  }
+}
+
+TEST(ModelConfigTest, Llama3InvFreqMatchesLlamaCppRopeFactors) {
+  // llama.cpp's converter writes the llama3 scaling as per-frequency divisors (rope_freqs);
+  // our inv_freq from config.json must equal theta^(-2i/d) / factor[i].
+  STRATA_SHARED_DATA_OR_SKIP(hf, "fixtures/llama/hf");
+  STRATA_SHARED_DATA_OR_SKIP(gguf_path, "fixtures/llama/model.gguf");
+  auto c = LoadHfConfig(hf.string());
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto gguf = GgufFile::Open(gguf_path.string());
+  ASSERT_TRUE(gguf.ok()) << gguf.status();
+  auto factors = (*gguf)->Get("rope_freqs.weight");
+  ASSERT_TRUE(factors.ok()) << factors.status();
+  const auto* f = reinterpret_cast<const float*>(factors->data);
+  const std::vector<float> inv = RopeInvFreq(*c);
+  ASSERT_EQ(static_cast<int64_t>(inv.size()), factors->NumElements());
+  for (size_t i = 0; i < inv.size(); ++i) {
+    const double base = std::pow(c->rope_theta, -2.0 * i / c->head_dim);
+    EXPECT_NEAR(inv[i], base / f[i], 1e-6 * base) << i;
+  }
+}
+
+TEST(ModelConfigTest, GgufMetadataGivesSameConfigAsHf) {
+  STRATA_SHARED_DATA_OR_SKIP(hf, "models/stories260K/hf");
+  STRATA_SHARED_DATA_OR_SKIP(gguf_path, "models/stories260K/stories260K.gguf");
+  auto a = LoadModelConfig(hf.string());
+  auto b = LoadModelConfig(gguf_path.string());
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->architecture, b->architecture);
+  EXPECT_EQ(a->vocab_size, b->vocab_size);
+  EXPECT_EQ(a->hidden_size, b->hidden_size);
+  EXPECT_EQ(a->intermediate_size, b->intermediate_size);
+  EXPECT_EQ(a->num_layers, b->num_layers);
+  EXPECT_EQ(a->num_heads, b->num_heads);
+  EXPECT_EQ(a->num_kv_heads, b->num_kv_heads);
+  EXPECT_EQ(a->max_position_embeddings, b->max_position_embeddings);
+  EXPECT_NEAR(a->rms_norm_eps, b->rms_norm_eps, 1e-9);
+  EXPECT_EQ(a->rope_layout, RopeLayout::kHalfSplit);
+  EXPECT_EQ(b->rope_layout, RopeLayout::kInterleaved);
+  EXPECT_TRUE(a->tie_word_embeddings);
+}
+
+TEST(ModelConfigTest, BadConfigsNameTheField) {
+  struct Case {
+    const char* json;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"{", "invalid JSON"},
+      {"[]", "JSON object"},
+      {R"({"hidden_size": 64})", "architectures"},
+      {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": "64"})", "hidden_size"},
+      {R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 64,
+          "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 8,
+          "num_key_value_heads": 3})", "multiple of num_key_value_heads"},
+      {R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 64,
+          "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 8,
+          "eos_token_id": 99})", "eos_token_id 99"},
+      {R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 64,
+          "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 8,
+          "rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})", "dynamic"},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseHfConfig(c.json, "test/config.json");
+    ASSERT_FALSE(r.ok()) << c.json;
+    EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status();
+    EXPECT_NE(r.status().message().find("test/config.json"), std::string::npos) << r.status();
+  }
+}
+
+}  // namespace
+}  // namespace strata

@@ -1,0 +1,106 @@
+// Our SentencePiece BPE tokenizer against the outputs of the reference implementations:
+// llama.cpp's vectors for its llama-spm vocabulary GGUF, and SentencePiece's own outputs for
+// real tokenizer.model files (tokenizers/expected/*-spm.out).
+#include <string>
+
+#include "coordinator/tokenizer/tokenizer.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/tokenizer/vocab_vectors.h"
+#include "tests/testing/shared_data.h"
+
+namespace strata::tokenizer {
+namespace {
+
+using testing::ReadVocabCases;
+
+struct VectorSet {
+  std::string name;
+  std::string model;     // relative to shared data
+  std::string inp;
+  std::string expected;
+};
+
+class SpmVectorsTest : public ::testing::TestWithParam<VectorSet> {};
+
+TEST_P(SpmVectorsTest, EveryCaseMatchesReference) {
+  const VectorSet& set = GetParam();
+  STRATA_SHARED_DATA_OR_SKIP(model, set.model);
+  STRATA_SHARED_DATA_OR_SKIP(inp, set.inp);
+  STRATA_SHARED_DATA_OR_SKIP(expected, set.expected);
+  auto tokenizer = LoadTokenizer(model.string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const auto cases = ReadVocabCases(inp, expected);
+  ASSERT_EQ(cases.size(), 46u);
+  int matched = 0;
+  for (const auto& c : cases) {
+    auto ids = (*tokenizer)->Encode(c.text, /*add_special=*/false);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, c.ids) << "text: '" << c.text << "'";
+    if (*ids == c.ids) ++matched;
+  }
+  EXPECT_EQ(matched, static_cast<int>(cases.size())) << set.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Reference, SpmVectorsTest,
+    ::testing::Values(
+        VectorSet{"llamacpp_llama_spm_gguf", "tokenizers/llamacpp/ggml-vocab-llama-spm.gguf",
+                  "tokenizers/llamacpp/ggml-vocab-llama-spm.gguf.inp",
+                  "tokenizers/llamacpp/ggml-vocab-llama-spm.gguf.out"},
+        VectorSet{"llama2_model", "tokenizers/sentencepiece/llama2.model",
+                  "tokenizers/expected/vocab-test.inp", "tokenizers/expected/llama2-spm.out"},
+        VectorSet{"mistral_v1_model", "tokenizers/sentencepiece/mistral-v1.model",
+                  "tokenizers/expected/vocab-test.inp",
+                  "tokenizers/expected/mistral-v1-spm.out"},
+        VectorSet{"mistral_v3_model", "tokenizers/sentencepiece/mistral-v3.model",
+                  "tokenizers/expected/vocab-test.inp",
+                  "tokenizers/expected/mistral-v3-spm.out"},
+        VectorSet{"llamacpp_phi3_gguf", "tokenizers/llamacpp/ggml-vocab-phi-3.gguf",
+                  "tokenizers/llamacpp/ggml-vocab-phi-3.gguf.inp",
+                  "tokenizers/llamacpp/ggml-vocab-phi-3.gguf.out"},
+        VectorSet{"tok512_model", "tokenizers/sentencepiece/tok512.model",
+                  "tokenizers/expected/vocab-test.inp", "tokenizers/expected/tok512-spm.out"}),
+    [](const ::testing::TestParamInfo<VectorSet>& param_info) { return param_info.param.name; });
+
+// GGUF vocabularies of other tokenizer models are a later issue: a clear error, not a crash.
+class UnsupportedGgufTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(UnsupportedGgufTest, ReportsUnimplementedNamingTheFile) {
+  STRATA_SHARED_DATA_OR_SKIP(path, "tokenizers/llamacpp/ggml-vocab-" + GetParam() + ".gguf");
+  auto tokenizer = LoadTokenizer(path.string());
+  ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kUnimplemented) << tokenizer.status();
+  EXPECT_NE(tokenizer.status().message().find(path.string()), std::string::npos);
+  EXPECT_NE(tokenizer.status().message().find("gpt2"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gpt2Style, UnsupportedGgufTest,
+                         ::testing::Values("gpt-2", "falcon", "deepseek-coder", "deepseek-llm"),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
+                           for (char& ch : name) {
+                             if (ch == '-') ch = '_';
+                           }
+                           return name;
+                         });
+
+TEST(LoadTokenizerTest, TokenizerJsonOnlyDirectoryIsUnimplemented) {
+  // The shared folder holds tokenizer.json.xz; the decompressed copy sits alone in a folder.
+  STRATA_SHARED_DATA_OR_SKIP(json, "tokenizers/hf/llama3/tokenizer.json");
+  const std::filesystem::path dir = json.parent_path();
+  auto tokenizer = LoadTokenizer(dir.string());
+  ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(tokenizer.status().message().find("tokenizer.json"), std::string::npos);
+  EXPECT_NE(tokenizer.status().message().find(dir.string()), std::string::npos);
+}
+
+TEST(LoadTokenizerTest, MissingPathIsNotFoundNamingIt) {
+  auto tokenizer = LoadTokenizer("/nonexistent/model-dir");
+  ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(tokenizer.status().message().find("/nonexistent/model-dir"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::tokenizer

@@ -1,0 +1,25 @@
+// Reading llama.cpp-style tokenizer test vectors: `X.inp` holds the cases, each followed by a
+// line `__ggml_vocab_test__`; `X.out` holds the expected ids of each case on one line.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace strata::tokenizer::testing {
+
+struct VocabCase {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
+// The whole file; fails the current test (and returns "") when it cannot be read.
+std::string ReadTextFile(const std::filesystem::path& path);
+
+// Pairs the cases of `inp` with the lines of `out`; fails the current test when the counts
+// differ or an id does not parse.
+std::vector<VocabCase> ReadVocabCases(const std::filesystem::path& inp,
+                                      const std::filesystem::path& out);
+
+}  // namespace strata::tokenizer::testing

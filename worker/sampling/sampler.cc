@@ -1,0 +1,106 @@
+#include "worker/sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/philox.h"
+
+namespace strata {
+
+absl::Status SamplingParams::Validate() const {
+  if (!(temperature >= 0.0f) || !std::isfinite(temperature)) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0, got ", temperature));
+  }
+  if (top_k < 0) return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", top_k));
+  if (!(top_p > 0.0f && top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p));
+  }
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", min_p));
+  }
+  return absl::OkStatus();
+}
+
+int32_t Argmax(absl::Span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+namespace {
+
+// Candidate ids sorted by descending logit, long enough to hold the top-k and the top-p
+// nucleus. Sorting only a growing prefix keeps large vocabularies cheap.
+std::vector<int32_t> SortedCandidates(absl::Span<const float> logits, const SamplingParams& p,
+                                      float inv_t, float max_logit, double total) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  auto by_logit = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  const int64_t limit = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab;
+  for (int64_t n = std::min<int64_t>(limit, 64);; n = std::min(limit, n * 4)) {
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), by_logit);
+    if (n == limit) return {ids.begin(), ids.begin() + n};
+    double mass = 0.0;
+    for (int64_t i = 0; i < n; ++i) mass += std::exp((logits[ids[i]] - max_logit) * inv_t);
+    if (mass / total >= p.top_p) return {ids.begin(), ids.begin() + n};
+  }
+}
+
+}  // namespace
+
+int32_t SampleToken(absl::Span<const float> logits, const SamplingParams& params,
+                    uint32_t position, std::vector<float>& scratch) {
+  if (params.IsGreedy()) return Argmax(logits);
+  const float inv_t = 1.0f / params.temperature;
+  const float max_logit = logits[Argmax(logits)];
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+
+  // Unnormalised probabilities exp((l - max) / T) over all tokens.
+  scratch.resize(vocab);
+  double total = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    scratch[i] = std::exp((logits[i] - max_logit) * inv_t);
+    total += scratch[i];
+  }
+
+  std::vector<int32_t> cands;
+  if (params.top_k > 0 || params.top_p < 1.0f) {
+    cands = SortedCandidates(logits, params, inv_t, max_logit, total);
+    // Top-p: the smallest prefix whose mass reaches top_p (of the whole distribution after
+    // top-k, as the filters compose).
+    double kept = 0.0;
+    for (int32_t id : cands) kept += scratch[id];
+    double mass = 0.0;
+    size_t n = 0;
+    while (n < cands.size()) {
+      mass += scratch[cands[n++]];
+      if (mass >= params.top_p * kept) break;
+    }
+    cands.resize(n);
+  } else {
+    cands.resize(vocab);
+    std::iota(cands.begin(), cands.end(), 0);
+  }
+  if (params.min_p > 0.0f) {
+    // The max token has unnormalised probability 1, so the threshold is min_p itself.
+    std::erase_if(cands, [&](int32_t id) { return scratch[id] < params.min_p; });
+  }
+  double kept = 0.0;
+  for (int32_t id : cands) kept += scratch[id];
+  const double target = PhiloxUniform(params.seed, params.stream, position) * kept;
+  double acc = 0.0;
+  for (int32_t id : cands) {
+    acc += scratch[id];
+    if (acc > target) return id;
+  }
+  return cands.back();
+}
+
+}  // namespace strata
