@@ -1,6 +1,9 @@
-// PagedAttention: one work item per (query token, KV head). The item scores its query heads
-// that share that KV head against each context key in one pass (so GQA reads each K/V row once
-// per group), then takes a two-pass fp32 softmax and accumulates the value rows.
+// PagedAttention: one work item per (query token, range of KV heads). The item walks the
+// token's context once, block by block, scoring every query head of its KV heads against each
+// key row (so GQA reads each K/V row once per group, and the range's rows, adjacent in the
+// cache, stream contiguously), then takes a two-pass fp32 softmax and accumulates the value
+// rows. Whole-token items when there are enough tokens to keep the pool busy; otherwise the
+// KV heads are split so single-sequence decode still uses every thread.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,9 +24,23 @@ struct AttentionJob {
   float* out;
 };
 
-// Query token `token` of sequence `seq` at position `pos`, KV head `kvh`.
+// Calls fn(t, offset) for context positions t in [first, last], offset = element offset of
+// position t's row (all KV heads) in the cache; one block-table lookup per block.
+template <class Fn>
+void ForEachPosition(const PagedKv& cache, const int32_t* table, int64_t first, int64_t last,
+                     Fn&& fn) {
+  const int64_t row = cache.num_kv_heads * cache.head_dim;
+  for (int64_t t = first; t <= last;) {
+    const int64_t block = t / cache.block_size;
+    const int64_t end = std::min(last + 1, (block + 1) * cache.block_size);
+    int64_t offset = (int64_t{table[block]} * cache.block_size + t % cache.block_size) * row;
+    for (; t < end; ++t, offset += row) fn(t, offset);
+  }
+}
+
+// Query token `token` of sequence `seq` at position `pos`, KV heads [kv_begin, kv_end).
 void AttendOne(const AttentionJob& job, const IsaKernels& kernels, int64_t seq, int64_t token,
-               int64_t pos, int64_t kvh, std::vector<float>& scores) {
+               int64_t pos, int64_t kv_begin, int64_t kv_end, std::vector<float>& scores) {
   const AttentionParams& p = *job.params;
   const PagedKv& cache = *job.cache;
   const int64_t d = p.head_dim;
@@ -31,39 +48,36 @@ void AttendOne(const AttentionJob& job, const IsaKernels& kernels, int64_t seq, 
   const int64_t first =
       p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
   const int64_t len = pos + 1 - first;
+  const int64_t heads = (kv_end - kv_begin) * group;  // query heads of this item
   const int32_t* table = job.block_tables + seq * job.max_blocks_per_seq;
-  auto kv_offset = [&](int64_t t) {
-    const int64_t slot = int64_t{table[t / cache.block_size]} * cache.block_size +
-                         t % cache.block_size;
-    return (slot * p.num_kv_heads + kvh) * d;
-  };
-  const float* q0 = job.q + (token * p.num_heads + kvh * group) * d;
-  scores.resize(group * len);  // [group, len]
-  for (int64_t t = first; t <= pos; ++t) {
-    const float* k_row = cache.k + kv_offset(t);
-    for (int64_t g = 0; g < group; ++g) {
-      float score = kernels.dot(q0 + g * d, k_row, d) * p.scale;
+  const float* q0 = job.q + (token * p.num_heads + kv_begin * group) * d;
+  float* o0 = job.out + (token * p.num_heads + kv_begin * group) * d;
+  scores.resize(heads * len);  // [heads, len]
+  ForEachPosition(cache, table, first, pos, [&](int64_t t, int64_t offset) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* k_row = cache.k + offset + (kv_begin + h / group) * d;
+      float score = kernels.dot(q0 + h * d, k_row, d) * p.scale;
       if (p.softcap > 0.0f) score = p.softcap * std::tanh(score / p.softcap);
-      scores[g * len + t - first] = score;
+      scores[h * len + t - first] = score;
     }
-  }
-  for (int64_t g = 0; g < group; ++g) {
-    float* sc = scores.data() + g * len;
+  });
+  for (int64_t h = 0; h < heads; ++h) {
+    float* sc = scores.data() + h * len;
     const float max_score = *std::max_element(sc, sc + len);
     float denom = 0.0f;
     for (int64_t i = 0; i < len; ++i) {
       sc[i] = std::exp(sc[i] - max_score);
       denom += sc[i];
     }
-    const float inv = 1.0f / denom;
-    for (int64_t i = 0; i < len; ++i) sc[i] *= inv;
-    std::fill_n(job.out + (token * p.num_heads + kvh * group + g) * d, d, 0.0f);
+    kernels.scale(1.0f / denom, sc, len);
   }
-  float* o0 = job.out + (token * p.num_heads + kvh * group) * d;
-  for (int64_t t = first; t <= pos; ++t) {
-    const float* v_row = cache.v + kv_offset(t);
-    for (int64_t g = 0; g < group; ++g) kernels.axpy(scores[g * len + t - first], v_row, o0 + g * d, d);
-  }
+  std::fill_n(o0, heads * d, 0.0f);
+  ForEachPosition(cache, table, first, pos, [&](int64_t t, int64_t offset) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* v_row = cache.v + offset + (kv_begin + h / group) * d;
+      kernels.axpy(scores[h * len + t - first], v_row, o0 + h * d, d);
+    }
+  });
 }
 
 }  // namespace
@@ -81,15 +95,22 @@ void PagedAttention(const float* q, const PagedKv& cache, const int32_t* block_t
   }
   const AttentionJob job{q, &cache, block_tables, max_blocks_per_seq, &params, out};
   const IsaKernels& kernels = ActiveKernels();
+  // KV-head ranges per token: enough items for every thread to take a few.
   const int64_t kv_heads = params.num_kv_heads;
-  pool.ParallelFor(num_tokens * kv_heads, 1, [&](int64_t begin, int64_t end) {
+  const int64_t splits =
+      std::clamp<int64_t>(4 * pool.num_threads() / num_tokens, 1, kv_heads);
+  const int64_t kv_per_item = (kv_heads + splits - 1) / splits;
+  const int64_t items_per_token = (kv_heads + kv_per_item - 1) / kv_per_item;
+  pool.ParallelFor(num_tokens * items_per_token, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t token = item / kv_heads;
+      const int64_t token = item / items_per_token;
+      const int64_t kv_begin = item % items_per_token * kv_per_item;
       const int64_t seq = token_seq[token];
       const int64_t n_q = query_start[seq + 1] - query_start[seq];
       const int64_t pos = context_lens[seq] - n_q + (token - query_start[seq]);
-      AttendOne(job, kernels, seq, token, pos, item % kv_heads, scores);
+      AttendOne(job, kernels, seq, token, pos, kv_begin, std::min(kv_heads, kv_begin + kv_per_item),
+                scores);
     }
   });
 }

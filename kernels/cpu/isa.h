@@ -59,6 +59,8 @@ struct IsaKernels {
   const char* name;
   void (*gemm)(const GemmArgs& args);
   void (*qgemm)(const QGemmArgs& args);
+  // QuantizeRow(kQ8_0, x, out, k), bit for bit; k a multiple of 32.
+  void (*quantize_q8)(const float* x, int64_t k, BlockQ8_0* out);
   // sum_i a[i] * b[i]
   float (*dot)(const float* a, const float* b, int64_t n);
   // y[i] += a * x[i]

@@ -2,6 +2,7 @@
 // output columns (weight rows) across the pool; the ISA table does the arithmetic
 // (kernels_impl.h explains the tiling).
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -12,9 +13,29 @@
 namespace strata::kernels::cpu {
 namespace {
 
-// Weight rows per parallel chunk at least: two kNr tiles of any ISA, and enough bytes per
-// chunk that hand-out cost stays small next to the streaming time.
+// Weight rows per parallel chunk at least (one L2 panel), and chunks per thread: small chunks
+// keep the threads finishing together, which matters in decode where a whole call is a few
+// hundred microseconds.
 constexpr int64_t kMinRowsPerChunk = 16;
+constexpr int64_t kChunksPerThread = 16;
+
+// Runs fn(begin, end) over row chunks of [0, n) on every pool thread, handed out dynamically.
+// (ThreadPool::ParallelFor makes about four chunks per thread: too coarse here.)
+template <class Fn>
+void ParallelRows(ThreadPool& pool, int64_t n, const Fn& fn) {
+  const int64_t chunk =
+      std::max(kMinRowsPerChunk, n / (pool.num_threads() * kChunksPerThread) / 16 * 16);
+  if (pool.num_threads() == 1 || n <= chunk) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  pool.RunOnAll([&](int) {
+    for (int64_t begin = next.fetch_add(chunk); begin < n; begin = next.fetch_add(chunk)) {
+      fn(begin, std::min(n, begin + chunk));
+    }
+  });
+}
 
 // Activations quantized to q8_0 for one call; reused across calls on the same thread.
 struct QuantizedX {
@@ -23,15 +44,15 @@ struct QuantizedX {
   std::vector<int32_t> corr;      // [m, k / 32, 8], q4_0 only: see QGemmArgs::xcorr
 };
 
-void QuantizeActivations(const float* x, int64_t m, int64_t k, bool q4_corr, ThreadPool& pool,
-                         QuantizedX& out) {
+void QuantizeActivations(const IsaKernels& kernels, const float* x, int64_t m, int64_t k,
+                         bool q4_corr, ThreadPool& pool, QuantizedX& out) {
   const int64_t kb = k / kQ8_0BlockElems;
   out.blocks.resize(m * kb);
   out.scales.resize(m * kb);
   if (q4_corr) out.corr.resize(m * kb * 8);
   auto quantize = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      QuantizeRow(DType::kQ8_0, x + i * k, out.blocks.data() + i * kb, k);
+      kernels.quantize_q8(x + i * k, k, out.blocks.data() + i * kb);
       for (int64_t b = i * kb; b < (i + 1) * kb; ++b) {
         out.scales[b] = F16ToF32(out.blocks[b].d);
         if (!q4_corr) continue;
@@ -57,12 +78,11 @@ void MatMul(const float* x, int64_t m, const TensorView& w, float* y, ThreadPool
   const int64_t k = w.Cols();
   if (m <= 0 || n <= 0) return;
   const IsaKernels& kernels = ActiveKernels();
-  const int64_t grain = kMinRowsPerChunk;
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) {
     STRATA_CHECK(k % kQ8_0BlockElems == 0) << "MatMul: k = " << k << " is not a multiple of 32";
     thread_local QuantizedX xq;
     const bool q4 = w.dtype == DType::kQ4_0;
-    QuantizeActivations(x, m, k, q4, pool, xq);
+    QuantizeActivations(kernels, x, m, k, q4, pool, xq);
     QGemmArgs args;
     args.xq = xq.blocks.data();
     args.xd = xq.scales.data();
@@ -74,7 +94,7 @@ void MatMul(const float* x, int64_t m, const TensorView& w, float* y, ThreadPool
     args.k_blocks = k / kQ8_0BlockElems;
     args.y = y;
     args.ldy = n;
-    pool.ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+    ParallelRows(pool, n, [&](int64_t begin, int64_t end) {
       QGemmArgs chunk = args;
       chunk.n_begin = begin;
       chunk.n_end = end;
@@ -94,7 +114,7 @@ void MatMul(const float* x, int64_t m, const TensorView& w, float* y, ThreadPool
   args.k = k;
   args.y = y;
   args.ldy = n;
-  pool.ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+  ParallelRows(pool, n, [&](int64_t begin, int64_t end) {
     GemmArgs chunk = args;
     chunk.n_begin = begin;
     chunk.n_end = end;

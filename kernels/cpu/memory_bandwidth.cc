@@ -1,6 +1,7 @@
 #include "kernels/cpu/memory_bandwidth.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -15,29 +16,36 @@ struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
 
-// Seconds taken by one pass of fn(thread, slice_begin, slice_floats) on every pool thread.
+// Chunks handed out dynamically, so a thread slowed by a neighbour does not hold the pass.
+constexpr int64_t kChunkFloats = int64_t{1} << 20;  // 4 MiB
+
+// Seconds taken by one pass of fn(thread, chunk, kChunkFloats) over the `total` floats of
+// `data` (a multiple of kChunkFloats), chunks shared among the pool's threads.
 template <class Fn>
-double TimePass(ThreadPool& pool, float* data, int64_t slice_floats, Fn&& fn) {
+double TimePass(ThreadPool& pool, float* data, int64_t total, Fn&& fn) {
+  std::atomic<int64_t> next{0};
   const auto start = std::chrono::steady_clock::now();
-  pool.RunOnAll([&](int t) { fn(t, data + t * slice_floats, slice_floats); });
+  pool.RunOnAll([&](int t) {
+    for (int64_t i = next.fetch_add(kChunkFloats); i < total; i = next.fetch_add(kChunkFloats)) {
+      fn(t, data + i, kChunkFloats);
+    }
+  });
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace
 
 BandwidthResult MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes, int repetitions) {
-  const int threads = pool.num_threads();
-  // Each slice a multiple of 4 KiB so every thread's vector loop covers it exactly.
-  const int64_t slice_bytes = bytes / threads / 4096 * 4096;
-  const int64_t slice_floats = slice_bytes / static_cast<int64_t>(sizeof(float));
+  const int64_t chunk_bytes = kChunkFloats * static_cast<int64_t>(sizeof(float));
   BandwidthResult result;
-  result.threads = threads;
-  result.bytes = slice_bytes * threads;
-  if (slice_bytes == 0) return result;
+  result.threads = pool.num_threads();
+  result.bytes = bytes / chunk_bytes * chunk_bytes;
+  const int64_t total = result.bytes / static_cast<int64_t>(sizeof(float));
+  if (total == 0) return result;
   std::unique_ptr<float, FreeDeleter> buffer(
       static_cast<float*>(std::aligned_alloc(4096, result.bytes)));
   float* data = buffer.get();
-  TimePass(pool, data, slice_floats, [](int t, float* p, int64_t n) {
+  TimePass(pool, data, total, [](int t, float* p, int64_t n) {
     std::fill(p, p + n, static_cast<float>(t + 1));
   });
 
@@ -45,14 +53,14 @@ BandwidthResult MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes, int repe
   float sink[256] = {};
   double best_read = 1e30, best_copy = 1e30;
   for (int r = 0; r < std::max(1, repetitions); ++r) {
-    best_read = std::min(best_read, TimePass(pool, data, slice_floats, [&](int t, float* p,
-                                                                             int64_t n) {
+    const double read = TimePass(pool, data, total, [&](int t, float* p, int64_t n) {
       sink[t % 256] += kernels.read_sum(p, n);
-    }));
-    best_copy = std::min(best_copy, TimePass(pool, data, slice_floats, [](int, float* p,
-                                                                          int64_t n) {
+    });
+    const double copy = TimePass(pool, data, total, [](int, float* p, int64_t n) {
       std::memcpy(p + n / 2, p, n / 2 * sizeof(float));
-    }));
+    });
+    best_read = std::min(best_read, read);
+    best_copy = std::min(best_copy, copy);
   }
   // Keeps the sums observable so the reads cannot be optimised away.
   volatile float keep = sink[0];

@@ -15,11 +15,11 @@ struct BandwidthResult {
   int64_t bytes = 0;     // buffer size
 };
 
-// Reads a `bytes` buffer (rounded down to 4 KiB; should be far larger than the last-level
-// cache) with every thread of `pool` each streaming its own contiguous slice through the
-// active ISA's vector loads, `repetitions` times, and reports the best pass. Copy bandwidth
-// is measured the same way, each thread copying the first half of its slice onto the second.
-// Allocates and first-touches the buffer from the pool's threads (so pages land near them).
+// Reads a `bytes` buffer (rounded down to 4 MiB; should be far larger than the last-level
+// cache) with every thread of `pool` streaming 4 MiB chunks, handed out dynamically, through
+// the active ISA's vector loads, `repetitions` times, and reports the best pass. Copy
+// bandwidth is measured the same way, each chunk's first half copied onto its second half.
+// Allocates and first-touches the buffer from the pool's threads.
 BandwidthResult MeasureMemoryBandwidth(ThreadPool& pool, int64_t bytes = int64_t{1} << 30,
                                        int repetitions = 5);
 

@@ -118,7 +118,8 @@ void PagedAttention(const float* q, const PagedKv& cache, const int32_t* block_t
     for (int64_t j = 0; j < n_q; ++j) {
       const int64_t token = query_start[s] + j;
       const int64_t pos = context_lens[s] - n_q + j;
-      const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+      const int64_t first =
+          p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
       for (int64_t h = 0; h < p.num_heads; ++h) {
         const float* qv = q + (token * p.num_heads + h) * d;
         const int64_t kvh = h / group;

@@ -47,6 +47,7 @@ struct Avx2QuantBase {
   static __m256i LoadX(const int8_t* x) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   }
+  static QF QAdd(QF a, QF b) { return _mm256_add_ps(a, b); }
   static QF QZero() { return _mm256_setzero_ps(); }
   static QF QFma(QF d, float s, QF acc) { return _mm256_fmadd_ps(d, _mm256_set1_ps(s), acc); }
   static float QSum(QF v) {
@@ -58,11 +59,23 @@ struct Avx2QuantBase {
   static float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 };
 
+// std::roundf (half away from zero) of integral-or-not v, exactly: truncate, then step away
+// from zero when the dropped fraction (exact in float) is at least one half.
+inline __m256 RoundHalfAway(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+  const __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
+  const __m256 away = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 step = _mm256_and_ps(away, _mm256_or_ps(_mm256_set1_ps(1.0f), sign));
+  return _mm256_add_ps(t, step);
+}
+
 struct Avx2Traits : Avx2QuantBase {
   static constexpr const char* kName = "avx2";
   static constexpr int kW = 8;
   static constexpr int kMr = 4;
   static constexpr int kNr = 2;
+  static constexpr int kQNr = 2;
 
   using F = __m256;
   static F Zero() { return _mm256_setzero_ps(); }
@@ -87,6 +100,33 @@ struct Avx2Traits : Avx2QuantBase {
     const __m256i p16 = _mm256_maddubs_epi16(w.abs_w, _mm256_sign_epi8(LoadX(x), w.w));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
   }
+  // QuantizeRow(kQ8_0) bit for bit: d = amax / 127 rounded to f16, q = roundf(x / d).
+  static void QuantizeQ8(const float* x, int64_t k, BlockQ8_0* out) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t b = 0; b < k / 32; ++b, x += 32) {
+      __m256 v[4];
+      __m256 amax = _mm256_setzero_ps();
+      for (int j = 0; j < 4; ++j) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(v[j], abs_mask));
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+      const float d = _mm_cvtss_f32(m4) / 127.0f;
+      const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+      out[b].d = static_cast<uint16_t>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+      __m256i q[4];
+      for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(RoundHalfAway(_mm256_mul_ps(v[j], id)));
+      // |q| <= 127, so the saturating packs are exact; the permute undoes their lane order.
+      const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
+      const __m256i q16b = _mm256_packs_epi32(q[2], q[3]);
+      const __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b),
+                                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].q), q8);
+    }
+  }
+
   // Nibbles (u8, <= 15) times x (s8): pair sums stay far inside int16.
   static QF BlockDotQ4(Q4W w, const int8_t* x, const int32_t* corr) {
     const __m256i p16 = _mm256_maddubs_epi16(w, LoadX(x));

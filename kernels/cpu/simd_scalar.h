@@ -14,7 +14,8 @@ struct ScalarTraits {
   static constexpr const char* kName = "scalar";
   static constexpr int kW = 1;   // floats per F
   static constexpr int kMr = 4;  // x rows per matmul tile
-  static constexpr int kNr = 2;  // weight rows per matmul tile
+  static constexpr int kNr = 2;   // weight rows per float matmul tile
+  static constexpr int kQNr = 2;  // weight rows per quantized matmul tile
 
   using F = float;
   static F Zero() { return 0.0f; }
@@ -59,6 +60,10 @@ struct ScalarTraits {
     for (int j = 0; j < 32; ++j) s += w.v[j] * x[j];
     return static_cast<float>(s);
   }
+  static void QuantizeQ8(const float* x, int64_t k, BlockQ8_0* out) {
+    QuantizeRow(DType::kQ8_0, x, out, k);
+  }
+  static QF QAdd(QF a, QF b) { return a + b; }
   static QF QZero() { return 0.0f; }
   static QF QFma(QF d, float s, QF acc) { return d * s + acc; }
   static float QSum(QF v) { return v; }

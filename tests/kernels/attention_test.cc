@@ -3,6 +3,7 @@
 // tables, softcap, sliding window. Tolerance 2e-5 absolute (+1e-5 relative): outputs are
 // convex combinations of values in [-1, 1].
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <string>
@@ -26,14 +27,11 @@ struct AttnCase {
 
 class AttentionTest : public IsaTest {};
 
-TEST_P(AttentionTest, MatchesReference) {
-  ThreadPool pool(2);
+// Checks every case of the table on one batch layout.
+void RunBatch(const std::vector<std::pair<int32_t, int32_t>>& seqs, ThreadPool& pool) {
   const AttnCase cases[] = {{4, 4, 64, 0.0f, 0},   {8, 4, 128, 0.0f, 0}, {8, 2, 80, 0.0f, 0},
                             {4, 1, 64, 30.0f, 0},  {4, 2, 64, 0.0f, 5},  {8, 2, 128, 50.0f, 20},
-                            {2, 2, 17, 0.0f, 0}};
-  // (context_len, num_queries) per sequence: decodes, a fresh prefill, a chunked prefill.
-  const std::vector<std::pair<int32_t, int32_t>> seqs = {{1, 1}, {37, 1}, {50, 50}, {70, 23},
-                                                         {16, 1}};
+                            {2, 2, 17, 0.0f, 0},   {32, 8, 64, 0.0f, 0}};
   const int64_t block_size = 16, max_blocks = 5;
   const int64_t num_seqs = seqs.size();
   std::vector<int32_t> query_start = {0}, context_lens;
@@ -72,6 +70,17 @@ TEST_P(AttentionTest, MatchesReference) {
     ExpectClose(got, want, {}, 1e-5f, 2e-5f,
                 absl::StrCat("heads=", c.num_heads, "/", c.num_kv_heads, " d=", c.head_dim,
                              " softcap=", c.softcap, " window=", c.sliding_window));
+  }
+}
+
+TEST_P(AttentionTest, MatchesReference) {
+  ThreadPool pool(2);
+  // (context_len, num_queries) per sequence. A mixed batch (decodes, a fresh prefill, a
+  // chunked prefill: whole-token work items) and a single decode (KV heads split across items).
+  const std::vector<std::pair<int32_t, int32_t>> batches[] = {
+      {{1, 1}, {37, 1}, {50, 50}, {70, 23}, {16, 1}}, {{75, 1}}};
+  for (const auto& seqs : batches) {
+    RunBatch(seqs, pool);
   }
 }
 

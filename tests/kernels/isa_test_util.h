@@ -2,6 +2,7 @@
 // can run (each test forces its path and checks it against reference_ops), and random data.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>

@@ -111,6 +111,27 @@ TEST_P(MatMulTest, FloatWeightsOddK) {
   }
 }
 
+// The activation quantizer of each path must equal QuantizeRow bit for bit (matmul results
+// are compared against a reference that uses QuantizeRow), including exact .5 ties, which
+// roundf takes away from zero.
+TEST_P(MatMulTest, QuantizeQ8MatchesQuantizeRow) {
+  const int64_t k = 32 * 40;
+  std::vector<float> x = RandomFloats(k, 9, -4.0f, 4.0f);
+  for (int64_t i = 0; i < 32; ++i) x[i] = static_cast<float>(i) - 15.5f;  // amax 16.5: ties
+  for (int64_t i = 32; i < 64; ++i) x[i] = i == 40 ? 127.0f : (i - 48) * 0.5f;  // d == 1
+  for (int64_t i = 64; i < 96; ++i) x[i] = 0.0f;                                 // d == 0
+  for (int64_t i = 96; i < 128; ++i) x[i] *= 1e-6f;                              // tiny d
+  std::vector<BlockQ8_0> got(k / 32), want(k / 32);
+  ActiveKernels().quantize_q8(x.data(), k, got.data());
+  QuantizeRow(DType::kQ8_0, x.data(), want.data(), k);
+  for (int64_t b = 0; b < k / 32; ++b) {
+    EXPECT_EQ(got[b].d, want[b].d) << "block " << b;
+    for (int j = 0; j < 32; ++j) {
+      EXPECT_EQ(got[b].q[j], want[b].q[j]) << "block " << b << "[" << j << "]";
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, MatMulTest, testing::ValuesIn(SupportedIsas()), IsaParamName);
 
 }  // namespace
