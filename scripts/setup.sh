@@ -2,6 +2,7 @@
 # Installs every Debian package Strata's build and tests need. Idempotent: packages already
 # present are skipped, and `apt-get update` runs at most once per invocation.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config xz-utils
@@ -13,6 +14,10 @@ packages=(
   libpcre2-dev libutf8proc-dev
   libspdlog-dev libfmt-dev libcli11-dev
 )
+
+# Node.js runs the JavaScript reference implementations in the tests; use the machine's own
+# when it has one.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -27,4 +32,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"
+fi
+
+# Reference implementations the tests compare against (npm registry): tokenizers and chat
+# templates from Hugging Face's JavaScript libraries. --ignore-scripts: the ONNX runtime that
+# @huggingface/transformers pulls in would try to download binaries; tokenizers do not need it.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+    echo "setup: installing test reference packages (npm)"
+    (cd tests/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
+else
+  echo "setup: npm not found; tests that compare with the JavaScript references will fail" >&2
 fi
