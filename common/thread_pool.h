@@ -1,7 +1,13 @@
 // ThreadPool: a fixed set of threads that run data-parallel loops. The calling thread takes
 // part in every loop, so a pool of N threads has N-1 background workers.
 //
-// Thread-safety: ParallelFor may be called from one thread at a time per pool.
+// Decode issues a few hundred short loops per token, so the hand-off is what matters: workers
+// spin on an atomic job counter for a short while after each job (and the caller spins on the
+// completion count) before falling back to a condition variable, so back-to-back loops never
+// pay a futex wake-up while an idle pool still sleeps.
+//
+// Thread-safety: ParallelFor / RunOnAll may be called from one thread at a time per pool, and
+// not from inside a job of the same pool.
 #pragma once
 
 #include <atomic>
@@ -33,22 +39,19 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int index);
-  void RunChunks();
+  // Publishes the job in fn_ and waits until every worker has run it.
+  void Dispatch(const std::function<void(int)>& fn);
 
   std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;  // written before generation_ is bumped
+  std::atomic<uint64_t> generation_{0};  // bumped once per job
+  std::atomic<int> pending_{0};          // workers still running the current job
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};         // workers blocked on start_cv_
   std::mutex mu_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  uint64_t generation_ = 0;  // guarded by mu_
-  int pending_ = 0;          // workers still running the current job; guarded by mu_
-  bool stop_ = false;        // guarded by mu_
-
-  // The current job; written before generation_ is bumped.
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  const std::function<void(int)>* each_fn_ = nullptr;
-  int64_t n_ = 0;
-  int64_t chunk_ = 1;
-  std::atomic<int64_t> next_{0};
+  bool caller_sleeping_ = false;  // guarded by mu_
 };
 
 }  // namespace strata

@@ -40,17 +40,9 @@ void RunMemory(const BenchFlags& f) {
 void RunGenerateBench(const BenchFlags& f) {
   const std::string path = ResolveModelPath(f.model);
   std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
-  ModelLoadOptions load;
-  if (!f.dtype.empty()) {
-    auto dtype = ParseDType(f.dtype);
-    ExitIfError(dtype.status());
-    load.weight_dtype = *dtype;
-  }
-  const int64_t total = f.prompt_tokens + f.decode_tokens + 1;
-  load.kv_blocks = (total + load.kv_block_size - 1) / load.kv_block_size;
-  auto model = LoadModel(path, *backend, load);
-  ExitIfError(model.status());
-  const ModelConfig& config = (*model)->config();
+  std::unique_ptr<ModelRunner> model =
+      LoadModelOrExit(path, *backend, f.dtype, f.prompt_tokens + f.decode_tokens + 1);
+  const ModelConfig& config = model->config();
 
   // A deterministic prompt of ordinary token ids (past the specials and byte tokens).
   std::vector<int32_t> prompt(f.prompt_tokens);
@@ -64,13 +56,13 @@ void RunGenerateBench(const BenchFlags& f) {
   // Warm-up: fault in the mmap'ed weights and grow the scratch buffers.
   GenerateOptions warm = options;
   warm.max_new_tokens = 2;
-  ExitIfError(Generate(**model, prompt, warm).status());
-  auto result = Generate(**model, prompt, options);
+  ExitIfError(Generate(*model, prompt, warm).status());
+  auto result = Generate(*model, prompt, options);
   ExitIfError(result.status());
 
   const double prefill_tps = f.prompt_tokens / result->prefill_seconds;
   const double decode_tps = f.decode_tokens / result->decode_seconds;
-  const double bytes = static_cast<double>((*model)->decode_weight_bytes());
+  const double bytes = static_cast<double>(model->decode_weight_bytes());
   const auto bw = MeasureBandwidth(f);
   const double bound_tps = bw.read_gbps * 1e9 / bytes;
   std::printf("model: %s (%s), %.1f MB streamed per decode token, isa %s, %d threads\n",

@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "worker/model/model_runner.h"
 
 namespace strata::cli {
 
@@ -16,6 +17,11 @@ void AddSynthCommand(CLI::App& app);
 // Resolves --model: the given path, or the embedded default model (generated on first use)
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
+
+// Loads `path` on `backend` for a single sequence of up to `max_tokens` tokens, converting
+// weights to `dtype` unless it is empty. Exits the process with a message on failure.
+std::unique_ptr<ModelRunner> LoadModelOrExit(const std::string& path, Backend& backend,
+                                             const std::string& dtype, int64_t max_tokens);
 
 // Prints `status` as "strata: error: ..." and exits with code 1 when it is not OK.
 void ExitIfError(const absl::Status& status);

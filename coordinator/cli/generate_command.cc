@@ -35,19 +35,11 @@ void RunGenerate(const GenerateFlags& f) {
   ExitIfError(prompt.status());
 
   std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
-  ModelLoadOptions load;
-  if (!f.dtype.empty()) {
-    auto dtype = ParseDType(f.dtype);
-    ExitIfError(dtype.status());
-    load.weight_dtype = *dtype;
-  }
-  const int64_t needed = static_cast<int64_t>(prompt->size()) + f.max_new_tokens;
-  load.kv_blocks = (needed + load.kv_block_size - 1) / load.kv_block_size;
-  auto model = LoadModel(path, *backend, load);
-  ExitIfError(model.status());
+  std::unique_ptr<ModelRunner> model = LoadModelOrExit(
+      path, *backend, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens);
   STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens",
-                  (*model)->config().architecture, (*model)->config().num_layers,
-                  (*model)->weight_bytes() / 1e6, prompt->size());
+                  model->config().architecture, model->config().num_layers,
+                  model->weight_bytes() / 1e6, prompt->size());
 
   GenerateOptions options;
   options.max_new_tokens = f.max_new_tokens;
@@ -65,7 +57,7 @@ void RunGenerate(const GenerateFlags& f) {
     std::fflush(stdout);
     return true;
   };
-  auto result = Generate(**model, *prompt, options);
+  auto result = Generate(*model, *prompt, options);
   ExitIfError(result.status());
   auto tail = detok.Finish();
   ExitIfError(tail.status());

@@ -25,6 +25,20 @@ std::string ResolveModelPath(const std::string& model) {
   return *path;
 }
 
+std::unique_ptr<ModelRunner> LoadModelOrExit(const std::string& path, Backend& backend,
+                                             const std::string& dtype, int64_t max_tokens) {
+  ModelLoadOptions load;
+  if (!dtype.empty()) {
+    absl::StatusOr<DType> parsed = ParseDType(dtype);
+    ExitIfError(parsed.status());
+    load.weight_dtype = *parsed;
+  }
+  load.kv_blocks = (max_tokens + load.kv_block_size - 1) / load.kv_block_size;
+  absl::StatusOr<std::unique_ptr<ModelRunner>> model = LoadModel(path, backend, load);
+  ExitIfError(model.status());
+  return std::move(*model);
+}
+
 }  // namespace strata::cli
 
 int main(int argc, char** argv) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "absl/types/span.h"
 #include "common/tensor.h"
 #include "common/thread_pool.h"
 
@@ -19,6 +20,13 @@ void MatMul(const float* x,       // [m, k]
             int64_t m, const TensorView& w,
             float* y,             // [m, n]
             ThreadPool& pool);
+
+// Several matmuls that share x (the q/k/v projections, gate/up): ys[i] = x · ws[i]^T as one
+// parallel loop, with one activation quantization for q8_0/q4_0. Every weight must have the
+// same k and dtype.   ys[i]: [m, ws[i]->Rows()]
+void MatMulGroup(const float* x,  // [m, k]
+                 int64_t m, absl::Span<const TensorView* const> ws,
+                 absl::Span<float* const> ys, ThreadPool& pool);
 
 // out[i, :] = table[tokens[i], :] converted to f32.  table: [vocab, dim]; tokens must be in
 // range (validated by the caller).

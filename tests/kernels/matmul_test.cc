@@ -136,3 +136,35 @@ INSTANTIATE_TEST_SUITE_P(Isas, MatMulTest, testing::ValuesIn(SupportedIsas()), I
 
 }  // namespace
 }  // namespace strata::kernels::cpu
+
+namespace strata::kernels::cpu {
+namespace {
+
+// MatMulGroup is the same arithmetic as one MatMul per weight, run as one parallel loop: the
+// outputs must be identical bit for bit, for every dtype and m.
+TEST(MatMulGroupTest, EqualsSeparateMatMuls) {
+  ThreadPool pool(2);
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    for (int64_t m : {1, 3, 17}) {
+      const int64_t k = 96;
+      const std::vector<float> x = RandomFloats(m * k, 11);
+      Weights a = MakeWeights(dtype, 700, k, ViewKind::kContiguous, 1);
+      Weights b = MakeWeights(dtype, 333, k, ViewKind::kColSlice, 2);
+      Weights c = MakeWeights(dtype, 50, k, ViewKind::kRowSlice, 3);
+      std::vector<float> ya(m * 700), yb(m * 333), yc(m * 50);
+      const TensorView* ws[] = {&a.view, &b.view, &c.view};
+      float* ys[] = {ya.data(), yb.data(), yc.data()};
+      MatMulGroup(x.data(), m, ws, ys, pool);
+      std::vector<float> ra(m * 700), rb(m * 333), rc(m * 50);
+      MatMul(x.data(), m, a.view, ra.data(), pool);
+      MatMul(x.data(), m, b.view, rb.data(), pool);
+      MatMul(x.data(), m, c.view, rc.data(), pool);
+      EXPECT_EQ(ya, ra) << DTypeName(dtype) << " m=" << m;
+      EXPECT_EQ(yb, rb) << DTypeName(dtype) << " m=" << m;
+      EXPECT_EQ(yc, rc) << DTypeName(dtype) << " m=" << m;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata::kernels::cpu

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/tensor.h"
 #include "kernels/cpu/ops.h"
 
@@ -59,6 +60,9 @@ class Backend {
 
   // The ops; contracts as in kernels/cpu/ops.h.
   virtual void MatMul(const float* x, int64_t m, const Weight& w, float* y) = 0;
+  // ys[i] = x · ws[i]^T for weights that share x (q/k/v, gate/up), fused where possible.
+  virtual void MatMulGroup(const float* x, int64_t m, absl::Span<const Weight* const> ws,
+                           absl::Span<float* const> ys) = 0;
   virtual void Embedding(const Weight& table, const int32_t* tokens, int64_t n, float* out) = 0;
   virtual void RmsNorm(const float* x, const Weight& w, int64_t rows, int64_t dim, float eps,
                        float* y) = 0;

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "common/thread_pool.h"
 #include "kernels/cpu/ops.h"
@@ -78,6 +79,18 @@ class CpuBackend : public Backend {
 
   void MatMul(const float* x, int64_t m, const Weight& w, float* y) override {
     k::MatMul(x, m, w.view, y, pool_);
+  }
+  void MatMulGroup(const float* x, int64_t m, absl::Span<const Weight* const> ws,
+                   absl::Span<float* const> ys) override {
+    absl::InlinedVector<const TensorView*, 4> views;
+    for (const Weight* w : ws) {
+      if (w->view.dtype != ws[0]->view.dtype || w->view.Cols() != ws[0]->view.Cols()) {
+        for (size_t i = 0; i < ws.size(); ++i) k::MatMul(x, m, ws[i]->view, ys[i], pool_);
+        return;
+      }
+      views.push_back(&w->view);
+    }
+    k::MatMulGroup(x, m, views, ys, pool_);
   }
   void Embedding(const Weight& table, const int32_t* tokens, int64_t n, float* out) override {
     k::EmbeddingLookup(table.view, tokens, n, out);

@@ -227,9 +227,9 @@ void LlamaModel::RunLayer(int64_t layer, const StepBatch& batch, const Attention
 
   // Attention block.
   backend_.RmsNorm(x, w.attn_norm, t, c.hidden_size, eps, h);
-  backend_.MatMul(h, t, w.wq, s.q->data());
-  backend_.MatMul(h, t, w.wk, s.k->data());
-  backend_.MatMul(h, t, w.wv, s.v->data());
+  const Weight* qkv[] = {&w.wq, &w.wk, &w.wv};
+  float* qkv_out[] = {s.q->data(), s.k->data(), s.v->data()};
+  backend_.MatMulGroup(h, t, qkv, qkv_out);
   backend_.Rope(s.q->data(), t, c.num_heads, c.head_dim, batch.positions.data(), inv_freq_.data(),
                 c.head_dim, layout);
   backend_.Rope(s.k->data(), t, c.num_kv_heads, c.head_dim, batch.positions.data(),
@@ -246,8 +246,9 @@ void LlamaModel::RunLayer(int64_t layer, const StepBatch& batch, const Attention
 
   // MLP block.
   backend_.RmsNorm(x, w.ffn_norm, t, c.hidden_size, eps, h);
-  backend_.MatMul(h, t, w.w_gate, s.gate->data());
-  backend_.MatMul(h, t, w.w_up, s.up->data());
+  const Weight* gate_up[] = {&w.w_gate, &w.w_up};
+  float* gate_up_out[] = {s.gate->data(), s.up->data()};
+  backend_.MatMulGroup(h, t, gate_up, gate_up_out);
   backend_.SiluMul(s.gate->data(), s.up->data(), t * c.intermediate_size, s.gate->data());
   backend_.MatMul(s.gate->data(), t, w.w_down, h);
   backend_.Add(x, h, t * c.hidden_size);
