@@ -150,7 +150,53 @@ absl::Status ParseRopeScaling(const JsonFields& fields, const std::string& sourc
   return absl::OkStatus();
 }
 
+absl::Status ParseMoe(const JsonFields& f, ModelConfig& c) {
+  MoeConfig& m = c.moe;
+  STRATA_RETURN_IF_ERROR(f.Int("num_local_experts", &m.num_experts));  // Mixtral
+  STRATA_RETURN_IF_ERROR(f.Int("num_experts", &m.num_experts));        // Qwen MoE
+  STRATA_RETURN_IF_ERROR(f.Int("n_routed_experts", &m.num_experts));   // DeepSeek
+  STRATA_RETURN_IF_ERROR(f.Int("num_experts_per_tok", &m.experts_per_token));
+  m.expert_intermediate_size = c.intermediate_size;
+  STRATA_RETURN_IF_ERROR(f.Int("moe_intermediate_size", &m.expert_intermediate_size));
+  STRATA_RETURN_IF_ERROR(f.Int("n_shared_experts", &m.num_shared_experts));
+  STRATA_RETURN_IF_ERROR(f.Int("first_k_dense_replace", &m.first_dense_layers));
+  if (m.num_experts > 0 && (m.experts_per_token <= 0 || m.experts_per_token > m.num_experts ||
+                            m.expert_intermediate_size <= 0)) {
+    return f.Error("num_experts_per_tok", "between 1 and the number of experts");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseQuantization(const JsonFields& fields, const std::string& source,
+                               ModelConfig& c) {
+  const json::object* q = fields.Object("quantization_config");
+  if (q == nullptr) return absl::OkStatus();
+  JsonFields f(*q, source);
+  std::string method;
+  STRATA_RETURN_IF_ERROR(f.String("quant_method", &method));
+  QuantConfig& quant = c.quant;
+  if (method == "fp8" || method == "fbgemm_fp8") {
+    quant.method = QuantMethod::kFp8;
+    quant.bits = 8;
+  } else if (method == "awq" || method == "gptq") {
+    quant.method = method == "awq" ? QuantMethod::kAwq : QuantMethod::kGptq;
+    STRATA_RETURN_IF_ERROR(f.Int("bits", &quant.bits));
+    STRATA_RETURN_IF_ERROR(f.Int("group_size", &quant.group_size));
+    if (quant.bits != 4 && quant.bits != 8) return f.Error("bits", "4 or 8");
+    if (quant.group_size <= 0) quant.group_size = c.hidden_size;  // per channel
+  } else {
+    return absl::UnimplementedError(absl::StrCat(
+        source, ": quantization method '", method, "' is not supported (supported: fp8, awq, gptq)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+int64_t ModelConfig::ParamBytes() const {
+  if (torch_dtype == "float32") return 4;
+  return 2;
+}
 
 absl::Status ModelConfig::Validate(const std::string& source) const {
   auto positive = [&](std::string_view name, int64_t v) -> absl::Status {
@@ -231,6 +277,11 @@ absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view json_text, const std:
   c.bos_token_id = static_cast<int32_t>(bos);
   STRATA_RETURN_IF_ERROR(f.IntList("eos_token_id", &c.eos_token_ids));
   STRATA_RETURN_IF_ERROR(f.String("torch_dtype", &c.torch_dtype));
+  bool use_sliding_window = true;  // Qwen2 writes sliding_window but disables it
+  STRATA_RETURN_IF_ERROR(f.Bool("use_sliding_window", &use_sliding_window));
+  if (use_sliding_window) STRATA_RETURN_IF_ERROR(f.Int("sliding_window", &c.sliding_window));
+  STRATA_RETURN_IF_ERROR(ParseMoe(f, c));
+  STRATA_RETURN_IF_ERROR(ParseQuantization(f, source, c));
   if (c.architecture.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": field 'architectures' is missing"));
   }
@@ -318,6 +369,7 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& gguf) {
   STRATA_RETURN_IF_ERROR(get_int(p + "context_length", &c.max_position_embeddings, false));
   STRATA_RETURN_IF_ERROR(get_float(p + "attention.layer_norm_rms_epsilon", &c.rms_norm_eps));
   STRATA_RETURN_IF_ERROR(get_float(p + "rope.freq_base", &c.rope_theta));
+  STRATA_RETURN_IF_ERROR(get_int(p + "attention.sliding_window", &c.sliding_window, false));
 
   STRATA_ASSIGN_OR_RETURN(std::optional<std::string> scaling, gguf.GetString(p + "rope.scaling.type"));
   if (scaling && *scaling == "linear") {

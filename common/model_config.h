@@ -30,6 +30,25 @@ struct RopeScaling {
 // `llama` checkpoints have q/k rows permuted by the converter and pair (2i, 2i + 1).
 enum class RopeLayout { kHalfSplit, kInterleaved };
 
+// Mixture-of-experts MLP (Mixtral, Qwen-MoE, DeepSeek). num_experts == 0: dense model.
+struct MoeConfig {
+  int64_t num_experts = 0;               // routed experts per MoE layer
+  int64_t experts_per_token = 0;         // top-k
+  int64_t expert_intermediate_size = 0;  // FFN width of one expert
+  int64_t num_shared_experts = 0;        // always-on experts (DeepSeek)
+  int64_t first_dense_layers = 0;        // leading layers with a dense MLP (DeepSeek)
+};
+
+// Weight quantization declared by `quantization_config`.
+enum class QuantMethod { kNone, kFp8, kAwq, kGptq };
+
+struct QuantConfig {
+  QuantMethod method = QuantMethod::kNone;
+  int64_t bits = 16;        // awq / gptq: weight bits
+  int64_t group_size = 0;   // awq / gptq: values sharing one scale
+  bool lm_head_quantized = false;
+};
+
 struct ModelConfig {
   std::string architecture;  // Hugging Face `architectures[0]`, e.g. "LlamaForCausalLM"
   std::string model_type;    // e.g. "llama"
@@ -55,7 +74,15 @@ struct ModelConfig {
   int32_t bos_token_id = -1;           // -1 when the model has none
   std::vector<int32_t> eos_token_ids;  // config.json allows an int or a list
 
-  std::string torch_dtype;  // informational: the dtype the checkpoint was saved in
+  std::string torch_dtype;  // the dtype the checkpoint was saved in ("bfloat16", ...)
+  int64_t sliding_window = 0;  // 0: full attention
+
+  MoeConfig moe;
+  QuantConfig quant;
+
+  bool IsMoe() const { return moe.num_experts > 0; }
+  // Bytes of one unquantized parameter as saved (torch_dtype; 2 when unknown).
+  int64_t ParamBytes() const;
 
   // Number of query heads per KV head.
   int64_t GqaGroup() const { return num_heads / num_kv_heads; }

@@ -76,6 +76,12 @@ class Evaluator {
   // Evaluates call arguments: positional (with *spread) first, then keyword (with **spread).
   absl::StatusOr<CallArgs> EvalArgs(const NodeList& args, const ScopePtr& scope);
 
+  // Binds the parameters of a macro or call block (`owner.items`) to `args` in `scope`, with
+  // jinja-js's rules: positional, then by keyword, then defaults (evaluated in `scope`);
+  // leftovers go to `varargs` / `kwargs` when the body reads them, else are an error.
+  absl::Status BindArguments(std::string_view display_name, const Node& owner, CallArgs args,
+                             const ScopePtr& scope);
+
   // Charges `n` steps; ResourceExhausted past max_steps.
   absl::Status Charge(int64_t n);
   // ResourceExhausted when a string of `size` bytes exceeds max_output_bytes.
@@ -95,9 +101,6 @@ class Evaluator {
   absl::StatusOr<Value> EvalUnary(const Node& node, const ScopePtr& scope);
   absl::StatusOr<Value> EvalBinary(const Node& node, const ScopePtr& scope);
   absl::StatusOr<Value> EvalTest(const Node& node, const ScopePtr& scope);
-  // Binds a macro's (or call block's) parameters in `scope`.
-  absl::Status BindArguments(const std::string& display_name, const Node& params_owner,
-                             bool call_block, CallArgs args, const ScopePtr& scope);
 
   RenderLimits limits_;
   int64_t steps_ = 0;

@@ -1,46 +1,25 @@
-// LoadTokenizer: decides from what a model ships which Tokenizer to build, and applies the
-// Hugging Face side files (tokenizer_config.json, generation_config.json) on top of the
-// vocabulary's own defaults.
+// LoadTokenizer: decides from what a model ships which Tokenizer to build. For SentencePiece
+// models it applies the Hugging Face side files (tokenizer_config.json, generation_config.json)
+// on top of the vocabulary's own defaults; tokenizer_json.cc does the same for tokenizer.json.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
 #include "common/formats/gguf.h"
 #include "common/status.h"
+#include "coordinator/tokenizer/gguf_bpe_vocab.h"
+#include "coordinator/tokenizer/json_util.h"
 #include "coordinator/tokenizer/spm_tokenizer.h"
 #include "coordinator/tokenizer/spm_vocab.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "coordinator/tokenizer/tokenizer_json.h"
 
 namespace strata::tokenizer {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path.string(), ": read failed"));
-  return std::move(buffer).str();
-}
-
-// The JSON object in `path`, or nullopt when the file does not exist.
-absl::StatusOr<std::optional<boost::json::object>> ReadJsonObject(const fs::path& path) {
-  if (!fs::exists(path)) return std::nullopt;
-  STRATA_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  boost::system::error_code ec;
-  boost::json::value value = boost::json::parse(text, ec);
-  if (ec || !value.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.string(), ": not a JSON object", ec ? ": " + ec.message() : ""));
-  }
-  return std::move(value.as_object());
-}
 
 int32_t FindPiece(const SpmVocab& vocab, std::string_view piece) {
   const auto it = std::find(vocab.pieces.begin(), vocab.pieces.end(), piece);
@@ -56,29 +35,16 @@ void ApplyTokenizerConfig(const boost::json::object& config, SpmVocab* vocab) {
   if (const auto* v = config.if_contains("add_eos_token"); v && v->is_bool()) {
     vocab->add_eos = v->as_bool();
   }
-  const boost::json::value* eos = config.if_contains("eos_token");
-  if (eos && eos->is_object()) eos = eos->as_object().if_contains("content");
-  if (eos && eos->is_string()) {
-    const int32_t id = FindPiece(*vocab, std::string_view(eos->as_string().data(), eos->as_string().size()));
+  if (const auto eos = JsonTokenContent(config, "eos_token")) {
+    const int32_t id = FindPiece(*vocab, *eos);
     if (id >= 0 && id != vocab->eos_id) vocab->extra_eos_ids.push_back(id);
   }
 }
 
 // Applies generation_config.json: eos_token_id (an id or a list of ids) all end generation.
 void ApplyGenerationConfig(const boost::json::object& config, SpmVocab* vocab) {
-  const boost::json::value* eos = config.if_contains("eos_token_id");
-  if (eos == nullptr) return;
-  const auto add = [&](const boost::json::value& v) {
-    if (!v.is_int64()) return;
-    const int64_t id = v.as_int64();
-    if (id >= 0 && id < static_cast<int64_t>(vocab->pieces.size()) && id != vocab->eos_id) {
-      vocab->extra_eos_ids.push_back(static_cast<int32_t>(id));
-    }
-  };
-  if (eos->is_array()) {
-    for (const auto& v : eos->as_array()) add(v);
-  } else {
-    add(*eos);
+  for (int32_t id : GenerationConfigEosIds(config, static_cast<int32_t>(vocab->pieces.size()))) {
+    if (id != vocab->eos_id) vocab->extra_eos_ids.push_back(id);
   }
 }
 
@@ -95,17 +61,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceFile(const fs::path&
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGguf(const std::string& path) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(path));
+  STRATA_ASSIGN_OR_RETURN(std::optional<std::string> model, gguf->GetString("tokenizer.ggml.model"));
+  if (model && *model == "gpt2") return LoadGgufBpeTokenizer(*gguf);
   STRATA_ASSIGN_OR_RETURN(SpmVocab vocab, SpmVocabFromGguf(*gguf));
   return SpmTokenizer::Create(std::move(vocab), path);
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelDirectory(const fs::path& dir) {
+  // transformers loads the fast tokenizer (tokenizer.json) when a model ships one.
+  if (fs::exists(dir / "tokenizer.json")) return LoadTokenizerJson(dir);
   if (fs::exists(dir / "tokenizer.model")) return LoadSentencePieceFile(dir / "tokenizer.model");
-  if (fs::exists(dir / "tokenizer.json")) {
-    return absl::UnimplementedError(absl::StrCat(
-        dir.string(), ": has tokenizer.json but no tokenizer.model; Hugging Face tokenizer.json "
-                      "support is not built yet"));
-  }
   return absl::NotFoundError(absl::StrCat(
       dir.string(), ": no tokenizer found (expected tokenizer.model or tokenizer.json)"));
 }

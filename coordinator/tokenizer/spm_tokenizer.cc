@@ -126,6 +126,13 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   }
   std::stable_sort(tok->user_defined_.begin(), tok->user_defined_.end(),
                    [](std::string_view a, std::string_view b) { return a.size() > b.size(); });
+  std::vector<AddedToken> control;
+  for (size_t i = 0; i < n; ++i) {
+    if (v.types[i] == PieceType::kControl) {
+      control.push_back({.content = v.pieces[i], .id = static_cast<int32_t>(i), .special = true});
+    }
+  }
+  tok->control_ = std::make_unique<AddedTokenMatcher>(control);
   if (v.eos_id >= 0) tok->eos_ids_.insert(v.eos_id);
   tok->eos_ids_.insert(v.extra_eos_ids.begin(), v.extra_eos_ids.end());
   return tok;
@@ -138,7 +145,7 @@ size_t SpmTokenizer::MatchUserDefined(std::string_view s) const {
   return 0;
 }
 
-std::string SpmTokenizer::Normalize(std::string_view text) const {
+std::string SpmTokenizer::Normalize(std::string_view text, bool dummy_prefix) const {
   const bool collapse = vocab_.remove_extra_whitespaces;
   const std::string_view space = vocab_.escape_whitespaces ? kSpaceSymbol : " ";
   std::string out;
@@ -146,7 +153,7 @@ std::string SpmTokenizer::Normalize(std::string_view text) const {
     while (text.starts_with(' ')) text.remove_prefix(1);
   }
   if (text.empty()) return out;
-  if (vocab_.add_dummy_prefix) out.append(space);
+  if (vocab_.add_dummy_prefix && dummy_prefix) out.append(space);
   bool prev_space = collapse;
   while (!text.empty()) {
     const size_t len = ValidCharLength(text);
@@ -243,9 +250,35 @@ void SpmTokenizer::EmitSymbol(std::string_view symbol, const RevMerge& rev_merge
 
 absl::StatusOr<std::vector<int32_t>> SpmTokenizer::Encode(std::string_view text,
                                                           bool add_special) const {
+  return EncodeImpl(text, add_special, /*parse_special=*/false);
+}
+
+absl::StatusOr<std::vector<int32_t>> SpmTokenizer::EncodeWithSpecialTokens(
+    std::string_view text, bool add_special) const {
+  return EncodeImpl(text, add_special, /*parse_special=*/true);
+}
+
+// With parse_special, control pieces written in the text are cut out first; as llama.cpp, each
+// piece of text at the start or after a control token gets the dummy prefix.
+std::vector<int32_t> SpmTokenizer::EncodeImpl(std::string_view text, bool add_special,
+                                              bool parse_special) const {
   std::vector<int32_t> ids;
   if (add_special && vocab_.add_bos && vocab_.bos_id >= 0) ids.push_back(vocab_.bos_id);
-  EncodeNormalized(Normalize(text), &ids);
+  if (!parse_special) {
+    EncodeNormalized(Normalize(text, /*dummy_prefix=*/true), &ids);
+  } else {
+    std::vector<TextSegment> segments;
+    control_->Split(text, /*at_start=*/true, /*parse_special=*/true, &segments);
+    bool after_special = true;
+    for (const TextSegment& segment : segments) {
+      if (segment.id >= 0) {
+        ids.push_back(segment.id);
+      } else {
+        EncodeNormalized(Normalize(segment.text, after_special), &ids);
+      }
+      after_special = segment.id >= 0;
+    }
+  }
   if (add_special && vocab_.add_eos && vocab_.eos_id >= 0) ids.push_back(vocab_.eos_id);
   return ids;
 }

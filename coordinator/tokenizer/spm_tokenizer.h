@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "coordinator/tokenizer/added_tokens.h"
 #include "coordinator/tokenizer/spm_vocab.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
@@ -30,6 +31,8 @@ class SpmTokenizer : public Tokenizer {
 
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                               bool add_special) const override;
+  absl::StatusOr<std::vector<int32_t>> EncodeWithSpecialTokens(std::string_view text,
+                                                               bool add_special) const override;
   absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
                                      bool skip_special) const override;
   absl::StatusOr<std::string> TokenToPiece(int32_t id) const override;
@@ -41,8 +44,11 @@ class SpmTokenizer : public Tokenizer {
  private:
   explicit SpmTokenizer(SpmVocab vocab);
 
-  // Input text -> the string BPE runs on (dummy prefix, spaces escaped).
-  std::string Normalize(std::string_view text) const;
+  std::vector<int32_t> EncodeImpl(std::string_view text, bool add_special,
+                                  bool parse_special) const;
+  // Input text -> the string BPE runs on (dummy prefix when `dummy_prefix` and the model asks
+  // for it, spaces escaped).
+  std::string Normalize(std::string_view text, bool dummy_prefix) const;
   // Normalized text -> ids: split into characters and user-defined pieces, merge by score.
   void EncodeNormalized(std::string_view normalized, std::vector<int32_t>* ids) const;
   // Appends the ids of one final BPE symbol (resegmenting unused pieces, byte fallback).
@@ -60,6 +66,7 @@ class SpmTokenizer : public Tokenizer {
   absl::flat_hash_map<std::string_view, int32_t> piece_to_id_;
   std::vector<std::string_view> user_defined_;  // longest first
   std::array<int32_t, 256> byte_to_id_;         // -1 where the vocabulary lacks <0xXX>
+  std::unique_ptr<AddedTokenMatcher> control_;  // control pieces, for EncodeWithSpecialTokens
 };
 
 }  // namespace strata::tokenizer

@@ -2,10 +2,10 @@
 // prompts, decodes sampled ids, and streams the text through IncrementalDetokenizer.
 //
 // Entry point: LoadTokenizer(model_path) picks the implementation from what the model ships.
-// Built today: SentencePiece BPE models, from a `tokenizer.model` file or from a GGUF file whose
-// `tokenizer.ggml.model` is "llama". Hugging Face `tokenizer.json` (BPE/WordPiece/Unigram) and
-// GGUF "gpt2"-style vocabularies are reported as Unimplemented until they are built; they slot
-// in as further Tokenizer subclasses chosen by LoadTokenizer.
+// Built today: BpeTokenizer (bpe_tokenizer.h) for Hugging Face `tokenizer.json` BPE models
+// (byte-level and SentencePiece-style) and GGUF "gpt2" vocabularies; SpmTokenizer
+// (spm_tokenizer.h) for SentencePiece BPE models from a `tokenizer.model` file or a GGUF file
+// whose `tokenizer.ggml.model` is "llama". WordPiece/Unigram models are Unimplemented.
 //
 // Thread-safety: a loaded Tokenizer is immutable; all methods are const and may be called
 // concurrently.
@@ -28,11 +28,18 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // Encodes UTF-8 `text`. Special tokens written in the text (e.g. "<s>") are not parsed as
-  // such; they are encoded as ordinary text. With `add_special`, adds BOS in front and EOS at
+  // such; they are encoded as ordinary text (non-special added tokens are still matched, as in
+  // Hugging Face tokenizers with split_special_tokens). With `add_special`, adds BOS in front and EOS at
   // the end as the model's configuration asks (add_bos_token / add_eos_token). Invalid UTF-8
   // bytes are encoded as U+FFFD.
   virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                                       bool add_special) const = 0;
+
+  // As Encode, but special tokens written in the text (e.g. "<|im_start|>", "<s>") become their
+  // ids, as Hugging Face tokenizers do by default. For text rendered by a chat template; never
+  // for untrusted user text, which could otherwise forge control tokens.
+  virtual absl::StatusOr<std::vector<int32_t>> EncodeWithSpecialTokens(std::string_view text,
+                                                                       bool add_special) const = 0;
 
   // Decodes ids to UTF-8 text. The returned text is always valid UTF-8: bytes of byte-fallback
   // tokens that do not form a complete character become U+FFFD. With `skip_special`, special
@@ -58,10 +65,12 @@ class Tokenizer {
 };
 
 // Loads the tokenizer of a model:
-//  * a Hugging Face model directory: uses `tokenizer.model` (SentencePiece); reads
-//    `tokenizer_config.json` (add_bos_token, add_eos_token, eos_token) and
-//    `generation_config.json` (eos_token_id) when present;
-//  * a `.gguf` file: uses the vocabulary in its metadata (tokenizer.ggml.*);
+//  * a Hugging Face model directory: uses `tokenizer.json` when present (the fast tokenizer
+//    transformers uses), else `tokenizer.model` (SentencePiece); reads `tokenizer_config.json`
+//    (bos/eos tokens, add_bos_token, add_eos_token) and `generation_config.json`
+//    (eos_token_id) when present;
+//  * a `.gguf` file: uses the vocabulary in its metadata (tokenizer.ggml.*, model "llama" or
+//    "gpt2");
 //  * a SentencePiece `.model` file.
 // Errors name the path and what was missing or unsupported.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_path);

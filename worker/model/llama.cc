@@ -1,4 +1,4 @@
-// Llama-family decoder (Llama 2/3, and any checkpoint with the same layout): pre-norm blocks
+// Llama-family decoder (Llama 2/3, Mistral with its sliding window): pre-norm blocks
 // of RMSNorm -> GQA self-attention with RoPE -> residual, RMSNorm -> SwiGLU MLP -> residual;
 // final RMSNorm and lm_head (tied to the embedding when the checkpoint says so).
 //
@@ -122,10 +122,10 @@ absl::StatusOr<Weight> LlamaModel::Load(const WeightName& name, int64_t layer, c
 
 absl::Status LlamaModel::Init() {
   const ModelConfig& c = config_;
-  if (c.attention_bias || c.mlp_bias) {
-    return absl::UnimplementedError(absl::StrCat(context_.weights->path(),
-                                                 ": attention_bias / mlp_bias are not supported "
-                                                 "by the Llama implementation"));
+  if (c.attention_bias || c.mlp_bias || c.IsMoe() || c.quant.method != QuantMethod::kNone) {
+    return absl::UnimplementedError(absl::StrCat(
+        context_.weights->path(), ": ", c.architecture,
+        " with attention/MLP biases, experts or a quantization_config is not supported yet"));
   }
   const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
   const ModelLoadOptions& o = context_.options;
@@ -240,6 +240,7 @@ void LlamaModel::RunLayer(int64_t layer, const StepBatch& batch, const Attention
   params.num_kv_heads = c.num_kv_heads;
   params.head_dim = c.head_dim;
   params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  params.sliding_window = c.sliding_window;
   backend_.Attention(s.q->data(), cache, attn_batch, params, s.attn->data());
   backend_.MatMul(s.attn->data(), t, w.wo, h);
   backend_.Add(x, h, t * c.hidden_size);

@@ -17,6 +17,7 @@ struct Registration {
 
 constexpr Registration kModels[] = {
     {"LlamaForCausalLM", &CreateLlamaModel},
+    {"MistralForCausalLM", &CreateLlamaModel},
 };
 
 }  // namespace

@@ -1,8 +1,9 @@
 // The Llama forward pass against independent implementations:
 //  * stories260K (a real trained model): greedy continuations of llama2.c / llama.cpp / an fp32
 //    reference, exactly, from the Hugging Face directory and from the GGUF file;
-//  * fixtures/llama (GQA 8/2, llama3 rope scaling): llama.cpp's logits for every prompt
-//    position and every greedy step within 1e-3, and its greedy ids exactly, from both formats.
+//  * fixtures/llama (GQA 8/2, llama3 rope scaling) and fixtures/mistral (GQA 8/4, 3 layers):
+//    llama.cpp's logits for every prompt position and every greedy step within 1e-3, and its
+//    greedy ids exactly, from both formats.
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -71,11 +72,13 @@ INSTANTIATE_TEST_SUITE_P(Formats, Stories260KTest,
                            return p.param.ends_with(".gguf") ? std::string("Gguf") : std::string("HuggingFace");
                          });
 
+// A fixture family and one of its two formats: "<family>/hf" or "<family>/model.gguf".
 class LlamaFixtureTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LlamaFixtureTest, LogitsAndGreedyMatchLlamaCpp) {
-  STRATA_SHARED_DATA_OR_SKIP(model_path, GetParam());
-  STRATA_SHARED_DATA_OR_SKIP(golden_path, "fixtures/llama/golden.json");
+  const std::string family = GetParam().substr(0, GetParam().find('/'));
+  STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/" + GetParam());
+  STRATA_SHARED_DATA_OR_SKIP(golden_path, "fixtures/" + family + "/golden.json");
   std::unique_ptr<Backend> backend = MakeCpuBackend(2);
   std::unique_ptr<ModelRunner> model = Load(model_path.string(), *backend);
   ASSERT_NE(model, nullptr);
@@ -109,10 +112,12 @@ TEST_P(LlamaFixtureTest, LogitsAndGreedyMatchLlamaCpp) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, LlamaFixtureTest,
-                         ::testing::Values("fixtures/llama/hf", "fixtures/llama/model.gguf"),
+INSTANTIATE_TEST_SUITE_P(Families, LlamaFixtureTest,
+                         ::testing::Values("llama/hf", "llama/model.gguf", "mistral/hf",
+                                           "mistral/model.gguf"),
                          [](const auto& p) {
-                           return p.param.ends_with(".gguf") ? std::string("Gguf") : std::string("HuggingFace");
+                           const std::string family = p.param.substr(0, p.param.find('/'));
+                           return family + (p.param.ends_with(".gguf") ? "Gguf" : "HuggingFace");
                          });
 
 TEST(LlamaLoadTest, LayerRangeOutsideModelIsRefused) {
