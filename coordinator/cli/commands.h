@@ -13,6 +13,7 @@ namespace strata::cli {
 void AddGenerateCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
 void AddSynthCommand(CLI::App& app);
+void AddPlanCommand(CLI::App& app);
 
 // Resolves --model: the given path, or the embedded default model (generated on first use)
 // when empty. Logs which one is used. Exits the process with a message on failure.

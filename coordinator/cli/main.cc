@@ -1,6 +1,6 @@
 // strata: one binary for every role. Subcommands: generate (offline CLI), bench (memory,
-// generate), synth (write a deterministic random-weight model). `serve`, `coordinator`,
-// `worker` and `plan` join as the distributed runtime lands.
+// generate), synth (write a deterministic random-weight model), plan (shard plan of a model
+// over a cluster). `serve`, `coordinator` and `worker` join as the distributed runtime lands.
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   strata::cli::AddGenerateCommand(app);
   strata::cli::AddBenchCommand(app);
   strata::cli::AddSynthCommand(app);
+  strata::cli::AddPlanCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -1,0 +1,59 @@
+// `strata plan`: how a model would be sharded over a cluster, without loading any weights.
+#include <cstdio>
+
+#include "coordinator/cli/commands.h"
+#include "coordinator/cluster/shard_planner.h"
+
+namespace strata::cli {
+namespace {
+
+struct PlanFlags {
+  std::string model;
+  int64_t gpus_per_node = 1;
+  int64_t nodes = 1;
+  std::string memory = "80GiB";
+  double utilization = 0.90;
+  int64_t max_model_len = 0;
+};
+
+void RunPlan(const PlanFlags& f) {
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(f.model);
+  ExitIfError(config.status());
+  absl::StatusOr<int64_t> memory = ParseByteSize(f.memory);
+  ExitIfError(memory.status());
+  ClusterSpec cluster;
+  cluster.nodes = f.nodes;
+  cluster.devices_per_node = f.gpus_per_node;
+  cluster.memory_per_device = *memory;
+  cluster.memory_utilization = f.utilization;
+  PlanOptions options;
+  options.min_kv_tokens = f.max_model_len;
+  absl::StatusOr<ShardPlan> plan = PlanShards(*config, cluster, options);
+  ExitIfError(plan.status());
+  std::fputs(plan->Explain(*config, cluster).c_str(), stdout);
+}
+
+}  // namespace
+
+void AddPlanCommand(CLI::App& app) {
+  auto flags = std::make_shared<PlanFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "plan", "Print how a model would be sharded over a cluster (loads no weights)");
+  cmd->add_option("--model,-m", flags->model, "Hugging Face model directory (config.json) or .gguf")
+      ->envname("STRATA_MODEL")->required();
+  cmd->add_option("--gpus-per-node", flags->gpus_per_node, "Devices per node (tensor parallel)")
+      ->envname("STRATA_GPUS_PER_NODE")->check(CLI::Range(int64_t{1}, int64_t{64}))->capture_default_str();
+  cmd->add_option("--nodes", flags->nodes, "Nodes (pipeline stages)")
+      ->envname("STRATA_NODES")->check(CLI::Range(int64_t{1}, int64_t{256}))->capture_default_str();
+  cmd->add_option("--memory", flags->memory, "Memory per device, e.g. 80GiB")
+      ->envname("STRATA_DEVICE_MEMORY")->capture_default_str();
+  cmd->add_option("--memory-utilization", flags->utilization,
+                  "Share of device memory for weights, KV cache and activations")
+      ->envname("STRATA_MEMORY_UTILIZATION")->check(CLI::Range(0.05, 1.0))->capture_default_str();
+  cmd->add_option("--max-model-len", flags->max_model_len,
+                  "KV cache must hold one sequence this long (default: the model's context)")
+      ->envname("STRATA_MAX_MODEL_LEN")->check(CLI::NonNegativeNumber);
+  cmd->callback([flags] { RunPlan(*flags); });
+}
+
+}  // namespace strata::cli
