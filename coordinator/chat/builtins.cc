@@ -148,8 +148,6 @@ Value StringMember(const std::string& s, const std::string& name) {
 
 }  // namespace
 
-absl::StatusOr<Value> DictMethod(const Value& dict, const std::string& name, CallArgs args);
-
 absl::StatusOr<Value> GetMember(const Value& object, const Value& property) {
   if (object.is_dict() || object.is_namespace()) {
     if (!property.is_string()) {

@@ -3,6 +3,7 @@
 // attribute/method access on values and the global functions (builtins.cc).
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,14 @@ absl::StatusOr<bool> RunTest(std::string_view name, const Value& operand, const 
 // members (string methods such as strip/split/startswith, dict get/items/keys/values,
 // `length`); undefined when absent.
 absl::StatusOr<Value> GetMember(const Value& object, const Value& property);
+
+// The built-in methods of a dict (`get`, `items`, `keys`, `values`, `dictsort`), also
+// reachable as filters (`x | items`, `x | dictsort(reverse=true)`).
+absl::StatusOr<Value> DictMethod(const Value& dict, const std::string& name, CallArgs args);
+
+// str.replace(old, new[, count]) with jinja-js's rules (an empty `old` inserts between code
+// points).
+absl::StatusOr<Value> StringReplace(const std::string& s, const CallArgs& args);
 
 // Defines the globals: true/false/none (and True/False/None), namespace, range,
 // raise_exception and strftime_now (reading `clock`).

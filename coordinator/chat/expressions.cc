@@ -69,7 +69,9 @@ absl::StatusOr<Value> Evaluator::EvalSlice(const Value& object, const Node& slic
   const NodePtr* nodes[3] = {&slice.a, &slice.b, &slice.c};
   static constexpr const char* kNames[3] = {"start", "stop", "step"};
   for (int i = 0; i < 3; ++i) {
-    if (*nodes[i]) STRATA_ASSIGN_OR_RETURN(parts[i], Eval(**nodes[i], scope));
+    if (*nodes[i]) {
+      STRATA_ASSIGN_OR_RETURN(parts[i], Eval(**nodes[i], scope));
+    }
     if (!parts[i].is_int() && !parts[i].is_undefined()) {
       return absl::InvalidArgumentError(
           absl::StrCat("Slice ", kNames[i], " must be numeric or undefined"));

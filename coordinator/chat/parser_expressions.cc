@@ -188,7 +188,9 @@ absl::StatusOr<NodePtr> Parser::FilterExpr() {
     if (pos_ >= t_.size()) return Error("Unexpected end of template after `|`");
     STRATA_ASSIGN_OR_RETURN(NodePtr filter, Primary());
     if (filter->kind != NodeKind::kIdentifier) return Error("Expected identifier for the filter");
-    if (Is(T::kOpenParen)) STRATA_ASSIGN_OR_RETURN(filter, CallExpr(std::move(filter)));
+    if (Is(T::kOpenParen)) {
+      STRATA_ASSIGN_OR_RETURN(filter, CallExpr(std::move(filter)));
+    }
     n->a = std::move(operand);
     n->b = std::move(filter);
     STRATA_RETURN_IF_ERROR(Track(n.get()));

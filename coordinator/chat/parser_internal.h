@@ -9,12 +9,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/formats/absl_compat.h"
 #include "common/status.h"
 #include "coordinator/chat/ast.h"
 #include "coordinator/chat/lexer.h"
 #include "coordinator/chat/parser.h"
 
 namespace strata::chat::parser_internal {
+
+using formats_internal::Sv;
 
 using T = TokenType;
 
@@ -81,16 +84,16 @@ class Parser {
     return false;
   }
   absl::Status Expect(T type, std::string_view what) {
-    if (pos_ >= t_.size()) return Error(absl::StrCat("Unexpected end of template: ", what));
+    if (pos_ >= t_.size()) return Error(absl::StrCat("Unexpected end of template: ", Sv(what)));
     if (t_[pos_].type != type) {
-      return Error(absl::StrCat("Parser Error: ", what, ". ", TokenTypeName(t_[pos_].type),
+      return Error(absl::StrCat("Parser Error: ", Sv(what), ". ", TokenTypeName(t_[pos_].type),
                                 " !== ", TokenTypeName(type), "."));
     }
     ++pos_;
     return absl::OkStatus();
   }
   absl::Status ExpectIdent(std::string_view name) {
-    if (!IsIdent(name)) return Error(absl::StrCat("Expected ", name));
+    if (!IsIdent(name)) return Error(absl::StrCat("Expected ", Sv(name)));
     ++pos_;
     return absl::OkStatus();
   }
@@ -103,7 +106,7 @@ class Parser {
   absl::Status BodyUntil(std::initializer_list<std::string_view> names, NodeList* out) {
     while (!IsStatement(names)) {
       if (pos_ >= t_.size()) {
-        return Error(absl::StrCat("Unexpected end of template: missing {% ", *names.begin(),
+        return Error(absl::StrCat("Unexpected end of template: missing {% ", Sv(*names.begin()),
                                   " %}"));
       }
       STRATA_ASSIGN_OR_RETURN(NodePtr node, Any());
