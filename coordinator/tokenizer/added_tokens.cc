@@ -63,8 +63,8 @@ void AddedTokenMatcher::Split(std::string_view text, bool at_start, bool parse_s
                               std::vector<TextSegment>* out) const {
   size_t emitted = 0;  // text before this has been written to `out`
   const auto emit_text = [&](size_t end) {
-    if (end > emitted) out->push_back({text.substr(emitted, end - emitted), -1,
-                                       at_start && emitted == 0});
+    if (end > emitted)
+      out->push_back({text.substr(emitted, end - emitted), -1, at_start && emitted == 0});
   };
   for (size_t pos = 0; pos < text.size();) {
     const int index = empty() ? -1 : LongestAt(text, pos);
@@ -79,8 +79,10 @@ void AddedTokenMatcher::Split(std::string_view text, bool at_start, bool parse_s
     if (!skip && token.single_word) {
       size_t len;
       const bool word_before =
-          start > 0 && IsWordChar(DecodeCodePoint(text.substr(LastCharStart(text.substr(0, start))), &len));
-      const bool word_after = stop < text.size() && IsWordChar(DecodeCodePoint(text.substr(stop), &len));
+          start > 0 &&
+          IsWordChar(DecodeCodePoint(text.substr(LastCharStart(text.substr(0, start))), &len));
+      const bool word_after =
+          stop < text.size() && IsWordChar(DecodeCodePoint(text.substr(stop), &len));
       skip = word_before || word_after;
     }
     if (skip) {  // as tokenizers: matching resumes after the skipped match
@@ -89,7 +91,8 @@ void AddedTokenMatcher::Split(std::string_view text, bool at_start, bool parse_s
     }
     size_t len;
     while (token.lstrip && start > emitted &&
-           IsUnicodeWhitespace(DecodeCodePoint(text.substr(LastCharStart(text.substr(0, start))), &len))) {
+           IsUnicodeWhitespace(
+               DecodeCodePoint(text.substr(LastCharStart(text.substr(0, start))), &len))) {
       start = LastCharStart(text.substr(0, start));
     }
     while (token.rstrip && stop < text.size() &&

@@ -20,13 +20,12 @@ namespace {
 using formats_internal::Sv;
 
 constexpr int32_t kNoRank = std::numeric_limits<int32_t>::max();
-constexpr size_t kHeapThreshold = 96;       // symbols; longer words use the priority queue
-constexpr size_t kMaxCachedWord = 256;      // bytes, as tokenizers' cache
+constexpr size_t kHeapThreshold = 96;        // symbols; longer words use the priority queue
+constexpr size_t kMaxCachedWord = 256;       // bytes, as tokenizers' cache
 constexpr size_t kMaxCachedPerShard = 8192;  // a full shard is cleared
 
 uint64_t PairKey(int32_t left, int32_t right) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-         static_cast<uint32_t>(right);
+  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 
 }  // namespace
@@ -64,9 +63,10 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(BpeModelSpec spec,
     const int32_t right_id = model->TokenToId(right);
     const int32_t merged_id = model->TokenToId(absl::StrCat(left, Sv(right_bare)));
     if (left_id < 0 || right_id < 0 || merged_id < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Sv(source), ": merge ", rank, " '", left, " ", right, "' names a token that is not in "
-          "the vocabulary"));
+      return absl::InvalidArgumentError(absl::StrCat(Sv(source), ": merge ", rank, " '", left, " ",
+                                                     right,
+                                                     "' names a token that is not in "
+                                                     "the vocabulary"));
     }
     model->merges_.try_emplace(PairKey(left_id, right_id),
                                Merge{static_cast<int32_t>(rank), merged_id});
@@ -93,15 +93,18 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>* symbo
   if (spec_.byte_level && spec_.continuing_subword_prefix.empty() &&
       spec_.end_of_word_suffix.empty()) {
     for (unsigned char b : word) {
-      if (byte_ids_[b] >= 0) symbols->push_back(byte_ids_[b]);
-      else if (unk_id_ >= 0) symbols->push_back(unk_id_);
+      if (byte_ids_[b] >= 0)
+        symbols->push_back(byte_ids_[b]);
+      else if (unk_id_ >= 0)
+        symbols->push_back(unk_id_);
     }
     return;
   }
   bool last_unknown = false;
   std::string key;
   for (size_t pos = 0; pos < word.size();) {
-    const size_t len = spec_.byte_level ? 1 : std::max<size_t>(ValidCharLength(word.substr(pos)), 1);
+    const size_t len =
+        spec_.byte_level ? 1 : std::max<size_t>(ValidCharLength(word.substr(pos)), 1);
     const std::string_view unit = word.substr(pos, len);
     key.clear();
     if (pos > 0) key.append(spec_.continuing_subword_prefix);
@@ -212,7 +215,7 @@ void BpeModel::Encode(std::string_view word, std::vector<int32_t>* ids) const {
     }
   }
   const bool cacheable = word.size() <= kMaxCachedWord;
-  CacheShard& shard = cache_[absl::HashOf(word) % kCacheShards];
+  CacheShard& shard = cache_[StringViewHash()(word) % kCacheShards];
   if (cacheable) {
     std::lock_guard<std::mutex> lock(shard.mu);
     if (const auto it = shard.words.find(word); it != shard.words.end()) {

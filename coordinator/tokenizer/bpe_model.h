@@ -24,13 +24,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "coordinator/tokenizer/string_hash.h"
 
 namespace strata::tokenizer {
 
 // Everything the BPE model is built from, in the vocabulary's own spelling.
 struct BpeModelSpec {
-  std::vector<std::pair<std::string, int32_t>> vocab;        // token -> id
-  std::vector<std::pair<std::string, std::string>> merges;   // in rank order
+  std::vector<std::pair<std::string, int32_t>> vocab;       // token -> id
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
   bool byte_level = false;     // initial symbols are bytes; tokens are GPT-2 byte-level text
   bool byte_fallback = false;  // unknown characters -> <0xXX> tokens
   bool fuse_unk = false;       // consecutive unknown characters -> one unk
@@ -60,7 +61,7 @@ class BpeModel {
   };
   struct CacheShard {
     std::mutex mu;
-    absl::flat_hash_map<std::string, std::vector<int32_t>> words;
+    StringMap<std::vector<int32_t>> words;
   };
   static constexpr int kCacheShards = 32;
 
@@ -73,11 +74,11 @@ class BpeModel {
   const Merge* FindMerge(int32_t left, int32_t right) const;
 
   BpeModelSpec spec_;
-  absl::flat_hash_map<std::string, int32_t> by_spelling_;  // token as written -> id
-  absl::flat_hash_map<std::string, int32_t> by_key_;       // token as matched -> id
-  absl::flat_hash_map<uint64_t, Merge> merges_;            // (left << 32 | right) -> merge
-  std::array<int32_t, 256> byte_ids_;                      // byte-level: id of each byte
-  std::array<int32_t, 256> fallback_ids_;                  // <0xXX> ids, -1 when missing
+  StringMap<int32_t> by_spelling_;               // token as written -> id
+  StringMap<int32_t> by_key_;                    // token as matched -> id
+  absl::flat_hash_map<uint64_t, Merge> merges_;  // (left << 32 | right) -> merge
+  std::array<int32_t, 256> byte_ids_;            // byte-level: id of each byte
+  std::array<int32_t, 256> fallback_ids_;        // <0xXX> ids, -1 when missing
   int32_t unk_id_ = -1;
   mutable std::array<CacheShard, kCacheShards> cache_;
 };

@@ -44,7 +44,8 @@ BpeTokenizer::BpeTokenizer(BpeTokenizerParts parts, std::unique_ptr<BpeModel> mo
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeTokenizerParts parts,
                                                                    std::string_view source) {
   if (parts.model.byte_level != parts.pre_tokenizer.byte_level()) {
-    return absl::InternalError(absl::StrCat(Sv(source), ": model and pre-tokenizer disagree on "
+    return absl::InternalError(absl::StrCat(Sv(source),
+                                            ": model and pre-tokenizer disagree on "
                                             "byte-level input"));
   }
   // The id space: vocabulary and added tokens (which may extend it).
@@ -103,8 +104,8 @@ absl::StatusOr<std::vector<int32_t>> BpeTokenizer::Encode(std::string_view text,
   return EncodeImpl(text, add_special, /*parse_special=*/false);
 }
 
-absl::StatusOr<std::vector<int32_t>> BpeTokenizer::EncodeWithSpecialTokens(
-    std::string_view text, bool add_special) const {
+absl::StatusOr<std::vector<int32_t>> BpeTokenizer::EncodeWithSpecialTokens(std::string_view text,
+                                                                           bool add_special) const {
   return EncodeImpl(text, add_special, /*parse_special=*/true);
 }
 
@@ -112,7 +113,7 @@ std::vector<int32_t> BpeTokenizer::EncodeImpl(std::string_view text, bool add_sp
                                               bool parse_special) const {
   std::string sanitized;
   if (!IsValidUtf8(text)) {
-    AppendSanitized(text, &sanitized);
+    AppendUtf8Lossy(text, &sanitized);
     text = sanitized;
   }
   std::vector<int32_t> ids;

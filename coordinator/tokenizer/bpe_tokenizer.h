@@ -8,6 +8,9 @@
 // Covers byte-level BPE (GPT-2, Llama 3, Qwen 2/2.5/3, DeepSeek, Falcon) and SentencePiece-style
 // BPE with byte fallback (Llama 2, Mistral, Gemma tokenizer.json).
 //
+// Invalid UTF-8 input is read as Python / Rust lossy decoding reads it: one U+FFFD per maximal
+// ill-formed byte sequence.
+//
 // Thread-safety: immutable after Create (the BPE word cache is internally locked).
 #pragma once
 

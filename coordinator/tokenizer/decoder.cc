@@ -19,57 +19,19 @@ int ByteTokenValue(std::string_view token) {
   int value = 0;
   for (char c : token.substr(3, 2)) {
     value *= 16;
-    if (c >= '0' && c <= '9') value += c - '0';
-    else if (c >= 'a' && c <= 'f') value += c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') value += c - 'A' + 10;
-    else return -1;
+    if (c >= '0' && c <= '9')
+      value += c - '0';
+    else if (c >= 'a' && c <= 'f')
+      value += c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      value += c - 'A' + 10;
+    else
+      return -1;
   }
   return value;
 }
 
-// Length of the maximal prefix of `s` that could start a well-formed character (>= 1), used to
-// write one U+FFFD per maximal ill-formed subsequence.
-size_t IllFormedLength(std::string_view s) {
-  const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char c = b(0);
-  size_t need;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    need = 2;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    need = 3;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 1;
-  }
-  size_t i = 1;
-  for (; i <= need && i < s.size(); ++i) {
-    if (b(i) < lo || b(i) > hi) break;
-    lo = 0x80;
-    hi = 0xBF;
-  }
-  return i;
-}
-
 }  // namespace
-
-void AppendUtf8Lossy(std::string_view bytes, std::string* out) {
-  while (!bytes.empty()) {
-    const size_t n = ValidCharLength(bytes);
-    if (n > 0) {
-      out->append(bytes.substr(0, n));
-      bytes.remove_prefix(n);
-    } else {
-      out->append(kReplacementChar);
-      bytes.remove_prefix(IllFormedLength(bytes));
-    }
-  }
-}
 
 absl::StatusOr<Decoder> Decoder::Parse(const boost::json::value& json, std::string_view source) {
   Decoder decoder;
@@ -79,7 +41,9 @@ absl::StatusOr<Decoder> Decoder::Parse(const boost::json::value& json, std::stri
 
 Decoder Decoder::ByteLevel() {
   Decoder decoder;
-  decoder.steps_.push_back(Step{.kind = Kind::kByteLevel});
+  Step step;
+  step.kind = Kind::kByteLevel;
+  decoder.steps_.push_back(std::move(step));
   return decoder;
 }
 
@@ -126,9 +90,10 @@ absl::Status Decoder::ParseInto(const boost::json::value& json, std::string_view
     STRATA_ASSIGN_OR_RETURN(step.pattern, ReplacePattern::Parse(*pattern, where));
     step.content = std::string(JsonString(obj, "content").value_or(""));
   } else {
-    return absl::UnimplementedError(absl::StrCat(
-        where, " type '", type, "' is not supported (ByteLevel, Metaspace, ByteFallback, Fuse, "
-        "Strip, Replace, Sequence)"));
+    return absl::UnimplementedError(
+        absl::StrCat(where, " type '", type,
+                     "' is not supported (ByteLevel, Metaspace, ByteFallback, Fuse, "
+                     "Strip, Replace, Sequence)"));
   }
   steps_.push_back(std::move(step));
   return absl::OkStatus();

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "boost/json.hpp"
 #include "coordinator/tokenizer/normalizer.h"
+#include "coordinator/tokenizer/utf8.h"
 
 namespace strata::tokenizer {
 
@@ -26,9 +27,7 @@ class Decoder {
   static Decoder ByteLevel();
 
   // True when the decoder is exactly ByteLevel: text = concatenated token bytes.
-  bool is_byte_level() const {
-    return steps_.size() == 1 && steps_[0].kind == Kind::kByteLevel;
-  }
+  bool is_byte_level() const { return steps_.size() == 1 && steps_[0].kind == Kind::kByteLevel; }
 
   // Decodes token strings (vocabulary spelling) to valid UTF-8 text.
   std::string Decode(std::vector<std::string> tokens) const;
@@ -49,9 +48,5 @@ class Decoder {
 
   std::vector<Step> steps_;
 };
-
-// Appends `bytes` to `out`, writing U+FFFD for each maximal ill-formed subsequence (as Rust's
-// String::from_utf8_lossy and the WHATWG decoder do).
-void AppendUtf8Lossy(std::string_view bytes, std::string* out);
 
 }  // namespace strata::tokenizer

@@ -14,7 +14,7 @@ namespace {
 
 using formats_internal::Sv;
 
-std::string Utf8procMap(std::string_view text, int options) {
+std::string Utf8procMapChunk(std::string_view text, int options) {
   utf8proc_uint8_t* out = nullptr;
   const utf8proc_ssize_t n =
       utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
@@ -24,6 +24,29 @@ std::string Utf8procMap(std::string_view text, int options) {
   std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
   std::free(out);
   return result;
+}
+
+// Normalization forms leave ASCII alone, and no ASCII character combines with the character
+// before it; so only runs of non-ASCII characters, with the one ASCII character before each
+// (a base that may take combining marks), go through utf8proc.
+std::string Utf8procMap(std::string_view text, int options) {
+  std::string out;
+  size_t copied = 0;
+  for (size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const size_t start = i > copied ? i - 1 : i;
+    size_t end = i;
+    while (end < text.size() && static_cast<unsigned char>(text[end]) >= 0x80) ++end;
+    out.append(text.substr(copied, start - copied));
+    out.append(Utf8procMapChunk(text.substr(start, end - start), options));
+    copied = i = end;
+  }
+  if (copied == 0) return std::string(text);
+  out.append(text.substr(copied));
+  return out;
 }
 
 void AppendCodePoint(char32_t c, std::string* out) {
@@ -44,8 +67,8 @@ char32_t DecodeCodePoint(std::string_view s, size_t* len) {
 
 bool IsUnicodeWhitespace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 absl::StatusOr<ReplacePattern> ReplacePattern::Parse(const boost::json::value& pattern,
@@ -133,9 +156,9 @@ absl::Status Normalizer::ParseInto(const boost::json::value& json, std::string_v
     STRATA_ASSIGN_OR_RETURN(step.pattern, ReplacePattern::Parse(*pattern, where));
     step.content = std::string(JsonString(obj, "content").value_or(""));
   } else {
-    return absl::UnimplementedError(
-        absl::StrCat(where, " type '", type, "' is not supported (NFC, NFD, NFKC, NFKD, "
-                     "Lowercase, Strip, Prepend, Replace, Sequence)"));
+    return absl::UnimplementedError(absl::StrCat(where, " type '", type,
+                                                 "' is not supported (NFC, NFD, NFKC, NFKD, "
+                                                 "Lowercase, Strip, Prepend, Replace, Sequence)"));
   }
   steps_.push_back(std::move(step));
   return absl::OkStatus();

@@ -56,7 +56,6 @@ class Normalizer {
   std::vector<Step> steps_;
 };
 
-
 // Unicode helpers over utf8proc shared by normalizers and pre-tokenizers.
 // Decodes the code point starting at `s` (valid UTF-8, non-empty); sets *len to its length.
 char32_t DecodeCodePoint(std::string_view s, size_t* len);

@@ -111,7 +111,9 @@ absl::Status PreTokenizer::ParseInto(const boost::json::value& json, std::string
   }
   if (type == "ByteLevel") {
     if (JsonBool(obj, "add_prefix_space", true)) {
-      steps_.push_back(Step{.kind = Kind::kByteLevelPrefix});
+      Step step;
+      step.kind = Kind::kByteLevelPrefix;
+      steps_.push_back(std::move(step));
     }
     if (JsonBool(obj, "use_regex", true)) {
       STRATA_RETURN_IF_ERROR(AddRegexSplit(kGpt2Pattern, Behavior::kIsolated, false, where));
@@ -120,7 +122,8 @@ absl::Status PreTokenizer::ParseInto(const boost::json::value& json, std::string
     return absl::OkStatus();
   }
   if (type == "Metaspace") {
-    Step step{.kind = Kind::kMetaspace};
+    Step step;
+    step.kind = Kind::kMetaspace;
     step.literal = std::string(JsonString(obj, "replacement").value_or(kMetaspace));
     step.split = JsonBool(obj, "split", true);
     const std::string scheme(JsonString(obj, "prepend_scheme").value_or(""));
@@ -144,7 +147,8 @@ absl::Status PreTokenizer::ParseInto(const boost::json::value& json, std::string
     STRATA_ASSIGN_OR_RETURN(const Behavior behavior, behavior_of(Behavior::kIsolated));
     return AddRegexSplit(kPunctuationPattern, behavior, false, where);
   }
-  if (type == "Whitespace") return AddRegexSplit(R"(\w+|[^\w\s]+)", Behavior::kRemoved, true, where);
+  if (type == "Whitespace")
+    return AddRegexSplit(R"(\w+|[^\w\s]+)", Behavior::kRemoved, true, where);
   if (type == "WhitespaceSplit") return AddRegexSplit(R"(\s+)", Behavior::kRemoved, false, where);
   if (type == "CharDelimiterSplit") {
     Step step;
@@ -153,9 +157,10 @@ absl::Status PreTokenizer::ParseInto(const boost::json::value& json, std::string
     steps_.push_back(std::move(step));
     return absl::OkStatus();
   }
-  return absl::UnimplementedError(absl::StrCat(
-      where, " type '", type, "' is not supported (Split, ByteLevel, Metaspace, Digits, "
-      "Punctuation, Whitespace, WhitespaceSplit, CharDelimiterSplit, Sequence)"));
+  return absl::UnimplementedError(
+      absl::StrCat(where, " type '", type,
+                   "' is not supported (Split, ByteLevel, Metaspace, Digits, "
+                   "Punctuation, Whitespace, WhitespaceSplit, CharDelimiterSplit, Sequence)"));
 }
 
 void PreTokenizer::Split(std::string_view text, bool at_start, std::vector<PreToken>* out,
@@ -170,7 +175,10 @@ void PreTokenizer::ApplyStep(const Step& step, std::vector<PreToken>* words,
                              std::deque<std::string>* arena) const {
   if (step.kind == Kind::kByteLevelPrefix) {
     for (PreToken& word : *words) {
-      if (!word.text.starts_with(' ')) word.text = arena->emplace_back(" " + std::string(word.text));
+      if (word.text.starts_with(' ')) continue;
+      std::string& prefixed = arena->emplace_back(1, ' ');
+      prefixed.append(word.text);
+      word.text = prefixed;
     }
     return;
   }
@@ -184,8 +192,8 @@ void PreTokenizer::ApplyStep(const Step& step, std::vector<PreToken>* words,
           replaced.push_back(c);
         }
       }
-      const bool prepend = step.prepend == Prepend::kAlways ||
-                           (step.prepend == Prepend::kFirst && word.at_start);
+      const bool prepend =
+          step.prepend == Prepend::kAlways || (step.prepend == Prepend::kFirst && word.at_start);
       if (prepend && !std::string_view(replaced).starts_with(step.literal)) {
         replaced.insert(0, step.literal);
       }
@@ -211,8 +219,8 @@ void PreTokenizer::SplitWord(const Step& step, const PreToken& word, std::vector
       matches.emplace_back(pos, pos + step.literal.size());
     }
   }
-  const Behavior behavior = step.kind == Kind::kMetaspace ? Behavior::kMergedWithNext
-                                                          : step.behavior;
+  const Behavior behavior =
+      step.kind == Kind::kMetaspace ? Behavior::kMergedWithNext : step.behavior;
   // 2. Label every piece of the word.
   std::vector<Range> ranges;
   ranges.reserve(matches.size() * 2 + 1);
@@ -269,8 +277,8 @@ void PreTokenizer::SplitWord(const Step& step, const PreToken& word, std::vector
       break;
   }
   for (const Range& r : words) {
-    if (r.end > r.begin) out->push_back({text.substr(r.begin, r.end - r.begin),
-                                         word.at_start && r.begin == 0});
+    if (r.end > r.begin)
+      out->push_back({text.substr(r.begin, r.end - r.begin), word.at_start && r.begin == 0});
   }
 }
 

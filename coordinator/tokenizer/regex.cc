@@ -47,9 +47,9 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Create(std::string_view pattern,
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    return absl::InvalidArgumentError(
-        absl::StrCat(Sv(source), ": regex '", Sv(pattern), "' does not compile at offset ",
-                     offset, ": ", reinterpret_cast<const char*>(message)));
+    return absl::InvalidArgumentError(absl::StrCat(Sv(source), ": regex '", Sv(pattern),
+                                                   "' does not compile at offset ", offset, ": ",
+                                                   reinterpret_cast<const char*>(message)));
   }
   const bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
   return std::unique_ptr<Regex>(new Regex(code, jit));
@@ -57,18 +57,16 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Create(std::string_view pattern,
 
 Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
 
-void Regex::FindAll(std::string_view text,
-                    std::vector<std::pair<size_t, size_t>>* matches) const {
+void Regex::FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* matches) const {
   auto* code = static_cast<pcre2_code*>(code_);
   ThreadMatchState& state = MatchState();
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t start = 0;
   while (start <= text.size()) {
-    const int rc =
-        jit_ ? pcre2_jit_match(code, subject, text.size(), start, 0, state.match_data,
-                               state.context)
-             : pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK,
-                           state.match_data, state.context);
+    const int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), start, 0, state.match_data,
+                                          state.context)
+                        : pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK,
+                                      state.match_data, state.context);
     if (rc < 0) break;  // no match (or a resource limit: the rest stays unmatched)
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.match_data);
     const size_t begin = ovector[0];

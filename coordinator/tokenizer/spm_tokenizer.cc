@@ -129,7 +129,10 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   std::vector<AddedToken> control;
   for (size_t i = 0; i < n; ++i) {
     if (v.types[i] == PieceType::kControl) {
-      control.push_back({.content = v.pieces[i], .id = static_cast<int32_t>(i), .special = true});
+      AddedToken& token = control.emplace_back();
+      token.content = v.pieces[i];
+      token.id = static_cast<int32_t>(i);
+      token.special = true;
     }
   }
   tok->control_ = std::make_unique<AddedTokenMatcher>(control);

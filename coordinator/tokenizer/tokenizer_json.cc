@@ -30,11 +30,11 @@ absl::Status ParseModel(const json::object& root, const std::string& source, Bpe
   const json::object& model = model_value.as_object();
   const std::string type(JsonString(model, "type").value_or("BPE"));
   if (type != "BPE") {
-    return absl::UnimplementedError(absl::StrCat(
-        source, ": model type '", type, "' is not supported yet (only BPE)"));
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": model type '", type, "' is not supported yet (only BPE)"));
   }
-  if (const json::value& dropout = Field(model, "dropout"); dropout.is_double() &&
-                                                            dropout.as_double() > 0) {
+  if (const json::value& dropout = Field(model, "dropout");
+      dropout.is_double() && dropout.as_double() > 0) {
     return absl::UnimplementedError(source + ": BPE dropout is not supported");
   }
   const json::value& vocab = Field(model, "vocab");
@@ -152,7 +152,8 @@ absl::Status ParsePostProcessor(const json::value& value, const std::string& sou
             absl::StrCat(where, ": special token '", Sv(name.value_or("?")), "' has no ids"));
       }
       for (const json::value& id : Field(entry.as_object(), "ids").as_array()) {
-        if (id.is_int64()) (seen_sequence ? suffix : prefix).push_back(static_cast<int32_t>(id.as_int64()));
+        if (id.is_int64())
+          (seen_sequence ? suffix : prefix).push_back(static_cast<int32_t>(id.as_int64()));
       }
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
@@ -164,9 +165,10 @@ absl::Status ParsePostProcessor(const json::value& value, const std::string& sou
       out->push_back(static_cast<int32_t>(pair.as_array()[1].as_int64()));
     }
   } else {
-    return absl::UnimplementedError(absl::StrCat(
-        where, " type '", type, "' is not supported (TemplateProcessing, RobertaProcessing, "
-        "BertProcessing, ByteLevel, Sequence)"));
+    return absl::UnimplementedError(
+        absl::StrCat(where, " type '", type,
+                     "' is not supported (TemplateProcessing, RobertaProcessing, "
+                     "BertProcessing, ByteLevel, Sequence)"));
   }
   parts->prefix_ids.insert(parts->prefix_ids.begin(), prefix.begin(), prefix.end());
   parts->suffix_ids.insert(parts->suffix_ids.end(), suffix.begin(), suffix.end());

@@ -3,6 +3,38 @@
 #include <cstdint>
 
 namespace strata::tokenizer {
+namespace {
+
+// Length of the maximal prefix of `s` that could start a well-formed character (>= 1), used to
+// write one U+FFFD per maximal ill-formed subsequence.
+size_t IllFormedLength(std::string_view s) {
+  const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = b(0);
+  size_t need;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    need = 1;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    need = 2;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 3;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 1;
+  }
+  size_t i = 1;
+  for (; i <= need && i < s.size(); ++i) {
+    if (b(i) < lo || b(i) > hi) break;
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  return i;
+}
+
+}  // namespace
 
 size_t ValidCharLength(std::string_view s) {
   if (s.empty()) return 0;
@@ -36,6 +68,19 @@ void AppendSanitized(std::string_view bytes, std::string* out) {
     } else {
       out->append(bytes.substr(0, n));
       bytes.remove_prefix(n);
+    }
+  }
+}
+
+void AppendUtf8Lossy(std::string_view bytes, std::string* out) {
+  while (!bytes.empty()) {
+    const size_t n = ValidCharLength(bytes);
+    if (n > 0) {
+      out->append(bytes.substr(0, n));
+      bytes.remove_prefix(n);
+    } else {
+      out->append(kReplacementChar);
+      bytes.remove_prefix(IllFormedLength(bytes));
     }
   }
 }

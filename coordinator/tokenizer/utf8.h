@@ -18,6 +18,11 @@ size_t ValidCharLength(std::string_view s);
 // U+FFFD (as SentencePiece does for byte-fallback pieces).
 void AppendSanitized(std::string_view bytes, std::string* out);
 
+// Appends `bytes` to `out`, writing one U+FFFD for each maximal ill-formed subsequence (as
+// Rust's String::from_utf8_lossy, Python's errors="replace" and the WHATWG decoder do; a
+// truncated 4-byte character is one U+FFFD).
+void AppendUtf8Lossy(std::string_view bytes, std::string* out);
+
 // True when all of `s` is well-formed UTF-8.
 bool IsValidUtf8(std::string_view s);
 

@@ -62,37 +62,16 @@ INSTANTIATE_TEST_SUITE_P(
                   "tokenizers/expected/vocab-test.inp", "tokenizers/expected/tok512-spm.out"}),
     [](const ::testing::TestParamInfo<VectorSet>& param_info) { return param_info.param.name; });
 
-// GGUF vocabularies of other tokenizer models are a later issue: a clear error, not a crash.
-class UnsupportedGgufTest : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(UnsupportedGgufTest, ReportsUnimplementedNamingTheFile) {
-  STRATA_SHARED_DATA_OR_SKIP(path, "tokenizers/llamacpp/ggml-vocab-" + GetParam() + ".gguf");
-  auto tokenizer = LoadTokenizer(path.string());
-  ASSERT_FALSE(tokenizer.ok());
-  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kUnimplemented) << tokenizer.status();
-  EXPECT_NE(tokenizer.status().message().find(path.string()), std::string::npos);
-  EXPECT_NE(tokenizer.status().message().find("gpt2"), std::string::npos);
-}
-
-INSTANTIATE_TEST_SUITE_P(Gpt2Style, UnsupportedGgufTest,
-                         ::testing::Values("gpt-2", "falcon", "deepseek-coder", "deepseek-llm"),
-                         [](const auto& param_info) {
-                           std::string name = param_info.param;
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
-
-TEST(LoadTokenizerTest, TokenizerJsonOnlyDirectoryIsUnimplemented) {
-  // The shared folder holds tokenizer.json.xz; the decompressed copy sits alone in a folder.
-  STRATA_SHARED_DATA_OR_SKIP(json, "tokenizers/hf/llama3/tokenizer.json");
-  const std::filesystem::path dir = json.parent_path();
+TEST(LoadTokenizerTest, PrefersTokenizerJsonOverTokenizerModel) {
+  // A directory with both files loads tokenizer.json, as transformers does: ids follow the
+  // tokenizer.json vectors (transformers.js), not the SentencePiece model beside it.
+  const std::filesystem::path dir = testing::HfTokenizerDir("gemma3");
+  STRATA_SHARED_DATA_OR_SKIP(spm, "tokenizers/sentencepiece/llama2.model");
+  if (dir.empty()) GTEST_SKIP() << "shared data tokenizers/hf/gemma3 not found";
+  std::filesystem::copy_file(spm, dir / "tokenizer.model");
   auto tokenizer = LoadTokenizer(dir.string());
-  ASSERT_FALSE(tokenizer.ok());
-  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(tokenizer.status().message().find("tokenizer.json"), std::string::npos);
-  EXPECT_NE(tokenizer.status().message().find(dir.string()), std::string::npos);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_EQ((*tokenizer)->vocab_size(), 262145);
 }
 
 TEST(LoadTokenizerTest, MissingPathIsNotFoundNamingIt) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
+#include "tests/testing/shared_data.h"
 
 namespace strata::tokenizer::testing {
 
@@ -38,6 +39,19 @@ std::vector<VocabCase> ReadVocabCases(const std::filesystem::path& inp,
     cases.push_back(std::move(c));
   }
   return cases;
+}
+
+std::filesystem::path HfTokenizerDir(const std::string& name) {
+  namespace fs = std::filesystem;
+  const fs::path json =
+      ::strata::testing::SharedDataPath("tokenizers/hf/" + name + "/tokenizer.json");
+  const fs::path config =
+      ::strata::testing::SharedDataPath("tokenizers/hf/" + name + "/tokenizer_config.json");
+  if (json.empty() || config.empty()) return {};
+  const fs::path dir = ::strata::testing::TempDir("hf-" + name);
+  fs::copy_file(json, dir / "tokenizer.json");
+  fs::copy_file(config, dir / "tokenizer_config.json");
+  return dir;
 }
 
 }  // namespace strata::tokenizer::testing

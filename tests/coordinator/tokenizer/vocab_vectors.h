@@ -22,4 +22,9 @@ std::string ReadTextFile(const std::filesystem::path& path);
 std::vector<VocabCase> ReadVocabCases(const std::filesystem::path& inp,
                                       const std::filesystem::path& out);
 
+// A temporary model folder holding shared data's tokenizers/hf/<name>/tokenizer.json
+// (decompressed) and tokenizer_config.json, as LoadTokenizer and transformers.js expect. Empty
+// when the shared data is missing.
+std::filesystem::path HfTokenizerDir(const std::string& name);
+
 }  // namespace strata::tokenizer::testing
