@@ -15,7 +15,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/checked_math.h"
 #include "common/formats/gguf_constants.h"
 #include "common/status.h"
@@ -27,7 +27,6 @@ using formats_internal::AlignUp;
 using formats_internal::CheckedAdd;
 using formats_internal::CheckedElementsToBytes;
 using formats_internal::CheckedNumElements;
-using formats_internal::Sv;
 
 // Smallest possible encodings, used to reject absurd counts before reserving memory.
 constexpr int64_t kMinKvBytes = 8 + 4 + 1;                  // key length, type, 1-byte value

@@ -2,14 +2,13 @@
 #include <array>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/gguf.h"
 #include "common/formats/gguf_constants.h"
 
 namespace strata {
 namespace {
 
-using formats_internal::Sv;
 
 struct GgufTypeEntry {
   std::string_view name;

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/checked_math.h"
 #include "common/status.h"
 
@@ -37,7 +37,7 @@ class Encoder {
 absl::Status TypeMismatch(absl::string_view key, uint32_t type) {
   return absl::InvalidArgumentError(absl::StrCat(kContext, ": metadata key '", key,
                                                  "': value does not match its type ",
-                                                 formats_internal::Sv(GgufValueTypeName(type))));
+                                                 Sv(GgufValueTypeName(type))));
 }
 
 absl::Status EncodeInt(Encoder& enc, uint32_t type, int64_t v) {

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/checked_math.h"
 #include "common/formats/json_util.h"
 #include "common/status.h"
@@ -19,7 +19,6 @@ namespace {
 using formats_internal::AsNonNegativeInt;
 using formats_internal::CheckedElementsToBytes;
 using formats_internal::CheckedNumElements;
-using formats_internal::Sv;
 
 constexpr std::string_view kMetadataKey = "__metadata__";
 

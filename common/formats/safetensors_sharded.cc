@@ -4,7 +4,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/json_util.h"
 #include "common/formats/safetensors.h"
 #include "common/status.h"
@@ -12,7 +12,6 @@
 namespace strata {
 namespace {
 
-using formats_internal::Sv;
 
 // A shard must be a plain file name in the index's folder (no paths, no "..").
 bool IsPlainFileName(std::string_view name) {

@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/checked_math.h"
 #include "common/status.h"
 
@@ -36,7 +36,7 @@ absl::Status PendingTensorList::Add(absl::string_view context, std::string name,
   if (!IsBlockAligned(dtype, cols)) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": row length ", cols, " is not a multiple of the ",
-        formats_internal::Sv(DTypeName(dtype)), " block size ", GetDTypeInfo(dtype).block_elems));
+        Sv(DTypeName(dtype)), " block size ", GetDTypeInfo(dtype).block_elems));
   }
   const std::optional<int64_t> bytes = CheckedElementsToBytes(dtype, *elems);
   if (!bytes) return absl::InvalidArgumentError(where + ": byte size overflows");

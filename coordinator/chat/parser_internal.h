@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/status.h"
 #include "coordinator/chat/ast.h"
 #include "coordinator/chat/lexer.h"
@@ -17,7 +17,6 @@
 
 namespace strata::chat::parser_internal {
 
-using formats_internal::Sv;
 
 using T = TokenType;
 

@@ -1,5 +1,6 @@
 #include "coordinator/chat/template_source.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -92,6 +93,18 @@ absl::StatusOr<ChatTemplates> ChatTemplatesFromGguf(const GgufFile& gguf) {
     if (text) out.named[key.substr(kPrefix.size())] = *text;
   }
   return out;
+}
+
+absl::StatusOr<ChatTemplates> LoadChatTemplates(const std::string& model_path) {
+  const std::filesystem::path path(model_path);
+  if (std::filesystem::is_directory(path)) {
+    const std::filesystem::path config = path / "tokenizer_config.json";
+    if (!std::filesystem::exists(config)) return ChatTemplates{};
+    return LoadTokenizerConfigTemplates(config.string());
+  }
+  absl::StatusOr<std::unique_ptr<GgufFile>> gguf = GgufFile::Open(model_path);
+  if (!gguf.ok()) return gguf.status();
+  return ChatTemplatesFromGguf(**gguf);
 }
 
 }  // namespace strata::chat

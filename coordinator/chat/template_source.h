@@ -37,4 +37,8 @@ absl::StatusOr<ChatTemplates> LoadTokenizerConfigTemplates(const std::string& pa
 // Reads `tokenizer.chat_template` and `tokenizer.chat_template.<name>` from GGUF metadata.
 absl::StatusOr<ChatTemplates> ChatTemplatesFromGguf(const GgufFile& gguf);
 
+// The templates of a model path: `tokenizer_config.json` in a Hugging Face directory (an
+// empty ChatTemplates when that file is absent) or the metadata of a `.gguf` file.
+absl::StatusOr<ChatTemplates> LoadChatTemplates(const std::string& model_path);
+
 }  // namespace strata::chat

@@ -1,9 +1,14 @@
-// `strata generate`: load a model, encode the prompt, generate, stream the text to stdout.
+// `strata generate`: load a model, encode the prompt (optionally through its chat template),
+// generate, stream the text to stdout.
 #include <cstdio>
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status.h"
+#include "coordinator/chat/chat_prompt.h"
+#include "coordinator/chat/template_source.h"
 #include "coordinator/cli/commands.h"
 #include "coordinator/tokenizer/incremental_detokenizer.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -25,13 +30,30 @@ struct GenerateFlags {
   int threads = 0;
   std::string dtype;
   bool ignore_eos = false;
+  bool chat = false;
+  std::string system;
 };
+
+// The prompt token ids: the text as is, or (with --chat) a user message, and an optional system
+// message, through the model's chat template, exactly as a chat request to the server.
+absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f, const std::string& path,
+                                               const tokenizer::Tokenizer& tok) {
+  if (!f.chat) return tok.Encode(f.prompt, /*add_special=*/true);
+  STRATA_ASSIGN_OR_RETURN(const chat::ChatTemplates templates, chat::LoadChatTemplates(path));
+  boost::json::array messages;
+  if (!f.system.empty()) messages.push_back({{"role", "system"}, {"content", f.system}});
+  messages.push_back({{"role", "user"}, {"content", f.prompt}});
+  STRATA_ASSIGN_OR_RETURN(chat::ChatPrompt prompt,
+                          chat::EncodeChat(templates, tok, messages, nullptr, path));
+  STRATA_LOG_DEBUG("chat prompt: {}", prompt.text);
+  return std::move(prompt.ids);
+}
 
 void RunGenerate(const GenerateFlags& f) {
   const std::string path = ResolveModelPath(f.model);
   auto tokenizer = tokenizer::LoadTokenizer(path);
   ExitIfError(tokenizer.status());
-  auto prompt = (*tokenizer)->Encode(f.prompt, /*add_special=*/true);
+  auto prompt = PromptIds(f, path, **tokenizer);
   ExitIfError(prompt.status());
 
   std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
@@ -50,7 +72,7 @@ void RunGenerate(const GenerateFlags& f) {
   options.sampling.min_p = f.min_p;
   options.sampling.seed = f.seed;
   tokenizer::IncrementalDetokenizer detok(**tokenizer, /*skip_special=*/true, *prompt);
-  std::fputs(f.prompt.c_str(), stdout);
+  if (!f.chat) std::fputs(f.prompt.c_str(), stdout);
   options.on_token = [&](int32_t token) {
     auto text = detok.Add(token);
     if (text.ok()) std::fputs(text->c_str(), stdout);
@@ -99,6 +121,11 @@ void AddGenerateCommand(CLI::App& app) {
       ->envname("STRATA_DTYPE");
   cmd->add_flag("--ignore-eos", flags->ignore_eos, "Keep generating past end-of-sequence")
       ->envname("STRATA_IGNORE_EOS");
+  cmd->add_flag("--chat", flags->chat,
+                "Send the prompt as a user message through the model's chat template")
+      ->envname("STRATA_CHAT");
+  cmd->add_option("--system", flags->system, "System message (with --chat)")
+      ->envname("STRATA_SYSTEM");
   cmd->callback([flags] { RunGenerate(*flags); });
 }
 

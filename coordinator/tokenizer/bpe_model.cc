@@ -10,14 +10,13 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/utf8.h"
 
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 constexpr int32_t kNoRank = std::numeric_limits<int32_t>::max();
 constexpr size_t kHeapThreshold = 96;        // symbols; longer words use the priority queue

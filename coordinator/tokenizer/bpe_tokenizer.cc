@@ -4,7 +4,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/utf8.h"
@@ -12,7 +12,6 @@
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 // The added tokens matched on raw text (`normalized` false) or on normalized text, whose
 // contents are normalized first (as tokenizers' AddedVocabulary does).

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/json_util.h"
@@ -11,7 +11,6 @@
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 // Byte of a "<0xAB>" token, or -1.
 int ByteTokenValue(std::string_view token) {

@@ -3,7 +3,7 @@
 #include "coordinator/tokenizer/gguf_bpe_vocab.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/formats/gguf.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/bpe_tokenizer.h"
@@ -11,7 +11,6 @@
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 constexpr const char* kGpt2 =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";

@@ -4,7 +4,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/json_util.h"
 #include "utf8proc.h"
@@ -12,7 +12,6 @@
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 std::string Utf8procMapChunk(std::string_view text, int options) {
   utf8proc_uint8_t* out = nullptr;

@@ -9,14 +9,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/json_util.h"
 
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 // GPT-2's pattern, used by ByteLevel(use_regex=true).
 constexpr std::string_view kGpt2Pattern =

@@ -4,12 +4,11 @@
 #include <pcre2.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 
 namespace strata::tokenizer {
 namespace {
 
-using formats_internal::Sv;
 
 // Per-thread match data (one ovector pair is all FindAll reads) and JIT stack: the default
 // 32 KiB JIT stack overflows on long runs of whitespace under patterns like \s+(?!\S).

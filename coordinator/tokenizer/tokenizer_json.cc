@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "common/formats/absl_compat.h"
+#include "common/strings.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/bpe_tokenizer.h"
 #include "coordinator/tokenizer/json_util.h"
@@ -16,7 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
-using formats_internal::Sv;
 
 const json::value& Field(const json::object& obj, std::string_view key) {
   static const json::value kNull;
