@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
 #include "common/formats/gguf.h"
+#include "common/json.h"
 #include "common/status.h"
 
 namespace strata {
@@ -106,22 +107,6 @@ class JsonFields {
   const json::object& obj_;
   const std::string& source_;
 };
-
-absl::StatusOr<json::object> ParseObject(std::string_view text, const std::string& source) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", ec.message()));
-  if (!v.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": expected a JSON object"));
-  return std::move(v.as_object());
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 absl::Status ParseRopeScaling(const JsonFields& fields, const std::string& source,
                               ModelConfig& config) {
@@ -245,7 +230,7 @@ absl::Status ModelConfig::Validate(const std::string& source) const {
 }
 
 absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view json_text, const std::string& source) {
-  STRATA_ASSIGN_OR_RETURN(const json::object obj, ParseObject(json_text, source));
+  STRATA_ASSIGN_OR_RETURN(const json::object obj, ParseJsonObject(source, "config", json_text));
   JsonFields f(obj, source);
   ModelConfig c;
   if (const json::value* a = obj.if_contains("architectures"); a != nullptr) {
@@ -292,12 +277,12 @@ absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view json_text, const std:
 
 absl::StatusOr<ModelConfig> LoadHfConfig(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
-  STRATA_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  STRATA_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
   STRATA_ASSIGN_OR_RETURN(ModelConfig config, ParseHfConfig(text, path));
   const std::string gen_path = (std::filesystem::path(dir) / "generation_config.json").string();
   if (std::filesystem::exists(gen_path)) {
-    STRATA_ASSIGN_OR_RETURN(const std::string gen_text, ReadFile(gen_path));
-    STRATA_ASSIGN_OR_RETURN(const json::object gen, ParseObject(gen_text, gen_path));
+    STRATA_ASSIGN_OR_RETURN(const std::string gen_text, ReadFileToString(gen_path));
+    STRATA_ASSIGN_OR_RETURN(const json::object gen, ParseJsonObject(gen_path, "generation config", gen_text));
     JsonFields f(gen, gen_path);
     // generation_config.json wins for EOS: chat models list their end-of-turn ids there.
     std::vector<int32_t> eos;

@@ -10,13 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/strings.h"
 #include "common/formats/checked_math.h"
-#include "common/formats/json_util.h"
+#include "common/json.h"
 #include "common/status.h"
 
 namespace strata {
 namespace {
 
-using formats_internal::AsNonNegativeInt;
 using formats_internal::CheckedElementsToBytes;
 using formats_internal::CheckedNumElements;
 
@@ -194,7 +193,7 @@ absl::Status SafetensorsFile::Parse() {
   const int64_t buffer_size = size - 8 - static_cast<int64_t>(header_len);
   STRATA_ASSIGN_OR_RETURN(
       boost::json::object header,
-      formats_internal::ParseJsonObject(
+      ParseJsonObject(
           p, "header",
           std::string_view(reinterpret_cast<const char*>(file_->data() + 8), header_len)));
   std::vector<Entry> entries;

@@ -5,7 +5,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/strings.h"
-#include "common/formats/json_util.h"
+#include "common/json.h"
 #include "common/formats/safetensors.h"
 #include "common/status.h"
 
@@ -22,7 +22,7 @@ bool IsPlainFileName(std::string_view name) {
 absl::StatusOr<boost::json::object> ReadIndex(const std::string& path) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   STRATA_ASSIGN_OR_RETURN(boost::json::object index,
-                          formats_internal::ParseJsonObject(
+                          ParseJsonObject(
                               path, "index",
                               std::string_view(reinterpret_cast<const char*>(file->data()),
                                                static_cast<size_t>(file->size()))));

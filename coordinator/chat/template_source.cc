@@ -1,13 +1,12 @@
 #include "coordinator/chat/template_source.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
 #include "common/formats/gguf.h"
+#include "common/json.h"
 #include "common/status.h"
 
 namespace strata::chat {
@@ -72,11 +71,8 @@ absl::StatusOr<ChatTemplates> ChatTemplatesFromTokenizerConfig(std::string_view 
 }
 
 absl::StatusOr<ChatTemplates> LoadTokenizerConfigTemplates(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  absl::StatusOr<ChatTemplates> out = ChatTemplatesFromTokenizerConfig(ss.str());
+  STRATA_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  absl::StatusOr<ChatTemplates> out = ChatTemplatesFromTokenizerConfig(text);
   if (!out.ok()) {
     return absl::Status(out.status().code(), absl::StrCat(path, ": ", out.status().message()));
   }

@@ -12,9 +12,6 @@
 
 namespace strata::tokenizer {
 
-// The bytes of `path`; NotFound when it cannot be opened.
-absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
-
 // The JSON object in `path`, or nullopt when the file does not exist. InvalidArgument naming
 // the file when it is not a JSON object.
 absl::StatusOr<std::optional<boost::json::object>> ReadJsonObject(

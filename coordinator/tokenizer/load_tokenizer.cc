@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
 #include "common/formats/gguf.h"
+#include "common/json.h"
 #include "common/status.h"
 #include "coordinator/tokenizer/gguf_bpe_vocab.h"
 #include "coordinator/tokenizer/json_util.h"
@@ -49,7 +50,7 @@ void ApplyGenerationConfig(const boost::json::object& config, SpmVocab* vocab) {
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceFile(const fs::path& model_file) {
-  STRATA_ASSIGN_OR_RETURN(std::string bytes, ReadFile(model_file));
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(model_file.string()));
   STRATA_ASSIGN_OR_RETURN(SpmVocab vocab, SpmVocabFromModelProto(bytes, model_file.string()));
   const fs::path dir = model_file.parent_path();
   STRATA_ASSIGN_OR_RETURN(auto tokenizer_config, ReadJsonObject(dir / "tokenizer_config.json"));

@@ -83,7 +83,7 @@ TEST(ModelConfigTest, BadConfigsNameTheField) {
     const char* expect;
   };
   const Case cases[] = {
-      {"{", "invalid JSON"},
+      {"{", "not valid JSON"},
       {"[]", "JSON object"},
       {R"({"hidden_size": 64})", "architectures"},
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": "64"})", "hidden_size"},

@@ -1,10 +1,23 @@
-#include "common/formats/json_util.h"
+#include "common/json.h"
+
+#include <fstream>
+#include <sstream>
 
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 
-namespace strata::formats_internal {
+namespace strata {
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
+  return std::move(buffer).str();
+}
+
 
 absl::StatusOr<boost::json::object> ParseJsonObject(const std::string& path, absl::string_view what,
                                                     std::string_view text) {
@@ -33,4 +46,4 @@ std::optional<int64_t> AsNonNegativeInt(const boost::json::value& v) {
   return std::nullopt;
 }
 
-}  // namespace strata::formats_internal
+}  // namespace strata
