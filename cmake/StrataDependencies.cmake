@@ -9,4 +9,5 @@ find_package(benchmark CONFIG REQUIRED)
 find_package(Boost 1.81 CONFIG REQUIRED COMPONENTS json)
 find_package(spdlog CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)
-find_package(CLI11 CONFIG QUIET)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(Gloo CONFIG REQUIRED)  # libgloo-dev: /usr/share/cmake/Gloo, target `gloo`
