@@ -72,8 +72,13 @@ void RunGenerate(const GenerateFlags& f) {
   options.sampling.min_p = f.min_p;
   options.sampling.seed = f.seed;
   tokenizer::IncrementalDetokenizer detok(**tokenizer, /*skip_special=*/true, *prompt);
-  if (!f.chat) std::fputs(f.prompt.c_str(), stdout);
+  // The prompt is echoed with the first token, so a request that fails prints only the error.
+  bool echoed = f.chat;
   options.on_token = [&](int32_t token) {
+    if (!echoed) {
+      std::fputs(f.prompt.c_str(), stdout);
+      echoed = true;
+    }
     auto text = detok.Add(token);
     if (text.ok()) std::fputs(text->c_str(), stdout);
     std::fflush(stdout);
