@@ -21,6 +21,8 @@
 
 namespace strata {
 
+class Communicator;
+
 struct ModelLoadOptions {
   int64_t layer_begin = 0;  // this runner's layers: [layer_begin, layer_end)
   int64_t layer_end = -1;   // -1: through the last layer
@@ -29,6 +31,13 @@ struct ModelLoadOptions {
   std::optional<DType> weight_dtype;
   int64_t kv_blocks = 256;   // KV cache capacity in blocks
   int64_t kv_block_size = 16;
+  // Tensor parallelism: this runner holds shard `tp_rank` of `tp_size` (tp_shard.h) and
+  // all-reduces / all-gathers over `comm`, a group of exactly those ranks whose buffers live
+  // where the backend's do. `comm` is nullptr when tp_size == 1; the runner does not own it.
+  // Under pipeline parallelism each stage's ranks form their own group.
+  int tp_rank = 0;
+  int tp_size = 1;
+  Communicator* comm = nullptr;
 };
 
 class ModelRunner {
@@ -43,7 +52,7 @@ class ModelRunner {
 
   virtual int64_t kv_blocks() const = 0;
   virtual int64_t kv_block_size() const = 0;
-  // Bytes of weights this runner holds (mapped or converted).
+  // Bytes of weights this runner holds (mapped or converted); its TP shard only.
   virtual int64_t weight_bytes() const = 0;
   // Bytes of weights one decode step reads: everything but the embedding table, of which a
   // step reads only its tokens' rows. The roofline of memory-bound decode.
@@ -51,7 +60,8 @@ class ModelRunner {
 
   // Runs `batch` through this runner's layers.
   //   hidden_in: [num_tokens, hidden_size], ignored by the first stage.
-  //   out: last stage: logits [batch.logit_rows.size(), vocab_size];
+  //   out: last stage: logits [batch.logit_rows.size(), vocab_size], full and identical on
+  //        every TP rank;
   //        other stages: hidden states [num_tokens, hidden_size].
   virtual absl::Status Forward(const StepBatch& batch, absl::Span<const float> hidden_in,
                                std::vector<float>& out) = 0;
