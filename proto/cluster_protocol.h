@@ -1,0 +1,29 @@
+// Plain C++ side of the cluster protocol (strata/v1/cluster.proto), shared by the coordinator
+// and the workers without pulling in generated headers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+// RegisterRequest.protocol_version. Bump on any incompatible change to cluster.proto; the
+// coordinator refuses a worker with another version (FAILED_PRECONDITION naming both).
+inline constexpr uint32_t kClusterProtocolVersion = 1;
+
+// Service-edge limits on the rendezvous store, enforced by the coordinator.
+inline constexpr size_t kMaxStoreKeyBytes = 4096;
+inline constexpr size_t kMaxStoreValueBytes = size_t{1} << 20;  // 1 MiB
+inline constexpr std::chrono::milliseconds kMaxStoreWait = std::chrono::minutes(5);
+
+// What one worker brings to the cluster (proto: strata.v1.Inventory).
+struct DeviceInventory {
+  std::string device_kind;            // "cpu" | "cuda"
+  int32_t device_count = 0;
+  std::vector<int64_t> memory_bytes;  // [device_count] bytes per device
+  std::string node_name;              // link hint: workers on one node share fast links
+};
+
+}  // namespace strata

@@ -1,0 +1,40 @@
+// GrpcStore: a KeyValueStore served by the coordinator's StoreSet / StoreGet / StoreAdd RPCs
+// (strata.v1.ClusterService). Multi-host Gloo and NCCL groups rendezvous through it; a
+// FileStore does the same job for single-host runs.
+//
+// Calls wait for the channel to be ready (a worker may start before its coordinator) up to
+// their deadline. Get waits longer than the coordinator's per-call limit (kMaxStoreWait) by
+// asking again. Thread-safe; generated gRPC types stay in grpc_store.cc.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "worker/comm/store.h"
+
+namespace strata {
+
+class GrpcStore : public KeyValueStore {
+ public:
+  // `target` is the coordinator's "host:port". `rpc_timeout` bounds Set and Add (and the
+  // connection wait of each call).
+  explicit GrpcStore(const std::string& target,
+                     std::chrono::milliseconds rpc_timeout = std::chrono::seconds(30));
+  ~GrpcStore() override;
+
+  absl::Status Set(const std::string& key, const std::string& value) override;
+  absl::StatusOr<std::string> Get(const std::string& key,
+                                  std::chrono::milliseconds timeout) override;
+  absl::StatusOr<int64_t> Add(const std::string& key, int64_t delta) override;
+
+ private:
+  struct Stub;  // the generated stub and its channel
+  absl::StatusOr<std::string> GetOnce(const std::string& key, std::chrono::milliseconds timeout);
+
+  std::string target_;
+  std::chrono::milliseconds rpc_timeout_;
+  std::unique_ptr<Stub> stub_;
+};
+
+}  // namespace strata
