@@ -44,6 +44,9 @@ class Decoder {
   };
 
   absl::Status ParseInto(const boost::json::value& json, std::string_view source);
+  // Appends the step(s) of one non-Sequence component of type `type`.
+  absl::Status ParseStep(const boost::json::object& obj, const std::string& type,
+                         const std::string& where);
   static void Apply(const Step& step, std::vector<std::string>* tokens);
 
   std::vector<Step> steps_;

@@ -36,4 +36,24 @@ std::optional<std::string_view> JsonTokenContent(const boost::json::object& obj,
   return JsonString(v);
 }
 
+absl::Status ForEachComponent(
+    const boost::json::value& json, const std::string& where, std::string_view list_key,
+    absl::FunctionRef<absl::Status(const boost::json::object& obj, const std::string& type)>
+        parse) {
+  if (!json.is_object()) return absl::InvalidArgumentError(where + " is not an object");
+  const boost::json::object& obj = json.as_object();
+  const std::string type(JsonString(obj, "type").value_or(""));
+  if (type != "Sequence") return parse(obj, type);
+  const boost::json::value* list =
+      obj.if_contains(boost::json::string_view(list_key.data(), list_key.size()));
+  if (list == nullptr || !list->is_array()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " Sequence has no '", std::string(list_key), "' list"));
+  }
+  for (const boost::json::value& item : list->as_array()) {
+    STRATA_RETURN_IF_ERROR(ForEachComponent(item, where, list_key, parse));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata::tokenizer

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "boost/json.hpp"
 
@@ -29,5 +30,14 @@ bool JsonBool(const boost::json::object& obj, std::string_view key, bool absent)
 // A token named in tokenizer_config.json: "</s>" or {"content": "</s>", ...}.
 std::optional<std::string_view> JsonTokenContent(const boost::json::object& obj,
                                                  std::string_view key);
+
+// Walks one tokenizer.json pipeline component (a normalizer, pre_tokenizer, decoder or
+// post_processor): an object with a "type". A "Sequence" is flattened: its items under
+// `list_key` are walked in order (nested sequences too); any other component is handed to
+// `parse` with its type. `where` names the component in errors.
+absl::Status ForEachComponent(
+    const boost::json::value& json, const std::string& where, std::string_view list_key,
+    absl::FunctionRef<absl::Status(const boost::json::object& obj, const std::string& type)>
+        parse);
 
 }  // namespace strata::tokenizer

@@ -117,19 +117,14 @@ absl::StatusOr<Normalizer> Normalizer::Parse(const boost::json::value& json,
 
 absl::Status Normalizer::ParseInto(const boost::json::value& json, std::string_view source) {
   const std::string where = absl::StrCat(Sv(source), ": normalizer");
-  if (!json.is_object()) return absl::InvalidArgumentError(where + " is not an object");
-  const boost::json::object& obj = json.as_object();
-  const std::string type(JsonString(obj, "type").value_or(""));
-  if (type == "Sequence") {
-    const boost::json::value* list = obj.if_contains("normalizers");
-    if (list == nullptr || !list->is_array()) {
-      return absl::InvalidArgumentError(where + " Sequence has no 'normalizers' list");
-    }
-    for (const boost::json::value& item : list->as_array()) {
-      STRATA_RETURN_IF_ERROR(ParseInto(item, source));
-    }
-    return absl::OkStatus();
-  }
+  return ForEachComponent(json, where, "normalizers",
+                          [&](const boost::json::object& obj, const std::string& type) {
+                            return ParseStep(obj, type, where);
+                          });
+}
+
+absl::Status Normalizer::ParseStep(const boost::json::object& obj, const std::string& type,
+                                   const std::string& where) {
   Step step;
   if (type == "NFC") {
     step.kind = Kind::kNfc;

@@ -51,6 +51,9 @@ class Normalizer {
   };
 
   absl::Status ParseInto(const boost::json::value& json, std::string_view source);
+  // Appends the step(s) of one non-Sequence component of type `type`.
+  absl::Status ParseStep(const boost::json::object& obj, const std::string& type,
+                         const std::string& where);
   static void ApplyStep(const Step& step, std::string* text);
 
   std::vector<Step> steps_;

@@ -62,22 +62,17 @@ absl::Status PreTokenizer::AddRegexSplit(std::string_view pattern, Behavior beha
 
 absl::Status PreTokenizer::ParseInto(const boost::json::value& json, std::string_view source) {
   const std::string where = absl::StrCat(Sv(source), ": pre_tokenizer");
-  if (!json.is_object()) return absl::InvalidArgumentError(where + " is not an object");
-  const boost::json::object& obj = json.as_object();
-  const std::string type(JsonString(obj, "type").value_or(""));
+  return ForEachComponent(json, where, "pretokenizers",
+                          [&](const boost::json::object& obj, const std::string& type) {
+                            return ParseStep(obj, type, where);
+                          });
+}
+
+absl::Status PreTokenizer::ParseStep(const boost::json::object& obj, const std::string& type,
+                                     const std::string& where) {
   if (byte_level_) {
     return absl::UnimplementedError(
         absl::StrCat(where, ": '", type, "' after ByteLevel is not supported"));
-  }
-  if (type == "Sequence") {
-    const boost::json::value* list = obj.if_contains("pretokenizers");
-    if (list == nullptr || !list->is_array()) {
-      return absl::InvalidArgumentError(where + " Sequence has no 'pretokenizers' list");
-    }
-    for (const boost::json::value& item : list->as_array()) {
-      STRATA_RETURN_IF_ERROR(ParseInto(item, source));
-    }
-    return absl::OkStatus();
   }
   const auto behavior_of = [&](Behavior absent) -> absl::StatusOr<Behavior> {
     const std::string name(JsonString(obj, "behavior").value_or(""));

@@ -62,6 +62,9 @@ class PreTokenizer {
   };
 
   absl::Status ParseInto(const boost::json::value& json, std::string_view source);
+  // Appends the step(s) of one non-Sequence component of type `type`.
+  absl::Status ParseStep(const boost::json::object& obj, const std::string& type,
+                         const std::string& where);
   absl::Status AddRegexSplit(std::string_view pattern, Behavior behavior, bool invert,
                              std::string_view source);
   // Applies one step to every word of `words`.
