@@ -44,6 +44,9 @@ const std::vector<Preset>& Presets() {
 
 // SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte tokens, the printable ASCII
 // characters and "▁"-prefixed letters, then filler pieces that text never produces.
+// <unk>, <s>, </s> and the 256 byte tokens lead the vocabulary.
+constexpr int64_t kSpecialAndByteTokens = 259;
+
 struct Vocab {
   std::vector<std::string> tokens;
   std::vector<double> scores;
@@ -75,19 +78,21 @@ Vocab MakeVocab(int64_t size) {
 }
 
 // Streams a tensor of uniform values in [-amplitude, amplitude] (or all `fill` when
-// amplitude is 0), converted to `dtype` row by row.
+// amplitude is 0), converted to `dtype` row by row. The first `zero_rows` rows are zero.
 TensorProducer RandomTensor(DType dtype, int64_t rows, int64_t cols, uint64_t seed,
-                            uint32_t tensor_id, float amplitude, float fill = 0.0f) {
+                            uint32_t tensor_id, float amplitude, float fill = 0.0f,
+                            int64_t zero_rows = 0) {
   return [=](ChunkWriter write) -> absl::Status {
     std::vector<float> row(cols);
     std::vector<std::byte> packed(ElementsToBytes(dtype, cols));
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < cols; ++c) {
         const uint32_t index = static_cast<uint32_t>(r * cols + c);
-        row[c] = amplitude == 0.0f
-                     ? fill
-                     : static_cast<float>((2.0 * PhiloxUniform(seed, tensor_id, index) - 1.0) *
-                                          amplitude);
+        row[c] = r < zero_rows     ? 0.0f
+                 : amplitude == 0.0f ? fill
+                                     : static_cast<float>(
+                                           (2.0 * PhiloxUniform(seed, tensor_id, index) - 1.0) *
+                                           amplitude);
       }
       QuantizeRow(dtype, row.data(), packed.data(), cols);
       STRATA_RETURN_IF_ERROR(write(packed.data(), static_cast<int64_t>(packed.size())));
@@ -99,7 +104,7 @@ TensorProducer RandomTensor(DType dtype, int64_t rows, int64_t cols, uint64_t se
 // A stable fingerprint of the spec and the generator's format version, so a cached default
 // model is regenerated whenever either changes.
 uint64_t Fingerprint(const SyntheticModelSpec& s) {
-  constexpr uint64_t kFormatVersion = 1;
+  constexpr uint64_t kFormatVersion = 2;
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   for (uint64_t v : {kFormatVersion, static_cast<uint64_t>(s.vocab_size),
                      static_cast<uint64_t>(s.hidden_size), static_cast<uint64_t>(s.intermediate_size),
@@ -183,7 +188,12 @@ absl::Status WriteSyntheticModel(const SyntheticModelSpec& s, const std::string&
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", s.hidden_size, s.intermediate_size, ffn_amp));
   }
   STRATA_RETURN_IF_ERROR(norm("output_norm.weight"));
-  STRATA_RETURN_IF_ERROR(matrix("output.weight", s.vocab_size, s.hidden_size, in_amp));
+  // The specials and byte tokens get zero logits, so greedy output stays within the printable
+  // pieces: random text, but readable as such.
+  STRATA_RETURN_IF_ERROR(w.AddTensorProducer(
+      "output.weight", s.dtype, {s.vocab_size, s.hidden_size},
+      RandomTensor(s.dtype, s.vocab_size, s.hidden_size, s.seed, id++, in_amp, 0.0f,
+                   kSpecialAndByteTokens)));
   return w.Write(path);
 }
 
