@@ -34,7 +34,11 @@ int ByteTokenValue(std::string_view token) {
 
 absl::StatusOr<Decoder> Decoder::Parse(const boost::json::value& json, std::string_view source) {
   Decoder decoder;
-  if (!json.is_null()) STRATA_RETURN_IF_ERROR(decoder.ParseInto(json, source));
+  STRATA_RETURN_IF_ERROR(ForEachComponent(
+      json, absl::StrCat(Sv(source), ": decoder"), "decoders",
+      [&](const boost::json::object& obj, const std::string& type, const std::string& where) {
+        return decoder.ParseStep(obj, type, where);
+      }));
   return decoder;
 }
 
@@ -44,14 +48,6 @@ Decoder Decoder::ByteLevel() {
   step.kind = Kind::kByteLevel;
   decoder.steps_.push_back(std::move(step));
   return decoder;
-}
-
-absl::Status Decoder::ParseInto(const boost::json::value& json, std::string_view source) {
-  const std::string where = absl::StrCat(Sv(source), ": decoder");
-  return ForEachComponent(json, where, "decoders",
-                          [&](const boost::json::object& obj, const std::string& type) {
-                            return ParseStep(obj, type, where);
-                          });
 }
 
 absl::Status Decoder::ParseStep(const boost::json::object& obj, const std::string& type,

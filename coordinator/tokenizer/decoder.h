@@ -43,7 +43,6 @@ class Decoder {
     bool prepend = true;     // kMetaspace: prepend_scheme != never
   };
 
-  absl::Status ParseInto(const boost::json::value& json, std::string_view source);
   // Appends the step(s) of one non-Sequence component of type `type`.
   absl::Status ParseStep(const boost::json::object& obj, const std::string& type,
                          const std::string& where);

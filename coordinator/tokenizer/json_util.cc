@@ -38,12 +38,14 @@ std::optional<std::string_view> JsonTokenContent(const boost::json::object& obj,
 
 absl::Status ForEachComponent(
     const boost::json::value& json, const std::string& where, std::string_view list_key,
-    absl::FunctionRef<absl::Status(const boost::json::object& obj, const std::string& type)>
+    absl::FunctionRef<absl::Status(const boost::json::object& obj, const std::string& type,
+                                   const std::string& where)>
         parse) {
+  if (json.is_null()) return absl::OkStatus();
   if (!json.is_object()) return absl::InvalidArgumentError(where + " is not an object");
   const boost::json::object& obj = json.as_object();
   const std::string type(JsonString(obj, "type").value_or(""));
-  if (type != "Sequence") return parse(obj, type);
+  if (type != "Sequence") return parse(obj, type, where);
   const boost::json::value* list =
       obj.if_contains(boost::json::string_view(list_key.data(), list_key.size()));
   if (list == nullptr || !list->is_array()) {

@@ -34,10 +34,12 @@ std::optional<std::string_view> JsonTokenContent(const boost::json::object& obj,
 // Walks one tokenizer.json pipeline component (a normalizer, pre_tokenizer, decoder or
 // post_processor): an object with a "type". A "Sequence" is flattened: its items under
 // `list_key` are walked in order (nested sequences too); any other component is handed to
-// `parse` with its type. `where` names the component in errors.
+// `parse` with its type and `where`, which names the component in errors. A null component
+// (absent in tokenizer.json) has no steps.
 absl::Status ForEachComponent(
     const boost::json::value& json, const std::string& where, std::string_view list_key,
-    absl::FunctionRef<absl::Status(const boost::json::object& obj, const std::string& type)>
+    absl::FunctionRef<absl::Status(const boost::json::object& obj, const std::string& type,
+                                   const std::string& where)>
         parse);
 
 }  // namespace strata::tokenizer

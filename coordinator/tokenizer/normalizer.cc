@@ -111,16 +111,12 @@ std::string ReplacePattern::ReplaceAll(std::string_view text, std::string_view c
 absl::StatusOr<Normalizer> Normalizer::Parse(const boost::json::value& json,
                                              std::string_view source) {
   Normalizer normalizer;
-  if (!json.is_null()) STRATA_RETURN_IF_ERROR(normalizer.ParseInto(json, source));
+  STRATA_RETURN_IF_ERROR(ForEachComponent(
+      json, absl::StrCat(Sv(source), ": normalizer"), "normalizers",
+      [&](const boost::json::object& obj, const std::string& type, const std::string& where) {
+        return normalizer.ParseStep(obj, type, where);
+      }));
   return normalizer;
-}
-
-absl::Status Normalizer::ParseInto(const boost::json::value& json, std::string_view source) {
-  const std::string where = absl::StrCat(Sv(source), ": normalizer");
-  return ForEachComponent(json, where, "normalizers",
-                          [&](const boost::json::object& obj, const std::string& type) {
-                            return ParseStep(obj, type, where);
-                          });
 }
 
 absl::Status Normalizer::ParseStep(const boost::json::object& obj, const std::string& type,

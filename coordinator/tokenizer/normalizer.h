@@ -50,7 +50,6 @@ class Normalizer {
     bool right = false;      // kStrip
   };
 
-  absl::Status ParseInto(const boost::json::value& json, std::string_view source);
   // Appends the step(s) of one non-Sequence component of type `type`.
   absl::Status ParseStep(const boost::json::object& obj, const std::string& type,
                          const std::string& where);

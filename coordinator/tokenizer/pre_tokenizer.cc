@@ -35,7 +35,11 @@ struct Range {
 absl::StatusOr<PreTokenizer> PreTokenizer::Parse(const boost::json::value& json,
                                                  std::string_view source) {
   PreTokenizer pre;
-  if (!json.is_null()) STRATA_RETURN_IF_ERROR(pre.ParseInto(json, source));
+  STRATA_RETURN_IF_ERROR(ForEachComponent(
+      json, absl::StrCat(Sv(source), ": pre_tokenizer"), "pretokenizers",
+      [&](const boost::json::object& obj, const std::string& type, const std::string& where) {
+        return pre.ParseStep(obj, type, where);
+      }));
   return pre;
 }
 
@@ -58,14 +62,6 @@ absl::Status PreTokenizer::AddRegexSplit(std::string_view pattern, Behavior beha
   step.invert = invert;
   steps_.push_back(std::move(step));
   return absl::OkStatus();
-}
-
-absl::Status PreTokenizer::ParseInto(const boost::json::value& json, std::string_view source) {
-  const std::string where = absl::StrCat(Sv(source), ": pre_tokenizer");
-  return ForEachComponent(json, where, "pretokenizers",
-                          [&](const boost::json::object& obj, const std::string& type) {
-                            return ParseStep(obj, type, where);
-                          });
 }
 
 absl::Status PreTokenizer::ParseStep(const boost::json::object& obj, const std::string& type,

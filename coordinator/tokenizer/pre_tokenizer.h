@@ -61,7 +61,6 @@ class PreTokenizer {
     bool split = true;                  // kMetaspace
   };
 
-  absl::Status ParseInto(const boost::json::value& json, std::string_view source);
   // Appends the step(s) of one non-Sequence component of type `type`.
   absl::Status ParseStep(const boost::json::object& obj, const std::string& type,
                          const std::string& where);
