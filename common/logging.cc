@@ -18,4 +18,9 @@ void SetLogLevel(std::string_view level) {
   spdlog::set_level(spdlog::level::from_str(std::string(level)));
 }
 
+std::string GetLogLevelName() {
+  const auto name = spdlog::level::to_string_view(spdlog::get_level());
+  return std::string(name.data(), name.size());
+}
+
 }  // namespace strata

@@ -2,6 +2,7 @@
 // for the generated text of `strata generate`.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "spdlog/spdlog.h"
@@ -10,6 +11,9 @@ namespace strata {
 
 // Sets the process log level from a name: trace, debug, info, warn, error, off.
 void SetLogLevel(std::string_view level);
+
+// The current level's name (for child processes started with the same level).
+std::string GetLogLevelName();
 
 }  // namespace strata
 

@@ -384,6 +384,14 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& gguf) {
   STRATA_RETURN_IF_ERROR(get_int("tokenizer.ggml.eos_token_id", &eos, false));
   if (eos >= 0) c.eos_token_ids = {static_cast<int32_t>(eos)};
   c.rope_layout = RopeLayout::kInterleaved;
+  // GGUF has no torch_dtype: take the storage type of the first layer's query weight, which
+  // is what the shard planner sizes weights by (block-quantized types stay at the 2-byte
+  // default, an overestimate).
+  if (auto q = gguf.Get("blk.0.attn_q.weight"); q.ok()) {
+    if (q->dtype == DType::kF32) c.torch_dtype = "float32";
+    if (q->dtype == DType::kF16) c.torch_dtype = "float16";
+    if (q->dtype == DType::kBF16) c.torch_dtype = "bfloat16";
+  }
   STRATA_RETURN_IF_ERROR(c.Validate(source));
   return c;
 }

@@ -44,8 +44,8 @@ struct RawTensorInfo {
 // Bounded little-endian reader over the mapped bytes.
 class Cursor {
  public:
-  Cursor(const std::string& path, const std::byte* data, int64_t size)
-      : path_(path), data_(data), size_(size) {}
+  explicit Cursor(const MappedFile& file)
+      : path_(file.path()), file_(file), data_(file.data()), size_(file.size()) {}
 
   int64_t pos() const { return pos_; }
   int64_t remaining() const { return size_ - pos_; }
@@ -53,6 +53,7 @@ class Cursor {
   template <typename T>
   absl::Status Read(T* out, absl::string_view what) {
     if (remaining() < static_cast<int64_t>(sizeof(T))) return Truncated(what);
+    Prefetch(pos_ + static_cast<int64_t>(sizeof(T)));
     std::memcpy(out, data_ + pos_, sizeof(T));
     pos_ += sizeof(T);
     return absl::OkStatus();
@@ -66,6 +67,7 @@ class Cursor {
                                                      " at byte ", pos_ - 8, " exceeds the ",
                                                      remaining(), " bytes left in the file"));
     }
+    Prefetch(pos_ + static_cast<int64_t>(len));
     out->assign(reinterpret_cast<const char*>(data_ + pos_), len);
     pos_ += static_cast<int64_t>(len);
     return absl::OkStatus();
@@ -77,10 +79,22 @@ class Cursor {
   }
 
  private:
+  // The mapping reads nothing ahead (mapped_file.h), so ask for the header a chunk at a time
+  // rather than fault it in page by page; reads past its end by less than one chunk.
+  void Prefetch(int64_t end) {
+    constexpr int64_t kChunk = int64_t{256} << 10;
+    if (end <= prefetched_) return;
+    const int64_t to = std::max(end, prefetched_ + kChunk);
+    file_.WillNeed(data_ + prefetched_, to - prefetched_);
+    prefetched_ = to;
+  }
+
   const std::string& path_;
+  const MappedFile& file_;
   const std::byte* data_;
   int64_t size_;
   int64_t pos_ = 0;
+  int64_t prefetched_ = 0;  // bytes [0, prefetched_) have been asked for
 };
 
 }  // namespace
@@ -91,7 +105,7 @@ class GgufParser {
   explicit GgufParser(GgufFile* file)
       : file_(file),
         path_(file->file_->path()),
-        cursor_(path_, file->file_->data(), file->file_->size()) {}
+        cursor_(*file->file_) {}
 
   absl::Status Parse() {
     STRATA_RETURN_IF_ERROR(ParseHeader());

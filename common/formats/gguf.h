@@ -67,6 +67,7 @@ class GgufFile : public WeightSource {
   std::vector<std::string> TensorNames() const override;
   bool Has(std::string_view name) const override;
   absl::StatusOr<TensorView> Get(std::string_view name) const override;
+  void Prefetch(const TensorView& view) const override { PrefetchView(*file_, view); }
 
  private:
   GgufFile() = default;

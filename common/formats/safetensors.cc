@@ -189,6 +189,8 @@ absl::Status SafetensorsFile::Parse() {
                                                    " exceeds the file size ", size,
                                                    " or the limit ", kSafetensorsMaxHeaderBytes));
   }
+  // The mapping reads nothing ahead (mapped_file.h): ask for the whole header at once.
+  file_->WillNeed(file_->data(), 8 + static_cast<int64_t>(header_len));
   const std::byte* buffer = file_->data() + 8 + header_len;
   const int64_t buffer_size = size - 8 - static_cast<int64_t>(header_len);
   STRATA_ASSIGN_OR_RETURN(

@@ -43,6 +43,7 @@ class SafetensorsFile : public WeightSource {
   std::vector<std::string> TensorNames() const override;
   bool Has(std::string_view name) const override;
   absl::StatusOr<TensorView> Get(std::string_view name) const override;
+  void Prefetch(const TensorView& view) const override { PrefetchView(*file_, view); }
 
  private:
   SafetensorsFile() = default;
@@ -69,6 +70,10 @@ class ShardedSafetensors : public WeightSource {
   std::vector<std::string> TensorNames() const override;
   bool Has(std::string_view name) const override;
   absl::StatusOr<TensorView> Get(std::string_view name) const override;
+  // Each shard ignores views outside its file.
+  void Prefetch(const TensorView& view) const override {
+    for (const auto& shard : shards_) shard->Prefetch(view);
+  }
 
  private:
   ShardedSafetensors() = default;

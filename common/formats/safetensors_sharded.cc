@@ -21,6 +21,7 @@ bool IsPlainFileName(std::string_view name) {
 
 absl::StatusOr<boost::json::object> ReadIndex(const std::string& path) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
+  file->WillNeed(file->data(), file->size());  // parsed whole; the mapping reads nothing ahead
   STRATA_ASSIGN_OR_RETURN(boost::json::object index,
                           ParseJsonObject(
                               path, "index",

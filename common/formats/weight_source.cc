@@ -1,6 +1,7 @@
 // OpenWeightSource: picks the reader from the path (extension, magic bytes, or folder layout).
 #include "common/formats/weight_source.h"
 
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +41,20 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenDirectory(const std::string& p
 }
 
 }  // namespace
+
+void PrefetchView(const MappedFile& file, const TensorView& view) {
+  const auto start = reinterpret_cast<uintptr_t>(view.data);
+  const auto base = reinterpret_cast<uintptr_t>(file.data());
+  if (start < base || start >= base + static_cast<uintptr_t>(file.size())) return;
+  const int64_t rows = view.Rows(), row_bytes = view.RowBytes();
+  if (rows <= 0 || row_bytes <= 0) return;
+  // A gap shorter than a page holds no whole page, so one range reads nothing extra.
+  if (view.row_stride_bytes - row_bytes < MappedFile::PageSize()) {
+    file.WillNeed(view.data, (rows - 1) * view.row_stride_bytes + row_bytes);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) file.WillNeed(view.Row(r), row_bytes);
+}
 
 absl::StatusOr<std::unique_ptr<WeightSource>> OpenWeightSource(const std::string& path) {
   std::error_code ec;

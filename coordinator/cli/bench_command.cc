@@ -1,4 +1,5 @@
-// `strata bench memory` and `strata bench generate`: the figures docs/performance.md records.
+// `strata bench memory` and `strata bench generate` (`bench cluster` lives with the cluster
+// commands): the figures docs/performance.md records.
 // Decode is memory-bound, so its figure is reported next to the roofline: measured read
 // bandwidth divided by the weight bytes one decode step streams.
 #include <chrono>
@@ -101,6 +102,8 @@ void AddBenchCommand(CLI::App& app) {
   gen->add_option("--decode-tokens", flags->decode_tokens, "Tokens to decode")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
   gen->callback([flags] { RunGenerateBench(*flags); });
+
+  AddClusterBenchCommand(*bench);
 }
 
 }  // namespace strata::cli

@@ -14,6 +14,11 @@ void AddGenerateCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
 void AddSynthCommand(CLI::App& app);
 void AddPlanCommand(CLI::App& app);
+void AddWorkerCommand(CLI::App& app);
+void AddCoordinatorCommand(CLI::App& app);
+void AddServeCommand(CLI::App& app);
+// `strata bench cluster`, registered under the `bench` subcommand.
+void AddClusterBenchCommand(CLI::App& bench);
 
 // Resolves --model: the given path, or the embedded default model (generated on first use)
 // when empty. Logs which one is used. Exits the process with a message on failure.

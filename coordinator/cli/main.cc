@@ -1,6 +1,7 @@
-// strata: one binary for every role. Subcommands: generate (offline CLI), bench (memory,
-// generate), synth (write a deterministic random-weight model), plan (shard plan of a model
-// over a cluster). `serve`, `coordinator` and `worker` join as the distributed runtime lands.
+// strata: one binary for every role. Subcommands: serve (coordinator + local workers),
+// coordinator, worker (the distributed runtime), generate (offline, one process), bench
+// (memory, generate, cluster), synth (write a deterministic random-weight model), plan (shard
+// plan of a model over a cluster).
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.set_version_flag("--version", "strata 0.1.0");
   app.parse_complete_callback([&] { strata::SetLogLevel(log_level); });
+  strata::cli::AddServeCommand(app);
+  strata::cli::AddCoordinatorCommand(app);
+  strata::cli::AddWorkerCommand(app);
   strata::cli::AddGenerateCommand(app);
   strata::cli::AddBenchCommand(app);
   strata::cli::AddSynthCommand(app);

@@ -69,6 +69,15 @@ bool Membership::Heartbeat(uint64_t id, const std::string& status) {
   return true;
 }
 
+void Membership::MarkDead(uint64_t id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = workers_.find(id);
+  if (it == workers_.end() || !it->second.alive) return;
+  it->second.alive = false;
+  STRATA_LOG_WARN("worker {} ({}) marked dead: {}", id, it->second.host, reason);
+  changed_.notify_all();
+}
+
 int Membership::AliveCount() const {
   std::lock_guard<std::mutex> lock(mu_);
   return AliveCountLocked();

@@ -61,6 +61,11 @@ class Membership {
   // again (its peers may have moved on).
   bool Heartbeat(uint64_t id, const std::string& status);
 
+  // Declares a worker dead before its lease runs out (its connection broke, or it stopped
+  // answering steps). A worker that is in fact alive learns it at its next heartbeat and
+  // registers again.
+  void MarkDead(uint64_t id, const std::string& reason);
+
   int AliveCount() const;
   std::vector<WorkerInfo> Snapshot() const;  // ordered by id
 

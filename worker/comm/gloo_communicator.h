@@ -25,10 +25,13 @@ struct GlooOptions {
   // Namespace of this group's keys in the store; must be unique per group incarnation
   // (e.g. "tp/stage0/gen3") when one store serves several groups or restarts.
   std::string store_prefix = "gloo";
+  // Spin on the sockets while waiting for a peer instead of sleeping in recv: lower latency,
+  // one busy core per waiting rank. Worth it only with more cores than ranks.
+  bool busy_poll = false;
 };
 
-// Communicator over host memory using Gloo (ring/bcube all-reduce, TCP full mesh between all
-// ranks). Gloo's exceptions never leave this class: they become absl::Status values naming the
+// Communicator over host memory using Gloo's TCP transport (full mesh between all ranks, pairs
+// in synchronous mode: the calling thread does the socket I/O; see gloo_communicator.cc). Gloo's exceptions never leave this class: they become absl::Status values naming the
 // op, the rank and the peer. See communicator.h for the contracts.
 class GlooCommunicator : public Communicator {
  public:

@@ -143,6 +143,7 @@ absl::StatusOr<Weight> LlamaModel::Load(const WeightName& name, int64_t layer, c
     }
     view = *part;
   }
+  source.Prefetch(view);  // only this rank's bytes: the mapping reads nothing ahead
   DType dtype = DType::kF32;
   if (matrix) {
     dtype = context_.options.weight_dtype.value_or(view.dtype);
@@ -154,6 +155,7 @@ absl::StatusOr<Weight> LlamaModel::Load(const WeightName& name, int64_t layer, c
                                                              "': ", weight.status().message()));
   }
   weight_bytes_ += weight->view.Rows() * weight->view.RowBytes();
+  if (context_.options.on_progress) context_.options.on_progress(weight_bytes_);
   return weight;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,8 @@ struct ModelLoadOptions {
   int tp_rank = 0;
   int tp_size = 1;
   Communicator* comm = nullptr;
+  // Called after each weight is loaded with the bytes loaded so far (load progress).
+  std::function<void(int64_t bytes_loaded)> on_progress;
 };
 
 class ModelRunner {

@@ -9,21 +9,9 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "common/sampling_params.h"
 
 namespace strata {
-
-struct SamplingParams {
-  float temperature = 1.0f;  // 0: greedy
-  int32_t top_k = 0;         // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off; keep tokens with p >= min_p * max p
-  uint64_t seed = 0;
-  uint32_t stream = 0;       // which of a request's n samples
-
-  bool IsGreedy() const { return temperature <= 0.0f || top_k == 1; }
-  // InvalidArgument naming the field that is out of range.
-  absl::Status Validate() const;
-};
 
 // Index of the largest logit, lowest index on ties.
 int32_t Argmax(absl::Span<const float> logits);

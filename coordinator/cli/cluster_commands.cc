@@ -1,0 +1,493 @@
+// The distributed runtime's commands:
+//   strata worker --coordinator HOST:PORT     one worker process (any host)
+//   strata coordinator --model M --tp T --pp P  the coordinator; waits for T x P workers
+//   strata serve --model M --tp T --pp P      the coordinator plus T x P local workers
+// With --prompt, coordinator and serve generate once through the cluster, print the text and
+// exit; without, they stay up (ready) until SIGINT or SIGTERM.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "coordinator/cli/commands.h"
+#include "coordinator/cluster/cluster_executor.h"
+#include "coordinator/cluster/cluster_generate.h"
+#include "coordinator/cluster/coordinator_server.h"
+#include "coordinator/cluster/local_workers.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "worker/service/worker_agent.h"
+#include "worker/service/worker_server.h"
+
+namespace strata::cli {
+namespace {
+
+using std::chrono::milliseconds;
+
+// SIGINT and SIGTERM, blocked in every thread (call before any thread starts) and taken
+// synchronously with Wait().
+class Signals {
+ public:
+  Signals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  int Wait() const {
+    int sig = 0;
+    sigwait(&set_, &sig);
+    return sig;
+  }
+
+ private:
+  sigset_t set_;
+};
+
+// Splits "host:port" (port required).
+absl::Status SplitHostPort(const std::string& address, std::string& host, int& port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not HOST:PORT"));
+  }
+  host = address.substr(0, colon);
+  return absl::OkStatus();
+}
+
+// The local address this machine uses to reach `host`:`port` (what peers should dial us at).
+absl::StatusOr<std::string> LocalAddressToward(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resolve coordinator host '", host, "'"));
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in local{};
+  socklen_t len = sizeof(local);
+  const bool ok = fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+  freeaddrinfo(found);
+  if (fd >= 0) close(fd);
+  if (!ok) return absl::UnavailableError(absl::StrCat("no route to coordinator host '", host, "'"));
+  char text[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &local.sin_addr, text, sizeof(text));
+  return std::string(text);
+}
+
+int64_t PhysicalMemory() {
+  return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+}
+
+int HardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+// ---- strata worker ------------------------------------------------------------------------
+
+struct WorkerFlags {
+  std::string coordinator;
+  std::string listen = "0.0.0.0:0";
+  std::string advertise_host;
+  std::string node_name;
+  std::string memory;
+  int threads = 0;
+  int64_t register_timeout_ms = 60000;
+};
+
+void RunWorker(const WorkerFlags& f) {
+  Signals signals;
+  std::string coordinator_host, bind_host;
+  int coordinator_port = 0, port = 0;
+  ExitIfError(SplitHostPort(f.coordinator, coordinator_host, coordinator_port));
+  ExitIfError(SplitHostPort(f.listen, bind_host, port));
+  WorkerServerOptions server_options;
+  server_options.bind_host = bind_host;
+  server_options.port = port;
+  server_options.coordinator = f.coordinator;
+  server_options.default_threads = f.threads > 0 ? f.threads : HardwareThreads();
+  server_options.advertise_host = f.advertise_host;
+  if (server_options.advertise_host.empty()) {
+    absl::StatusOr<std::string> local = LocalAddressToward(coordinator_host, coordinator_port);
+    ExitIfError(local.status());
+    server_options.advertise_host = *local;
+  }
+  absl::StatusOr<std::unique_ptr<WorkerServer>> server = WorkerServer::Start(server_options);
+  ExitIfError(server.status());
+
+  WorkerAgentOptions agent_options;
+  agent_options.coordinator = f.coordinator;
+  agent_options.host = (*server)->address();
+  agent_options.inventory.device_kind = "cpu";
+  agent_options.inventory.device_count = 1;
+  int64_t memory = PhysicalMemory();
+  if (!f.memory.empty()) {
+    absl::StatusOr<int64_t> parsed = ParseByteSize(f.memory);
+    ExitIfError(parsed.status());
+    memory = *parsed;
+  }
+  agent_options.inventory.memory_bytes = {memory};
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  agent_options.inventory.node_name = f.node_name.empty() ? hostname : f.node_name;
+  agent_options.rpc_timeout = milliseconds(f.register_timeout_ms);
+  absl::StatusOr<std::unique_ptr<WorkerAgent>> agent = WorkerAgent::Start(agent_options);
+  ExitIfError(agent.status());
+  STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {} of memory)",
+                  (*agent)->worker_id(), f.coordinator, agent_options.host,
+                  agent_options.inventory.node_name, FormatBytes(memory));
+  const int sig = signals.Wait();
+  STRATA_LOG_INFO("signal {}: worker shutting down", sig);
+  (*agent)->Stop();
+  (*server)->Stop();
+}
+
+// ---- strata coordinator / strata serve ----------------------------------------------------
+
+struct ClusterFlags {
+  std::string model;
+  std::string dtype;
+  std::string listen = "0.0.0.0:50051";
+  int tp = 1;
+  int pp = 1;
+  int64_t max_kv_blocks = 4096;
+  int64_t max_model_len = 0;
+  int threads = 0;
+  int64_t worker_wait_ms = 60000;
+  int64_t step_timeout_ms = 60000;
+  int64_t comm_timeout_ms = 30000;
+  int64_t lease_ms = 5000;
+  int64_t heartbeat_ms = 1000;
+  // One-shot generation.
+  std::string prompt;
+  int64_t max_tokens = 32;
+  float temperature = 0.0f;
+  uint64_t seed = 0;
+};
+
+void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
+  cmd->add_option("--model", f.model, "HF model directory or .gguf file (default: the embedded "
+                  "random-weight model)")->envname("STRATA_MODEL");
+  cmd->add_option("--dtype", f.dtype, "Convert weights on load: f32, f16, bf16, q8_0, q4_0")
+      ->envname("STRATA_DTYPE");
+  cmd->add_option("--listen", f.listen, "Cluster service address (HOST:PORT) workers register at")
+      ->envname("STRATA_LISTEN")->capture_default_str();
+  cmd->add_option("--tp", f.tp, "Tensor-parallel ranks per pipeline stage")
+      ->envname("STRATA_TP")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--pp", f.pp, "Pipeline stages")
+      ->envname("STRATA_PP")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--max-kv-blocks", f.max_kv_blocks, "Cap on KV blocks per rank (0: no cap)")
+      ->envname("STRATA_MAX_KV_BLOCKS")->capture_default_str();
+  cmd->add_option("--max-model-len", f.max_model_len,
+                  "Tokens the KV cache must hold at least (0: the model's context)")
+      ->envname("STRATA_MAX_MODEL_LEN")->capture_default_str();
+  cmd->add_option("--threads", f.threads,
+                  serve ? "Compute threads per worker (default: cores / workers)"
+                        : "Compute threads per worker (default: each worker's own)")
+      ->envname("STRATA_THREADS");
+  cmd->add_option("--worker-wait-ms", f.worker_wait_ms, "How long to wait for workers to register")
+      ->envname("STRATA_WORKER_WAIT_MS")->capture_default_str();
+  cmd->add_option("--step-timeout-ms", f.step_timeout_ms,
+                  "A step not answered by every rank within this fails the cluster")
+      ->envname("STRATA_STEP_TIMEOUT_MS")->capture_default_str();
+  cmd->add_option("--comm-timeout-ms", f.comm_timeout_ms, "Bound on the workers' collectives")
+      ->envname("STRATA_COMM_TIMEOUT_MS")->capture_default_str();
+  cmd->add_option("--lease-ms", f.lease_ms, "A worker silent this long is dead")
+      ->envname("STRATA_LEASE_MS")->capture_default_str();
+  cmd->add_option("--heartbeat-ms", f.heartbeat_ms, "Worker heartbeat interval")
+      ->envname("STRATA_HEARTBEAT_MS")->capture_default_str();
+  cmd->add_option("--prompt", f.prompt, "Generate once for this prompt, print it and exit")
+      ->envname("STRATA_PROMPT");
+  cmd->add_option("--max-tokens", f.max_tokens, "New tokens for --prompt")
+      ->envname("STRATA_MAX_TOKENS")->capture_default_str();
+  cmd->add_option("--temperature", f.temperature, "Sampling temperature for --prompt (0: greedy)")
+      ->envname("STRATA_TEMPERATURE")->capture_default_str();
+  cmd->add_option("--seed", f.seed, "Sampling seed for --prompt")
+      ->envname("STRATA_SEED")->capture_default_str();
+}
+
+ExecutorOptions ToExecutorOptions(const ClusterFlags& f, const std::string& model) {
+  ExecutorOptions o;
+  o.model = model;
+  o.weight_dtype = f.dtype;
+  o.tp = f.tp;
+  o.pp = f.pp;
+  o.max_kv_blocks = f.max_kv_blocks;
+  o.min_kv_tokens = f.max_model_len;
+  o.threads_per_worker = f.threads;
+  o.worker_wait = milliseconds(f.worker_wait_ms);
+  o.step_timeout = milliseconds(f.step_timeout_ms);
+  o.comm_timeout = milliseconds(f.comm_timeout_ms);
+  return o;
+}
+
+// Generates f.prompt through the cluster and prints the text and a timing line.
+void GenerateOnce(ClusterExecutor& executor, const ClusterFlags& f, const std::string& model) {
+  auto tok = tokenizer::LoadTokenizer(model);
+  ExitIfError(tok.status());
+  absl::StatusOr<std::vector<int32_t>> prompt = (*tok)->Encode(f.prompt, /*add_special=*/true);
+  ExitIfError(prompt.status());
+  ClusterGenerateOptions options;
+  options.max_new_tokens = f.max_tokens;
+  options.sampling.temperature = f.temperature;
+  options.sampling.seed = f.seed;
+  absl::StatusOr<ClusterGenerateResult> result = GenerateOnCluster(executor, {*prompt}, options);
+  ExitIfError(result.status());
+  absl::StatusOr<std::string> text = (*tok)->Decode(result->sequences[0].tokens, /*skip_special=*/true);
+  ExitIfError(text.status());
+  std::printf("%s%s\n", f.prompt.c_str(), text->c_str());
+  const int64_t n = static_cast<int64_t>(result->sequences[0].tokens.size());
+  std::fprintf(stderr,
+               "%lld tokens in %.3f s over TP %d x PP %d; decode %.1f tokens/s; coordinator "
+               "overhead %.1f us/step\n",
+               static_cast<long long>(n), result->seconds, f.tp, f.pp,
+               result->decode_seconds > 0 ? result->decode_tokens / result->decode_seconds : 0.0,
+               1e6 * (result->step_wall_seconds - result->step_compute_seconds) /
+                   std::max<int64_t>(1, result->steps));
+}
+
+std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f) {
+  CoordinatorServerOptions options;
+  std::string host;
+  int port = 0;
+  ExitIfError(SplitHostPort(f.listen, host, port));
+  options.host = host;
+  options.port = port;
+  options.membership.lease = milliseconds(f.lease_ms);
+  options.membership.heartbeat_interval = milliseconds(f.heartbeat_ms);
+  absl::StatusOr<std::unique_ptr<CoordinatorServer>> server = CoordinatorServer::Start(options);
+  ExitIfError(server.status());
+  return *std::move(server);
+}
+
+void RunCoordinator(const ClusterFlags& f) {
+  Signals signals;
+  const std::string model = ResolveModelPath(f.model);
+  std::unique_ptr<CoordinatorServer> server = StartCoordinator(f);
+  STRATA_LOG_INFO("waiting for {} worker(s) at {}", f.tp * f.pp, server->address());
+  auto executor = ClusterExecutor::Start(server->membership(), ToExecutorOptions(f, model));
+  ExitIfError(executor.status());
+  if (!f.prompt.empty()) {
+    GenerateOnce(**executor, f, model);
+    return;
+  }
+  STRATA_LOG_INFO("cluster ready: TP {} x PP {}; stop with SIGINT or SIGTERM", f.tp, f.pp);
+  const int sig = signals.Wait();
+  STRATA_LOG_INFO("signal {}: coordinator shutting down", sig);
+}
+
+// The coordinator on 127.0.0.1 and f.tp x f.pp local worker processes sharing this machine's
+// cores (f.threads each; 0 = cores / workers) and half its memory.
+struct LocalProcesses {
+  std::unique_ptr<CoordinatorServer> server;
+  std::unique_ptr<LocalWorkers> workers;
+};
+
+LocalProcesses StartLocalProcesses(ClusterFlags& f) {
+  if (f.listen == "0.0.0.0:50051") f.listen = "127.0.0.1:0";  // local workers only
+  const int world = f.tp * f.pp;
+  if (f.threads == 0) f.threads = std::max(1, HardwareThreads() / world);
+  LocalProcesses local;
+  local.server = StartCoordinator(f);
+  const int64_t memory = PhysicalMemory() / 2 / world;
+  const std::vector<std::string> args = {
+      "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
+      "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
+      "--memory", std::to_string(memory), "--threads", std::to_string(f.threads)};
+  absl::StatusOr<std::unique_ptr<LocalWorkers>> workers =
+      LocalWorkers::Spawn(LocalWorkers::SelfPath(), args, world);
+  ExitIfError(workers.status());
+  local.workers = *std::move(workers);
+  STRATA_LOG_INFO("started {} local worker process(es), {} thread(s) each", world, f.threads);
+  return local;
+}
+
+void RunServe(const ClusterFlags& flags) {
+  Signals signals;
+  ClusterFlags f = flags;
+  const std::string model = ResolveModelPath(f.model);
+  const int world = f.tp * f.pp;
+  LocalProcesses local = StartLocalProcesses(f);
+  std::unique_ptr<CoordinatorServer>& server = local.server;
+  std::unique_ptr<LocalWorkers>* workers = &local.workers;
+
+  // A signal at any point (loading included) stops the workers and ends the process.
+  std::mutex exit_mu;
+  std::thread([&] {
+    const int sig = signals.Wait();
+    std::lock_guard<std::mutex> lock(exit_mu);
+    STRATA_LOG_INFO("signal {}: stopping {} worker(s)", sig, world);
+    (*workers)->Stop();
+    std::fflush(nullptr);
+    std::_Exit(128 + sig);
+  }).detach();
+
+  auto executor = ClusterExecutor::Start(server->membership(), ToExecutorOptions(f, model));
+  if (!executor.ok()) {
+    std::lock_guard<std::mutex> lock(exit_mu);
+    (*workers)->Stop();
+    ExitIfError(executor.status());
+  }
+  if (!f.prompt.empty()) {
+    GenerateOnce(**executor, f, model);
+    std::lock_guard<std::mutex> lock(exit_mu);
+    executor->reset();
+    (*workers)->Stop();
+    std::fflush(nullptr);
+    std::_Exit(0);  // the signal thread may still hold references
+  }
+  // Prove the cluster end to end: one token through every rank.
+  ClusterGenerateOptions probe;
+  probe.max_new_tokens = 1;
+  probe.sampling.temperature = 0;
+  const auto probe_start = std::chrono::steady_clock::now();
+  ExitIfError(GenerateOnCluster(**executor, {{1}}, probe).status());
+  STRATA_LOG_INFO("serving {}: TP {} x PP {} on {} local worker(s); a one-token generation took "
+                  "{:.1f} ms; stop with SIGINT or SIGTERM (the HTTP API is not built yet: use "
+                  "--prompt for a one-shot generation)",
+                  model, f.tp, f.pp, world,
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                            probe_start).count());
+  for (;;) pause();  // the signal thread ends the process
+}
+
+
+// ---- strata bench cluster -----------------------------------------------------------------
+
+struct ClusterBenchFlags {
+  ClusterFlags cluster;
+  int sequences = 0;  // 0 = one per pipeline stage
+  int64_t prompt_tokens = 32;
+  int64_t decode_tokens = 64;
+  int runs = 3;
+};
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
+}
+
+void RunClusterBench(const ClusterBenchFlags& flags) {
+  ClusterFlags f = flags.cluster;
+  const std::string model = ResolveModelPath(f.model);
+  LocalProcesses local = StartLocalProcesses(f);
+  auto executor = ClusterExecutor::Start(local.server->membership(), ToExecutorOptions(f, model));
+  ExitIfError(executor.status());
+  const ModelConfig& config = (*executor)->config();
+  const int sequences = flags.sequences > 0 ? flags.sequences : f.pp;
+  std::vector<std::vector<int32_t>> prompts(sequences);
+  for (int s = 0; s < sequences; ++s) {
+    for (int64_t i = 0; i < flags.prompt_tokens; ++i) {
+      prompts[s].push_back(static_cast<int32_t>(
+          300 + (i * 7919 + s * 104729) % std::max<int64_t>(1, config.vocab_size - 300)));
+    }
+  }
+  ClusterGenerateOptions options;
+  options.max_new_tokens = flags.decode_tokens + 1;
+  options.sampling.temperature = 0;
+  options.stop_at_eos = false;
+  ClusterGenerateOptions warm = options;
+  warm.max_new_tokens = 2;
+  ExitIfError(GenerateOnCluster(**executor, prompts, warm).status());
+  std::vector<double> rates, overheads;
+  for (int run = 0; run < flags.runs; ++run) {
+    auto result = GenerateOnCluster(**executor, prompts, options);
+    ExitIfError(result.status());
+    rates.push_back(result->decode_tokens / result->decode_seconds);
+    overheads.insert(overheads.end(), result->step_overhead_seconds.begin(),
+                     result->step_overhead_seconds.end());
+  }
+  // Steps with no sequences: every rank answers at once, so the time is all overhead.
+  std::vector<double> empty;
+  for (int i = 0; i < 2000; ++i) {
+    auto out = (*executor)->Run(StepInput{});
+    ExitIfError(out.status());
+    empty.push_back(out->wall_seconds);
+  }
+  std::printf("cluster: %s, TP %d x PP %d, %d thread(s) per worker, %d sequence(s), prompt %lld, "
+              "decode %lld\n",
+              model.c_str(), f.tp, f.pp, f.threads, sequences,
+              static_cast<long long>(flags.prompt_tokens),
+              static_cast<long long>(flags.decode_tokens));
+  std::printf("decode: %.2f tok/s (median of %d runs; all sequences together)\n",
+              Percentile(rates, 0.5), flags.runs);
+  std::printf("step time outside the slowest rank's compute: p50 %.1f us, p90 %.1f us "
+              "(%zu steps%s)\n",
+              1e6 * Percentile(overheads, 0.5), 1e6 * Percentile(overheads, 0.9),
+              overheads.size(), f.pp > 1 ? "; includes the other stages' compute" : "");
+  std::printf("empty step round trip (coordinator -> every rank -> coordinator): p50 %.1f us, "
+              "p90 %.1f us\n",
+              1e6 * Percentile(empty, 0.5), 1e6 * Percentile(empty, 0.9));
+  executor->reset();
+  local.workers->Stop();
+}
+
+}  // namespace
+
+void AddClusterBenchCommand(CLI::App& bench) {
+  auto flags = std::make_shared<ClusterBenchFlags>();
+  CLI::App* cmd = bench.add_subcommand(
+      "cluster", "Decode speed and per-step coordinator overhead over TP x PP local workers");
+  AddClusterFlags(cmd, flags->cluster, /*serve=*/true);
+  cmd->add_option("--sequences", flags->sequences, "Sequences decoded together (default: PP)")
+      ->capture_default_str();
+  cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  cmd->add_option("--decode-tokens", flags->decode_tokens, "Tokens to decode per sequence")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  cmd->add_option("--runs", flags->runs, "Measured runs (the median is reported)")
+      ->check(CLI::Range(1, 100))->capture_default_str();
+  cmd->callback([flags] { RunClusterBench(*flags); });
+}
+
+void AddWorkerCommand(CLI::App& app) {
+  auto flags = std::make_shared<WorkerFlags>();
+  CLI::App* cmd = app.add_subcommand("worker", "Run a worker: register with a coordinator, load "
+                                     "the shard it assigns, run its steps");
+  cmd->add_option("--coordinator", flags->coordinator, "The coordinator's HOST:PORT")
+      ->envname("STRATA_COORDINATOR")->required();
+  cmd->add_option("--listen", flags->listen, "Address of this worker's service (HOST:PORT)")
+      ->envname("STRATA_WORKER_LISTEN")->capture_default_str();
+  cmd->add_option("--advertise-host", flags->advertise_host,
+                  "Address the coordinator and peers reach this worker at (default: the local "
+                  "address that routes to the coordinator)")->envname("STRATA_ADVERTISE_HOST");
+  cmd->add_option("--node-name", flags->node_name,
+                  "Workers with one node name form tensor-parallel groups (default: hostname)")
+      ->envname("STRATA_NODE_NAME");
+  cmd->add_option("--memory", flags->memory, "Memory this worker may use, e.g. 16GiB (default: "
+                  "physical memory)")->envname("STRATA_WORKER_MEMORY");
+  cmd->add_option("--threads", flags->threads, "Compute threads (default: all cores)")
+      ->envname("STRATA_THREADS");
+  cmd->add_option("--register-timeout-ms", flags->register_timeout_ms,
+                  "How long to wait for the coordinator at start")
+      ->envname("STRATA_REGISTER_TIMEOUT_MS")->capture_default_str();
+  cmd->callback([flags] { RunWorker(*flags); });
+}
+
+void AddCoordinatorCommand(CLI::App& app) {
+  auto flags = std::make_shared<ClusterFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "coordinator", "Run the coordinator: wait for TP x PP workers, plan, load, run");
+  AddClusterFlags(cmd, *flags, /*serve=*/false);
+  cmd->callback([flags] { RunCoordinator(*flags); });
+}
+
+void AddServeCommand(CLI::App& app) {
+  auto flags = std::make_shared<ClusterFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "Run the coordinator and TP x PP local worker processes (one machine)");
+  AddClusterFlags(cmd, *flags, /*serve=*/true);
+  cmd->callback([flags] { RunServe(*flags); });
+}
+
+}  // namespace strata::cli

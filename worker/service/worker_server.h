@@ -1,0 +1,58 @@
+// WorkerServer: the worker's side of strata.v1.WorkerService (proto/strata/v1/worker.proto).
+// It holds at most one loaded shard: the ModelRunner for its layers and TP slice, its
+// collective groups (Gloo over TCP, rendezvous through the coordinator's store), and the block
+// tables of the sequences the coordinator has sent it.
+//
+//   Load   drops the current shard, joins the TP group of its stage and the pipeline group
+//          of its TP index (keys namespaced by the load's generation), loads the weights,
+//          streams progress.
+//   Step   runs each StepRequest in order: the first stage embeds the tokens, later stages
+//          receive hidden states from the previous stage, the last stage's TP rank 0 samples.
+//          A step that fails validation is refused identically on every rank (they all see
+//          the same request), so no rank is left waiting in a collective.
+//   Release / StepRequest.release  forget sequences.
+//
+// Generated gRPC types stay in worker_server.cc.
+//
+//   auto server = WorkerServer::Start({.coordinator = "10.0.0.1:50051"});
+//   WorkerAgent::Start({.coordinator = ..., .host = (*server)->address(), ...});
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace strata {
+
+struct WorkerServerOptions {
+  std::string bind_host = "0.0.0.0";
+  int port = 0;                // 0 = ephemeral
+  // The address peers and the coordinator reach this worker at (also used by Gloo).
+  std::string advertise_host = "127.0.0.1";
+  std::string coordinator;     // "host:port" of the coordinator (its rendezvous store)
+  int default_threads = 1;     // compute threads when a Load does not say
+};
+
+class WorkerServer {
+ public:
+  // Binds and starts serving. Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(const WorkerServerOptions& options);
+  ~WorkerServer();
+  WorkerServer(const WorkerServer&) = delete;
+  WorkerServer& operator=(const WorkerServer&) = delete;
+
+  // Stops serving (open streams are cancelled) and drops the shard. Idempotent.
+  void Stop();
+
+  int port() const;
+  // "advertise_host:port": what this worker registers with.
+  std::string address() const;
+
+ private:
+  struct Impl;
+  explicit WorkerServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata
