@@ -9,9 +9,10 @@
 
 namespace strata {
 
-// RegisterRequest.protocol_version. Bump on any incompatible change to cluster.proto; the
+// RegisterRequest.protocol_version and LoadRequest.protocol_version. Bump on any incompatible
+// change to cluster.proto or worker.proto (2: SequenceStep.start, penalties, logprobs); the
 // coordinator refuses a worker with another version (FAILED_PRECONDITION naming both).
-inline constexpr uint32_t kClusterProtocolVersion = 1;
+inline constexpr uint32_t kClusterProtocolVersion = 2;
 
 // Service-edge limits on the rendezvous store, enforced by the coordinator.
 inline constexpr size_t kMaxStoreKeyBytes = 4096;

@@ -264,6 +264,14 @@ void ClusterExecutor::State::OnResult(size_t rank, v1::StepResult& result) {
   if (result.has_tokens()) {
     p.output.tokens.assign(result.tokens().begin(), result.tokens().end());
     p.output.logits.assign(result.logits().begin(), result.logits().end());
+    p.output.logprobs.assign(p.output.tokens.size(), std::nullopt);
+    for (const v1::TokenLogprobs& lp : result.logprobs()) {
+      if (lp.index() >= p.output.logprobs.size()) continue;
+      TokenLogprobs& out = p.output.logprobs[lp.index()].emplace();
+      out.logprob = lp.logprob();
+      out.top_ids.assign(lp.top_ids().begin(), lp.top_ids().end());
+      out.top_logprobs.assign(lp.top_logprobs().begin(), lp.top_logprobs().end());
+    }
   }
   p.output.max_compute_seconds = std::max(p.output.max_compute_seconds, result.compute_seconds());
   if (--p.acks_left == 0) {
@@ -498,14 +506,25 @@ absl::StatusOr<ClusterExecutor::Ticket> ClusterExecutor::Submit(const StepInput&
     out->mutable_tokens()->Add(seq.tokens.begin(), seq.tokens.end());
     out->set_num_cached(seq.num_cached);
     out->mutable_new_blocks()->Add(seq.new_blocks.begin(), seq.new_blocks.end());
+    out->set_start(seq.start);
+    out->set_num_prompt_tokens(seq.num_prompt_tokens);
+    out->mutable_cached_tokens()->Add(seq.cached_tokens.begin(), seq.cached_tokens.end());
     out->set_sample(seq.sample);
+    if (!seq.sample) continue;
+    const SamplingParams& p = seq.sampling;
     v1::SamplingOptions* sampling = out->mutable_sampling();
-    sampling->set_temperature(seq.sampling.temperature);
-    sampling->set_top_k(seq.sampling.top_k);
-    sampling->set_top_p(seq.sampling.top_p);
-    sampling->set_min_p(seq.sampling.min_p);
-    sampling->set_seed(seq.sampling.seed);
-    sampling->set_stream(seq.sampling.stream);
+    sampling->set_temperature(p.temperature);
+    sampling->set_top_k(p.top_k);
+    sampling->set_top_p(p.top_p);
+    sampling->set_min_p(p.min_p);
+    sampling->set_seed(p.seed);
+    sampling->set_stream(p.stream);
+    sampling->set_presence_penalty(p.presence_penalty);
+    sampling->set_frequency_penalty(p.frequency_penalty);
+    sampling->set_repetition_penalty(p.repetition_penalty);
+    for (const auto& [id, bias] : p.logit_bias) (*sampling->mutable_logit_bias())[id] += bias;
+    sampling->set_logprobs(p.logprobs >= 0);
+    sampling->set_top_logprobs(std::max(p.logprobs, 0));
   }
 
   std::lock_guard<std::mutex> submit(s.submit_mu);

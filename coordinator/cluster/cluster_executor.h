@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,11 @@ struct ExecutorOptions {
 struct SequenceStepInput {
   uint64_t seq_id = 0;
   std::vector<int32_t> tokens;     // new tokens
-  int32_t num_cached = 0;          // tokens already cached; 0 starts a new block table
+  int32_t num_cached = 0;          // tokens already in the cache
   std::vector<int32_t> new_blocks; // blocks appended to the sequence's table
+  bool start = false;              // new_blocks is the whole table (see strata.v1.SequenceStep)
+  int32_t num_prompt_tokens = 0;   // positions below are prompt, the rest output (penalties)
+  std::vector<int32_t> cached_tokens;  // with start and num_cached > 0, for the penalties
   bool sample = true;
   SamplingParams sampling;
 };
@@ -71,6 +75,7 @@ struct StepInput {
 
 struct StepOutput {
   std::vector<int32_t> tokens;     // one per sequence with sample = true, in order
+  std::vector<std::optional<TokenLogprobs>> logprobs;  // [tokens.size()], where asked
   std::vector<float> logits;       // with return_logits: [tokens.size(), vocab]
   double wall_seconds = 0;         // Submit to the last rank's answer
   double max_compute_seconds = 0;  // the slowest rank's time inside its step

@@ -75,7 +75,11 @@ absl::StatusOr<ClusterGenerateResult> GenerateOnCluster(
       s.seq_id = options.first_seq_id + i;
       s.tokens = seqs[i].next;
       s.num_cached = seqs[i].cached;
-      if (seqs[i].cached == 0) s.new_blocks = seqs[i].blocks;
+      s.num_prompt_tokens = static_cast<int32_t>(prompts[i].size());
+      if (seqs[i].cached == 0) {
+        s.start = true;
+        s.new_blocks = seqs[i].blocks;
+      }
       s.sampling = options.sampling;
       step.seqs.push_back(std::move(s));
       f.members.push_back(i);

@@ -17,6 +17,50 @@ int32_t Argmax(absl::Span<const float> logits) {
   return best;
 }
 
+void ApplyLogitsProcessors(absl::Span<float> logits, const SamplingParams& params,
+                           const TokenHistory& history) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  for (const auto& [id, bias] : params.logit_bias) {
+    if (id >= 0 && id < vocab) logits[id] += bias;
+  }
+  if (params.repetition_penalty != 1.0f) {
+    for (int32_t id : history.seen()) {
+      if (id < 0 || id >= vocab) continue;
+      float& l = logits[id];
+      l = l > 0.0f ? l / params.repetition_penalty : l * params.repetition_penalty;
+    }
+  }
+  if (params.frequency_penalty != 0.0f || params.presence_penalty != 0.0f) {
+    for (const auto& [id, count] : history.output_counts()) {
+      if (id < 0 || id >= vocab) continue;
+      logits[id] -= static_cast<float>(count) * params.frequency_penalty + params.presence_penalty;
+    }
+  }
+}
+
+TokenLogprobs ComputeLogprobs(absl::Span<const float> logits, int32_t token, int32_t top_n) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  const float max_logit = logits[Argmax(logits)];
+  double total = 0.0;
+  for (float l : logits) total += std::exp(static_cast<double>(l) - max_logit);
+  const float log_z = max_logit + static_cast<float>(std::log(total));
+  TokenLogprobs out;
+  out.logprob = logits[token] - log_z;
+  const int64_t n = std::min<int64_t>(std::max(top_n, 0), vocab);
+  if (n > 0) {
+    std::vector<int32_t> ids(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int64_t i = 0; i < n; ++i) {
+      out.top_ids.push_back(ids[i]);
+      out.top_logprobs.push_back(logits[ids[i]] - log_z);
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // Candidate ids sorted by descending logit, long enough to hold the top-k and the top-p

@@ -8,10 +8,41 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
 #include "common/sampling_params.h"
 
 namespace strata {
+
+// What the penalties need to know of one sequence's tokens; kept by the sampling rank.
+class TokenHistory {
+ public:
+  void Add(int32_t token, bool output) {
+    seen_.insert(token);
+    if (output) ++output_counts_[token];
+  }
+  void Clear() {
+    seen_.clear();
+    output_counts_.clear();
+  }
+  const absl::flat_hash_set<int32_t>& seen() const { return seen_; }  // prompt and output
+  const absl::flat_hash_map<int32_t, int32_t>& output_counts() const { return output_counts_; }
+
+ private:
+  absl::flat_hash_set<int32_t> seen_;
+  absl::flat_hash_map<int32_t, int32_t> output_counts_;
+};
+
+// Applies params' logit_bias, then the repetition penalty (HF: positive logits divided by it,
+// negative ones multiplied) to every token seen, then the frequency and presence penalties
+// (OpenAI: logit -= count * frequency + presence) to every output token. In place.
+void ApplyLogitsProcessors(absl::Span<float> logits, const SamplingParams& params,
+                           const TokenHistory& history);
+
+// Log-softmax of `logits` at `token`, and the `top_n` most likely ids (lower id first on
+// ties) with theirs.
+TokenLogprobs ComputeLogprobs(absl::Span<const float> logits, int32_t token, int32_t top_n);
 
 // Index of the largest logit, lowest index on ties.
 int32_t Argmax(absl::Span<const float> logits);

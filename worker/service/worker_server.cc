@@ -1,5 +1,6 @@
 #include "worker/service/worker_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -37,6 +38,12 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// What a worker keeps of one sequence between steps.
+struct SequenceState {
+  std::vector<int32_t> block_table;
+  TokenHistory history;  // sampling rank only: the tokens the penalties count
+};
+
 // The loaded shard and the sequences it has seen.
 struct Shard {
   uint64_t generation = 0;
@@ -45,8 +52,12 @@ struct Shard {
   std::unique_ptr<GlooCommunicator> tp_comm;  // this stage's TP group (tp_size > 1)
   std::unique_ptr<GlooCommunicator> pp_comm;  // this TP index across stages (pp_size > 1)
   std::unique_ptr<ModelRunner> runner;
-  absl::flat_hash_map<uint64_t, std::vector<int32_t>> block_tables;  // seq_id -> blocks
-  std::vector<float> hidden, out, scratch;
+  absl::flat_hash_map<uint64_t, SequenceState> sequences;
+  std::vector<float> hidden, out, scratch, processed;
+
+  bool is_sampler() const {
+    return assignment.pp_rank() == assignment.pp_size() - 1 && assignment.tp_rank() == 0;
+  }
 };
 
 absl::Status ValidateAssignment(const v1::ShardAssignment& a) {
@@ -82,6 +93,12 @@ SamplingParams ToSamplingParams(const v1::SamplingOptions& s) {
   p.min_p = s.min_p();
   p.seed = s.seed();
   p.stream = s.stream();
+  p.presence_penalty = s.presence_penalty();
+  p.frequency_penalty = s.frequency_penalty();
+  p.repetition_penalty = s.repetition_penalty() == 0.0f ? 1.0f : s.repetition_penalty();
+  for (const auto& [id, bias] : s.logit_bias()) p.logit_bias.emplace_back(id, bias);
+  std::sort(p.logit_bias.begin(), p.logit_bias.end());  // map order is unspecified
+  p.logprobs = s.logprobs() ? s.top_logprobs() : -1;
   return p;
 }
 
@@ -246,7 +263,7 @@ absl::Status WorkerServiceImpl::RunStep(Shard& shard, const v1::StepRequest& req
   const ModelConfig& config = runner.config();
   const v1::ShardAssignment& a = shard.assignment;
   const int32_t block_size = static_cast<int32_t>(runner.kv_block_size());
-  for (uint64_t id : request.release()) shard.block_tables.erase(id);
+  for (uint64_t id : request.release()) shard.sequences.erase(id);
   if (request.seqs_size() == 0) return absl::OkStatus();
 
   // Build and check everything before touching state: every rank sees the same request and
@@ -254,21 +271,23 @@ absl::Status WorkerServiceImpl::RunStep(Shard& shard, const v1::StepRequest& req
   StepBatch batch;
   std::vector<std::vector<int32_t>> tables(request.seqs_size());
   std::vector<SamplingParams> sampling;
-  std::vector<uint32_t> sample_positions;
+  std::vector<int> sampled_seq;  // request index of each sampled sequence
   for (int i = 0; i < request.seqs_size(); ++i) {
     const v1::SequenceStep& seq = request.seqs(i);
-    if (seq.tokens().empty() || seq.num_cached() < 0) {
+    if (seq.tokens().empty() || seq.num_cached() < 0 || seq.num_prompt_tokens() < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "sequence ", seq.seq_id(), ": needs at least one token and num_cached >= 0"));
+          "sequence ", seq.seq_id(),
+          ": needs at least one token, and num_cached and num_prompt_tokens >= 0"));
     }
-    if (seq.num_cached() > 0) {
-      auto it = shard.block_tables.find(seq.seq_id());
-      if (it == shard.block_tables.end()) {
+    if (!seq.start()) {
+      auto it = shard.sequences.find(seq.seq_id());
+      if (it == shard.sequences.end()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", seq.seq_id(), " has num_cached ", seq.num_cached(),
-            " but this worker has no block table for it (released, or never started)"));
+            "sequence ", seq.seq_id(),
+            " continues, but this worker has no block table for it (released, or never "
+            "started: set start)"));
       }
-      tables[i] = it->second;
+      tables[i] = it->second.block_table;
     }
     tables[i].insert(tables[i].end(), seq.new_blocks().begin(), seq.new_blocks().end());
     batch.AddSequence(seq.tokens(), seq.num_cached(), tables[i], block_size,
@@ -278,17 +297,28 @@ absl::Status WorkerServiceImpl::RunStep(Shard& shard, const v1::StepRequest& req
       continue;
     }
     SamplingParams params = ToSamplingParams(seq.sampling());
-    if (absl::Status valid = params.Validate(); !valid.ok()) {
+    if (absl::Status valid = params.Validate(config.vocab_size); !valid.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("sequence ", seq.seq_id(), ": ", valid.message()));
     }
-    sampling.push_back(params);
-    sample_positions.push_back(static_cast<uint32_t>(seq.num_cached() + seq.tokens_size()));
+    sampling.push_back(std::move(params));
+    sampled_seq.push_back(i);
   }
   STRATA_RETURN_IF_ERROR(batch.Validate(config.vocab_size, config.max_position_embeddings,
                                         runner.kv_blocks(), block_size));
   for (int i = 0; i < request.seqs_size(); ++i) {
-    shard.block_tables[request.seqs(i).seq_id()] = std::move(tables[i]);
+    const v1::SequenceStep& seq = request.seqs(i);
+    SequenceState& state = shard.sequences[seq.seq_id()];
+    if (seq.start()) state.history.Clear();
+    state.block_table = std::move(tables[i]);
+    if (shard.is_sampler()) {
+      for (int t = 0; t < seq.cached_tokens_size(); ++t) {
+        state.history.Add(seq.cached_tokens(t), t >= seq.num_prompt_tokens());
+      }
+      for (int t = 0; t < seq.tokens_size(); ++t) {
+        state.history.Add(seq.tokens(t), seq.num_cached() + t >= seq.num_prompt_tokens());
+      }
+    }
   }
 
   const int64_t hidden_floats = batch.num_tokens() * config.hidden_size;
@@ -301,13 +331,32 @@ absl::Status WorkerServiceImpl::RunStep(Shard& shard, const v1::StepRequest& req
   if (!runner.is_last_stage()) {
     return shard.pp_comm->Send(shard.out.data(), hidden_floats, a.pp_rank() + 1);
   }
-  if (a.tp_rank() != 0) return absl::OkStatus();
+  if (!shard.is_sampler()) return absl::OkStatus();
   result.set_has_tokens(true);
   const int64_t vocab = config.vocab_size;
   for (size_t r = 0; r < sampling.size(); ++r) {
-    const absl::Span<const float> row(shard.out.data() + r * vocab, vocab);
-    result.add_tokens(SampleToken(row, sampling[r], sample_positions[r], shard.scratch));
-    if (request.return_logits()) result.mutable_logits()->Add(row.begin(), row.end());
+    const v1::SequenceStep& seq = request.seqs(sampled_seq[r]);
+    const SamplingParams& params = sampling[r];
+    const absl::Span<const float> raw(shard.out.data() + r * vocab, vocab);
+    absl::Span<const float> row = raw;
+    if (!params.logit_bias.empty() || params.HasPenalties()) {
+      shard.processed.assign(raw.begin(), raw.end());
+      ApplyLogitsProcessors(absl::MakeSpan(shard.processed), params,
+                            shard.sequences[seq.seq_id()].history);
+      row = shard.processed;
+    }
+    const uint32_t position = static_cast<uint32_t>(seq.num_cached() + seq.tokens_size());
+    const int32_t token = SampleToken(row, params, position, shard.scratch);
+    result.add_tokens(token);
+    if (params.logprobs >= 0) {
+      const TokenLogprobs lp = ComputeLogprobs(raw, token, params.logprobs);
+      v1::TokenLogprobs* out = result.add_logprobs();
+      out->set_index(static_cast<uint32_t>(r));
+      out->set_logprob(lp.logprob);
+      out->mutable_top_ids()->Add(lp.top_ids.begin(), lp.top_ids.end());
+      out->mutable_top_logprobs()->Add(lp.top_logprobs.begin(), lp.top_logprobs.end());
+    }
+    if (request.return_logits()) result.mutable_logits()->Add(raw.begin(), raw.end());
   }
   return absl::OkStatus();
 }
@@ -317,7 +366,7 @@ grpc::Status WorkerServiceImpl::Release(grpc::ServerContext*, const v1::ReleaseR
   std::lock_guard<std::mutex> lock(mu_);
   uint32_t released = 0;
   if (shard_ != nullptr) {
-    for (uint64_t id : request->seq_ids()) released += shard_->block_tables.erase(id);
+    for (uint64_t id : request->seq_ids()) released += shard_->sequences.erase(id);
   }
   reply->set_released(released);
   return grpc::Status::OK;

@@ -74,6 +74,7 @@ v1::SequenceStep Sequence(uint64_t id, std::vector<int32_t> tokens, int32_t cach
   seq.set_seq_id(id);
   for (int32_t t : tokens) seq.add_tokens(t);
   seq.set_num_cached(cached);
+  seq.set_start(cached == 0);
   for (int32_t b : blocks) seq.add_new_blocks(b);
   seq.set_sample(true);
   return seq;

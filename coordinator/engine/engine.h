@@ -1,0 +1,124 @@
+// Engine: the serving loop. Requests come in from any thread; one engine thread schedules
+// steps (scheduler.h), runs them on the cluster (ClusterExecutor), and turns sampled tokens into
+// per-request output events.
+//
+// Request lifecycle: Add() validates and queues; every sample of the request becomes a
+// sequence (n > 1 samples share the prompt's KV: the first sample prefills, the others are
+// admitted once its prompt blocks are in the prefix cache). Each new token is checked, in
+// order, for: a stop token id or EOS (unless ignore_eos; the token is not part of the text),
+// max_tokens, and stop strings on the detokenized text (the text up to the stop string is
+// returned, the rest dropped; text that might still become a stop string is held back, always
+// at a UTF-8 character boundary). Cancel() (or a callback returning false, e.g. a client that
+// disconnected) ends a request at the next step boundary. Every finished or cancelled sequence
+// releases its blocks.
+//
+// Cluster failure: a failed step fails nothing by itself; the engine waits for the executor to
+// reload (ClusterExecutor recovers when workers return), then recomputes every running sequence
+// from its tokens, so the output continues unchanged. If the cluster is not back within
+// `recovery_timeout`, every request ends with the error.
+//
+// Sampling is keyed by (seed, sample index, position), so a request's tokens do not depend on
+// what else is batched with it; requests without a seed get a random one.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/sampling_params.h"
+#include "coordinator/cluster/cluster_executor.h"
+#include "coordinator/engine/scheduler.h"
+
+namespace strata::tokenizer {
+class Tokenizer;
+}
+
+namespace strata::engine {
+
+struct EngineOptions {
+  SchedulerOptions scheduler;
+  bool prefix_caching = true;
+  int max_in_flight = 0;  // steps in flight; 0 = one per pipeline stage
+  std::chrono::milliseconds recovery_timeout{std::chrono::minutes(2)};
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;             // seed and stream are filled in per sample
+  std::optional<uint64_t> seed;        // none: a random seed
+  int32_t n = 1;                       // parallel samples
+  int64_t max_tokens = 16;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+  std::vector<std::string> stop;       // stop strings (need the engine's tokenizer)
+  int32_t priority = 0;                // higher first
+};
+
+enum class FinishReason { kNone, kLength, kStop, kCancelled, kError };
+const char* FinishReasonName(FinishReason reason);  // "length", "stop", ...
+
+// One event for one sample: what is new since the last event.
+struct SampleOutput {
+  uint64_t request_id = 0;
+  int32_t index = 0;                    // which sample
+  std::vector<int32_t> token_ids;
+  std::vector<TokenLogprobs> logprobs;  // [token_ids.size()] when logprobs were asked for
+  std::string text;                     // with a tokenizer
+  FinishReason finish = FinishReason::kNone;
+  std::string stop;                     // the stop string or token that ended it, if any
+  absl::Status error;                   // with kError
+  int64_t prompt_tokens = 0;            // set on the first event
+  int64_t cached_prompt_tokens = 0;     // prompt tokens taken from the prefix cache
+};
+
+// Called on the engine thread for every event; must not block. Returning false cancels the
+// request (its client went away).
+using OutputCallback = std::function<bool(const SampleOutput&)>;
+
+struct EngineStats {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t kv_blocks = 0;
+  int64_t kv_blocks_free = 0;  // free or evictable
+  int64_t preemptions = 0;
+  int64_t prefix_query_blocks = 0;
+  int64_t prefix_hit_blocks = 0;
+  int64_t steps = 0;
+  int64_t computed_tokens = 0;  // tokens run through the model
+};
+
+class Engine {
+ public:
+  // `tokenizer` (may be null: no text, no stop strings) must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<Engine>> Start(ClusterExecutor& executor,
+                                                       const tokenizer::Tokenizer* tokenizer,
+                                                       EngineOptions options);
+  ~Engine();  // cancels what is left and stops the thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request; InvalidArgument names what is wrong (empty prompt, a token outside the
+  // vocabulary, prompt plus max_tokens longer than the context, sampling out of range, stop
+  // strings without a tokenizer).
+  absl::StatusOr<uint64_t> Add(GenerationRequest request, OutputCallback on_output);
+  // Ends a request at the next step boundary (its samples finish with kCancelled).
+  void Cancel(uint64_t request_id);
+
+  EngineStats stats() const;
+  int64_t max_model_len() const;
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata::engine
