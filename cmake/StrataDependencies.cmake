@@ -11,3 +11,4 @@ find_package(spdlog CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(Gloo CONFIG REQUIRED)  # libgloo-dev: /usr/share/cmake/Gloo, target `gloo`
+find_package(prometheus-cpp CONFIG REQUIRED)  # core only: /metrics is served by our gateway

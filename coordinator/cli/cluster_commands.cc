@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <optional>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -24,6 +27,9 @@
 #include "coordinator/cluster/cluster_generate.h"
 #include "coordinator/cluster/coordinator_server.h"
 #include "coordinator/cluster/local_workers.h"
+#include "coordinator/chat/template_source.h"
+#include "coordinator/engine/engine.h"
+#include "coordinator/gateway/gateway.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "worker/service/worker_agent.h"
 #include "worker/service/worker_server.h"
@@ -106,6 +112,15 @@ struct WorkerFlags {
 
 void RunWorker(const WorkerFlags& f) {
   Signals signals;
+  // A signal ends the worker at any point, registration included (a worker whose `strata
+  // serve` died gets SIGTERM from the kernel, and must not wait out its registration timeout).
+  // Nothing of a worker needs flushing: the coordinator sees its streams break.
+  std::thread([&signals] {
+    const int sig = signals.Wait();
+    STRATA_LOG_INFO("signal {}: worker exiting", sig);
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }).detach();
   std::string coordinator_host, bind_host;
   int coordinator_port = 0, port = 0;
   ExitIfError(SplitHostPort(f.coordinator, coordinator_host, coordinator_port));
@@ -145,10 +160,7 @@ void RunWorker(const WorkerFlags& f) {
   STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {} of memory)",
                   (*agent)->worker_id(), f.coordinator, agent_options.host,
                   agent_options.inventory.node_name, FormatBytes(memory));
-  const int sig = signals.Wait();
-  STRATA_LOG_INFO("signal {}: worker shutting down", sig);
-  (*agent)->Stop();
-  (*server)->Stop();
+  for (;;) pause();  // the signal thread ends the process
 }
 
 // ---- strata coordinator / strata serve ----------------------------------------------------
@@ -167,6 +179,16 @@ struct ClusterFlags {
   int64_t comm_timeout_ms = 30000;
   int64_t lease_ms = 5000;
   int64_t heartbeat_ms = 1000;
+  // The HTTP API.
+  std::string http = "0.0.0.0:8000";
+  std::string served_model_name;
+  std::string api_key_file;
+  std::string api_keys;  // comma-separated
+  bool protect_ops = false;
+  bool vllm_metrics = false;
+  int32_t max_num_seqs = 256;
+  int64_t max_num_batched_tokens = 2048;
+  bool no_prefix_caching = false;
   // One-shot generation.
   std::string prompt;
   int64_t max_tokens = 32;
@@ -205,6 +227,26 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_LEASE_MS")->capture_default_str();
   cmd->add_option("--heartbeat-ms", f.heartbeat_ms, "Worker heartbeat interval")
       ->envname("STRATA_HEARTBEAT_MS")->capture_default_str();
+  cmd->add_option("--http", f.http, "Address of the HTTP API (OpenAI-compatible), HOST:PORT")
+      ->envname("STRATA_HTTP")->capture_default_str();
+  cmd->add_option("--served-model-name", f.served_model_name,
+                  "The model id clients send (default: the model file or folder name)")
+      ->envname("STRATA_SERVED_MODEL_NAME");
+  cmd->add_option("--api-key-file", f.api_key_file, "File of API keys, one per line")
+      ->envname("STRATA_API_KEY_FILE");
+  cmd->add_option("--api-keys", f.api_keys, "Comma-separated API keys (none: the API is open)")
+      ->envname("STRATA_API_KEYS");
+  cmd->add_flag("--protect-ops", f.protect_ops, "Require an API key for /health, /ready, /metrics")
+      ->envname("STRATA_PROTECT_OPS");
+  cmd->add_flag("--vllm-metrics", f.vllm_metrics, "Also export vLLM's metric names")
+      ->envname("STRATA_VLLM_METRICS");
+  cmd->add_option("--max-num-seqs", f.max_num_seqs, "Running sequences per step at most")
+      ->envname("STRATA_MAX_NUM_SEQS")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("--max-num-batched-tokens", f.max_num_batched_tokens, "Tokens per step at most")
+      ->envname("STRATA_MAX_NUM_BATCHED_TOKENS")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_flag("--no-prefix-caching", f.no_prefix_caching, "Do not reuse cached prompt prefixes")
+      ->envname("STRATA_NO_PREFIX_CACHING");
   cmd->add_option("--prompt", f.prompt, "Generate once for this prompt, print it and exit")
       ->envname("STRATA_PROMPT");
   cmd->add_option("--max-tokens", f.max_tokens, "New tokens for --prompt")
@@ -269,6 +311,56 @@ std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f) {
   return *std::move(server);
 }
 
+// The serving stack over a loaded cluster: tokenizer, chat templates, engine, HTTP gateway.
+struct ApiStack {
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::optional<chat::ChatTemplates> templates;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<gateway::Gateway> gateway;
+};
+
+std::string DefaultModelName(const std::string& path) {
+  std::filesystem::path p(path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // trailing '/'
+  std::string name = p.filename().string();
+  if (name.ends_with(".gguf")) name.resize(name.size() - 5);
+  return name;
+}
+
+std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags& f,
+                                   const std::string& model) {
+  auto api = std::make_unique<ApiStack>();
+  auto tok = tokenizer::LoadTokenizer(model);
+  ExitIfError(tok.status());
+  api->tokenizer = *std::move(tok);
+  if (auto templates = chat::LoadChatTemplates(model); templates.ok() && templates->Get()) {
+    api->templates = *std::move(templates);
+  } else {
+    STRATA_LOG_WARN("{} has no chat template: /v1/chat/completions will refuse requests", model);
+  }
+  engine::EngineOptions engine_options;
+  engine_options.scheduler.max_seqs = f.max_num_seqs;
+  engine_options.scheduler.max_batched_tokens = f.max_num_batched_tokens;
+  engine_options.prefix_caching = !f.no_prefix_caching;
+  auto engine = engine::Engine::Start(executor, api->tokenizer.get(), engine_options);
+  ExitIfError(engine.status());
+  api->engine = *std::move(engine);
+
+  gateway::GatewayOptions options;
+  ExitIfError(SplitHostPort(f.http, options.http.host, options.http.port));
+  options.model_name = f.served_model_name.empty() ? DefaultModelName(model) : f.served_model_name;
+  auto keys = gateway::LoadApiKeys(f.api_key_file, f.api_keys);
+  ExitIfError(keys.status());
+  options.api_keys = *std::move(keys);
+  options.open_health_and_metrics = !f.protect_ops;
+  options.vllm_metrics = f.vllm_metrics;
+  auto gw = gateway::Gateway::Start(*api->engine, executor, *api->tokenizer,
+                                    api->templates ? &*api->templates : nullptr, options);
+  ExitIfError(gw.status());
+  api->gateway = *std::move(gw);
+  return api;
+}
+
 void RunCoordinator(const ClusterFlags& f) {
   Signals signals;
   const std::string model = ResolveModelPath(f.model);
@@ -280,9 +372,12 @@ void RunCoordinator(const ClusterFlags& f) {
     GenerateOnce(**executor, f, model);
     return;
   }
-  STRATA_LOG_INFO("cluster ready: TP {} x PP {}; stop with SIGINT or SIGTERM", f.tp, f.pp);
+  std::unique_ptr<ApiStack> api = StartApi(**executor, f, model);
+  STRATA_LOG_INFO("serving: TP {} x PP {}, HTTP on port {}; stop with SIGINT or SIGTERM", f.tp,
+                  f.pp, api->gateway->port());
   const int sig = signals.Wait();
   STRATA_LOG_INFO("signal {}: coordinator shutting down", sig);
+  api->gateway->Stop();
 }
 
 // The coordinator on 127.0.0.1 and f.tp x f.pp local worker processes sharing this machine's
@@ -320,10 +415,13 @@ void RunServe(const ClusterFlags& flags) {
   std::unique_ptr<CoordinatorServer>& server = local.server;
   std::unique_ptr<LocalWorkers>* workers = &local.workers;
 
-  // A signal at any point (loading included) stops the workers and ends the process.
+  // A signal at any point (loading included) stops the API (letting requests in progress
+  // finish), then the workers, and ends the process.
   std::mutex exit_mu;
+  std::atomic<gateway::Gateway*> serving{nullptr};
   std::thread([&] {
     const int sig = signals.Wait();
+    if (gateway::Gateway* g = serving.load()) g->Stop();
     std::lock_guard<std::mutex> lock(exit_mu);
     STRATA_LOG_INFO("signal {}: stopping {} worker(s)", sig, world);
     (*workers)->Stop();
@@ -345,18 +443,12 @@ void RunServe(const ClusterFlags& flags) {
     std::fflush(nullptr);
     std::_Exit(0);  // the signal thread may still hold references
   }
-  // Prove the cluster end to end: one token through every rank.
-  ClusterGenerateOptions probe;
-  probe.max_new_tokens = 1;
-  probe.sampling.temperature = 0;
-  const auto probe_start = std::chrono::steady_clock::now();
-  ExitIfError(GenerateOnCluster(**executor, {{1}}, probe).status());
-  STRATA_LOG_INFO("serving {}: TP {} x PP {} on {} local worker(s); a one-token generation took "
-                  "{:.1f} ms; stop with SIGINT or SIGTERM (the HTTP API is not built yet: use "
-                  "--prompt for a one-shot generation)",
-                  model, f.tp, f.pp, world,
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                            probe_start).count());
+  std::unique_ptr<ApiStack> api = StartApi(**executor, f, model);
+  serving = api->gateway.get();
+  STRATA_LOG_INFO("serving {} as '{}': TP {} x PP {} on {} local worker(s); OpenAI API at "
+                  "http://{}/v1; stop with SIGINT or SIGTERM",
+                  model, f.served_model_name.empty() ? DefaultModelName(model) : f.served_model_name,
+                  f.tp, f.pp, world, f.http);
   for (;;) pause();  // the signal thread ends the process
 }
 

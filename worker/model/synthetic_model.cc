@@ -14,6 +14,13 @@
 namespace strata {
 namespace {
 
+constexpr std::string_view kChatTemplate =
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}<<SYS>>\n{{ message['content'] }}\n<</SYS>>\n\n"
+    "{% elif message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]"
+    "{% else %} {{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}";
+
+
 struct Preset {
   std::string_view name;
   SyntheticModelSpec spec;
@@ -104,7 +111,7 @@ TensorProducer RandomTensor(DType dtype, int64_t rows, int64_t cols, uint64_t se
 // A stable fingerprint of the spec and the generator's format version, so a cached default
 // model is regenerated whenever either changes.
 uint64_t Fingerprint(const SyntheticModelSpec& s) {
-  constexpr uint64_t kFormatVersion = 2;
+  constexpr uint64_t kFormatVersion = 3;  // 3: chat template
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   for (uint64_t v : {kFormatVersion, static_cast<uint64_t>(s.vocab_size),
                      static_cast<uint64_t>(s.hidden_size), static_cast<uint64_t>(s.intermediate_size),
@@ -159,6 +166,8 @@ absl::Status WriteSyntheticModel(const SyntheticModelSpec& s, const std::string&
   w.SetUint32("tokenizer.ggml.unknown_token_id", 0);
   w.SetUint32("tokenizer.ggml.bos_token_id", 1);
   w.SetUint32("tokenizer.ggml.eos_token_id", 2);
+  // A Llama-2-style chat template, so chat requests work against the embedded model too.
+  w.SetString("tokenizer.chat_template", std::string(kChatTemplate));
   w.SetBool("tokenizer.ggml.add_bos_token", true);
 
   uint32_t id = 0;

@@ -51,7 +51,7 @@ bool Alive(pid_t pid) {
 // Starts `strata serve --tp 2` and waits until both workers exist; returns (serve, workers).
 std::pair<std::unique_ptr<LocalWorkers>, std::vector<pid_t>> StartServe() {
   auto serve = LocalWorkers::Spawn(
-      testing::StrataBinary(), {"--log-level", "warn", "serve", "--tp", "2", "--pp", "1"}, 1);
+      testing::StrataBinary(), {"--log-level", "warn", "serve", "--tp", "2", "--pp", "1", "--http", "127.0.0.1:0"}, 1);
   EXPECT_TRUE(serve.ok()) << serve.status();
   if (!serve.ok()) return {};
   const pid_t pid = (*serve)->pids()[0];

@@ -1,0 +1,385 @@
+#include "coordinator/gateway/gateway.h"
+
+#include <chrono>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "boost/asio/as_tuple.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/use_awaitable.hpp"
+#include "common/logging.h"
+#include "common/strings.h"
+#include "coordinator/gateway/gateway_internal.h"
+#include "prometheus/text_serializer.h"
+
+namespace strata::gateway {
+namespace {
+
+namespace net = boost::asio;
+namespace json = boost::json;
+
+// Token latencies are milliseconds to a minute; request latencies up to ten minutes.
+const prometheus::Histogram::BucketBoundaries kTokenBuckets = {
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80};
+const prometheus::Histogram::BucketBoundaries kRequestBuckets = {
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 600};
+// A generation within this long proves the cluster works; else /ready runs a probe.
+constexpr int64_t kReadyFreshMs = 60'000;
+constexpr auto kReadyProbeTimeout = std::chrono::seconds(30);
+
+}  // namespace
+
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Metrics::Metrics(bool vllm_names, const std::string& model) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  auto& r = *registry;
+  requests = &BuildCounter().Name("strata_http_requests_total")
+                  .Help("HTTP requests by endpoint and status").Register(r);
+  ttft = &BuildHistogram().Name("strata_time_to_first_token_seconds")
+              .Help("Time from request arrival to its first token").Register(r)
+              .Add({}, kTokenBuckets);
+  itl = &BuildHistogram().Name("strata_inter_token_latency_seconds")
+             .Help("Time between consecutive tokens of a request").Register(r)
+             .Add({}, kTokenBuckets);
+  e2e = &BuildHistogram().Name("strata_e2e_request_latency_seconds")
+             .Help("Time from request arrival to its last token").Register(r)
+             .Add({}, kRequestBuckets);
+  queue = &BuildHistogram().Name("strata_request_queue_time_seconds")
+               .Help("Time from request arrival until it is first scheduled").Register(r)
+               .Add({}, kRequestBuckets);
+  prompt_tokens = &BuildCounter().Name("strata_prompt_tokens_total")
+                       .Help("Prompt tokens of served requests").Register(r).Add({});
+  generation_tokens = &BuildCounter().Name("strata_generation_tokens_total")
+                           .Help("Generated tokens").Register(r).Add({});
+  running = &BuildGauge().Name("strata_num_requests_running")
+                 .Help("Sequences running in the engine").Register(r).Add({});
+  waiting = &BuildGauge().Name("strata_num_requests_waiting")
+                 .Help("Sequences waiting to be scheduled").Register(r).Add({});
+  kv_usage = &BuildGauge().Name("strata_kv_cache_usage_ratio")
+                  .Help("Share of KV cache blocks in use (0-1)").Register(r).Add({});
+  preemptions = &BuildCounter().Name("strata_preemptions_total")
+                     .Help("Sequences preempted for lack of KV blocks").Register(r).Add({});
+  prefix_queries = &BuildCounter().Name("strata_prefix_cache_queries_total")
+                        .Help("Prompt blocks looked up in the prefix cache").Register(r).Add({});
+  prefix_hits = &BuildCounter().Name("strata_prefix_cache_hits_total")
+                     .Help("Prompt blocks found in the prefix cache").Register(r).Add({});
+  if (vllm_names) {
+    const prometheus::Labels labels = {{"model_name", model}};
+    vllm_running = &BuildGauge().Name("vllm:num_requests_running")
+                        .Help("Number of requests in model execution batches").Register(r)
+                        .Add(labels);
+    vllm_waiting = &BuildGauge().Name("vllm:num_requests_waiting")
+                        .Help("Number of requests waiting to be processed").Register(r)
+                        .Add(labels);
+    vllm_kv_usage = &BuildGauge().Name("vllm:kv_cache_usage_perc")
+                         .Help("KV-cache usage. 1 means 100 percent usage").Register(r)
+                         .Add(labels);
+    vllm_ttft = &BuildHistogram().Name("vllm:time_to_first_token_seconds")
+                     .Help("Histogram of time to first token in seconds").Register(r)
+                     .Add(labels, kTokenBuckets);
+    vllm_itl = &BuildHistogram().Name("vllm:inter_token_latency_seconds")
+                    .Help("Histogram of inter-token latency in seconds").Register(r)
+                    .Add(labels, kTokenBuckets);
+    vllm_e2e = &BuildHistogram().Name("vllm:e2e_request_latency_seconds")
+                    .Help("Histogram of end to end request latency in seconds").Register(r)
+                    .Add(labels, kRequestBuckets);
+    vllm_prompt_tokens = &BuildCounter().Name("vllm:prompt_tokens_total")
+                              .Help("Number of prefill tokens processed").Register(r).Add(labels);
+    vllm_generation_tokens = &BuildCounter().Name("vllm:generation_tokens_total")
+                                  .Help("Number of generation tokens processed").Register(r)
+                                  .Add(labels);
+  }
+}
+
+void Metrics::CountRequest(const std::string& endpoint, int status) {
+  requests->Add({{"endpoint", endpoint}, {"status", std::to_string(status)}}).Increment();
+}
+
+void Metrics::ObserveTtft(double s) {
+  ttft->Observe(s);
+  if (vllm_ttft) vllm_ttft->Observe(s);
+}
+
+void Metrics::ObserveItl(double s) {
+  itl->Observe(s);
+  if (vllm_itl) vllm_itl->Observe(s);
+}
+
+void Metrics::ObserveE2e(double s) {
+  e2e->Observe(s);
+  if (vllm_e2e) vllm_e2e->Observe(s);
+}
+
+void Metrics::AddTokens(int64_t prompt, int64_t generated) {
+  prompt_tokens->Increment(static_cast<double>(prompt));
+  generation_tokens->Increment(static_cast<double>(generated));
+  if (vllm_prompt_tokens) vllm_prompt_tokens->Increment(static_cast<double>(prompt));
+  if (vllm_generation_tokens) vllm_generation_tokens->Increment(static_cast<double>(generated));
+}
+
+void Metrics::Refresh(const engine::EngineStats& stats) {
+  running->Set(static_cast<double>(stats.running));
+  waiting->Set(static_cast<double>(stats.waiting));
+  const double usage =
+      stats.kv_blocks > 0
+          ? 1.0 - static_cast<double>(stats.kv_blocks_free) / static_cast<double>(stats.kv_blocks)
+          : 0.0;
+  kv_usage->Set(usage);
+  if (vllm_running) {
+    vllm_running->Set(static_cast<double>(stats.running));
+    vllm_waiting->Set(static_cast<double>(stats.waiting));
+    vllm_kv_usage->Set(usage);
+  }
+  preemptions->Increment(static_cast<double>(stats.preemptions - seen_preemptions));
+  prefix_queries->Increment(static_cast<double>(stats.prefix_query_blocks - seen_prefix_queries));
+  prefix_hits->Increment(static_cast<double>(stats.prefix_hit_blocks - seen_prefix_hits));
+  seen_preemptions = stats.preemptions;
+  seen_prefix_queries = stats.prefix_query_blocks;
+  seen_prefix_hits = stats.prefix_hit_blocks;
+}
+
+std::string Gateway::State::NewId(std::string_view prefix) {
+  return absl::StrCat(std::string(prefix), "-", absl::Hex(next_id++, absl::kZeroPad16),
+                      absl::Hex(created & 0xffff));
+}
+
+void Gateway::State::NoteToken() { last_token_ms = NowMillis(); }
+
+net::awaitable<void> SendJson(HttpExchange& exchange, int status, const json::value& body,
+                              std::vector<std::pair<std::string, std::string>> headers) {
+  co_await exchange.Send(status, "application/json", json::serialize(body), std::move(headers));
+}
+
+net::awaitable<void> SendError(HttpExchange& exchange, int status, std::string_view type,
+                               std::string_view message, std::optional<std::string> param,
+                               std::optional<std::string> code,
+                               std::vector<std::pair<std::string, std::string>> headers) {
+  json::object error;
+  error["message"] = json::string(message);
+  error["type"] = json::string(type);
+  error["param"] = param ? json::value(json::string(*param)) : json::value(nullptr);
+  error["code"] = code ? json::value(json::string(*code)) : json::value(nullptr);
+  json::object body;
+  body["error"] = std::move(error);
+  co_await SendJson(exchange, status, body, std::move(headers));
+}
+
+int StatusFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+      return 503;
+    default: return 500;
+  }
+}
+
+const char* ErrorTypeFor(int http_status) {
+  switch (http_status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 413: return "invalid_request_error";
+    case 429:
+    case 503: return "service_unavailable_error";
+    default: return "server_error";
+  }
+}
+
+namespace {
+
+bool Authorized(const Gateway::State& s, const HttpExchange& exchange) {
+  if (s.options.api_keys.empty()) return true;
+  const auto header = exchange.request()[boost::beast::http::field::authorization];
+  absl::string_view value(header.data(), header.size());
+  if (!absl::ConsumePrefix(&value, "Bearer ")) return false;
+  value = absl::StripAsciiWhitespace(value);
+  for (const std::string& key : s.options.api_keys) {
+    if (value == absl::string_view(key)) return true;
+  }
+  return false;
+}
+
+json::object ModelObject(const Gateway::State& s) {
+  return json::object{{"id", s.options.model_name},
+                      {"object", "model"},
+                      {"created", s.created},
+                      {"owned_by", "strata"},
+                      {"max_model_len", s.engine->max_model_len()}};
+}
+
+// /ready: the cluster is loaded and a generation has succeeded within a minute (else a probe
+// generates one token now).
+net::awaitable<bool> Ready(Gateway::State& s, HttpExchange& exchange) {
+  if (!s.executor->health().ok()) co_return false;
+  if (NowMillis() - s.last_token_ms.load() < kReadyFreshMs) co_return true;
+  auto channel = std::make_shared<EventChannel>(exchange.executor(), 16);
+  engine::GenerationRequest probe;
+  probe.prompt = {s.executor->config().bos_token_id >= 0 ? s.executor->config().bos_token_id : 1};
+  probe.max_tokens = 1;
+  probe.sampling.temperature = 0;
+  probe.ignore_eos = true;
+  probe.priority = 1000;
+  auto id = s.engine->Add(probe, [channel](const engine::SampleOutput& e) {
+    return channel->try_send(boost::system::error_code(), e);
+  });
+  if (!id.ok()) co_return false;
+  net::steady_timer timer(exchange.executor(), kReadyProbeTimeout);
+  timer.async_wait([channel](boost::system::error_code ec) {
+    if (!ec) channel->close();
+  });
+  for (;;) {
+    auto [ec, event] = co_await channel->async_receive(net::as_tuple(net::use_awaitable));
+    if (ec) {
+      s.engine->Cancel(*id);
+      co_return false;
+    }
+    if (event.finish != engine::FinishReason::kNone) {
+      timer.cancel();
+      const bool ok = !event.token_ids.empty() && event.finish == engine::FinishReason::kLength;
+      if (ok) s.NoteToken();
+      co_return ok;
+    }
+  }
+}
+
+net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& exchange) {
+  Gateway::State& s = *state;
+  const std::string path(exchange.path());
+  const auto method = exchange.request().method();
+  const bool get = method == boost::beast::http::verb::get;
+  const bool post = method == boost::beast::http::verb::post;
+  const bool ops = path == "/health" || path == "/ready" || path == "/metrics";
+  std::string endpoint = path;
+  int status = 200;
+  if (!(ops && s.options.open_health_and_metrics) && !Authorized(s, exchange)) {
+    status = 401;
+    std::optional<std::string> code = "invalid_api_key";
+    co_await SendError(exchange, 401, "authentication_error",
+                       "Incorrect API key provided: pass one as 'Authorization: Bearer KEY'",
+                       std::nullopt, std::move(code));
+  } else if (get && path == "/health") {
+    json::object body;
+    body["status"] = "ok";
+    co_await SendJson(exchange, 200, body);
+  } else if (get && path == "/ready") {
+    const bool ready = co_await Ready(s, exchange);
+    status = ready ? 200 : 503;
+    json::object body;
+    body["status"] = ready ? "ready" : "not ready";
+    body["detail"] = ready ? std::string() : std::string(s.executor->health().message());
+    co_await SendJson(exchange, status, body);
+  } else if (get && path == "/metrics") {
+    std::string text;
+    {
+      std::lock_guard<std::mutex> lock(s.scrape_mu);
+      s.metrics->Refresh(s.engine->stats());
+      text = prometheus::TextSerializer().Serialize(s.metrics->registry->Collect());
+    }
+    co_await exchange.Send(200, "text/plain; version=0.0.4; charset=utf-8", std::move(text));
+  } else if (get && path == "/v1/models") {
+    json::object body;
+    body["object"] = "list";
+    body["data"] = json::array{ModelObject(s)};
+    co_await SendJson(exchange, 200, body);
+  } else if (get && path.starts_with("/v1/models/")) {
+    endpoint = "/v1/models/{id}";
+    const std::string id = path.substr(std::string("/v1/models/").size());
+    if (id == s.options.model_name) {
+      json::object model = ModelObject(s);
+      co_await SendJson(exchange, 200, model);
+    } else {
+      status = 404;
+      std::string message = absl::StrCat("The model '", id, "' does not exist");
+      std::optional<std::string> param = "model", code = "model_not_found";
+      co_await SendError(exchange, 404, "invalid_request_error", message, std::move(param),
+                         std::move(code));
+    }
+  } else if (post && path == "/v1/completions") {
+    co_await HandleCompletions(s, exchange);
+  } else if (post && path == "/v1/chat/completions") {
+    co_await HandleChatCompletions(s, exchange);
+  } else {
+    endpoint = "other";
+    status = 404;
+    std::string message = absl::StrCat(
+        "no route for ", std::string(exchange.request().method_string()), " ", path);
+    co_await SendError(exchange, 404, "not_found_error", message);
+  }
+  s.metrics->CountRequest(endpoint, status);
+}
+
+}  // namespace
+
+Gateway::Gateway(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::Engine& engine,
+                                                        ClusterExecutor& executor,
+                                                        const tokenizer::Tokenizer& tokenizer,
+                                                        const chat::ChatTemplates* templates,
+                                                        GatewayOptions options) {
+  auto state = std::make_shared<State>();
+  state->engine = &engine;
+  state->executor = &executor;
+  state->tokenizer = &tokenizer;
+  state->templates = templates;
+  state->options = std::move(options);
+  state->metrics = std::make_unique<Metrics>(state->options.vllm_metrics, state->options.model_name);
+  state->created = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  if (state->options.api_keys.empty()) {
+    STRATA_LOG_WARN("http: no API keys configured: the API is open to anyone who can reach it");
+  }
+  auto server = HttpServer::Start(state->options.http, [state](HttpExchange& exchange) {
+    return Route(state, exchange);
+  });
+  if (!server.ok()) return server.status();
+  state->server = *std::move(server);
+  STRATA_LOG_INFO("http: serving model '{}' (OpenAI API at /v1)", state->options.model_name);
+  return std::unique_ptr<Gateway>(new Gateway(std::move(state)));
+}
+
+Gateway::~Gateway() { Stop(); }
+
+void Gateway::Stop() {
+  if (state_->server) state_->server->Stop();
+}
+
+int Gateway::port() const { return state_->server->port(); }
+
+absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::string& file,
+                                                     const std::string& env) {
+  std::vector<std::string> keys;
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) return absl::NotFoundError(absl::StrCat(file, ": cannot read the API key file"));
+    std::string line;
+    while (std::getline(in, line)) {
+      const absl::string_view key = absl::StripAsciiWhitespace(line);
+      if (key.empty() || key.front() == '#') continue;
+      keys.emplace_back(key.data(), key.size());
+    }
+  }
+  for (absl::string_view key : absl::StrSplit(env, ',', absl::SkipWhitespace())) {
+    const absl::string_view stripped = absl::StripAsciiWhitespace(key);
+    keys.emplace_back(stripped.data(), stripped.size());
+  }
+  return keys;
+}
+
+}  // namespace strata::gateway

@@ -1,0 +1,108 @@
+// Shared by the gateway's .cc files: its state, metrics, JSON and error helpers, and the
+// asynchronous bridge from engine events to a handler coroutine.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "boost/asio/awaitable.hpp"
+#include "boost/asio/experimental/concurrent_channel.hpp"
+#include "boost/json.hpp"
+#include "coordinator/gateway/gateway.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace strata::gateway {
+
+// Engine events for one HTTP request, delivered to its coroutine. The engine thread never
+// blocks on it: when a slow client lets it fill up, the request is cancelled.
+using EventChannel = boost::asio::experimental::concurrent_channel<void(
+    boost::system::error_code, engine::SampleOutput)>;
+inline constexpr size_t kEventChannelCapacity = 4096;
+
+struct Metrics {
+  explicit Metrics(bool vllm_names, const std::string& model);
+
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  prometheus::Family<prometheus::Counter>* requests = nullptr;  // {endpoint, status}
+  prometheus::Histogram* ttft = nullptr;
+  prometheus::Histogram* itl = nullptr;
+  prometheus::Histogram* e2e = nullptr;
+  prometheus::Histogram* queue = nullptr;
+  prometheus::Counter* prompt_tokens = nullptr;
+  prometheus::Counter* generation_tokens = nullptr;
+  prometheus::Gauge* running = nullptr;
+  prometheus::Gauge* waiting = nullptr;
+  prometheus::Gauge* kv_usage = nullptr;
+  prometheus::Counter* preemptions = nullptr;
+  prometheus::Counter* prefix_queries = nullptr;
+  prometheus::Counter* prefix_hits = nullptr;
+  // vLLM-compatible duplicates (null unless enabled).
+  prometheus::Gauge* vllm_running = nullptr;
+  prometheus::Gauge* vllm_waiting = nullptr;
+  prometheus::Gauge* vllm_kv_usage = nullptr;
+  prometheus::Histogram* vllm_ttft = nullptr;
+  prometheus::Histogram* vllm_itl = nullptr;
+  prometheus::Histogram* vllm_e2e = nullptr;
+  prometheus::Counter* vllm_prompt_tokens = nullptr;
+  prometheus::Counter* vllm_generation_tokens = nullptr;
+
+  // Engine counters last seen, to turn its totals into counter increments at scrape time.
+  int64_t seen_preemptions = 0, seen_prefix_queries = 0, seen_prefix_hits = 0;
+
+  void CountRequest(const std::string& endpoint, int status);
+  void ObserveTtft(double seconds);
+  void ObserveItl(double seconds);
+  void ObserveE2e(double seconds);
+  void AddTokens(int64_t prompt, int64_t generated);
+  // Refreshes the gauges and engine counters (under the state's scrape mutex).
+  void Refresh(const engine::EngineStats& stats);
+};
+
+struct Gateway::State {
+  engine::Engine* engine = nullptr;
+  ClusterExecutor* executor = nullptr;
+  const tokenizer::Tokenizer* tokenizer = nullptr;
+  const chat::ChatTemplates* templates = nullptr;
+  GatewayOptions options;
+  std::unique_ptr<Metrics> metrics;
+  std::mutex scrape_mu;
+  std::unique_ptr<HttpServer> server;
+  int64_t created = 0;  // unix seconds, reported as the model's creation time
+  std::atomic<uint64_t> next_id{1};
+  // Readiness: the last time a generation produced a token.
+  std::atomic<int64_t> last_token_ms{0};
+
+  std::string NewId(std::string_view prefix);
+  void NoteToken();
+};
+
+// A whole JSON response.
+boost::asio::awaitable<void> SendJson(HttpExchange& exchange, int status,
+                                      const boost::json::value& body,
+                                      std::vector<std::pair<std::string, std::string>> headers = {});
+
+// OpenAI's error object. `type`: invalid_request_error, authentication_error, not_found_error,
+// server_error, service_unavailable_error.
+boost::asio::awaitable<void> SendError(HttpExchange& exchange, int status, std::string_view type,
+                                       std::string_view message,
+                                       std::optional<std::string> param = std::nullopt,
+                                       std::optional<std::string> code = std::nullopt,
+                                       std::vector<std::pair<std::string, std::string>> headers = {});
+
+// The HTTP status and OpenAI error type for an engine or cluster error.
+int StatusFor(const absl::Status& status);
+const char* ErrorTypeFor(int http_status);
+
+boost::asio::awaitable<void> HandleCompletions(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleChatCompletions(Gateway::State& state, HttpExchange& exchange);
+
+int64_t NowMillis();
+
+}  // namespace strata::gateway

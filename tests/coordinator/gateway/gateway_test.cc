@@ -1,0 +1,151 @@
+// The HTTP gateway against real clients: the official `openai` npm package (tests/node/
+// openai_client.mjs) drives a gateway in front of an engine and a real worker process, and
+// plain HTTP checks /health, /ready, /metrics and authentication of the operations endpoints.
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "boost/asio/connect.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/http.hpp"
+#include "boost/json.hpp"
+#include "coordinator/chat/template_source.h"
+#include "coordinator/engine/engine.h"
+#include "coordinator/gateway/gateway.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/cluster/local_cluster.h"
+#include "tests/testing/node_reference.h"
+#include "tests/testing/shared_data.h"
+#include "worker/model/synthetic_model.h"
+
+namespace strata::gateway {
+namespace {
+
+namespace http = boost::beast::http;
+
+struct Response {
+  int status = 0;
+  std::string body;
+  std::string retry_after;
+};
+
+Response Get(int port, const std::string& path, const std::string& key = "") {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  boost::asio::ip::tcp::resolver resolver(io);
+  boost::asio::connect(socket, resolver.resolve("127.0.0.1", std::to_string(port)));
+  http::request<http::string_body> req{http::verb::get, path, 11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!key.empty()) req.set(http::field::authorization, "Bearer " + key);
+  http::write(socket, req);
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  return {static_cast<int>(res.result_int()), res.body(), std::string(res["Retry-After"])};
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto spec = SyntheticPreset("tiny");
+    ASSERT_TRUE(spec.ok());
+    model_ = (testing::TempDir("gateway_test") / "tiny.gguf").string();
+    ASSERT_TRUE(WriteSyntheticModel(*spec, model_).ok());
+    ExecutorOptions options;
+    options.model = model_;
+    options.max_kv_blocks = 256;
+    options.worker_wait = std::chrono::seconds(30);
+    auto cluster = testing::StartLocalCluster(options, 1);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+    auto tok = tokenizer::LoadTokenizer(model_);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    tokenizer_ = *std::move(tok);
+    auto templates = chat::LoadChatTemplates(model_);
+    ASSERT_TRUE(templates.ok()) << templates.status();
+    templates_ = *std::move(templates);
+    auto engine = engine::Engine::Start(*cluster_->executor, tokenizer_.get(), {});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+    GatewayOptions gateway;
+    gateway.http.host = "127.0.0.1";
+    gateway.http.port = 0;
+    gateway.http.shutdown_grace = std::chrono::seconds(2);
+    gateway.model_name = "tiny";
+    gateway.api_keys = {"test-key", "other-key"};
+    gateway.vllm_metrics = true;
+    auto started = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, gateway);
+    ASSERT_TRUE(started.ok()) << started.status();
+    gateway_ = *std::move(started);
+  }
+
+  void TearDown() override {
+    if (gateway_) gateway_->Stop();
+    gateway_.reset();
+    engine_.reset();
+  }
+
+  std::string model_;
+  std::unique_ptr<testing::LocalCluster> cluster_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  chat::ChatTemplates templates_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<Gateway> gateway_;
+};
+
+TEST_F(GatewayTest, OfficialOpenAiClient) {
+  STRATA_NODE_REFERENCES_OR_SKIP();
+  boost::json::object request{{"base_url", "http://127.0.0.1:" + std::to_string(gateway_->port())},
+                              {"model", "tiny"},
+                              {"api_key", "test-key"}};
+  auto out = testing::RunNodeReference("openai_client.mjs", boost::json::serialize(request));
+  ASSERT_TRUE(out.ok()) << out.status();
+  boost::system::error_code ec;
+  const boost::json::value results = boost::json::parse(*out, ec);
+  ASSERT_FALSE(ec) << *out;
+  ASSERT_GE(results.as_array().size(), 18u);
+  for (const auto& r : results.as_array()) {
+    const auto& o = r.as_object();
+    EXPECT_TRUE(o.at("ok").as_bool()) << o.at("name").as_string().c_str() << ": "
+                                      << o.at("detail").as_string().c_str();
+    std::printf("%s: %s %s\n", o.at("name").as_string().c_str(),
+                o.at("ok").as_bool() ? "ok" : "FAILED", o.at("detail").as_string().c_str());
+  }
+  // The client that went away mid-stream: its request is cancelled and its blocks come back.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  engine::EngineStats stats = engine_->stats();
+  while ((stats.running > 0 || stats.kv_blocks_free != stats.kv_blocks) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    stats = engine_->stats();
+  }
+  EXPECT_EQ(stats.running, 0);
+  EXPECT_EQ(stats.kv_blocks_free, stats.kv_blocks);
+}
+
+TEST_F(GatewayTest, OperationsEndpoints) {
+  const int port = gateway_->port();
+  EXPECT_EQ(Get(port, "/health").status, 200);
+  const Response ready = Get(port, "/ready");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  // The API needs a key; the operations endpoints do not (by default).
+  EXPECT_EQ(Get(port, "/v1/models").status, 401);
+  EXPECT_EQ(Get(port, "/v1/models", "wrong").status, 401);
+  EXPECT_EQ(Get(port, "/v1/models", "other-key").status, 200);
+  const Response metrics = Get(port, "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  for (const char* name :
+       {"strata_http_requests_total{endpoint=\"/v1/models\",status=\"401\"} 2",
+        "strata_time_to_first_token_seconds_bucket", "strata_num_requests_running 0",
+        "strata_kv_cache_usage_ratio", "strata_prefix_cache_queries_total",
+        "vllm:num_requests_waiting{model_name=\"tiny\"} 0", "vllm:kv_cache_usage_perc",
+        "vllm:e2e_request_latency_seconds_count", "vllm:generation_tokens_total"}) {
+    EXPECT_NE(metrics.body.find(name), std::string::npos) << name << "\n" << metrics.body;
+  }
+}
+
+}  // namespace
+}  // namespace strata::gateway
