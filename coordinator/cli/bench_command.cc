@@ -104,6 +104,7 @@ void AddBenchCommand(CLI::App& app) {
   gen->callback([flags] { RunGenerateBench(*flags); });
 
   AddClusterBenchCommand(*bench);
+  AddBenchServeCommand(*bench);
 }
 
 }  // namespace strata::cli

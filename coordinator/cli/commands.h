@@ -19,6 +19,8 @@ void AddCoordinatorCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 // `strata bench cluster`, registered under the `bench` subcommand.
 void AddClusterBenchCommand(CLI::App& bench);
+// `strata bench serve` (bench_serve.cc), a load generator against a running server.
+void AddBenchServeCommand(CLI::App& bench);
 
 // Resolves --model: the given path, or the embedded default model (generated on first use)
 // when empty. Logs which one is used. Exits the process with a message on failure.
