@@ -348,7 +348,9 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
 
   gateway::GatewayOptions options;
   ExitIfError(SplitHostPort(f.http, options.http.host, options.http.port));
-  options.model_name = f.served_model_name.empty() ? DefaultModelName(model) : f.served_model_name;
+  options.model_name = !f.served_model_name.empty() ? f.served_model_name
+                       : f.model.empty()              ? std::string("strata-tiny-random")
+                                                      : DefaultModelName(model);
   auto keys = gateway::LoadApiKeys(f.api_key_file, f.api_keys);
   ExitIfError(keys.status());
   options.api_keys = *std::move(keys);
@@ -445,10 +447,9 @@ void RunServe(const ClusterFlags& flags) {
   }
   std::unique_ptr<ApiStack> api = StartApi(**executor, f, model);
   serving = api->gateway.get();
-  STRATA_LOG_INFO("serving {} as '{}': TP {} x PP {} on {} local worker(s); OpenAI API at "
-                  "http://{}/v1; stop with SIGINT or SIGTERM",
-                  model, f.served_model_name.empty() ? DefaultModelName(model) : f.served_model_name,
-                  f.tp, f.pp, world, f.http);
+  STRATA_LOG_INFO("serving {}: TP {} x PP {} on {} local worker(s); HTTP API on port {}; stop "
+                  "with SIGINT or SIGTERM",
+                  model, f.tp, f.pp, world, api->gateway->port());
   for (;;) pause();  // the signal thread ends the process
 }
 

@@ -44,6 +44,8 @@ struct Rank {
   std::unique_ptr<grpc::ClientContext> context;
   std::unique_ptr<StepStream> stream;
   std::thread reader;
+  int64_t steps = 0;            // guarded by State::mu
+  double compute_seconds = 0;   // guarded by State::mu
 
   std::string Name() const { return absl::StrCat("rank ", rank, " (worker ", worker_id, " at ", host, ")"); }
 };
@@ -274,6 +276,8 @@ void ClusterExecutor::State::OnResult(size_t rank, v1::StepResult& result) {
     }
   }
   p.output.max_compute_seconds = std::max(p.output.max_compute_seconds, result.compute_seconds());
+  ++ranks[rank]->steps;
+  ranks[rank]->compute_seconds += result.compute_seconds();
   if (--p.acks_left == 0) {
     p.done = true;
     p.output.wall_seconds = SecondsSince(p.start);
@@ -477,6 +481,24 @@ int ClusterExecutor::kv_block_size() const { return state_->options.kv_block_siz
 uint64_t ClusterExecutor::generation() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   return state_->generation;
+}
+
+std::vector<RankStatus> ClusterExecutor::ranks() const {
+  std::vector<RankStatus> out;
+  std::map<uint64_t, bool> alive;
+  for (const WorkerInfo& w : state_->membership.Snapshot()) alive[w.id] = w.alive;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  for (const auto& rank : state_->ranks) {
+    RankStatus r;
+    r.rank = rank->rank;
+    r.worker_id = rank->worker_id;
+    r.host = rank->host;
+    r.up = state_->ready && alive[rank->worker_id];
+    r.steps = rank->steps;
+    r.compute_seconds = rank->compute_seconds;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 absl::Status ClusterExecutor::health() const {

@@ -81,6 +81,16 @@ struct StepOutput {
   double max_compute_seconds = 0;  // the slowest rank's time inside its step
 };
 
+// One rank as the executor sees it (for metrics and health pages).
+struct RankStatus {
+  int rank = 0;
+  uint64_t worker_id = 0;
+  std::string host;
+  bool up = false;                  // its worker holds a lease and the cluster is loaded
+  int64_t steps = 0;                // steps it answered
+  double compute_seconds = 0;       // sum of its reported step compute time
+};
+
 class ClusterExecutor {
  public:
   // Plans and loads; fails with a message naming what was missing (workers that never
@@ -107,6 +117,8 @@ class ClusterExecutor {
   absl::Status health() const;
   // Waits until steps can run (after a recovery); DeadlineExceeded after `timeout`.
   absl::Status WaitReady(std::chrono::milliseconds timeout) const;
+  // Every rank of the current generation (empty while none is loaded).
+  std::vector<RankStatus> ranks() const;
   // The loaded generation: 1 after Start, larger after each recovery.
   uint64_t generation() const;
 

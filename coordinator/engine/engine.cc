@@ -31,6 +31,7 @@ struct SampleState {
   bool done = false;
   bool reported_prompt = false;  // the first event carries the prompt figures
   int64_t cached_prompt_tokens = -1;  // prefix-cache hit of the first admission
+  double queue_seconds = 0;
 };
 
 struct RequestState {
@@ -40,6 +41,7 @@ struct RequestState {
   std::vector<std::unique_ptr<SampleState>> samples;
   int32_t live = 0;
   bool cancel = false;
+  std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
 };
 
 struct InFlight {
@@ -277,6 +279,7 @@ bool Engine::Impl::Emit(SampleState& sample, SampleOutput& event) {
     sample.reported_prompt = true;
     event.prompt_tokens = sample.seq.num_prompt;
     event.cached_prompt_tokens = std::max<int64_t>(sample.cached_prompt_tokens, 0);
+    event.queue_seconds = sample.queue_seconds;
   }
   return sample.request->on_output(event);
 }
@@ -450,6 +453,9 @@ void Engine::Impl::Loop() {
         SampleState* sample = SampleOf(step->seqs[i]);
         if (sample->cached_prompt_tokens < 0) {
           sample->cached_prompt_tokens = step->input.seqs[i].num_cached;
+          sample->queue_seconds = std::chrono::duration<double>(
+                                      std::chrono::steady_clock::now() - sample->request->arrived)
+                                      .count();
         }
       }
       absl::StatusOr<ClusterExecutor::Ticket> ticket = executor.Submit(step->input);

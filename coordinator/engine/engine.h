@@ -77,6 +77,7 @@ struct SampleOutput {
   absl::Status error;                   // with kError
   int64_t prompt_tokens = 0;            // set on the first event
   int64_t cached_prompt_tokens = 0;     // prompt tokens taken from the prefix cache
+  double queue_seconds = 0;             // first event: from Add() to the first scheduled step
 };
 
 // Called on the engine thread for every event; must not block. Returning false cancels the

@@ -73,6 +73,13 @@ Metrics::Metrics(bool vllm_names, const std::string& model) {
                         .Help("Prompt blocks looked up in the prefix cache").Register(r).Add({});
   prefix_hits = &BuildCounter().Name("strata_prefix_cache_hits_total")
                      .Help("Prompt blocks found in the prefix cache").Register(r).Add({});
+  worker_up = &BuildGauge().Name("strata_worker_up")
+                   .Help("1 while the rank's worker holds its lease and the cluster is loaded")
+                   .Register(r);
+  worker_steps = &BuildCounter().Name("strata_worker_steps_total")
+                      .Help("Steps each rank answered").Register(r);
+  worker_compute = &BuildCounter().Name("strata_worker_step_compute_seconds_total")
+                        .Help("Time each rank spent inside its steps").Register(r);
   if (vllm_names) {
     const prometheus::Labels labels = {{"model_name", model}};
     vllm_running = &BuildGauge().Name("vllm:num_requests_running")
@@ -127,7 +134,20 @@ void Metrics::AddTokens(int64_t prompt, int64_t generated) {
   if (vllm_generation_tokens) vllm_generation_tokens->Increment(static_cast<double>(generated));
 }
 
-void Metrics::Refresh(const engine::EngineStats& stats) {
+void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankStatus>& ranks) {
+  for (const RankStatus& rank : ranks) {
+    const std::string label = std::to_string(rank.rank);
+    worker_up->Add({{"rank", label}, {"worker", rank.host}}).Set(rank.up ? 1 : 0);
+    auto& [steps, seconds] = seen_ranks[label];
+    // After a reload a rank starts counting again from zero.
+    const bool restarted = rank.steps < steps;
+    worker_steps->Add({{"rank", label}})
+        .Increment(static_cast<double>(restarted ? rank.steps : rank.steps - steps));
+    worker_compute->Add({{"rank", label}})
+        .Increment(restarted ? rank.compute_seconds : rank.compute_seconds - seconds);
+    steps = rank.steps;
+    seconds = rank.compute_seconds;
+  }
   running->Set(static_cast<double>(stats.running));
   waiting->Set(static_cast<double>(stats.waiting));
   const double usage =
@@ -287,7 +307,7 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
     std::string text;
     {
       std::lock_guard<std::mutex> lock(s.scrape_mu);
-      s.metrics->Refresh(s.engine->stats());
+      s.metrics->Refresh(s.engine->stats(), s.executor->ranks());
       text = prometheus::TextSerializer().Serialize(s.metrics->registry->Collect());
     }
     co_await exchange.Send(200, "text/plain; version=0.0.4; charset=utf-8", std::move(text));
@@ -313,6 +333,20 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
     co_await HandleCompletions(s, exchange);
   } else if (post && path == "/v1/chat/completions") {
     co_await HandleChatCompletions(s, exchange);
+  } else if (post && path == "/api/generate") {
+    co_await HandleOllamaGenerate(s, exchange);
+  } else if (post && path == "/api/chat") {
+    co_await HandleOllamaChat(s, exchange);
+  } else if (get && path == "/api/tags") {
+    co_await HandleOllamaTags(s, exchange);
+  } else if (post && path == "/api/show") {
+    co_await HandleOllamaShow(s, exchange);
+  } else if (get && path == "/api/version") {
+    co_await HandleOllamaVersion(s, exchange);
+  } else if (post && path == "/tokenize") {
+    co_await HandleTokenize(s, exchange);
+  } else if (post && path == "/detokenize") {
+    co_await HandleDetokenize(s, exchange);
   } else {
     endpoint = "other";
     status = 404;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,8 +54,13 @@ struct Metrics {
   prometheus::Counter* vllm_prompt_tokens = nullptr;
   prometheus::Counter* vllm_generation_tokens = nullptr;
 
-  // Engine counters last seen, to turn its totals into counter increments at scrape time.
+  prometheus::Family<prometheus::Gauge>* worker_up = nullptr;           // {rank, worker}
+  prometheus::Family<prometheus::Counter>* worker_steps = nullptr;      // {rank}
+  prometheus::Family<prometheus::Counter>* worker_compute = nullptr;    // {rank}
+
+  // Engine and rank counters last seen, to turn their totals into counter increments.
   int64_t seen_preemptions = 0, seen_prefix_queries = 0, seen_prefix_hits = 0;
+  std::map<std::string, std::pair<int64_t, double>> seen_ranks;  // rank -> (steps, seconds)
 
   void CountRequest(const std::string& endpoint, int status);
   void ObserveTtft(double seconds);
@@ -62,7 +68,7 @@ struct Metrics {
   void ObserveE2e(double seconds);
   void AddTokens(int64_t prompt, int64_t generated);
   // Refreshes the gauges and engine counters (under the state's scrape mutex).
-  void Refresh(const engine::EngineStats& stats);
+  void Refresh(const engine::EngineStats& stats, const std::vector<RankStatus>& ranks);
 };
 
 struct Gateway::State {
@@ -102,6 +108,13 @@ const char* ErrorTypeFor(int http_status);
 
 boost::asio::awaitable<void> HandleCompletions(Gateway::State& state, HttpExchange& exchange);
 boost::asio::awaitable<void> HandleChatCompletions(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleOllamaGenerate(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleOllamaChat(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleOllamaTags(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleOllamaShow(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleOllamaVersion(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleTokenize(Gateway::State& state, HttpExchange& exchange);
+boost::asio::awaitable<void> HandleDetokenize(Gateway::State& state, HttpExchange& exchange);
 
 int64_t NowMillis();
 

@@ -401,6 +401,7 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
     const size_t index = first_choice[event.request_id] + static_cast<size_t>(event.index);
     Choice& c = choices[index];
     const auto now = Clock::now();
+    if (event.prompt_tokens > 0) s.metrics->queue->Observe(event.queue_seconds);
     if (!event.token_ids.empty()) {
       s.NoteToken();
       if (c.tokens.empty()) {
@@ -617,6 +618,95 @@ net::awaitable<void> HandleChatCompletions(Gateway::State& s, HttpExchange& exch
   }
   parsed.prompts.push_back(std::move(prompt->ids));
   co_await Generate(s, exchange, Api::kChat, std::move(parsed));
+}
+
+// vLLM's /tokenize: {"model", "prompt" | "messages", "add_special_tokens"} -> {"tokens",
+// "count", "max_model_len"}; messages are rendered exactly as a chat request's.
+net::awaitable<void> HandleTokenize(Gateway::State& s, HttpExchange& exchange) {
+  std::optional<json::object> body = co_await ReadBody(s, exchange);
+  if (!body) co_return;
+  std::vector<int32_t> ids;
+  std::string problem;
+  const json::value* prompt = body->if_contains("prompt");
+  const json::value* messages = body->if_contains("messages");
+  bool add_special = true;
+  if (const json::value* v = body->if_contains("add_special_tokens"); v != nullptr && v->is_bool()) {
+    add_special = v->as_bool();
+  }
+  if (prompt != nullptr && prompt->is_string()) {
+    auto encoded = s.tokenizer->Encode(std::string_view(prompt->as_string().data(),
+                                                        prompt->as_string().size()),
+                                       add_special);
+    if (encoded.ok()) {
+      ids = *std::move(encoded);
+    } else {
+      problem = std::string(encoded.status().message());
+    }
+  } else if (messages != nullptr) {
+    json::array normalized;
+    if (auto bad = NormalizeMessages(messages, normalized)) {
+      problem = bad->message;
+    } else if (s.templates == nullptr || !s.templates->Get()) {
+      problem = "this model has no chat template";
+    } else {
+      auto encoded = chat::EncodeChat(*s.templates, *s.tokenizer, normalized, nullptr,
+                                      s.options.model_name);
+      if (encoded.ok()) {
+        ids = std::move(encoded->ids);
+      } else {
+        problem = std::string(encoded.status().message());
+      }
+    }
+  } else {
+    problem = "give 'prompt' (a string) or 'messages'";
+  }
+  if (!problem.empty()) {
+    co_await SendError(exchange, 400, "invalid_request_error", problem);
+    co_return;
+  }
+  json::array tokens;
+  for (int32_t id : ids) tokens.push_back(id);
+  json::object out;
+  out["count"] = ids.size();
+  out["tokens"] = std::move(tokens);
+  out["max_model_len"] = s.engine->max_model_len();
+  co_await SendJson(exchange, 200, out);
+}
+
+// vLLM's /detokenize: {"model", "tokens"} -> {"prompt"}.
+net::awaitable<void> HandleDetokenize(Gateway::State& s, HttpExchange& exchange) {
+  std::optional<json::object> body = co_await ReadBody(s, exchange);
+  if (!body) co_return;
+  const json::value* tokens = body->if_contains("tokens");
+  std::vector<int32_t> ids;
+  std::string problem;
+  if (tokens == nullptr || !tokens->is_array()) {
+    problem = "'tokens' must be a list of token ids";
+  } else {
+    for (const json::value& t : tokens->as_array()) {
+      if (!IsInt(t)) {
+        problem = "'tokens' must be a list of token ids";
+        break;
+      }
+      ids.push_back(static_cast<int32_t>(t.to_number<int64_t>()));
+    }
+  }
+  std::string text;
+  if (problem.empty()) {
+    auto decoded = s.tokenizer->Decode(ids, /*skip_special=*/false);
+    if (decoded.ok()) {
+      text = *std::move(decoded);
+    } else {
+      problem = std::string(decoded.status().message());
+    }
+  }
+  if (!problem.empty()) {
+    co_await SendError(exchange, 400, "invalid_request_error", problem);
+    co_return;
+  }
+  json::object out;
+  out["prompt"] = std::move(text);
+  co_await SendJson(exchange, 200, out);
 }
 
 }  // namespace strata::gateway

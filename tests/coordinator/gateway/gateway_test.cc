@@ -2,6 +2,7 @@
 // openai_client.mjs) drives a gateway in front of an engine and a real worker process, and
 // plain HTTP checks /health, /ready, /metrics and authentication of the operations endpoints.
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -32,19 +33,28 @@ struct Response {
   std::string retry_after;
 };
 
-Response Get(int port, const std::string& path, const std::string& key = "") {
+Response Send(int port, http::verb verb, const std::string& path, const std::string& key,
+              const std::string& body = "") {
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket socket(io);
   boost::asio::ip::tcp::resolver resolver(io);
   boost::asio::connect(socket, resolver.resolve("127.0.0.1", std::to_string(port)));
-  http::request<http::string_body> req{http::verb::get, path, 11};
+  http::request<http::string_body> req{verb, path, 11};
   req.set(http::field::host, "127.0.0.1");
   if (!key.empty()) req.set(http::field::authorization, "Bearer " + key);
+  if (!body.empty()) {
+    req.body() = body;
+    req.prepare_payload();
+  }
   http::write(socket, req);
   boost::beast::flat_buffer buffer;
   http::response<http::string_body> res;
   http::read(socket, buffer, res);
   return {static_cast<int>(res.result_int()), res.body(), std::string(res["Retry-After"])};
+}
+
+Response Get(int port, const std::string& path, const std::string& key = "") {
+  return Send(port, http::verb::get, path, key);
 }
 
 class GatewayTest : public ::testing::Test {
@@ -96,17 +106,17 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<Gateway> gateway_;
 };
 
-TEST_F(GatewayTest, OfficialOpenAiClient) {
-  STRATA_NODE_REFERENCES_OR_SKIP();
-  boost::json::object request{{"base_url", "http://127.0.0.1:" + std::to_string(gateway_->port())},
+// Runs a tests/node client script against the gateway; every check it reports must pass.
+void ExpectClientChecksPass(int port, const std::string& script, size_t min_checks) {
+  boost::json::object request{{"base_url", "http://127.0.0.1:" + std::to_string(port)},
                               {"model", "tiny"},
                               {"api_key", "test-key"}};
-  auto out = testing::RunNodeReference("openai_client.mjs", boost::json::serialize(request));
+  auto out = testing::RunNodeReference(script, boost::json::serialize(request));
   ASSERT_TRUE(out.ok()) << out.status();
   boost::system::error_code ec;
   const boost::json::value results = boost::json::parse(*out, ec);
   ASSERT_FALSE(ec) << *out;
-  ASSERT_GE(results.as_array().size(), 18u);
+  ASSERT_GE(results.as_array().size(), min_checks);
   for (const auto& r : results.as_array()) {
     const auto& o = r.as_object();
     EXPECT_TRUE(o.at("ok").as_bool()) << o.at("name").as_string().c_str() << ": "
@@ -114,6 +124,16 @@ TEST_F(GatewayTest, OfficialOpenAiClient) {
     std::printf("%s: %s %s\n", o.at("name").as_string().c_str(),
                 o.at("ok").as_bool() ? "ok" : "FAILED", o.at("detail").as_string().c_str());
   }
+}
+
+TEST_F(GatewayTest, OfficialOllamaClient) {
+  STRATA_NODE_REFERENCES_OR_SKIP();
+  ExpectClientChecksPass(gateway_->port(), "ollama_client.mjs", 11);
+}
+
+TEST_F(GatewayTest, OfficialOpenAiClient) {
+  STRATA_NODE_REFERENCES_OR_SKIP();
+  ExpectClientChecksPass(gateway_->port(), "openai_client.mjs", 18);
   // The client that went away mid-stream: its request is cancelled and its blocks come back.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   engine::EngineStats stats = engine_->stats();
@@ -142,9 +162,62 @@ TEST_F(GatewayTest, OperationsEndpoints) {
         "strata_time_to_first_token_seconds_bucket", "strata_num_requests_running 0",
         "strata_kv_cache_usage_ratio", "strata_prefix_cache_queries_total",
         "vllm:num_requests_waiting{model_name=\"tiny\"} 0", "vllm:kv_cache_usage_perc",
-        "vllm:e2e_request_latency_seconds_count", "vllm:generation_tokens_total"}) {
+        "vllm:e2e_request_latency_seconds_count", "vllm:generation_tokens_total",
+        "strata_worker_up{rank=\"0\",worker=\"127.0.0.1:", "strata_worker_steps_total{rank=\"0\"}",
+        "strata_request_queue_time_seconds_count", "strata_preemptions_total 0"}) {
     EXPECT_NE(metrics.body.find(name), std::string::npos) << name << "\n" << metrics.body;
   }
+}
+
+// A gateway whose engine queue counts as full answers 503 with Retry-After, in OpenAI's shape.
+TEST_F(GatewayTest, OverloadIs503WithRetryAfter) {
+  GatewayOptions options;
+  options.http.host = "127.0.0.1";
+  options.http.port = 0;
+  options.model_name = "tiny";
+  options.max_waiting = 0;
+  auto full = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
+  ASSERT_TRUE(full.ok()) << full.status();
+  const Response r = Send((*full)->port(), http::verb::post, "/v1/completions", "",
+                          R"({"model": "tiny", "prompt": "Hi", "max_tokens": 2})");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.retry_after, "1");
+  EXPECT_NE(r.body.find("service_unavailable_error"), std::string::npos) << r.body;
+  (*full)->Stop();
+}
+
+// Stop() lets a stream in progress finish (within the grace period) before closing.
+TEST_F(GatewayTest, StopLetsRequestsInProgressFinish) {
+  const int port = gateway_->port();
+  Response streamed;
+  std::thread client([&] {
+    streamed = Send(port, http::verb::post, "/v1/completions", "test-key",
+                    R"({"model": "tiny", "prompt": "Hi", "max_tokens": 1000, "stream": true,
+                        "ignore_eos": true})");
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (engine_->stats().running == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GT(engine_->stats().running, 0);
+  gateway_->Stop();
+  client.join();
+  EXPECT_EQ(streamed.status, 200);
+  EXPECT_NE(streamed.body.find("data: [DONE]"), std::string::npos) << streamed.body.size();
+}
+
+TEST(ApiKeysTest, FromFileAndEnvironment) {
+  const auto dir = testing::TempDir("api_keys");
+  const std::string file = (dir / "keys.txt").string();
+  {
+    std::ofstream out(file);
+    out << "# team keys\nalpha\n\n  beta  \n";
+  }
+  auto keys = LoadApiKeys(file, "gamma, delta");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(*keys, (std::vector<std::string>{"alpha", "beta", "gamma", "delta"}));
+  EXPECT_EQ(LoadApiKeys("/nonexistent/keys", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(LoadApiKeys("", "")->empty());
 }
 
 }  // namespace
