@@ -469,8 +469,8 @@ void Engine::Impl::Loop() {
     PublishStats();
     if (in_flight.empty()) {
       if (!requests.empty()) {
-        // Runnable work exists but nothing could be scheduled (everything waits for blocks
-        // held by nobody in flight cannot happen; this is a request with all samples gated).
+        // Requests exist but nothing could be scheduled. With nothing in flight every block is
+        // free or evictable, so this should not last; wait briefly rather than spin.
         std::unique_lock<std::mutex> lock(mu);
         wake.wait_for(lock, std::chrono::milliseconds(5));
       }

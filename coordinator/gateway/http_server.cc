@@ -120,8 +120,6 @@ class Exchange : public HttpExchange {
 
 }  // namespace
 
-std::string StatusText(int status) { return std::to_string(status); }
-
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   HttpServerOptions options;
   Handler handler;

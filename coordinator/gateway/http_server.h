@@ -85,7 +85,4 @@ class HttpServer {
   std::shared_ptr<Impl> impl_;
 };
 
-// The reason phrase-free status line text for logs ("404").
-std::string StatusText(int status);
-
 }  // namespace strata::gateway

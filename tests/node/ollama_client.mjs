@@ -1,24 +1,13 @@
 // Drives a running Strata gateway with the official `ollama` npm client. Input (JSON file,
 // argv[2]): {base_url, model, api_key}. Output: a JSON list of {name, ok, detail}.
 import fs from 'node:fs';
+
+import { assert, check, results } from './checks.mjs';
 import { Ollama } from 'ollama';
 
 const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const model = req.model;
 const client = new Ollama({ host: req.base_url, headers: { Authorization: `Bearer ${req.api_key}` } });
-const results = [];
-
-async function check(name, fn) {
-  try {
-    const detail = await fn();
-    results.push({ name, ok: true, detail: detail === undefined ? '' : String(detail) });
-  } catch (e) {
-    results.push({ name, ok: false, detail: String((e && e.stack) || e) });
-  }
-}
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 await check('version', async () => {
   const v = await client.version();

@@ -2,24 +2,14 @@
 // what a client library never sends). Input (JSON file, argv[2]): {base_url, model, api_key}.
 // Output (stdout): a JSON list of {name, ok, detail}, one per check.
 import fs from 'node:fs';
+
+import { assert, check, results } from './checks.mjs';
 import OpenAI from 'openai';
 
 const req = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const model = req.model;
 const client = new OpenAI({ baseURL: `${req.base_url}/v1`, apiKey: req.api_key, maxRetries: 0 });
-const results = [];
 
-async function check(name, fn) {
-  try {
-    const detail = await fn();
-    results.push({ name, ok: true, detail: detail === undefined ? '' : String(detail) });
-  } catch (e) {
-    results.push({ name, ok: false, detail: String((e && e.stack) || e) });
-  }
-}
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
 async function expectError(promise, type, status) {
   try {
     await promise;

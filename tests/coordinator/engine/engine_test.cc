@@ -95,10 +95,10 @@ class Collector {
         ++finished_;
         done_.notify_all();
       }
-      return !cancel_after_first_ || r.tokens.size() < 2 || e.request_id % 2 == 1;
+      return !cancel_even_after_two_ || r.tokens.size() < 2 || e.request_id % 2 == 1;
     };
   }
-  void CancelEvenRequestsAfterTwoTokens() { cancel_after_first_ = true; }
+  void CancelEvenRequestsAfterTwoTokens() { cancel_even_after_two_ = true; }
   void WaitFor(int count) {
     std::unique_lock<std::mutex> lock(mu_);
     ASSERT_TRUE(done_.wait_for(lock, std::chrono::seconds(120), [&] { return finished_ >= count; }))
@@ -122,7 +122,7 @@ class Collector {
   std::condition_variable done_;
   std::map<std::pair<uint64_t, int32_t>, Result> results_;
   int finished_ = 0;
-  bool cancel_after_first_ = false;
+  bool cancel_even_after_two_ = false;
 };
 
 struct Served {
