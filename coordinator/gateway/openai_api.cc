@@ -40,11 +40,18 @@ struct Parsed {
   bool include_usage = false;
   bool logprobs = false;              // the response carries logprobs
   bool max_tokens_given = false;
+  bool return_token_ids = false;      // vLLM's extension: choices carry their token ids
 };
 
 double Number(const json::value& v) { return v.is_double() ? v.as_double() : v.to_number<double>(); }
 bool IsNumber(const json::value& v) { return v.is_double() || v.is_int64() || v.is_uint64(); }
 bool IsInt(const json::value& v) { return v.is_int64() || v.is_uint64(); }
+
+json::array TokenIds(const std::vector<int32_t>& ids) {
+  json::array out;
+  for (int32_t id : ids) out.push_back(id);
+  return out;
+}
 
 // Reads the sampling parameters both APIs share. Returns the first problem found.
 std::optional<BadRequest> ParseCommon(const json::object& body, Api api, Parsed& out) {
@@ -108,6 +115,7 @@ std::optional<BadRequest> ParseCommon(const json::object& body, Api api, Parsed&
   }
   if (auto e = boolean("stream", out.stream)) return e;
   if (auto e = boolean("ignore_eos", r.ignore_eos)) return e;
+  if (auto e = boolean("return_token_ids", out.return_token_ids)) return e;
   if (const json::value* v = body.if_contains("stream_options"); v != nullptr && !v->is_null()) {
     if (!v->is_object()) return BadRequest{"'stream_options' must be an object", "stream_options"};
     if (const json::value* u = v->as_object().if_contains("include_usage")) {
@@ -463,6 +471,7 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
                           {"finish_reason", event.finish == engine::FinishReason::kNone
                                                 ? json::value(nullptr)
                                                 : json::value(FinishName(event.finish))}};
+      if (parsed.return_token_ids) choice["token_ids"] = TokenIds(new_tokens);
       out.push_back(std::move(choice));
     } else {
       json::object choice{{"index", index}, {"text", event.text},
@@ -473,6 +482,7 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
                           {"finish_reason", event.finish == engine::FinishReason::kNone
                                                 ? json::value(nullptr)
                                                 : json::value(FinishName(event.finish))}};
+      if (parsed.return_token_ids) choice["token_ids"] = TokenIds(new_tokens);
       out.push_back(std::move(choice));
     }
     std::string data = chunk(std::move(out));
@@ -516,22 +526,28 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
   json::array out;
   for (size_t i = 0; i < choices.size(); ++i) {
     const Choice& c = choices[i];
+    json::object choice;
     if (api == Api::kChat) {
-      out.push_back(json::object{
+      choice = json::object{
           {"index", i},
           {"message", json::object{{"role", "assistant"}, {"content", c.text}}},
           {"logprobs", parsed.logprobs
                            ? ChatLogprobs(tok, parsed.prompts[i / n].back(), c.tokens, c.logprobs)
                            : json::value(nullptr)},
-          {"finish_reason", FinishName(c.finish)}});
+          {"finish_reason", FinishName(c.finish)}};
     } else {
-      out.push_back(json::object{
+      choice = json::object{
           {"index", i}, {"text", c.text},
           {"logprobs", parsed.logprobs ? CompletionLogprobs(tok, parsed.prompts[i / n].back(),
                                                             c.tokens, c.logprobs, 0)
                                        : json::value(nullptr)},
-          {"finish_reason", FinishName(c.finish)}});
+          {"finish_reason", FinishName(c.finish)}};
     }
+    if (parsed.return_token_ids) {
+      choice["prompt_token_ids"] = TokenIds(parsed.prompts[i / n]);
+      choice["token_ids"] = TokenIds(c.tokens);
+    }
+    out.push_back(std::move(choice));
   }
   json::object response;
   response["id"] = id;

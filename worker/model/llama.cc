@@ -414,7 +414,12 @@ absl::Status LlamaModel::Forward(const StepBatch& batch, absl::Span<const float>
     backend_.CopyToHost(x, out.data(), t * c.hidden_size);
     return absl::OkStatus();
   }
-  // Only the rows that need logits go through the final norm and lm_head.
+  // Only the rows that need logits go through the final norm and lm_head; a chunk of a
+  // prompt that samples nothing has none (and its logits scratch may never have been sized).
+  if (rows == 0) {
+    out.clear();
+    return absl::OkStatus();
+  }
   float* h = scratch_.h->data();
   backend_.GatherRows(x, batch.logit_rows.data(), rows, c.hidden_size, h);
   backend_.RmsNorm(h, final_norm_, rows, c.hidden_size, static_cast<float>(c.rms_norm_eps), h);

@@ -14,18 +14,9 @@
 #include "coordinator/cluster/cluster_executor.h"
 #include "coordinator/cluster/coordinator_server.h"
 #include "coordinator/cluster/local_workers.h"
+#include "tests/testing/strata_binary.h"
 
 namespace strata::testing {
-
-inline std::string StrataBinary() {
-  const char* path = std::getenv("STRATA_BINARY");
-  if (path != nullptr) return path;
-#ifdef STRATA_BINARY_PATH
-  return STRATA_BINARY_PATH;
-#else
-  return "";
-#endif
-}
 
 struct LocalCluster {
   std::unique_ptr<CoordinatorServer> server;

@@ -6,11 +6,6 @@
 #include <string>
 #include <thread>
 
-#include "boost/asio/connect.hpp"
-#include "boost/asio/io_context.hpp"
-#include "boost/asio/ip/tcp.hpp"
-#include "boost/beast/core/flat_buffer.hpp"
-#include "boost/beast/http.hpp"
 #include "boost/json.hpp"
 #include "coordinator/chat/template_source.h"
 #include "coordinator/engine/engine.h"
@@ -18,6 +13,7 @@
 #include "coordinator/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/cluster/local_cluster.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/node_reference.h"
 #include "tests/testing/shared_data.h"
 #include "worker/model/synthetic_model.h"
@@ -25,37 +21,9 @@
 namespace strata::gateway {
 namespace {
 
-namespace http = boost::beast::http;
-
-struct Response {
-  int status = 0;
-  std::string body;
-  std::string retry_after;
-};
-
-Response Send(int port, http::verb verb, const std::string& path, const std::string& key,
-              const std::string& body = "") {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket socket(io);
-  boost::asio::ip::tcp::resolver resolver(io);
-  boost::asio::connect(socket, resolver.resolve("127.0.0.1", std::to_string(port)));
-  http::request<http::string_body> req{verb, path, 11};
-  req.set(http::field::host, "127.0.0.1");
-  if (!key.empty()) req.set(http::field::authorization, "Bearer " + key);
-  if (!body.empty()) {
-    req.body() = body;
-    req.prepare_payload();
-  }
-  http::write(socket, req);
-  boost::beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  http::read(socket, buffer, res);
-  return {static_cast<int>(res.result_int()), res.body(), std::string(res["Retry-After"])};
-}
-
-Response Get(int port, const std::string& path, const std::string& key = "") {
-  return Send(port, http::verb::get, path, key);
-}
+using testing::HttpGet;
+using testing::HttpPost;
+using Response = testing::HttpResponse;
 
 class GatewayTest : public ::testing::Test {
  protected:
@@ -148,14 +116,14 @@ TEST_F(GatewayTest, OfficialOpenAiClient) {
 
 TEST_F(GatewayTest, OperationsEndpoints) {
   const int port = gateway_->port();
-  EXPECT_EQ(Get(port, "/health").status, 200);
-  const Response ready = Get(port, "/ready");
+  EXPECT_EQ(HttpGet(port, "/health").status, 200);
+  const Response ready = HttpGet(port, "/ready");
   EXPECT_EQ(ready.status, 200) << ready.body;
   // The API needs a key; the operations endpoints do not (by default).
-  EXPECT_EQ(Get(port, "/v1/models").status, 401);
-  EXPECT_EQ(Get(port, "/v1/models", "wrong").status, 401);
-  EXPECT_EQ(Get(port, "/v1/models", "other-key").status, 200);
-  const Response metrics = Get(port, "/metrics");
+  EXPECT_EQ(HttpGet(port, "/v1/models").status, 401);
+  EXPECT_EQ(HttpGet(port, "/v1/models", "wrong").status, 401);
+  EXPECT_EQ(HttpGet(port, "/v1/models", "other-key").status, 200);
+  const Response metrics = HttpGet(port, "/metrics");
   ASSERT_EQ(metrics.status, 200);
   for (const char* name :
        {"strata_http_requests_total{endpoint=\"/v1/models\",status=\"401\"} 2",
@@ -178,8 +146,8 @@ TEST_F(GatewayTest, OverloadIs503WithRetryAfter) {
   options.max_waiting = 0;
   auto full = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
   ASSERT_TRUE(full.ok()) << full.status();
-  const Response r = Send((*full)->port(), http::verb::post, "/v1/completions", "",
-                          R"({"model": "tiny", "prompt": "Hi", "max_tokens": 2})");
+  const Response r = HttpPost((*full)->port(), "/v1/completions",
+                              R"({"model": "tiny", "prompt": "Hi", "max_tokens": 2})");
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.retry_after, "1");
   EXPECT_NE(r.body.find("service_unavailable_error"), std::string::npos) << r.body;
@@ -191,9 +159,10 @@ TEST_F(GatewayTest, StopLetsRequestsInProgressFinish) {
   const int port = gateway_->port();
   Response streamed;
   std::thread client([&] {
-    streamed = Send(port, http::verb::post, "/v1/completions", "test-key",
-                    R"({"model": "tiny", "prompt": "Hi", "max_tokens": 1000, "stream": true,
-                        "ignore_eos": true})");
+    streamed = HttpPost(port, "/v1/completions",
+                        R"({"model": "tiny", "prompt": "Hi", "max_tokens": 1000, "stream": true,
+                            "ignore_eos": true})",
+                        "test-key");
   });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (engine_->stats().running == 0 && std::chrono::steady_clock::now() < deadline) {
