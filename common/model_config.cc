@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <numbers>
 #include <sstream>
@@ -93,6 +94,18 @@ class JsonFields {
     return absl::OkStatus();
   }
 
+  absl::Status DoubleList(std::string_view key, std::vector<double>* out) const {
+    const json::value* v = obj_.if_contains(key);
+    if (v == nullptr || v->is_null()) return absl::OkStatus();
+    if (!v->is_array()) return Error(key, "a list of numbers");
+    out->clear();
+    for (const json::value& e : v->as_array()) {
+      if (!e.is_number()) return Error(key, "a list of numbers");
+      out->push_back(e.to_number<double>());
+    }
+    return absl::OkStatus();
+  }
+
   const json::object* Object(std::string_view key) const {
     const json::value* v = obj_.if_contains(key);
     return v != nullptr && v->is_object() ? &v->as_object() : nullptr;
@@ -128,9 +141,31 @@ absl::Status ParseRopeScaling(const JsonFields& fields, const std::string& sourc
     STRATA_RETURN_IF_ERROR(f.Double("high_freq_factor", &s.high_freq_factor));
     STRATA_RETURN_IF_ERROR(
         f.Int("original_max_position_embeddings", &s.original_max_position_embeddings));
+  } else if (type == "yarn") {
+    s.type = RopeScalingType::kYarn;
+    STRATA_RETURN_IF_ERROR(
+        f.Int("original_max_position_embeddings", &s.original_max_position_embeddings));
+    STRATA_RETURN_IF_ERROR(f.Double("beta_fast", &s.beta_fast));
+    STRATA_RETURN_IF_ERROR(f.Double("beta_slow", &s.beta_slow));
+    STRATA_RETURN_IF_ERROR(f.Double("mscale", &s.mscale));
+    STRATA_RETURN_IF_ERROR(f.Double("mscale_all_dim", &s.mscale_all_dim));
+    STRATA_RETURN_IF_ERROR(f.Double("attention_factor", &s.attention_factor));
+  } else if (type == "longrope" || type == "su") {
+    s.type = RopeScalingType::kLongRope;
+    STRATA_RETURN_IF_ERROR(f.DoubleList("short_factor", &s.short_factor));
+    STRATA_RETURN_IF_ERROR(f.DoubleList("long_factor", &s.long_factor));
+    STRATA_RETURN_IF_ERROR(f.Double("attention_factor", &s.attention_factor));
+    // Phi-3 keeps original_max_position_embeddings at the top level of config.json.
+    STRATA_RETURN_IF_ERROR(
+        f.Int("original_max_position_embeddings", &s.original_max_position_embeddings));
+    if (s.original_max_position_embeddings == 0) {
+      STRATA_RETURN_IF_ERROR(
+          fields.Int("original_max_position_embeddings", &s.original_max_position_embeddings));
+    }
   } else {
     return absl::UnimplementedError(absl::StrCat(
-        source, ": rope_scaling type '", type, "' is not supported (supported: linear, llama3)"));
+        source, ": rope_scaling type '", type,
+        "' is not supported (supported: linear, llama3, yarn, longrope)"));
   }
   return absl::OkStatus();
 }
@@ -204,6 +239,11 @@ absl::Status ModelConfig::Validate(const std::string& source) const {
   if (head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": head_dim must be even, got ", head_dim));
   }
+  if (rotary_dim < 0 || rotary_dim > head_dim || rotary_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": the rotary dims (", rotary_dim, ") must be even and at most head_dim ",
+        head_dim));
+  }
   if (!(rms_norm_eps > 0) || !(rope_theta > 0) || !(rope_scaling.factor > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": rms_norm_eps, rope_theta and rope_scaling.factor must be positive"));
@@ -253,6 +293,9 @@ absl::StatusOr<ModelConfig> ParseHfConfig(std::string_view json_text, const std:
   STRATA_RETURN_IF_ERROR(f.Int("max_position_embeddings", &c.max_position_embeddings));
   STRATA_RETURN_IF_ERROR(f.Double("rms_norm_eps", &c.rms_norm_eps));
   STRATA_RETURN_IF_ERROR(f.Double("rope_theta", &c.rope_theta));
+  double partial_rotary = 1.0;
+  STRATA_RETURN_IF_ERROR(f.Double("partial_rotary_factor", &partial_rotary));
+  if (partial_rotary != 1.0) c.rotary_dim = static_cast<int64_t>(c.head_dim * partial_rotary);
   STRATA_RETURN_IF_ERROR(ParseRopeScaling(f, source, c));
   STRATA_RETURN_IF_ERROR(f.Bool("tie_word_embeddings", &c.tie_word_embeddings));
   STRATA_RETURN_IF_ERROR(f.Bool("attention_bias", &c.attention_bias));
@@ -366,6 +409,24 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& gguf) {
   }
   // Llama 3 frequency scaling travels as the `rope_freqs.weight` tensor, read by the model.
 
+  // Mixture of experts (`llama` with experts is Mixtral).
+  STRATA_RETURN_IF_ERROR(get_int(p + "expert_count", &c.moe.num_experts, false));
+  STRATA_RETURN_IF_ERROR(get_int(p + "expert_used_count", &c.moe.experts_per_token, false));
+  if (c.IsMoe()) {
+    c.moe.expert_intermediate_size = c.intermediate_size;
+    STRATA_RETURN_IF_ERROR(
+        get_int(p + "expert_feed_forward_length", &c.moe.expert_intermediate_size, false));
+    if (c.architecture == "LlamaForCausalLM") {
+      c.architecture = "MixtralForCausalLM";
+      c.model_type = "mixtral";
+    }
+    if (c.moe.experts_per_token <= 0 || c.moe.experts_per_token > c.moe.num_experts) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": ", p, "expert_used_count must be between 1 and the ", c.moe.num_experts,
+          " experts"));
+    }
+  }
+
   // Vocabulary: explicit key, else the token list, else the embedding's rows.
   STRATA_RETURN_IF_ERROR(get_int(p + "vocab_size", &c.vocab_size, false));
   if (c.vocab_size == 0) {
@@ -406,35 +467,125 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
       path, ": expected a Hugging Face model directory or a .gguf file"));
 }
 
-std::vector<float> RopeInvFreq(const ModelConfig& config) {
-  const int64_t dim = config.head_dim;
+namespace {
+
+// theta^(-2i/d) for i < d/2, in fp32 as transformers computes it.
+std::vector<float> BaseInvFreq(const ModelConfig& c, int64_t dim) {
   std::vector<float> inv(dim / 2);
   for (int64_t i = 0; i < dim / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
-    inv[i] = 1.0f / std::pow(static_cast<float>(config.rope_theta), exponent);
-  }
-  const RopeScaling& s = config.rope_scaling;
-  const float factor = static_cast<float>(s.factor);
-  if (s.type == RopeScalingType::kLinear) {
-    for (float& f : inv) f /= factor;
-  } else if (s.type == RopeScalingType::kLlama3) {
-    const float old_ctx = static_cast<float>(s.original_max_position_embeddings);
-    const float low = static_cast<float>(s.low_freq_factor);
-    const float high = static_cast<float>(s.high_freq_factor);
-    const float low_freq_wavelen = old_ctx / low;
-    const float high_freq_wavelen = old_ctx / high;
-    for (float& f : inv) {
-      const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
-      if (wavelen < high_freq_wavelen) continue;  // high frequency: unchanged
-      if (wavelen > low_freq_wavelen) {           // low frequency: fully scaled
-        f /= factor;
-        continue;
-      }
-      const float smooth = (old_ctx / wavelen - low) / (high - low);
-      f = (1.0f - smooth) * f / factor + smooth * f;
-    }
+    inv[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), exponent);
   }
   return inv;
+}
+
+void ApplyLlama3(const RopeScaling& s, std::vector<float>& inv) {
+  const float factor = static_cast<float>(s.factor);
+  const float old_ctx = static_cast<float>(s.original_max_position_embeddings);
+  const float low = static_cast<float>(s.low_freq_factor);
+  const float high = static_cast<float>(s.high_freq_factor);
+  const float low_freq_wavelen = old_ctx / low;
+  const float high_freq_wavelen = old_ctx / high;
+  for (float& f : inv) {
+    const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
+    if (wavelen < high_freq_wavelen) continue;  // high frequency: unchanged
+    if (wavelen > low_freq_wavelen) {           // low frequency: fully scaled
+      f /= factor;
+      continue;
+    }
+    const float smooth = (old_ctx / wavelen - low) / (high - low);
+    f = (1.0f - smooth) * f / factor + smooth * f;
+  }
+}
+
+// YaRN's attention factor for a scale: 0.1 * mscale * ln(scale) + 1.
+double YarnMscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
+
+// transformers' _compute_yarn_parameters.
+void ApplyYarn(const ModelConfig& c, int64_t dim, RopeFrequencies& out) {
+  const RopeScaling& s = c.rope_scaling;
+  const double base = c.rope_theta;
+  const double original = s.original_max_position_embeddings > 0
+                              ? static_cast<double>(s.original_max_position_embeddings)
+                              : static_cast<double>(c.max_position_embeddings);
+  auto correction_dim = [&](double rotations) {
+    return dim * std::log(original / (rotations * 2 * std::numbers::pi)) / (2 * std::log(base));
+  };
+  const double low = std::max(0.0, std::floor(correction_dim(s.beta_fast)));
+  double high = std::min(static_cast<double>(dim - 1), std::ceil(correction_dim(s.beta_slow)));
+  if (low == high) high += 0.001;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float pos_freq = std::pow(static_cast<float>(base), static_cast<float>(2 * i) / dim);
+    const float extrapolation = 1.0f / pos_freq;
+    const float interpolation = 1.0f / (static_cast<float>(s.factor) * pos_freq);
+    const float ramp = std::clamp(static_cast<float>((i - low) / (high - low)), 0.0f, 1.0f);
+    const float extrapolation_factor = 1.0f - ramp;
+    out.inv_freq[i] = interpolation * (1.0f - extrapolation_factor) +
+                      extrapolation * extrapolation_factor;
+  }
+  double attention = s.attention_factor;
+  if (attention <= 0) {
+    attention = s.mscale > 0 && s.mscale_all_dim > 0
+                    ? YarnMscale(s.factor, s.mscale) / YarnMscale(s.factor, s.mscale_all_dim)
+                    : YarnMscale(s.factor, 1.0);
+  }
+  out.mscale = static_cast<float>(attention);
+}
+
+// transformers' _compute_longrope_parameters.
+absl::Status ApplyLongRope(const ModelConfig& c, int64_t dim, RopeFrequencies& out) {
+  const RopeScaling& s = c.rope_scaling;
+  if (static_cast<int64_t>(s.short_factor.size()) != dim / 2 ||
+      static_cast<int64_t>(s.long_factor.size()) != dim / 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "longrope rope_scaling needs short_factor and long_factor of ", dim / 2,
+        " values each, got ", s.short_factor.size(), " and ", s.long_factor.size()));
+  }
+  const double original = s.original_max_position_embeddings > 0
+                              ? static_cast<double>(s.original_max_position_embeddings)
+                              : static_cast<double>(c.max_position_embeddings);
+  double attention = s.attention_factor;
+  if (attention <= 0) {
+    const double factor = c.max_position_embeddings / original;
+    attention = factor <= 1.0 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(original));
+  }
+  out.long_inv_freq.resize(dim / 2);
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float base = std::pow(static_cast<float>(c.rope_theta), static_cast<float>(2 * i) / dim);
+    out.inv_freq[i] = 1.0f / (static_cast<float>(s.short_factor[i]) * base);
+    out.long_inv_freq[i] = 1.0f / (static_cast<float>(s.long_factor[i]) * base);
+  }
+  out.mscale = static_cast<float>(attention);
+  out.long_threshold = static_cast<int64_t>(original);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RopeFrequencies> ComputeRopeFrequencies(const ModelConfig& config) {
+  RopeFrequencies out;
+  out.rotary_dim = RotaryDim(config);
+  out.inv_freq = BaseInvFreq(config, out.rotary_dim);
+  const RopeScaling& s = config.rope_scaling;
+  switch (s.type) {
+    case RopeScalingType::kNone:
+      break;
+    case RopeScalingType::kLinear:
+      for (float& f : out.inv_freq) f /= static_cast<float>(s.factor);
+      break;
+    case RopeScalingType::kLlama3:
+      ApplyLlama3(s, out.inv_freq);
+      break;
+    case RopeScalingType::kYarn:
+      ApplyYarn(config, out.rotary_dim, out);
+      break;
+    case RopeScalingType::kLongRope:
+      STRATA_RETURN_IF_ERROR(ApplyLongRope(config, out.rotary_dim, out));
+      break;
+  }
+  return out;
 }
 
 }  // namespace strata

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/rope_layout.h"
 
 namespace strata {
 
@@ -14,8 +15,10 @@ class GgufFile;
 
 enum class RopeScalingType {
   kNone,
-  kLinear,  // positions divided by `factor`
-  kLlama3,  // Llama 3.1 frequency-dependent scaling
+  kLinear,    // positions divided by `factor`
+  kLlama3,    // Llama 3.1 frequency-dependent scaling
+  kYarn,      // YaRN (Qwen, DeepSeek): interpolation ramp and an attention factor
+  kLongRope,  // LongRoPE (Phi-3 128k): per-dimension short / long factors
 };
 
 struct RopeScaling {
@@ -23,12 +26,16 @@ struct RopeScaling {
   double factor = 1.0;
   double low_freq_factor = 1.0;                   // llama3
   double high_freq_factor = 4.0;                  // llama3
-  int64_t original_max_position_embeddings = 0;   // llama3
+  int64_t original_max_position_embeddings = 0;   // llama3, yarn, longrope
+  double beta_fast = 32.0;                        // yarn
+  double beta_slow = 1.0;                         // yarn
+  double mscale = 0.0;                            // yarn (DeepSeek)
+  double mscale_all_dim = 0.0;                    // yarn (DeepSeek)
+  double attention_factor = 0.0;                  // yarn, longrope: 0 = derived from factor
+  std::vector<double> short_factor;               // longrope: [rotary_dim / 2]
+  std::vector<double> long_factor;                // longrope: [rotary_dim / 2]
 };
 
-// Which pairs of dimensions RoPE rotates. Hugging Face checkpoints pair (i, i + d/2); GGUF
-// `llama` checkpoints have q/k rows permuted by the converter and pair (2i, 2i + 1).
-enum class RopeLayout { kHalfSplit, kInterleaved };
 
 // Mixture-of-experts MLP (Mixtral, Qwen-MoE, DeepSeek). num_experts == 0: dense model.
 struct MoeConfig {
@@ -37,6 +44,9 @@ struct MoeConfig {
   int64_t expert_intermediate_size = 0;  // FFN width of one expert
   int64_t num_shared_experts = 0;        // always-on experts (DeepSeek)
   int64_t first_dense_layers = 0;        // leading layers with a dense MLP (DeepSeek)
+
+  // Width of the always-on shared-expert MLP (DeepSeek: the shared experts fused into one).
+  int64_t shared_intermediate_size() const { return num_shared_experts * expert_intermediate_size; }
 };
 
 // Weight quantization declared by `quantization_config`.
@@ -60,6 +70,7 @@ struct ModelConfig {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;  // hidden_size / num_heads unless the config says otherwise
+  int64_t rotary_dim = 0;  // dims of each head RoPE rotates (partial rotary); 0 = head_dim
   int64_t max_position_embeddings = 0;
 
   double rms_norm_eps = 1e-6;
@@ -105,8 +116,19 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& gguf);
 // Loads the config of a model path: a Hugging Face directory or a `.gguf` file.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 
-// RoPE inverse frequencies for the first `rotary_dim` dims: inv_freq[i] = theta^(-2i/d),
-// then adjusted by the config's rope scaling. Computed in fp32 as transformers does.
-std::vector<float> RopeInvFreq(const ModelConfig& config);
+// RoPE tables as transformers computes them (fp32): inverse frequencies of the rotary_dim / 2
+// pairs, theta^(-2i/d) adjusted by the rope scaling, and the factor cos/sin are scaled by.
+// LongRoPE has a second table for sequences longer than its original context.
+struct RopeFrequencies {
+  int64_t rotary_dim = 0;
+  std::vector<float> inv_freq;
+  float mscale = 1.0f;
+  std::vector<float> long_inv_freq;  // longrope
+  int64_t long_threshold = 0;        // longrope: contexts longer than this use long_inv_freq
+};
+absl::StatusOr<RopeFrequencies> ComputeRopeFrequencies(const ModelConfig& config);
+
+// The rotary dims of a head.
+inline int64_t RotaryDim(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }
 
 }  // namespace strata

@@ -7,12 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
+#include "common/dtype.h"
+
 namespace strata {
 
 // RegisterRequest.protocol_version and LoadRequest.protocol_version. Bump on any incompatible
-// change to cluster.proto or worker.proto (2: SequenceStep.start, penalties, logprobs); the
-// coordinator refuses a worker with another version (FAILED_PRECONDITION naming both).
-inline constexpr uint32_t kClusterProtocolVersion = 2;
+// change to cluster.proto or worker.proto (2: SequenceStep.start, penalties, logprobs; 3: typed
+// device inventory with the KV dtype, step limits in the shard assignment); the coordinator
+// refuses a worker with another version (FAILED_PRECONDITION naming both).
+inline constexpr uint32_t kClusterProtocolVersion = 3;
 
 // Service-edge limits on the rendezvous store, enforced by the coordinator.
 inline constexpr size_t kMaxStoreKeyBytes = 4096;
@@ -21,10 +25,12 @@ inline constexpr std::chrono::milliseconds kMaxStoreWait = std::chrono::minutes(
 
 // What one worker brings to the cluster (proto: strata.v1.Inventory).
 struct DeviceInventory {
-  std::string device_kind;            // "cpu" | "cuda"
+  DeviceKind device_kind = DeviceKind::kCpu;
   int32_t device_count = 0;
   std::vector<int64_t> memory_bytes;  // [device_count] bytes per device
   std::string node_name;              // link hint: workers on one node share fast links
+  DType kv_dtype = DType::kF32;       // what the worker's KV cache holds
+  std::string device_name;
 };
 
 }  // namespace strata

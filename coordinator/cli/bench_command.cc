@@ -11,8 +11,7 @@
 #include "coordinator/cli/commands.h"
 #include "kernels/cpu/memory_bandwidth.h"
 #include "kernels/cpu/ops.h"
-#include "worker/model/generate.h"
-#include "worker/model/model_runner.h"
+#include "coordinator/engine/batch_generate.h"
 
 namespace strata::cli {
 namespace {
@@ -40,30 +39,29 @@ void RunMemory(const BenchFlags& f) {
 
 void RunGenerateBench(const BenchFlags& f) {
   const std::string path = ResolveModelPath(f.model);
-  std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
-  std::unique_ptr<ModelRunner> model =
-      LoadModelOrExit(path, *backend, f.dtype, f.prompt_tokens + f.decode_tokens + 1);
-  const ModelConfig& config = model->config();
+  std::unique_ptr<LocalExecutor> executor =
+      LoadLocalOrExit(path, f.threads, f.dtype, f.prompt_tokens + f.decode_tokens + 1);
+  const ModelConfig& config = executor->config();
 
   // A deterministic prompt of ordinary token ids (past the specials and byte tokens).
   std::vector<int32_t> prompt(f.prompt_tokens);
   for (int64_t i = 0; i < f.prompt_tokens; ++i) {
     prompt[i] = static_cast<int32_t>(300 + (i * 7919) % std::max<int64_t>(1, config.vocab_size - 300));
   }
-  GenerateOptions options;
+  engine::BatchGenerateOptions options;
   options.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
   options.stop_at_eos = false;
   options.sampling.temperature = 0.0f;
-  // Warm-up: fault in the mmap'ed weights and grow the scratch buffers.
-  GenerateOptions warm = options;
+  // Warm-up: fault in the mmap'ed weights.
+  engine::BatchGenerateOptions warm = options;
   warm.max_new_tokens = 2;
-  ExitIfError(Generate(*model, prompt, warm).status());
-  auto result = Generate(*model, prompt, options);
+  ExitIfError(engine::GenerateBatch(*executor, {prompt}, warm).status());
+  auto result = engine::GenerateBatch(*executor, {prompt}, options);
   ExitIfError(result.status());
 
-  const double prefill_tps = f.prompt_tokens / result->prefill_seconds;
-  const double decode_tps = f.decode_tokens / result->decode_seconds;
-  const double bytes = static_cast<double>(model->decode_weight_bytes());
+  const double prefill_tps = f.prompt_tokens / result->first_token_seconds;
+  const double decode_tps = result->decode_tokens / result->decode_seconds;
+  const double bytes = static_cast<double>(executor->runner().decode_weight_bytes());
   const auto bw = MeasureBandwidth(f);
   const double bound_tps = bw.read_gbps * 1e9 / bytes;
   std::printf("model: %s (%s), %.1f MB streamed per decode token, isa %s, %d threads\n",
@@ -71,7 +69,7 @@ void RunGenerateBench(const BenchFlags& f) {
               kernels::cpu::ActiveIsa(), bw.threads);
   std::printf("prefill: %lld tokens, %.1f tok/s\n", static_cast<long long>(f.prompt_tokens), prefill_tps);
   std::printf("decode: %lld tokens, %.2f tok/s, %.2f GB/s of weights\n",
-              static_cast<long long>(f.decode_tokens), decode_tps, decode_tps * bytes / 1e9);
+              static_cast<long long>(result->decode_tokens), decode_tps, decode_tps * bytes / 1e9);
   std::printf("memory read bandwidth: %.2f GB/s -> bandwidth-bound decode %.2f tok/s\n",
               bw.read_gbps, bound_tps);
   std::printf("ratio achieved / bound: %.2f\n", decode_tps / bound_tps);

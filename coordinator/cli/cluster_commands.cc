@@ -24,13 +24,14 @@
 #include "common/logging.h"
 #include "coordinator/cli/commands.h"
 #include "coordinator/cluster/cluster_executor.h"
-#include "coordinator/cluster/cluster_generate.h"
 #include "coordinator/cluster/coordinator_server.h"
 #include "coordinator/cluster/local_workers.h"
 #include "coordinator/chat/template_source.h"
+#include "coordinator/engine/batch_generate.h"
 #include "coordinator/engine/engine.h"
 #include "coordinator/gateway/gateway.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "worker/backend/backends.h"
 #include "worker/service/worker_agent.h"
 #include "worker/service/worker_server.h"
 
@@ -102,6 +103,7 @@ int HardwareThreads() { return std::max(1u, std::thread::hardware_concurrency())
 
 struct WorkerFlags {
   std::string coordinator;
+  std::string device = "cpu";
   std::string listen = "0.0.0.0:0";
   std::string advertise_host;
   std::string node_name;
@@ -121,6 +123,10 @@ void RunWorker(const WorkerFlags& f) {
     std::fflush(nullptr);
     std::_Exit(0);
   }).detach();
+  absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
+  ExitIfError(device.status());
+  absl::StatusOr<DeviceInfo> info = ProbeDevice(*device);  // fails at once without the device
+  ExitIfError(info.status());
   std::string coordinator_host, bind_host;
   int coordinator_port = 0, port = 0;
   ExitIfError(SplitHostPort(f.coordinator, coordinator_host, coordinator_port));
@@ -130,6 +136,7 @@ void RunWorker(const WorkerFlags& f) {
   server_options.port = port;
   server_options.coordinator = f.coordinator;
   server_options.default_threads = f.threads > 0 ? f.threads : HardwareThreads();
+  server_options.device = *device;
   server_options.advertise_host = f.advertise_host;
   if (server_options.advertise_host.empty()) {
     absl::StatusOr<std::string> local = LocalAddressToward(coordinator_host, coordinator_port);
@@ -142,9 +149,11 @@ void RunWorker(const WorkerFlags& f) {
   WorkerAgentOptions agent_options;
   agent_options.coordinator = f.coordinator;
   agent_options.host = (*server)->address();
-  agent_options.inventory.device_kind = "cpu";
+  agent_options.inventory.device_kind = info->kind;
   agent_options.inventory.device_count = 1;
-  int64_t memory = PhysicalMemory();
+  agent_options.inventory.kv_dtype = info->kv_dtype;
+  agent_options.inventory.device_name = info->name;
+  int64_t memory = info->memory_total > 0 ? info->memory_total : PhysicalMemory();
   if (!f.memory.empty()) {
     absl::StatusOr<int64_t> parsed = ParseByteSize(f.memory);
     ExitIfError(parsed.status());
@@ -157,9 +166,9 @@ void RunWorker(const WorkerFlags& f) {
   agent_options.rpc_timeout = milliseconds(f.register_timeout_ms);
   absl::StatusOr<std::unique_ptr<WorkerAgent>> agent = WorkerAgent::Start(agent_options);
   ExitIfError(agent.status());
-  STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {} of memory)",
+  STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {}, {} of memory)",
                   (*agent)->worker_id(), f.coordinator, agent_options.host,
-                  agent_options.inventory.node_name, FormatBytes(memory));
+                  agent_options.inventory.node_name, info->name, FormatBytes(memory));
   for (;;) pause();  // the signal thread ends the process
 }
 
@@ -168,6 +177,7 @@ void RunWorker(const WorkerFlags& f) {
 struct ClusterFlags {
   std::string model;
   std::string dtype;
+  std::string device = "cpu";
   std::string listen = "0.0.0.0:50051";
   int tp = 1;
   int pp = 1;
@@ -201,6 +211,10 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
                   "random-weight model)")->envname("STRATA_MODEL");
   cmd->add_option("--dtype", f.dtype, "Convert weights on load: f32, f16, bf16, q8_0, q4_0")
       ->envname("STRATA_DTYPE");
+  if (serve) {
+    cmd->add_option("--device", f.device, "Device of the local workers: cpu, or cuda (one worker "
+                    "per GPU)")->envname("STRATA_DEVICE")->capture_default_str();
+  }
   cmd->add_option("--listen", f.listen, "Cluster service address (HOST:PORT) workers register at")
       ->envname("STRATA_LISTEN")->capture_default_str();
   cmd->add_option("--tp", f.tp, "Tensor-parallel ranks per pipeline stage")
@@ -269,6 +283,8 @@ ExecutorOptions ToExecutorOptions(const ClusterFlags& f, const std::string& mode
   o.worker_wait = milliseconds(f.worker_wait_ms);
   o.step_timeout = milliseconds(f.step_timeout_ms);
   o.comm_timeout = milliseconds(f.comm_timeout_ms);
+  o.max_step_tokens = f.max_num_batched_tokens;
+  o.max_logit_rows = f.max_num_seqs;
   return o;
 }
 
@@ -278,23 +294,26 @@ void GenerateOnce(ClusterExecutor& executor, const ClusterFlags& f, const std::s
   ExitIfError(tok.status());
   absl::StatusOr<std::vector<int32_t>> prompt = (*tok)->Encode(f.prompt, /*add_special=*/true);
   ExitIfError(prompt.status());
-  ClusterGenerateOptions options;
+  engine::BatchGenerateOptions options;
   options.max_new_tokens = f.max_tokens;
   options.sampling.temperature = f.temperature;
   options.sampling.seed = f.seed;
-  absl::StatusOr<ClusterGenerateResult> result = GenerateOnCluster(executor, {*prompt}, options);
+  options.engine.scheduler.max_batched_tokens = f.max_num_batched_tokens;
+  options.engine.scheduler.max_seqs = f.max_num_seqs;
+  absl::StatusOr<engine::BatchGenerateResult> result =
+      engine::GenerateBatch(executor, {*prompt}, options);
   ExitIfError(result.status());
   absl::StatusOr<std::string> text = (*tok)->Decode(result->sequences[0].tokens, /*skip_special=*/true);
   ExitIfError(text.status());
   std::printf("%s%s\n", f.prompt.c_str(), text->c_str());
-  const int64_t n = static_cast<int64_t>(result->sequences[0].tokens.size());
+  double overhead = 0;
+  for (const engine::StepTiming& t : result->steps) overhead += t.wall_seconds - t.compute_seconds;
   std::fprintf(stderr,
-               "%lld tokens in %.3f s over TP %d x PP %d; decode %.1f tokens/s; coordinator "
+               "%zu tokens in %.3f s over TP %d x PP %d; decode %.1f tokens/s; coordinator "
                "overhead %.1f us/step\n",
-               static_cast<long long>(n), result->seconds, f.tp, f.pp,
+               result->sequences[0].tokens.size(), result->seconds, f.tp, f.pp,
                result->decode_seconds > 0 ? result->decode_tokens / result->decode_seconds : 0.0,
-               1e6 * (result->step_wall_seconds - result->step_compute_seconds) /
-                   std::max<int64_t>(1, result->steps));
+               1e6 * overhead / std::max<size_t>(1, result->steps.size()));
 }
 
 std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f) {
@@ -399,7 +418,8 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f) {
   const std::vector<std::string> args = {
       "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
       "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
-      "--memory", std::to_string(memory), "--threads", std::to_string(f.threads)};
+      "--memory", std::to_string(memory), "--threads", std::to_string(f.threads),
+      "--device", f.device};
   absl::StatusOr<std::unique_ptr<LocalWorkers>> workers =
       LocalWorkers::Spawn(LocalWorkers::SelfPath(), args, world);
   ExitIfError(workers.status());
@@ -411,6 +431,10 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f) {
 void RunServe(const ClusterFlags& flags) {
   Signals signals;
   ClusterFlags f = flags;
+  // No device, no workers: say so before starting anything.
+  absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
+  ExitIfError(device.status());
+  ExitIfError(ProbeDevice(*device).status());
   const std::string model = ResolveModelPath(f.model);
   const int world = f.tp * f.pp;
   LocalProcesses local = StartLocalProcesses(f);
@@ -485,20 +509,23 @@ void RunClusterBench(const ClusterBenchFlags& flags) {
           300 + (i * 7919 + s * 104729) % std::max<int64_t>(1, config.vocab_size - 300)));
     }
   }
-  ClusterGenerateOptions options;
+  engine::BatchGenerateOptions options;
   options.max_new_tokens = flags.decode_tokens + 1;
   options.sampling.temperature = 0;
   options.stop_at_eos = false;
-  ClusterGenerateOptions warm = options;
+  options.engine.scheduler.max_batched_tokens = f.max_num_batched_tokens;
+  options.engine.scheduler.max_seqs = f.max_num_seqs;
+  engine::BatchGenerateOptions warm = options;
   warm.max_new_tokens = 2;
-  ExitIfError(GenerateOnCluster(**executor, prompts, warm).status());
+  ExitIfError(engine::GenerateBatch(**executor, prompts, warm).status());
   std::vector<double> rates, overheads;
   for (int run = 0; run < flags.runs; ++run) {
-    auto result = GenerateOnCluster(**executor, prompts, options);
+    auto result = engine::GenerateBatch(**executor, prompts, options);
     ExitIfError(result.status());
     rates.push_back(result->decode_tokens / result->decode_seconds);
-    overheads.insert(overheads.end(), result->step_overhead_seconds.begin(),
-                     result->step_overhead_seconds.end());
+    for (const engine::StepTiming& t : result->steps) {
+      overheads.push_back(t.wall_seconds - t.compute_seconds);
+    }
   }
   // Steps with no sequences: every rank answers at once, so the time is all overhead.
   std::vector<double> empty;
@@ -549,6 +576,8 @@ void AddWorkerCommand(CLI::App& app) {
                                      "the shard it assigns, run its steps");
   cmd->add_option("--coordinator", flags->coordinator, "The coordinator's HOST:PORT")
       ->envname("STRATA_COORDINATOR")->required();
+  cmd->add_option("--device", flags->device, "The device this worker runs on: cpu, cuda, cuda:N")
+      ->envname("STRATA_DEVICE")->capture_default_str();
   cmd->add_option("--listen", flags->listen, "Address of this worker's service (HOST:PORT)")
       ->envname("STRATA_WORKER_LISTEN")->capture_default_str();
   cmd->add_option("--advertise-host", flags->advertise_host,

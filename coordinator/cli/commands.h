@@ -6,7 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
-#include "worker/model/model_runner.h"
+#include "worker/runtime/local_executor.h"
 
 namespace strata::cli {
 
@@ -26,10 +26,11 @@ void AddBenchServeCommand(CLI::App& bench);
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
 
-// Loads `path` on `backend` for a single sequence of up to `max_tokens` tokens, converting
-// weights to `dtype` unless it is empty. Exits the process with a message on failure.
-std::unique_ptr<ModelRunner> LoadModelOrExit(const std::string& path, Backend& backend,
-                                             const std::string& dtype, int64_t max_tokens);
+// Loads `path` in this process on the CPU (`threads`, 0 = all) with a KV cache for
+// `kv_tokens` tokens, converting weights to `dtype` unless it is empty. Exits the process with
+// a message on failure.
+std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
+                                               const std::string& dtype, int64_t kv_tokens);
 
 // Prints `status` as "strata: error: ..." and exits with code 1 when it is not OK.
 void ExitIfError(const absl::Status& status);

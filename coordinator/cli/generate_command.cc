@@ -12,8 +12,8 @@
 #include "coordinator/cli/commands.h"
 #include "coordinator/tokenizer/incremental_detokenizer.h"
 #include "coordinator/tokenizer/tokenizer.h"
-#include "worker/model/generate.h"
-#include "worker/model/model_runner.h"
+#include "coordinator/engine/batch_generate.h"
+#include "worker/runtime/local_executor.h"
 
 namespace strata::cli {
 namespace {
@@ -56,14 +56,13 @@ void RunGenerate(const GenerateFlags& f) {
   auto prompt = PromptIds(f, path, **tokenizer);
   ExitIfError(prompt.status());
 
-  std::unique_ptr<Backend> backend = MakeCpuBackend(f.threads);
-  std::unique_ptr<ModelRunner> model = LoadModelOrExit(
-      path, *backend, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens);
-  STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens",
-                  model->config().architecture, model->config().num_layers,
-                  model->weight_bytes() / 1e6, prompt->size());
+  std::unique_ptr<LocalExecutor> executor =
+      LoadLocalOrExit(path, f.threads, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens);
+  const ModelConfig& config = executor->config();
+  STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens", config.architecture,
+                  config.num_layers, executor->weight_bytes() / 1e6, prompt->size());
 
-  GenerateOptions options;
+  engine::BatchGenerateOptions options;
   options.max_new_tokens = f.max_new_tokens;
   options.stop_at_eos = !f.ignore_eos;
   options.sampling.temperature = f.temperature;
@@ -74,7 +73,7 @@ void RunGenerate(const GenerateFlags& f) {
   tokenizer::IncrementalDetokenizer detok(**tokenizer, /*skip_special=*/true, *prompt);
   // The prompt is echoed with the first token, so a request that fails prints only the error.
   bool echoed = f.chat;
-  options.on_token = [&](int32_t token) {
+  options.on_token = [&](size_t, int32_t token) {
     if (!echoed) {
       std::fputs(f.prompt.c_str(), stdout);
       echoed = true;
@@ -84,17 +83,17 @@ void RunGenerate(const GenerateFlags& f) {
     std::fflush(stdout);
     return true;
   };
-  auto result = Generate(*model, *prompt, options);
+  auto result = engine::GenerateBatch(*executor, {*prompt}, options);
   ExitIfError(result.status());
   auto tail = detok.Finish();
   ExitIfError(tail.status());
   std::fputs(tail->c_str(), stdout);
   std::fputs("\n", stdout);
-  const int64_t n = static_cast<int64_t>(result->tokens.size());
+  const int64_t n = static_cast<int64_t>(result->sequences[0].tokens.size());
   STRATA_LOG_INFO("prompt: {} tokens in {:.3f} s ({:.1f} tok/s); decode: {} tokens in {:.3f} s "
                   "({:.2f} tok/s)",
-                  prompt->size(), result->prefill_seconds,
-                  prompt->size() / std::max(result->prefill_seconds, 1e-9), n - 1,
+                  prompt->size(), result->first_token_seconds,
+                  prompt->size() / std::max(result->first_token_seconds, 1e-9), n - 1,
                   result->decode_seconds, (n - 1) / std::max(result->decode_seconds, 1e-9));
 }
 

@@ -26,18 +26,20 @@ std::string ResolveModelPath(const std::string& model) {
   return *path;
 }
 
-std::unique_ptr<ModelRunner> LoadModelOrExit(const std::string& path, Backend& backend,
-                                             const std::string& dtype, int64_t max_tokens) {
-  ModelLoadOptions load;
+std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
+                                               const std::string& dtype, int64_t kv_tokens) {
+  LocalExecutorOptions options;
+  options.model = path;
+  options.backend.threads = threads;
   if (!dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseDType(dtype);
     ExitIfError(parsed.status());
-    load.weight_dtype = *parsed;
+    options.weight_dtype = *parsed;
   }
-  load.kv_blocks = (max_tokens + load.kv_block_size - 1) / load.kv_block_size;
-  absl::StatusOr<std::unique_ptr<ModelRunner>> model = LoadModel(path, backend, load);
-  ExitIfError(model.status());
-  return std::move(*model);
+  options.kv_tokens = kv_tokens;
+  absl::StatusOr<std::unique_ptr<LocalExecutor>> executor = LocalExecutor::Create(options);
+  ExitIfError(executor.status());
+  return *std::move(executor);
 }
 
 }  // namespace strata::cli

@@ -14,6 +14,8 @@ struct PlanFlags {
   std::string memory = "80GiB";
   double utilization = 0.90;
   int64_t max_model_len = 0;
+  std::string kv_dtype = "bf16";
+  bool expert_parallel = false;
 };
 
 void RunPlan(const PlanFlags& f) {
@@ -26,9 +28,14 @@ void RunPlan(const PlanFlags& f) {
   cluster.devices_per_node = f.gpus_per_node;
   cluster.memory_per_device = *memory;
   cluster.memory_utilization = f.utilization;
+  absl::StatusOr<DType> kv = ParseDType(f.kv_dtype);
+  ExitIfError(kv.status());
+  cluster.kv_dtype = *kv;
   PlanOptions options;
   options.min_kv_tokens = f.max_model_len;
-  absl::StatusOr<ShardPlan> plan = PlanShards(*config, cluster, options);
+  FootprintOptions footprint;
+  footprint.expert_parallel = f.expert_parallel;
+  absl::StatusOr<ShardPlan> plan = PlanModel(f.model, cluster, options, footprint);
   ExitIfError(plan.status());
   std::fputs(plan->Explain(*config, cluster).c_str(), stdout);
 }
@@ -53,6 +60,11 @@ void AddPlanCommand(CLI::App& app) {
   cmd->add_option("--max-model-len", flags->max_model_len,
                   "KV cache must hold one sequence this long (default: the model's context)")
       ->envname("STRATA_MAX_MODEL_LEN")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-dtype", flags->kv_dtype, "Element type of the KV cache (bf16 on GPUs, "
+                  "f32 on CPU workers)")->envname("STRATA_KV_DTYPE")->capture_default_str();
+  cmd->add_flag("--expert-parallel", flags->expert_parallel,
+                "Mixture-of-experts: spread whole experts across each node's devices instead of "
+                "splitting every expert")->envname("STRATA_EXPERT_PARALLEL");
   cmd->callback([flags] { RunPlan(*flags); });
 }
 

@@ -16,6 +16,8 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/cluster_protocol.h"
 #include "proto/grpc_status.h"
+#include "proto/step_codec.h"
+#include "worker/model/model_registry.h"
 #include "strata/v1/worker.grpc.pb.h"
 
 namespace strata {
@@ -91,6 +93,7 @@ struct ClusterExecutor::State {
   Membership& membership;
   const ExecutorOptions options;
   ModelConfig config;
+  ModelFootprint footprint;  // of one rank at TP = options.tp
 
   mutable std::mutex mu;
   mutable std::condition_variable changed;
@@ -127,17 +130,25 @@ absl::Status ClusterExecutor::State::Load(uint64_t gen) {
   spec.nodes = options.pp;
   spec.devices_per_node = options.tp;
   spec.memory_per_device = INT64_MAX;
-  bool cpu = true;
+  const DeviceInventory& first = workers[0].inventory;
   for (const WorkerInfo& w : workers) {
-    for (int64_t bytes : w.inventory.memory_bytes) spec.memory_per_device = std::min(spec.memory_per_device, bytes);
-    cpu = cpu && w.inventory.device_kind == "cpu";
+    for (int64_t bytes : w.inventory.memory_bytes) {
+      spec.memory_per_device = std::min(spec.memory_per_device, bytes);
+    }
+    if (w.inventory.device_kind != first.device_kind || w.inventory.kv_dtype != first.kv_dtype) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the chosen workers differ: ", DeviceKindName(first.device_kind), " (KV ",
+          DTypeName(first.kv_dtype), ") and ", DeviceKindName(w.inventory.device_kind), " (KV ",
+          DTypeName(w.inventory.kv_dtype), "); one model group runs on one kind of device"));
+    }
   }
-  if (cpu) spec.activation_reserve = int64_t{256} << 20;
+  // Host memory holds the OS and the coordinator too; a device only the workspace.
+  if (first.device_kind == DeviceKind::kCpu) spec.activation_reserve = int64_t{256} << 20;
+  spec.kv_dtype = first.kv_dtype;
   PlanOptions plan_options;
   plan_options.kv_block_size = options.kv_block_size;
   plan_options.min_kv_tokens = options.min_kv_tokens;
-  plan_options.kv_dtype_bytes = cpu ? 4 : 2;  // the CPU cache holds f32
-  STRATA_ASSIGN_OR_RETURN(ShardPlan new_plan, PlanShards(config, spec, plan_options));
+  STRATA_ASSIGN_OR_RETURN(ShardPlan new_plan, PlanShards(config, footprint, spec, plan_options));
   int64_t blocks = INT64_MAX;
   for (const RankPlan& r : new_plan.ranks) blocks = std::min(blocks, r.kv_blocks);
   if (options.max_kv_blocks > 0) blocks = std::min(blocks, options.max_kv_blocks);
@@ -183,6 +194,9 @@ absl::Status ClusterExecutor::State::Load(uint64_t gen) {
       a->set_kv_block_size(options.kv_block_size);
       a->set_threads(options.threads_per_worker);
       a->set_expected_weight_bytes(p.weight_bytes);
+      a->set_max_step_tokens(options.max_step_tokens);
+      a->set_max_logit_rows(static_cast<int32_t>(options.max_logit_rows));
+      a->set_expert_parallel(options.expert_parallel);
       grpc::ClientContext context;
       // Fail fast when a worker is gone (a recovery retries once its lease has expired).
       context.set_deadline(std::chrono::system_clock::now() + options.load_timeout);
@@ -263,18 +277,7 @@ void ClusterExecutor::State::OnResult(size_t rank, v1::StepResult& result) {
     p.error = absl::Status(static_cast<absl::StatusCode>(result.code()),
                            absl::StrCat(ranks[rank]->Name(), ": ", result.error()));
   }
-  if (result.has_tokens()) {
-    p.output.tokens.assign(result.tokens().begin(), result.tokens().end());
-    p.output.logits.assign(result.logits().begin(), result.logits().end());
-    p.output.logprobs.assign(p.output.tokens.size(), std::nullopt);
-    for (const v1::TokenLogprobs& lp : result.logprobs()) {
-      if (lp.index() >= p.output.logprobs.size()) continue;
-      TokenLogprobs& out = p.output.logprobs[lp.index()].emplace();
-      out.logprob = lp.logprob();
-      out.top_ids.assign(lp.top_ids().begin(), lp.top_ids().end());
-      out.top_logprobs.assign(lp.top_logprobs().begin(), lp.top_logprobs().end());
-    }
-  }
+  if (result.has_tokens()) DecodeStepOutput(result, p.output);
   p.output.max_compute_seconds = std::max(p.output.max_compute_seconds, result.compute_seconds());
   ++ranks[rank]->steps;
   ranks[rank]->compute_seconds += result.compute_seconds();
@@ -413,13 +416,24 @@ ClusterExecutor::ClusterExecutor(std::unique_ptr<State> state) : state_(std::mov
 
 absl::StatusOr<std::unique_ptr<ClusterExecutor>> ClusterExecutor::Start(Membership& membership,
                                                                         ExecutorOptions options) {
-  if (options.tp < 1 || options.pp < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("tp (", options.tp, ") and pp (", options.pp,
-                                                   ") must be at least 1"));
+  if (options.tp < 1 || options.pp < 1 || options.max_step_tokens < 1 ||
+      options.max_logit_rows < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tp (", options.tp, "), pp (", options.pp, "), max_step_tokens (",
+        options.max_step_tokens, ") and max_logit_rows (", options.max_logit_rows,
+        ") must be at least 1"));
   }
   auto state = std::make_unique<State>(membership, std::move(options));
   State& s = *state;
-  STRATA_ASSIGN_OR_RETURN(s.config, LoadModelConfig(s.options.model));
+  STRATA_ASSIGN_OR_RETURN(ModelContext model, OpenModel(s.options.model));
+  s.config = model.config;
+  FootprintOptions footprint;
+  footprint.tp = s.options.tp;
+  footprint.expert_parallel = s.options.expert_parallel;
+  if (!s.options.weight_dtype.empty()) {
+    STRATA_ASSIGN_OR_RETURN(footprint.weight_dtype, ParseDType(s.options.weight_dtype));
+  }
+  STRATA_ASSIGN_OR_RETURN(s.footprint, ComputeFootprint(model, footprint));
   const int world = s.options.tp * s.options.pp;
   if (absl::Status alive = membership.WaitForAlive(world, s.options.worker_wait); !alive.ok()) {
     std::vector<std::string> seen;
@@ -478,6 +492,12 @@ int64_t ClusterExecutor::kv_blocks() const {
 
 int ClusterExecutor::kv_block_size() const { return state_->options.kv_block_size; }
 
+int ClusterExecutor::pipeline_depth() const { return state_->options.pp; }
+
+int64_t ClusterExecutor::max_step_tokens() const { return state_->options.max_step_tokens; }
+
+int64_t ClusterExecutor::weight_bytes() const { return state_->footprint.total_bytes; }
+
 uint64_t ClusterExecutor::generation() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   return state_->generation;
@@ -520,34 +540,7 @@ absl::Status ClusterExecutor::WaitReady(std::chrono::milliseconds timeout) const
 absl::StatusOr<ClusterExecutor::Ticket> ClusterExecutor::Submit(const StepInput& step) {
   State& s = *state_;
   v1::StepRequest request;
-  request.set_return_logits(step.return_logits);
-  request.mutable_release()->Add(step.release.begin(), step.release.end());
-  for (const SequenceStepInput& seq : step.seqs) {
-    v1::SequenceStep* out = request.add_seqs();
-    out->set_seq_id(seq.seq_id);
-    out->mutable_tokens()->Add(seq.tokens.begin(), seq.tokens.end());
-    out->set_num_cached(seq.num_cached);
-    out->mutable_new_blocks()->Add(seq.new_blocks.begin(), seq.new_blocks.end());
-    out->set_start(seq.start);
-    out->set_num_prompt_tokens(seq.num_prompt_tokens);
-    out->mutable_cached_tokens()->Add(seq.cached_tokens.begin(), seq.cached_tokens.end());
-    out->set_sample(seq.sample);
-    if (!seq.sample) continue;
-    const SamplingParams& p = seq.sampling;
-    v1::SamplingOptions* sampling = out->mutable_sampling();
-    sampling->set_temperature(p.temperature);
-    sampling->set_top_k(p.top_k);
-    sampling->set_top_p(p.top_p);
-    sampling->set_min_p(p.min_p);
-    sampling->set_seed(p.seed);
-    sampling->set_stream(p.stream);
-    sampling->set_presence_penalty(p.presence_penalty);
-    sampling->set_frequency_penalty(p.frequency_penalty);
-    sampling->set_repetition_penalty(p.repetition_penalty);
-    for (const auto& [id, bias] : p.logit_bias) (*sampling->mutable_logit_bias())[id] += bias;
-    sampling->set_logprobs(p.logprobs >= 0);
-    sampling->set_top_logprobs(std::max(p.logprobs, 0));
-  }
+  EncodeStep(step, request);
 
   std::lock_guard<std::mutex> submit(s.submit_mu);
   std::vector<Rank*> ranks;
@@ -585,11 +578,6 @@ absl::StatusOr<StepOutput> ClusterExecutor::Wait(Ticket ticket) {
   s.pending.erase(it);
   if (!p.error.ok()) return p.error;
   return std::move(p.output);
-}
-
-absl::StatusOr<StepOutput> ClusterExecutor::Run(const StepInput& step) {
-  STRATA_ASSIGN_OR_RETURN(Ticket ticket, Submit(step));
-  return Wait(ticket);
 }
 
 }  // namespace strata

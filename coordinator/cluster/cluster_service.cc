@@ -23,10 +23,15 @@ absl::Status ValidateKey(const std::string& key) {
 }
 
 absl::Status ValidateInventory(const v1::Inventory& inventory) {
-  if (inventory.device_kind() != "cpu" && inventory.device_kind() != "cuda") {
-    return absl::InvalidArgumentError(absl::StrCat("inventory.device_kind: '",
+  if (inventory.device_kind() != v1::DEVICE_KIND_CPU &&
+      inventory.device_kind() != v1::DEVICE_KIND_CUDA) {
+    return absl::InvalidArgumentError(absl::StrCat("inventory.device_kind: ",
                                                    inventory.device_kind(),
-                                                   "' (expected \"cpu\" or \"cuda\")"));
+                                                   " (expected CPU or CUDA)"));
+  }
+  if (absl::StatusOr<DType> kv = ParseDType(inventory.kv_dtype()); !kv.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inventory.kv_dtype: '", inventory.kv_dtype(), "' is not a dtype"));
   }
   if (inventory.device_count() <= 0) {
     return absl::InvalidArgumentError(
@@ -48,10 +53,13 @@ absl::Status ValidateInventory(const v1::Inventory& inventory) {
 
 DeviceInventory FromProto(const v1::Inventory& inventory) {
   DeviceInventory out;
-  out.device_kind = inventory.device_kind();
+  out.device_kind =
+      inventory.device_kind() == v1::DEVICE_KIND_CUDA ? DeviceKind::kCuda : DeviceKind::kCpu;
   out.device_count = inventory.device_count();
   out.memory_bytes.assign(inventory.memory_bytes().begin(), inventory.memory_bytes().end());
   out.node_name = inventory.node_name();
+  out.kv_dtype = *ParseDType(inventory.kv_dtype());
+  out.device_name = inventory.device_name();
   return out;
 }
 

@@ -55,7 +55,7 @@ uint64_t Membership::Register(uint64_t requested_id, const std::string& host,
   info.alive = true;
   info.last_heartbeat = Clock::now();
   STRATA_LOG_INFO("worker {} registered from {} ({} x {})", id, host, info.inventory.device_count,
-                  info.inventory.device_kind);
+                  DeviceKindName(info.inventory.device_kind));
   changed_.notify_all();
   return id;
 }

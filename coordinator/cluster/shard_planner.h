@@ -1,12 +1,15 @@
 // ShardPlan: how a model is split over a cluster, decided before anything is loaded.
 //
 // Tensor parallelism (TP) runs inside a node, over its fast links; pipeline parallelism (PP)
-// runs across nodes, one stage per node. Under TP, query heads split evenly; KV heads follow
-// their query groups and are replicated when TP exceeds their count; MLP and expert widths
-// split evenly; the embedding and lm_head split by vocabulary rows. Under PP, contiguous layer
-// ranges are chosen to balance weight bytes, counting the embedding on the first stage and
-// the final norm and lm_head on the last. Every rank's KV capacity comes from what is left of
-// its memory after weights and a fixed activation reserve.
+// runs across nodes, one stage per node. What one TP rank holds comes from the model's
+// footprint (worker/model/footprint.h): the model's own layers built in planning mode, so the
+// planner sizes exactly the slices the loader will load (query heads split evenly, KV heads
+// following their groups and replicated when TP exceeds them, MLP and expert widths split or
+// experts spread, vocabulary rows split). Under PP, contiguous layer ranges are chosen to
+// balance weight bytes, counting the embedding on the first stage and the final norm and
+// lm_head on the last. Every rank's KV capacity comes from what is left of its memory after
+// weights and an activation reserve, at the workers' KV dtype and the model's KV shape per
+// token.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +17,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/byte_size.h"
+#include "common/dtype.h"
 #include "common/model_config.h"
+#include "worker/model/footprint.h"
 
 namespace strata {
 
@@ -27,6 +33,7 @@ struct ClusterSpec {
   double memory_utilization = 0.90;
   // Bytes per device kept for activations and workspace.
   int64_t activation_reserve = int64_t{1} << 30;
+  DType kv_dtype = DType::kBF16;  // what the workers' KV caches hold
 };
 
 struct PlanOptions {
@@ -34,7 +41,6 @@ struct PlanOptions {
   // model's max_position_embeddings.
   int64_t min_kv_tokens = 0;
   int64_t kv_block_size = 16;
-  int64_t kv_dtype_bytes = 2;  // bf16/f16 KV cache
 };
 
 // What one rank (one device) holds.
@@ -66,19 +72,17 @@ struct ShardPlan {
   std::string Explain(const ModelConfig& config, const ClusterSpec& cluster) const;
 };
 
-// Plans TP = devices_per_node and PP = nodes. Fails with FailedPrecondition when heads or
-// widths do not divide, and ResourceExhausted when a rank does not fit, saying how many
-// nodes of this kind (or how much memory per device) would.
-absl::StatusOr<ShardPlan> PlanShards(const ModelConfig& config, const ClusterSpec& cluster,
-                                     const PlanOptions& options = {});
+// Plans TP = devices_per_node and PP = nodes with `footprint` (computed for that TP size).
+// Fails with FailedPrecondition when heads or widths do not divide, and ResourceExhausted when
+// a rank does not fit, saying how many nodes of this kind (or how much memory per device)
+// would.
+absl::StatusOr<ShardPlan> PlanShards(const ModelConfig& config, const ModelFootprint& footprint,
+                                     const ClusterSpec& cluster, const PlanOptions& options = {});
 
-// Weight bytes of the whole model as stored (quantization included).
-int64_t ModelWeightBytes(const ModelConfig& config);
-
-// Parses "80GiB", "80GB", "512MiB", "1.5TiB" or a plain byte count.
-absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
-
-// "79.5 GiB"
-std::string FormatBytes(int64_t bytes);
+// Opens the model at `path` (its weights when present: a directory of configs alone plans by
+// its config) and plans it.
+absl::StatusOr<ShardPlan> PlanModel(const std::string& path, const ClusterSpec& cluster,
+                                    const PlanOptions& options = {},
+                                    const FootprintOptions& footprint = {});
 
 }  // namespace strata

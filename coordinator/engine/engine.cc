@@ -46,7 +46,7 @@ struct RequestState {
 
 struct InFlight {
   ScheduledStep step;
-  ClusterExecutor::Ticket ticket = 0;
+  Executor::Ticket ticket = 0;
 };
 
 // The end of the longest prefix of `text` that is whole UTF-8 characters and at most `limit`.
@@ -72,12 +72,12 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 struct Engine::Impl {
-  Impl(ClusterExecutor& e, const tokenizer::Tokenizer* t, EngineOptions o)
+  Impl(Executor& e, const tokenizer::Tokenizer* t, EngineOptions o)
       : executor(e), tokenizer(t), options(o),
         blocks(e.kv_blocks(), e.kv_block_size(), o.prefix_caching),
         scheduler(blocks, o.scheduler) {}
 
-  ClusterExecutor& executor;
+  Executor& executor;
   const tokenizer::Tokenizer* tokenizer;
   const EngineOptions options;
   BlockManager blocks;     // engine thread only
@@ -105,7 +105,8 @@ struct Engine::Impl {
   void Accept(std::unique_ptr<RequestState> request);
   void ReleaseGated();
   void ProcessCancels();
-  void OnToken(SampleState& sample, int32_t token, const std::optional<TokenLogprobs>& logprobs);
+  void OnToken(SampleState& sample, int32_t token, const std::optional<TokenLogprobs>& logprobs,
+               std::vector<float> logits);
   // Ends a sample (not in flight): emits the final event, frees its sequence.
   void Finish(SampleState& sample, SampleOutput& event, FinishReason reason);
   bool Emit(SampleState& sample, SampleOutput& event);
@@ -116,15 +117,20 @@ struct Engine::Impl {
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(ClusterExecutor& executor,
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(Executor& executor,
                                                        const tokenizer::Tokenizer* tokenizer,
                                                        EngineOptions options) {
   if (options.scheduler.max_batched_tokens < 1 || options.scheduler.max_seqs < 1) {
     return absl::InvalidArgumentError("engine: max_batched_tokens and max_seqs must be >= 1");
   }
+  if (options.scheduler.max_batched_tokens > executor.max_step_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: max_batched_tokens ", options.scheduler.max_batched_tokens,
+        " exceeds the executor's step size of ", executor.max_step_tokens(), " tokens"));
+  }
   auto impl = std::make_unique<Impl>(executor, tokenizer, options);
-  impl->max_in_flight = options.max_in_flight > 0 ? options.max_in_flight
-                                                  : static_cast<int>(executor.plan().pp);
+  impl->max_in_flight =
+      options.max_in_flight > 0 ? options.max_in_flight : executor.pipeline_depth();
   impl->max_model_len = std::min<int64_t>(executor.config().max_position_embeddings,
                                           executor.kv_blocks() * executor.kv_block_size());
   STRATA_LOG_INFO("engine: {} KV blocks of {} tokens ({} tokens), max model length {}, up to {} "
@@ -316,7 +322,8 @@ void Engine::Impl::ProcessCancels() {
 }
 
 void Engine::Impl::OnToken(SampleState& sample, int32_t token,
-                           const std::optional<TokenLogprobs>& logprobs) {
+                           const std::optional<TokenLogprobs>& logprobs,
+                           std::vector<float> logits) {
   RequestState& r = *sample.request;
   const GenerationRequest& g = r.request;
   sample.seq.tokens.push_back(token);
@@ -324,6 +331,7 @@ void Engine::Impl::OnToken(SampleState& sample, int32_t token,
   SampleOutput event;
   event.token_ids = {token};
   if (logprobs) event.logprobs = {*logprobs};
+  event.logits = std::move(logits);
 
   const auto& eos = executor.config().eos_token_ids;
   const bool is_eos = !g.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end();
@@ -458,7 +466,10 @@ void Engine::Impl::Loop() {
                                       .count();
         }
       }
-      absl::StatusOr<ClusterExecutor::Ticket> ticket = executor.Submit(step->input);
+      for (Sequence* seq : step->seqs) {
+        if (SampleOf(seq)->request->request.return_logits) step->input.return_logits = true;
+      }
+      absl::StatusOr<Executor::Ticket> ticket = executor.Submit(step->input);
       if (!ticket.ok()) {
         scheduler.Abandon(*step);
         RecoverOrFail(ticket.status(), in_flight);
@@ -488,6 +499,11 @@ void Engine::Impl::Loop() {
     scheduler.Complete(f.step);
     ++steps;
     computed_tokens += f.step.num_tokens;
+    if (options.on_step) {
+      options.on_step({f.step.num_tokens, static_cast<int64_t>(f.step.seqs.size()),
+                       out->wall_seconds, out->max_compute_seconds});
+    }
+    const int64_t vocab = executor.config().vocab_size;
     size_t k = 0;
     for (size_t i = 0; i < f.step.seqs.size(); ++i) {
       if (!f.step.input.seqs[i].sample) continue;
@@ -495,8 +511,14 @@ void Engine::Impl::Loop() {
       const size_t index = k++;
       if (sample.request->cancel) continue;  // ProcessCancels ends it below
       if (index >= out->tokens.size()) continue;
+      std::vector<float> logits;
+      if (sample.request->request.return_logits &&
+          out->logits.size() >= (index + 1) * static_cast<size_t>(vocab)) {
+        logits.assign(out->logits.begin() + index * vocab, out->logits.begin() + (index + 1) * vocab);
+      }
       OnToken(sample, out->tokens[index],
-              index < out->logprobs.size() ? out->logprobs[index] : std::nullopt);
+              index < out->logprobs.size() ? out->logprobs[index] : std::nullopt,
+              std::move(logits));
     }
     ProcessCancels();
     ReleaseGated();

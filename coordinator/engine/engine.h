@@ -1,6 +1,7 @@
-// Engine: the serving loop. Requests come in from any thread; one engine thread schedules
-// steps (scheduler.h), runs them on the cluster (ClusterExecutor), and turns sampled tokens into
-// per-request output events.
+// Engine: the one generation loop. Requests come in from any thread; one engine thread
+// schedules steps (scheduler.h), runs them on an Executor (common/executor.h: worker processes
+// for `strata serve`, an in-process shard for `strata generate`, fakes in tests), and turns
+// sampled tokens into per-request output events.
 //
 // Request lifecycle: Add() validates and queues; every sample of the request becomes a
 // sequence (n > 1 samples share the prompt's KV: the first sample prefills, the others are
@@ -13,7 +14,7 @@
 // releases its blocks.
 //
 // Cluster failure: a failed step fails nothing by itself; the engine waits for the executor to
-// reload (ClusterExecutor recovers when workers return), then recomputes every running sequence
+// recover (a ClusterExecutor reloads when workers return), then recomputes every running sequence
 // from its tokens, so the output continues unchanged. If the cluster is not back within
 // `recovery_timeout`, every request ends with the error.
 //
@@ -34,7 +35,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/sampling_params.h"
-#include "coordinator/cluster/cluster_executor.h"
+#include "common/executor.h"
 #include "coordinator/engine/scheduler.h"
 
 namespace strata::tokenizer {
@@ -43,11 +44,21 @@ class Tokenizer;
 
 namespace strata::engine {
 
+// What one step cost (EngineOptions::on_step).
+struct StepTiming {
+  int64_t tokens = 0;            // tokens computed
+  int64_t sequences = 0;
+  double wall_seconds = 0;       // submission to answer
+  double compute_seconds = 0;    // the slowest rank's time inside the step
+};
+
 struct EngineOptions {
-  SchedulerOptions scheduler;
+  SchedulerOptions scheduler;  // max_batched_tokens must not exceed the executor's step size
   bool prefix_caching = true;
-  int max_in_flight = 0;  // steps in flight; 0 = one per pipeline stage
+  int max_in_flight = 0;  // steps in flight; 0 = the executor's pipeline depth
   std::chrono::milliseconds recovery_timeout{std::chrono::minutes(2)};
+  // Called on the engine thread after every completed step (benchmarks); must not block.
+  std::function<void(const StepTiming&)> on_step;
 };
 
 struct GenerationRequest {
@@ -60,6 +71,7 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;
   std::vector<std::string> stop;       // stop strings (need the engine's tokenizer)
   int32_t priority = 0;                // higher first
+  bool return_logits = false;          // each event carries its token's logits (tests, scoring)
 };
 
 enum class FinishReason { kNone, kLength, kStop, kCancelled, kError };
@@ -78,6 +90,7 @@ struct SampleOutput {
   int64_t prompt_tokens = 0;            // set on the first event
   int64_t cached_prompt_tokens = 0;     // prompt tokens taken from the prefix cache
   double queue_seconds = 0;             // first event: from Add() to the first scheduled step
+  std::vector<float> logits;            // with return_logits: the new token's [vocab] logits
 };
 
 // Called on the engine thread for every event; must not block. Returning false cancels the
@@ -99,7 +112,7 @@ struct EngineStats {
 class Engine {
  public:
   // `tokenizer` (may be null: no text, no stop strings) must outlive the engine.
-  static absl::StatusOr<std::unique_ptr<Engine>> Start(ClusterExecutor& executor,
+  static absl::StatusOr<std::unique_ptr<Engine>> Start(Executor& executor,
                                                        const tokenizer::Tokenizer* tokenizer,
                                                        EngineOptions options);
   ~Engine();  // cancels what is left and stops the thread

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "common/sampling_params.h"
-#include "coordinator/cluster/cluster_executor.h"
+#include "common/step.h"
 #include "coordinator/engine/block_manager.h"
 
 namespace strata::engine {

@@ -362,7 +362,7 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
 Gateway::Gateway(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::Engine& engine,
-                                                        ClusterExecutor& executor,
+                                                        Executor& executor,
                                                         const tokenizer::Tokenizer& tokenizer,
                                                         const chat::ChatTemplates* templates,
                                                         GatewayOptions options) {

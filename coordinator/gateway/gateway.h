@@ -39,7 +39,7 @@ class Gateway {
  public:
   // `engine`, `tokenizer` and `templates` (may be null: no chat) must outlive the gateway.
   static absl::StatusOr<std::unique_ptr<Gateway>> Start(engine::Engine& engine,
-                                                        ClusterExecutor& executor,
+                                                        Executor& executor,
                                                         const tokenizer::Tokenizer& tokenizer,
                                                         const chat::ChatTemplates* templates,
                                                         GatewayOptions options);

@@ -73,7 +73,7 @@ struct Metrics {
 
 struct Gateway::State {
   engine::Engine* engine = nullptr;
-  ClusterExecutor* executor = nullptr;
+  Executor* executor = nullptr;
   const tokenizer::Tokenizer* tokenizer = nullptr;
   const chat::ChatTemplates* templates = nullptr;
   GatewayOptions options;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/use_awaitable.hpp"
+#include "common/byte_size.h"
 #include "coordinator/chat/chat_prompt.h"
 #include "coordinator/gateway/gateway_internal.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -310,7 +311,7 @@ json::object Details(const Gateway::State& s) {
   d["format"] = s.executor->config().torch_dtype.empty() ? "safetensors" : "gguf";
   d["family"] = c.model_type.empty() ? "llama" : c.model_type;
   d["families"] = json::array{json::value(c.model_type.empty() ? "llama" : c.model_type)};
-  d["parameter_size"] = FormatBytes(ModelWeightBytes(c));
+  d["parameter_size"] = FormatBytes(s.executor->weight_bytes());
   d["quantization_level"] = c.torch_dtype.empty() ? "unknown" : c.torch_dtype;
   return d;
 }
@@ -322,7 +323,7 @@ net::awaitable<void> HandleOllamaTags(Gateway::State& s, HttpExchange& exchange)
   model["name"] = s.options.model_name;
   model["model"] = s.options.model_name;
   model["modified_at"] = Timestamp();
-  model["size"] = ModelWeightBytes(s.executor->config());
+  model["size"] = s.executor->weight_bytes();
   model["digest"] = "";
   model["details"] = Details(s);
   json::object body;
@@ -336,7 +337,7 @@ net::awaitable<void> HandleOllamaShow(Gateway::State& s, HttpExchange& exchange)
   const ModelConfig& c = s.executor->config();
   json::object info;
   info["general.architecture"] = c.model_type.empty() ? "llama" : c.model_type;
-  info["general.parameter_count"] = ModelWeightBytes(c);
+  info["general.parameter_count"] = s.executor->weight_bytes() / std::max<int64_t>(1, c.ParamBytes());
   info["llama.context_length"] = c.max_position_embeddings;
   info["llama.embedding_length"] = c.hidden_size;
   info["llama.block_count"] = c.num_layers;

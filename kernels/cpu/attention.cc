@@ -25,11 +25,11 @@ struct AttentionJob {
 };
 
 // Calls fn(t, offset) for context positions t in [first, last], offset = element offset of
-// position t's row (all KV heads) in the cache; one block-table lookup per block.
+// position t's row (all KV heads) in a cache whose tokens are `row` floats apart; one
+// block-table lookup per block.
 template <class Fn>
-void ForEachPosition(const PagedKv& cache, const int32_t* table, int64_t first, int64_t last,
-                     Fn&& fn) {
-  const int64_t row = cache.num_kv_heads * cache.head_dim;
+void ForEachPosition(const PagedKv& cache, int64_t row, const int32_t* table, int64_t first,
+                     int64_t last, Fn&& fn) {
   for (int64_t t = first; t <= last;) {
     const int64_t block = t / cache.block_size;
     const int64_t end = std::min(last + 1, (block + 1) * cache.block_size);
@@ -50,10 +50,11 @@ void AttendOne(const AttentionJob& job, const IsaKernels& kernels, int64_t seq, 
   const int64_t len = pos + 1 - first;
   const int64_t heads = (kv_end - kv_begin) * group;  // query heads of this item
   const int32_t* table = job.block_tables + seq * job.max_blocks_per_seq;
+  const int64_t dv = cache.VDim();
   const float* q0 = job.q + (token * p.num_heads + kv_begin * group) * d;
-  float* o0 = job.out + (token * p.num_heads + kv_begin * group) * d;
+  float* o0 = job.out + (token * p.num_heads + kv_begin * group) * dv;
   scores.resize(heads * len);  // [heads, len]
-  ForEachPosition(cache, table, first, pos, [&](int64_t t, int64_t offset) {
+  ForEachPosition(cache, cache.KRow(), table, first, pos, [&](int64_t t, int64_t offset) {
     for (int64_t h = 0; h < heads; ++h) {
       const float* k_row = cache.k + offset + (kv_begin + h / group) * d;
       float score = kernels.dot(q0 + h * d, k_row, d) * p.scale;
@@ -71,11 +72,12 @@ void AttendOne(const AttentionJob& job, const IsaKernels& kernels, int64_t seq, 
     }
     kernels.scale(1.0f / denom, sc, len);
   }
-  std::fill_n(o0, heads * d, 0.0f);
-  ForEachPosition(cache, table, first, pos, [&](int64_t t, int64_t offset) {
+  std::fill_n(o0, heads * dv, 0.0f);
+  const int64_t v_head = cache.VHeadStride();
+  ForEachPosition(cache, cache.VRow(), table, first, pos, [&](int64_t t, int64_t offset) {
     for (int64_t h = 0; h < heads; ++h) {
-      const float* v_row = cache.v + offset + (kv_begin + h / group) * d;
-      kernels.axpy(scores[h * len + t - first], v_row, o0 + h * d, d);
+      const float* v_row = cache.v + offset + (kv_begin + h / group) * v_head;
+      kernels.axpy(scores[h * len + t - first], v_row, o0 + h * dv, dv);
     }
   });
 }

@@ -61,11 +61,60 @@ void AddInPlace(float* x, const float* y, int64_t n) { ActiveKernels().add(x, y,
 
 void WriteKv(const PagedKv& cache, const float* k, const float* v, const int32_t* slot_mapping,
              int64_t num_tokens) {
-  const int64_t row = cache.num_kv_heads * cache.head_dim;
+  const int64_t k_row = cache.KRow(), v_row = cache.VRow();
   for (int64_t t = 0; t < num_tokens; ++t) {
-    std::memcpy(cache.k + slot_mapping[t] * row, k + t * row, row * sizeof(float));
-    std::memcpy(cache.v + slot_mapping[t] * row, v + t * row, row * sizeof(float));
+    std::memcpy(cache.k + slot_mapping[t] * k_row, k + t * k_row, k_row * sizeof(float));
+    if (cache.v != cache.k) {
+      std::memcpy(cache.v + slot_mapping[t] * v_row, v + t * v_row, v_row * sizeof(float));
+    }
   }
+}
+
+float Gelu(float x, bool tanh_approximation) {
+  if (tanh_approximation) {
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+  }
+  return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+}
+
+void GeluMul(const float* gate, const float* up, int64_t n, bool tanh_approximation, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = Gelu(gate[i], tanh_approximation) * up[i];
+}
+
+void GeluInPlace(float* x, int64_t n, bool tanh_approximation) {
+  for (int64_t i = 0; i < n; ++i) x[i] = Gelu(x[i], tanh_approximation);
+}
+
+void SiluInPlace(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+void LayerNorm(const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+               float eps, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    float mean = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) mean += xr[i];
+    mean /= static_cast<float>(dim);
+    float var = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    const float inv = 1.0f / std::sqrt(var / static_cast<float>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) {
+      yr[i] = (xr[i] - mean) * inv * w[i] + (b != nullptr ? b[i] : 0.0f);
+    }
+  }
+}
+
+void AddBias(float* y, const float* bias, int64_t rows, int64_t n) {
+  const IsaKernels& kernels = ActiveKernels();
+  for (int64_t r = 0; r < rows; ++r) kernels.add(y + r * n, bias, n);
+}
+
+void Softcap(float* x, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
 }
 
 }  // namespace strata::kernels::cpu

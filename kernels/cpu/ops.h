@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
+#include "common/rope_layout.h"
 #include "common/tensor.h"
 #include "common/thread_pool.h"
 
@@ -36,11 +37,6 @@ void EmbeddingLookup(const TensorView& table, const int32_t* tokens, int64_t num
 // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w.   x, y: [rows, dim]; w: [dim]. y may be x.
 void RmsNorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* y);
 
-enum class RopeLayout {
-  kHalfSplit,    // Hugging Face: pairs (i, i + rotary_dim/2)
-  kInterleaved,  // GGUF/llama.cpp "normal" rope: pairs (2i, 2i+1)
-};
-
 // Rotates the first `rotary_dim` dims of every head in place.
 //   x: [num_tokens, num_heads, head_dim]; positions: [num_tokens]; inv_freq: [rotary_dim / 2]
 // Angle for pair i at position p: p * inv_freq[i]; cos/sin are multiplied by `mscale`.
@@ -51,11 +47,32 @@ void ApplyRope(float* x, int64_t num_tokens, int64_t num_heads, int64_t head_dim
 // out[i] = silu(gate[i]) * up[i] for i in [0, n).   out may alias gate.
 void SiluMul(const float* gate, const float* up, int64_t n, float* out);
 
+// GELU, exact (x/2 * (1 + erf(x / sqrt 2))) or with the tanh approximation
+// (x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))), computed in f32.
+float Gelu(float x, bool tanh_approximation);
+// out[i] = gelu(gate[i]) * up[i].   out may alias gate.
+void GeluMul(const float* gate, const float* up, int64_t n, bool tanh_approximation, float* out);
+// x[i] = gelu(x[i]) (or silu when `silu`), in place.
+void GeluInPlace(float* x, int64_t n, bool tanh_approximation);
+void SiluInPlace(float* x, int64_t n);
+
+// y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b (b may be null).   y may be x.
+void LayerNorm(const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+               float eps, float* y);
+
+// y[r, :] += bias for every row.   y: [rows, n]; bias: [n]
+void AddBias(float* y, const float* bias, int64_t rows, int64_t n);
+
+// x[i] = cap * tanh(x[i] / cap).
+void Softcap(float* x, int64_t n, float cap);
+
 // x[i] += y[i].
 void AddInPlace(float* x, const float* y, int64_t n);
 
 // One layer of the paged KV cache, fp32.
-//   k, v: [num_blocks, block_size, num_kv_heads, head_dim]
+//   k: [num_blocks, block_size, num_kv_heads, head_dim]
+//   v: [num_blocks, block_size, num_kv_heads, v_head_dim], or (latent attention) v == k: each
+//      token's V is the first v_head_dim values of its K row.
 struct PagedKv {
   float* k = nullptr;
   float* v = nullptr;
@@ -63,19 +80,27 @@ struct PagedKv {
   int64_t block_size = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
+  int64_t v_head_dim = 0;  // 0: head_dim
+
+  int64_t VDim() const { return v_head_dim > 0 ? v_head_dim : head_dim; }
+  int64_t KRow() const { return num_kv_heads * head_dim; }  // floats per token of k
+  // Floats per token of v, and between KV heads of one token's v.
+  int64_t VRow() const { return v == k ? KRow() : num_kv_heads * VDim(); }
+  int64_t VHeadStride() const { return v == k ? head_dim : VDim(); }
 };
 
-// Stores token t's K and V at cache slot slot_mapping[t] (slot = block * block_size + offset).
+// Stores token t's K and V at cache slot slot_mapping[t] (slot = block * block_size + offset);
+// V only when the cache stores it (v != k).
 void WriteKv(const PagedKv& cache,
              const float* k,              // [num_tokens, num_kv_heads, head_dim]
-             const float* v,              // [num_tokens, num_kv_heads, head_dim]
+             const float* v,              // [num_tokens, num_kv_heads, v_head_dim]
              const int32_t* slot_mapping,  // [num_tokens]
              int64_t num_tokens);
 
 struct AttentionParams {
   int64_t num_heads = 0;     // query heads; head h reads KV head h / (num_heads / num_kv_heads)
   int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;      // of q and k; v's comes from the cache
   float scale = 1.0f;        // applied to q·k
   float softcap = 0.0f;      // > 0: scores = softcap * tanh(scores / softcap)
   int64_t sliding_window = 0;  // > 0: a query at position p sees keys in (p - window, p]
@@ -92,7 +117,7 @@ void PagedAttention(const float* q,              // [num_tokens, num_heads, head
                     const int32_t* query_start,   // [num_seqs + 1]
                     const int32_t* context_lens,  // [num_seqs]
                     int64_t num_seqs, const AttentionParams& params,
-                    float* out,                   // [num_tokens, num_heads, head_dim]
+                    float* out,                   // [num_tokens, num_heads, v_head_dim]
                     ThreadPool& pool);
 
 // Names the instruction-set path the dispatcher picked ("avx512", "avx2" or "scalar").

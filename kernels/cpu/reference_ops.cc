@@ -97,12 +97,11 @@ void AddInPlace(float* x, const float* y, int64_t n) {
 
 void WriteKv(const PagedKv& cache, const float* k, const float* v, const int32_t* slot_mapping,
              int64_t num_tokens) {
-  const int64_t row = cache.num_kv_heads * cache.head_dim;
+  const int64_t k_row = cache.KRow(), v_row = cache.VRow();
   for (int64_t t = 0; t < num_tokens; ++t) {
-    for (int64_t i = 0; i < row; ++i) {
-      cache.k[slot_mapping[t] * row + i] = k[t * row + i];
-      cache.v[slot_mapping[t] * row + i] = v[t * row + i];
-    }
+    for (int64_t i = 0; i < k_row; ++i) cache.k[slot_mapping[t] * k_row + i] = k[t * k_row + i];
+    if (cache.v == cache.k) continue;
+    for (int64_t i = 0; i < v_row; ++i) cache.v[slot_mapping[t] * v_row + i] = v[t * v_row + i];
   }
 }
 
@@ -123,15 +122,20 @@ void PagedAttention(const float* q, const PagedKv& cache, const int32_t* block_t
       for (int64_t h = 0; h < p.num_heads; ++h) {
         const float* qv = q + (token * p.num_heads + h) * d;
         const int64_t kvh = h / group;
-        auto slot = [&](int64_t t) {
+        const int64_t dv = cache.VDim();
+        auto slot = [&](int64_t t) {  // the token's slot in the cache
           const int64_t block = block_tables[s * max_blocks_per_seq + t / cache.block_size];
-          return ((block * cache.block_size + t % cache.block_size) * p.num_kv_heads + kvh) * d;
+          return block * cache.block_size + t % cache.block_size;
+        };
+        auto k_at = [&](int64_t t) { return cache.k + slot(t) * cache.KRow() + kvh * d; };
+        auto v_at = [&](int64_t t) {
+          return cache.v + slot(t) * cache.VRow() + kvh * cache.VHeadStride();
         };
         scores.assign(pos + 1 - first, 0.0f);
         float max_score = -INFINITY;
         for (int64_t t = first; t <= pos; ++t) {
           float dot = 0.0f;
-          for (int64_t i = 0; i < d; ++i) dot += qv[i] * cache.k[slot(t) + i];
+          for (int64_t i = 0; i < d; ++i) dot += qv[i] * k_at(t)[i];
           float score = dot * p.scale;
           if (p.softcap > 0.0f) score = p.softcap * std::tanh(score / p.softcap);
           scores[t - first] = score;
@@ -142,11 +146,11 @@ void PagedAttention(const float* q, const PagedKv& cache, const int32_t* block_t
           sc = std::exp(sc - max_score);
           denom += sc;
         }
-        float* o = out + (token * p.num_heads + h) * d;
-        std::fill(o, o + d, 0.0f);
+        float* o = out + (token * p.num_heads + h) * dv;
+        std::fill(o, o + dv, 0.0f);
         for (int64_t t = first; t <= pos; ++t) {
           const float prob = scores[t - first] / denom;
-          for (int64_t i = 0; i < d; ++i) o[i] += prob * cache.v[slot(t) + i];
+          for (int64_t i = 0; i < dv; ++i) o[i] += prob * v_at(t)[i];
         }
       }
     }

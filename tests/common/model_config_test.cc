@@ -48,7 +48,9 @@ TEST(ModelConfigTest, Llama3InvFreqMatchesLlamaCppRopeFactors) {
   auto factors = (*gguf)->Get("rope_freqs.weight");
   ASSERT_TRUE(factors.ok()) << factors.status();
   const auto* f = reinterpret_cast<const float*>(factors->data);
-  const std::vector<float> inv = RopeInvFreq(*c);
+  auto rope = ComputeRopeFrequencies(*c);
+  ASSERT_TRUE(rope.ok()) << rope.status();
+  const std::vector<float>& inv = rope->inv_freq;
   ASSERT_EQ(static_cast<int64_t>(inv.size()), factors->NumElements());
   for (size_t i = 0; i < inv.size(); ++i) {
     const double base = std::pow(c->rope_theta, -2.0 * i / c->head_dim);

@@ -11,9 +11,8 @@
 #include "tests/testing/http_client.h"
 #include "tests/testing/serve_process.h"
 #include "tests/testing/shared_data.h"
-#include "worker/backend/backend.h"
-#include "worker/model/generate.h"
-#include "worker/model/model_runner.h"
+#include "coordinator/engine/batch_generate.h"
+#include "worker/runtime/local_executor.h"
 
 namespace strata {
 namespace {
@@ -34,21 +33,27 @@ std::vector<int32_t> LongPrompt(int length) {
   return ids;
 }
 
-// Greedy ids of one process that prefills the whole prompt in a single step.
+// Greedy ids of one process that prefills the whole prompt in a single step (the in-process
+// executor with a step budget above the prompt's length).
 std::vector<int32_t> Unchunked(const std::string& model, const std::vector<int32_t>& prompt) {
-  auto backend = MakeCpuBackend(2);
-  ModelLoadOptions options;
-  options.kv_blocks = (static_cast<int64_t>(prompt.size()) + kMaxTokens) / 16 + 2;
-  auto runner = LoadModel(model, *backend, options);
-  EXPECT_TRUE(runner.ok()) << runner.status();
-  if (!runner.ok()) return {};
-  GenerateOptions generate;
+  LocalExecutorOptions options;
+  options.model = model;
+  options.backend.threads = 2;
+  options.kv_tokens = static_cast<int64_t>(prompt.size()) + kMaxTokens;
+  options.max_step_tokens = 4096;
+  auto executor = LocalExecutor::Create(options);
+  EXPECT_TRUE(executor.ok()) << executor.status();
+  if (!executor.ok()) return {};
+  engine::BatchGenerateOptions generate;
   generate.max_new_tokens = kMaxTokens;
   generate.stop_at_eos = false;
   generate.sampling.temperature = 0.0f;
-  auto result = Generate(**runner, prompt, generate);
+  generate.engine.scheduler.max_batched_tokens = 4096;
+  auto result = engine::GenerateBatch(**executor, {prompt}, generate);
   EXPECT_TRUE(result.ok()) << result.status();
-  return result.ok() ? result->tokens : std::vector<int32_t>{};
+  if (!result.ok()) return {};
+  EXPECT_EQ(result->steps.front().tokens, static_cast<int64_t>(prompt.size()));  // one chunk
+  return result->sequences[0].tokens;
 }
 
 // Greedy ids of the same prompt as the first request of a fresh `strata serve`.

@@ -80,8 +80,8 @@ TEST_F(CudaOpsTest, Rope) {
       DeviceBuffer<int32_t> dpos(positions);
       cpu::reference::ApplyRope(want.data(), tokens, heads, head_dim, positions.data(),
                                 inv_freq.data(), rotary_dim,
-                                interleaved ? cpu::RopeLayout::kInterleaved
-                                            : cpu::RopeLayout::kHalfSplit,
+                                interleaved ? RopeLayout::kInterleaved
+                                            : RopeLayout::kHalfSplit,
                                 1.1f);
       cuda::RopeParams p;
       p.x = dx.get();

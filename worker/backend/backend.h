@@ -1,87 +1,251 @@
-// Backend: where a model's tensors live and how its ops run. `cpu` runs kernels/cpu on host
-// memory; a `cuda` backend implements the same interface on device memory. Model code
-// (worker/model) is written once against this interface.
+// Backend: the seam between model code and a device. A backend owns typed memory (weights,
+// activations, the paged KV cache) and runs the decoder's ops on it; model code
+// (worker/model) is written once against this interface and never asks which device it is on.
+// `cpu` (cpu_backend.h) runs kernels/cpu on host memory; a `cuda` backend implements the same
+// interface on a GPU stream.
 //
-// Pointers passed to ops are pointers into buffers of the same backend. Step metadata
-// (positions, slots, block tables, RoPE frequencies, gathered rows) is passed as host arrays;
-// a device backend mirrors them.
+// Execution model (ggml-backend's, FlashInfer's plan/run split):
+//  * Ops are stream-ordered: they are queued in call order and may run asynchronously. They
+//    return nothing; a failure is recorded and returned by the next Sync(), so every step ends
+//    with one Sync() whose Status says whether the step's ops succeeded. After a failure the
+//    remaining ops of the step may be skipped.
+//  * Step metadata (tokens, positions, KV slots, block tables, query and context lengths,
+//    logit rows) reaches the backend once per step: PlanStep() copies a StepBatch into the
+//    backend's memory and returns a StepPlan that the ops of that step read. A plan is valid
+//    until the next PlanStep().
+//  * Sampling is an op of the last stage: Sample() turns logits into token ids (and the
+//    logprobs a request asked for) on the device; only those leave it.
+//
+// Contracts shared by every op: tensors are in this backend's memory and contiguous unless
+// stated; activations are in device().activation_dtype (f32 on the CPU); weights are whatever
+// LoadWeight() made of them; shapes are checked by the caller (model code builds them from the
+// config), and an op given shapes that do not fit fails the step.
+//
+// Not thread-safe: one thread drives a backend.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <string_view>
+#include <optional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/device.h"
+#include "common/rope_layout.h"
+#include "common/sampling_params.h"
 #include "common/tensor.h"
-#include "kernels/cpu/ops.h"
+#include "worker/backend/step_batch.h"
+#include "worker/backend/tensor.h"
+#include "worker/sampling/token_history.h"
 
 namespace strata {
 
-// A weight as a backend stores it: a view plus whatever keeps its bytes alive (nothing for a
-// zero-copy view of an mmap'ed file, an owned buffer for a converted copy).
-struct Weight {
-  TensorView view;
-  std::shared_ptr<const void> storage;
-};
-
-// Backend-owned f32 memory (activations, KV cache).
-class Buffer {
- public:
-  virtual ~Buffer() = default;
-  virtual float* data() = 0;
-  virtual int64_t size() const = 0;  // elements
-};
-
-// The metadata of one step that attention needs, on the host.
-struct AttentionBatch {
-  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+// A step's metadata in backend memory (every pointer is backend memory).
+struct StepPlan {
+  int64_t num_tokens = 0;
+  int64_t num_seqs = 0;
   int64_t max_blocks_per_seq = 0;
+  int64_t num_logit_rows = 0;
+  int64_t max_query_len = 0;    // longest query range of a sequence in this step
+  int64_t max_context_len = 0;  // longest context of a sequence after this step
+  const int32_t* tokens = nullptr;        // [num_tokens]
+  const int32_t* positions = nullptr;     // [num_tokens]
+  const int32_t* slot_mapping = nullptr;  // [num_tokens] block * block_size + offset
+  const int32_t* token_seq = nullptr;     // [num_tokens] the sequence each token belongs to
   const int32_t* query_start = nullptr;   // [num_seqs + 1]
   const int32_t* context_lens = nullptr;  // [num_seqs]
-  int64_t num_seqs = 0;
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq], -1 padded
+  const int32_t* logit_rows = nullptr;    // [num_logit_rows]
+};
+
+enum class NormKind : uint8_t { kRms, kLayer };
+
+// y = norm(x) * w (+ b).
+//   RMSNorm:   x / sqrt(mean(x^2) + eps) * (unit_offset ? 1 + w : w)
+//   LayerNorm: (x - mean(x)) / sqrt(var(x) + eps) * w + b
+struct NormParams {
+  NormKind kind = NormKind::kRms;
+  float eps = 1e-6f;
+  const Weight* weight = nullptr;  // [dim] f32
+  const Weight* bias = nullptr;    // [dim] f32, LayerNorm only (optional)
+  bool unit_offset = false;        // RMSNorm scaled by (1 + w) (Gemma's checkpoints)
+};
+
+// Rotary position embedding of the first `rotary_dim` dims of every head. The angle of pair i
+// at position p is p * inv_freq[i] (f32); cos and sin are multiplied by `mscale`. A sequence
+// whose context (after this step) exceeds `long_threshold` > 0 uses the `long_*` table
+// instead (LongRoPE: chosen per sequence, so other sequences never change one's result).
+struct RopeParams {
+  const Weight* inv_freq = nullptr;  // [rotary_dim / 2] f32
+  int64_t rotary_dim = 0;
+  RopeLayout layout = RopeLayout::kHalfSplit;
+  float mscale = 1.0f;
+  const Weight* long_inv_freq = nullptr;  // [rotary_dim / 2] f32
+  int64_t long_threshold = 0;
+  float long_mscale = 1.0f;
+};
+
+enum class Activation : uint8_t {
+  kSilu,      // x * sigmoid(x)
+  kGeluTanh,  // GELU, tanh approximation (gelu_pytorch_tanh, gelu_new)
+  kGeluErf,   // GELU, exact (erf)
+};
+
+// One layer of the paged KV cache. K: [num_blocks, block_size, num_kv_heads, head_dim] of the
+// backend's KV dtype; V likewise with v_head_dim. An empty `v` means V is not stored: each
+// token's V is the first v_head_dim values of its K row (multi-head latent attention).
+struct KvLayer {
+  Tensor k;
+  Tensor v;
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t v_head_dim = 0;
+};
+
+// Causal attention of every query token over its sequence's context in the paged cache (which
+// already holds the step's own K/V). Query head h reads KV head h / (num_heads / num_kv_heads).
+struct AttentionParams {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;        // of q and k
+  int64_t v_head_dim = 0;      // of v and the output (0: head_dim)
+  float scale = 1.0f;          // on q·k
+  float softcap = 0.0f;        // > 0: scores = softcap * tanh(scores / softcap)
+  int64_t sliding_window = 0;  // > 0: a query at position p sees keys in (p - window, p]
+};
+
+// Mixture-of-experts routing of each token to top_k experts (router logits -> ids, weights).
+struct MoeRouting {
+  enum class Scoring : uint8_t { kSoftmax, kSigmoid };
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  Scoring scoring = Scoring::kSoftmax;
+  bool renormalize = false;  // weights of the chosen experts rescaled to sum to 1
+  // Grouped routing (DeepSeek): experts form num_groups groups; a token picks the topk_groups
+  // groups with the best expert score, then its top_k experts inside them.
+  int64_t num_groups = 1;
+  int64_t topk_groups = 1;
+  float routed_scale = 1.0f;               // multiplies the final weights
+  const Weight* correction_bias = nullptr;  // [num_experts]: added for choosing only
+};
+
+// The experts one rank holds: local expert i is global expert expert_begin + i. Each expert's
+// weights are the rank's slice (its share of the FFN width under tensor-parallel experts).
+struct ExpertWeights {
+  int64_t expert_begin = 0;
+  std::vector<Weight> gate;  // [num_local][ffn, hidden]
+  std::vector<Weight> up;    // [num_local][ffn, hidden]
+  std::vector<Weight> down;  // [num_local][hidden, ffn]
+  Activation activation = Activation::kSilu;
+};
+
+// One row of logits to sample from.
+struct SamplingRow {
+  const SamplingParams* params = nullptr;
+  const TokenHistory* history = nullptr;  // for the penalties (may be null without them)
+  uint32_t position = 0;                  // the sampled token's position (Philox key)
+};
+
+struct SampledToken {
+  int32_t token = -1;
+  std::optional<TokenLogprobs> logprobs;  // when params->logprobs >= 0
 };
 
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  virtual std::string_view name() const = 0;
+  virtual const DeviceInfo& device() const = 0;
 
-  // Makes `host` (a view of mmap'ed file bytes) usable by the ops, converted to `dtype`.
-  // Zero-copy on the CPU when the dtype is unchanged.
+  // --- Memory (synchronous; load time) ---
+
+  // Makes a weight from `host` (a view of host memory, e.g. an mmap'ed file) converted to
+  // `dtype`. Zero-copy where the device can read the bytes in place (the CPU, dtype
+  // unchanged); `host` must then outlive the weight.
   virtual absl::StatusOr<Weight> LoadWeight(const TensorView& host, DType dtype) = 0;
-  // Zero-initialised f32 storage for `elements` values.
-  virtual absl::StatusOr<std::unique_ptr<Buffer>> Allocate(int64_t elements) = 0;
+  // Copies a small host table (RoPE frequencies, ...) into a weight of its own.
+  virtual absl::StatusOr<Weight> UploadWeight(DType dtype, Shape shape, const void* host) = 0;
+  // Zero-initialised memory for a tensor of `shape`.
+  virtual absl::StatusOr<Buffer> Allocate(DType dtype, Shape shape) = 0;
 
-  // Copies between host memory and this backend's buffers.
-  virtual void CopyToHost(const float* src, float* dst, int64_t n) = 0;
-  virtual void CopyFromHost(const float* src, float* dst, int64_t n) = 0;
+  // --- Stream-ordered copies and completion ---
 
-  // The ops; contracts as in kernels/cpu/ops.h.
-  virtual void MatMul(const float* x, int64_t m, const Weight& w, float* y) = 0;
-  // ys[i] = x · ws[i]^T for weights that share x (q/k/v, gate/up), fused where possible.
-  virtual void MatMulGroup(const float* x, int64_t m, absl::Span<const Weight* const> ws,
-                           absl::Span<float* const> ys) = 0;
-  virtual void Embedding(const Weight& table, const int32_t* tokens, int64_t n, float* out) = 0;
-  virtual void RmsNorm(const float* x, const Weight& w, int64_t rows, int64_t dim, float eps,
-                       float* y) = 0;
-  virtual void Rope(float* x, int64_t num_tokens, int64_t num_heads, int64_t head_dim,
-                    const int32_t* positions, const float* inv_freq, int64_t rotary_dim,
-                    kernels::cpu::RopeLayout layout) = 0;
-  virtual void SiluMul(const float* gate, const float* up, int64_t n, float* out) = 0;
-  virtual void Add(float* x, const float* y, int64_t n) = 0;
-  // dst[i, :] = src[rows[i], :] for i < n.   src: [*, dim]; dst: [n, dim]; rows on the host.
-  virtual void GatherRows(const float* src, const int32_t* rows, int64_t n, int64_t dim,
-                          float* dst) = 0;
-  virtual void WriteKv(const kernels::cpu::PagedKv& cache, const float* k, const float* v,
-                       const int32_t* slot_mapping, int64_t num_tokens) = 0;
-  virtual void Attention(const float* q, const kernels::cpu::PagedKv& cache,
-                         const AttentionBatch& batch,
-                         const kernels::cpu::AttentionParams& params, float* out) = 0;
+  virtual void CopyFromHost(const void* host, const Tensor& dst) = 0;
+  // `host` holds the data after the next Sync().
+  virtual void CopyToHost(const Tensor& src, void* host) = 0;
+  // Waits for every queued op; returns the first error since the previous Sync().
+  virtual absl::Status Sync() = 0;
+
+  // --- The step plan ---
+
+  // Copies `batch`'s metadata into backend memory (validated by the caller).
+  virtual absl::StatusOr<const StepPlan*> PlanStep(const StepBatch& batch) = 0;
+
+  // --- Ops ---
+
+  // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n]).
+  virtual void MatMul(const Tensor& x, const Weight& w, const Weight* bias, const Tensor& y) = 0;
+  // ys[i] = x · ws[i]^T (+ biases[i]) for weights that share x and dtype (q/k/v, gate/up):
+  // one pass over x (one activation quantization for quantized weights). biases may be empty
+  // or hold nullptrs.
+  virtual void MatMulGroup(const Tensor& x, absl::Span<const Weight* const> ws,
+                           absl::Span<const Weight* const> biases,
+                           absl::Span<const Tensor> ys) = 0;
+  // out[i, :] = table[tokens[i] - vocab_begin, :] * scale for the plan's tokens inside this
+  // slice of the vocabulary, zeros for the others (vocab-parallel embedding).
+  //   table: [vocab_rows, dim]; out: [num_tokens, dim]
+  virtual void Embedding(const StepPlan& plan, const Weight& table, int64_t vocab_begin,
+                         float scale, const Tensor& out) = 0;
+  // y[r, :] = norm(x[r, :]) for every row.   x, y: [rows, dim]; y may be x.
+  virtual void Norm(const Tensor& x, const NormParams& params, const Tensor& y) = 0;
+  // residual += delta, then y = norm(residual) (the fused residual add of pre-norm blocks).
+  virtual void AddNorm(const Tensor& residual, const Tensor& delta, const NormParams& params,
+                       const Tensor& y) = 0;
+  // Rotates x in place at the plan's positions.   x: [num_tokens, heads, head_dim]
+  virtual void Rope(const StepPlan& plan, const Tensor& x, const RopeParams& params) = 0;
+  // out = act(gate) * up.   All [rows, n]; out may be gate.
+  virtual void GatedActivation(const Tensor& gate, const Tensor& up, Activation act,
+                               const Tensor& out) = 0;
+  // x = act(x).
+  virtual void Activate(const Tensor& x, Activation act) = 0;
+  // x += y (same shape).
+  virtual void Add(const Tensor& x, const Tensor& y) = 0;
+  // x = cap * tanh(x / cap).
+  virtual void Softcap(const Tensor& x, float cap) = 0;
+  // dst[r, dst_col : dst_col + width] = src[r, src_col : src_col + width] for every row
+  // (same row count; assembles and splits tensor-parallel slices).
+  virtual void CopyColumns(const Tensor& src, int64_t src_col, const Tensor& dst,
+                           int64_t dst_col, int64_t width) = 0;
+  // dst[i, :] = src[plan.logit_rows[i], :].   src: [num_tokens, dim]; dst: [num_logit_rows, dim]
+  virtual void GatherLogitRows(const StepPlan& plan, const Tensor& src, const Tensor& dst) = 0;
+  // Stores token t's K/V at cache slot plan.slot_mapping[t].
+  //   k: [num_tokens, num_kv_heads, head_dim]; v: [num_tokens, num_kv_heads, v_head_dim]
+  //   (v is ignored when the layer stores no V)
+  virtual void WriteKv(const StepPlan& plan, const Tensor& k, const Tensor& v,
+                       const KvLayer& cache) = 0;
+  //   q: [num_tokens, num_heads, head_dim]; out: [num_tokens, num_heads, v_head_dim]
+  virtual void Attention(const StepPlan& plan, const Tensor& q, const KvLayer& cache,
+                         const AttentionParams& params, const Tensor& out) = 0;
+  //   logits: [tokens, num_experts] f32 -> ids: [tokens, top_k] i32, weights: [tokens, top_k] f32
+  virtual void MoeRoute(const Tensor& logits, const MoeRouting& routing, const Tensor& ids,
+                        const Tensor& weights) = 0;
+  // y[t] = sum_j weights[t, j] * expert_{ids[t, j]}(x[t]) over the experts this rank holds
+  // (others contribute nothing), where expert(x) = down(act(gate x) * up x). Tokens are
+  // grouped by expert so each expert's weights are read once per step.
+  //   x, y: [tokens, hidden]; ids, weights: [tokens, top_k]
+  virtual void MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                      const ExpertWeights& experts, const Tensor& y) = 0;
+
+  // --- Sampling (synchronizes) ---
+
+  // Samples rows[i] from logits row i: logit bias and penalties, then temperature, top-k,
+  // top-p, min-p, with Philox keyed by (seed, stream, position); logprobs from the raw row.
+  //   logits: [rows.size(), vocab] f32
+  virtual absl::Status Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
+                              std::vector<SampledToken>& out) = 0;
 };
-
-// The CPU backend; `num_threads` <= 0 uses every hardware thread.
-std::unique_ptr<Backend> MakeCpuBackend(int num_threads);
 
 }  // namespace strata

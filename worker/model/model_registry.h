@@ -1,33 +1,25 @@
-// The table from Hugging Face architecture names to model implementations.
+// The model families this build knows, by Hugging Face `architectures` name (GGUF
+// `general.architecture` names are mapped to those when the config is read).
 #pragma once
 
-#include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "common/formats/weight_source.h"
-#include "common/model_config.h"
-#include "worker/backend/backend.h"
-#include "worker/model/model_runner.h"
+#include "absl/types/span.h"
+#include "worker/model/decoder.h"
 
 namespace strata {
 
-// Everything a model implementation needs to build itself. `weights` stays alive as long as
-// the runner (its views point into mmap'ed files).
-struct ModelContext {
-  ModelConfig config;
-  std::shared_ptr<const WeightSource> weights;
-  bool gguf_names = false;  // tensors use GGUF names (blk.N.attn_q.weight) rather than HF ones
-  Backend* backend = nullptr;
-  ModelLoadOptions options;
-};
+absl::Span<const Family* const> Families();
 
-using ModelFactory = absl::StatusOr<std::unique_ptr<ModelRunner>> (*)(const ModelContext&);
+// The family registered for `architecture`, or nullptr.
+const Family* FindFamily(std::string_view architecture);
 
-// The factory for `architecture`, or nullptr.
-ModelFactory FindModelFactory(std::string_view architecture);
-
-// Per-family factories (one file each).
-absl::StatusOr<std::unique_ptr<ModelRunner>> CreateLlamaModel(const ModelContext& context);
+// Opens `path` (HF directory or .gguf): its config, its weights, their naming scheme and its
+// family (Unimplemented naming the supported ones when none fits, or when the family refuses
+// the config). Without `weights_required`, a directory holding only a config.json opens with
+// no weights (enough to plan).
+absl::StatusOr<ModelContext> OpenModel(const std::string& path, bool weights_required = true);
 
 }  // namespace strata

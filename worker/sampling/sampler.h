@@ -8,31 +8,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
 #include "common/sampling_params.h"
+#include "worker/sampling/token_history.h"
 
 namespace strata {
-
-// What the penalties need to know of one sequence's tokens; kept by the sampling rank.
-class TokenHistory {
- public:
-  void Add(int32_t token, bool output) {
-    seen_.insert(token);
-    if (output) ++output_counts_[token];
-  }
-  void Clear() {
-    seen_.clear();
-    output_counts_.clear();
-  }
-  const absl::flat_hash_set<int32_t>& seen() const { return seen_; }  // prompt and output
-  const absl::flat_hash_map<int32_t, int32_t>& output_counts() const { return output_counts_; }
-
- private:
-  absl::flat_hash_set<int32_t> seen_;
-  absl::flat_hash_map<int32_t, int32_t> output_counts_;
-};
 
 // Applies params' logit_bias, then the repetition penalty (HF: positive logits divided by it,
 // negative ones multiplied) to every token seen, then the frequency and presence penalties

@@ -66,10 +66,14 @@ absl::Status WorkerAgent::Register() {
   request.set_worker_id(worker_id());
   request.set_host(options_.host);
   v1::Inventory* inventory = request.mutable_inventory();
-  inventory->set_device_kind(options_.inventory.device_kind);
+  inventory->set_device_kind(options_.inventory.device_kind == DeviceKind::kCuda
+                                 ? v1::DEVICE_KIND_CUDA
+                                 : v1::DEVICE_KIND_CPU);
   inventory->set_device_count(options_.inventory.device_count);
   for (int64_t bytes : options_.inventory.memory_bytes) inventory->add_memory_bytes(bytes);
   inventory->set_node_name(options_.inventory.node_name);
+  inventory->set_kv_dtype(DTypeName(options_.inventory.kv_dtype));
+  inventory->set_device_name(options_.inventory.device_name);
 
   v1::RegisterReply reply;
   grpc::ClientContext context;

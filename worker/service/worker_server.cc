@@ -17,12 +17,12 @@
 #include "proto/cluster_protocol.h"
 #include "proto/grpc_status.h"
 #include "strata/v1/worker.grpc.pb.h"
-#include "worker/backend/backend.h"
+#include "proto/step_codec.h"
+#include "worker/backend/backends.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/grpc_store.h"
 #include "worker/model/model_runner.h"
-#include "worker/model/step_batch.h"
-#include "worker/sampling/sampler.h"
+#include "worker/runtime/shard_runtime.h"
 
 namespace strata {
 namespace {
@@ -38,26 +38,13 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// What a worker keeps of one sequence between steps.
-struct SequenceState {
-  std::vector<int32_t> block_table;
-  TokenHistory history;  // sampling rank only: the tokens the penalties count
-};
-
-// The loaded shard and the sequences it has seen.
+// The loaded shard: its collective groups and its runtime.
 struct Shard {
   uint64_t generation = 0;
   v1::ShardAssignment assignment;
-  std::unique_ptr<Backend> backend;
   std::unique_ptr<GlooCommunicator> tp_comm;  // this stage's TP group (tp_size > 1)
   std::unique_ptr<GlooCommunicator> pp_comm;  // this TP index across stages (pp_size > 1)
-  std::unique_ptr<ModelRunner> runner;
-  absl::flat_hash_map<uint64_t, SequenceState> sequences;
-  std::vector<float> hidden, out, scratch, processed;
-
-  bool is_sampler() const {
-    return assignment.pp_rank() == assignment.pp_size() - 1 && assignment.tp_rank() == 0;
-  }
+  std::unique_ptr<ShardRuntime> runtime;
 };
 
 absl::Status ValidateAssignment(const v1::ShardAssignment& a) {
@@ -82,24 +69,13 @@ absl::Status ValidateAssignment(const v1::ShardAssignment& a) {
   if (a.threads() < 0 || a.threads() > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("shard: threads ", a.threads()));
   }
+  if (a.max_step_tokens() < 0 || a.max_step_tokens() > (int64_t{1} << 24) ||
+      a.max_logit_rows() < 0 || a.max_logit_rows() > (1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("shard: max_step_tokens ",
+                                                   a.max_step_tokens(), ", max_logit_rows ",
+                                                   a.max_logit_rows()));
+  }
   return absl::OkStatus();
-}
-
-SamplingParams ToSamplingParams(const v1::SamplingOptions& s) {
-  SamplingParams p;
-  p.temperature = s.temperature();
-  p.top_k = s.top_k();
-  p.top_p = s.top_p() == 0.0f ? 1.0f : s.top_p();
-  p.min_p = s.min_p();
-  p.seed = s.seed();
-  p.stream = s.stream();
-  p.presence_penalty = s.presence_penalty();
-  p.frequency_penalty = s.frequency_penalty();
-  p.repetition_penalty = s.repetition_penalty() == 0.0f ? 1.0f : s.repetition_penalty();
-  for (const auto& [id, bias] : s.logit_bias()) p.logit_bias.emplace_back(id, bias);
-  std::sort(p.logit_bias.begin(), p.logit_bias.end());  // map order is unspecified
-  p.logprobs = s.logprobs() ? s.top_logprobs() : -1;
-  return p;
 }
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
@@ -187,7 +163,10 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
     STRATA_ASSIGN_OR_RETURN(shard->pp_comm, GlooCommunicator::Create(gloo, store_));
   }
 
-  shard->backend = MakeCpuBackend(a.threads() > 0 ? a.threads() : options_.default_threads);
+  BackendOptions backend_options;
+  backend_options.device = options_.device;
+  backend_options.threads = a.threads() > 0 ? a.threads() : options_.default_threads;
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(backend_options));
   ModelLoadOptions load;
   load.layer_begin = a.layer_begin();
   load.layer_end = a.layer_end();
@@ -196,8 +175,11 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   }
   load.kv_blocks = a.kv_blocks();
   load.kv_block_size = a.kv_block_size();
+  if (a.max_step_tokens() > 0) load.max_step_tokens = a.max_step_tokens();
+  if (a.max_logit_rows() > 0) load.max_logit_rows = a.max_logit_rows();
   load.tp_rank = a.tp_rank();
   load.tp_size = a.tp_size();
+  load.expert_parallel = a.expert_parallel();
   load.comm = shard->tp_comm.get();
   progress.set_phase("weights");
   auto last_sent = Clock::now();
@@ -210,18 +192,26 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
     last_sent = Clock::now();
     last_bytes = bytes;
   };
-  STRATA_ASSIGN_OR_RETURN(shard->runner, LoadModel(a.model(), *shard->backend, load));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                          LoadModel(a.model(), *backend, load));
+  StageRole role;
+  role.pp_rank = a.pp_rank();
+  role.pp_size = a.pp_size();
+  role.tp_rank = a.tp_rank();
+  role.pp_comm = shard->pp_comm.get();
+  shard->runtime = std::make_unique<ShardRuntime>(std::move(backend), std::move(runner), role);
+  const ModelRunner& loaded = shard->runtime->runner();
 
   v1::LoadProgress ready;
   ready.set_phase("ready");
   ready.set_ready(true);
-  ready.set_bytes_done(shard->runner->weight_bytes());
-  ready.set_bytes_total(shard->runner->weight_bytes());
-  ready.set_weight_bytes(shard->runner->weight_bytes());
-  ready.set_kv_blocks(shard->runner->kv_blocks());
+  ready.set_bytes_done(loaded.weight_bytes());
+  ready.set_bytes_total(loaded.weight_bytes());
+  ready.set_weight_bytes(loaded.weight_bytes());
+  ready.set_kv_blocks(loaded.kv_blocks());
   ready.set_seconds(SecondsSince(start));
   writer.Write(ready);
-  STRATA_LOG_INFO("loaded {:.1f} MB of weights in {:.2f} s", shard->runner->weight_bytes() / 1e6,
+  STRATA_LOG_INFO("loaded {:.1f} MB of weights in {:.2f} s", loaded.weight_bytes() / 1e6,
                   ready.seconds());
   return shard;
 }
@@ -259,104 +249,11 @@ grpc::Status WorkerServiceImpl::Step(
 
 absl::Status WorkerServiceImpl::RunStep(Shard& shard, const v1::StepRequest& request,
                                         v1::StepResult& result) {
-  ModelRunner& runner = *shard.runner;
-  const ModelConfig& config = runner.config();
-  const v1::ShardAssignment& a = shard.assignment;
-  const int32_t block_size = static_cast<int32_t>(runner.kv_block_size());
-  for (uint64_t id : request.release()) shard.sequences.erase(id);
-  if (request.seqs_size() == 0) return absl::OkStatus();
-
-  // Build and check everything before touching state: every rank sees the same request and
-  // refuses it the same way, so none is left waiting in a collective.
-  StepBatch batch;
-  std::vector<std::vector<int32_t>> tables(request.seqs_size());
-  std::vector<SamplingParams> sampling;
-  std::vector<int> sampled_seq;  // request index of each sampled sequence
-  for (int i = 0; i < request.seqs_size(); ++i) {
-    const v1::SequenceStep& seq = request.seqs(i);
-    if (seq.tokens().empty() || seq.num_cached() < 0 || seq.num_prompt_tokens() < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sequence ", seq.seq_id(),
-          ": needs at least one token, and num_cached and num_prompt_tokens >= 0"));
-    }
-    if (!seq.start()) {
-      auto it = shard.sequences.find(seq.seq_id());
-      if (it == shard.sequences.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", seq.seq_id(),
-            " continues, but this worker has no block table for it (released, or never "
-            "started: set start)"));
-      }
-      tables[i] = it->second.block_table;
-    }
-    tables[i].insert(tables[i].end(), seq.new_blocks().begin(), seq.new_blocks().end());
-    batch.AddSequence(seq.tokens(), seq.num_cached(), tables[i], block_size,
-                      /*all_logits=*/false);
-    if (!seq.sample()) {
-      batch.logit_rows.pop_back();
-      continue;
-    }
-    SamplingParams params = ToSamplingParams(seq.sampling());
-    if (absl::Status valid = params.Validate(config.vocab_size); !valid.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sequence ", seq.seq_id(), ": ", valid.message()));
-    }
-    sampling.push_back(std::move(params));
-    sampled_seq.push_back(i);
-  }
-  STRATA_RETURN_IF_ERROR(batch.Validate(config.vocab_size, config.max_position_embeddings,
-                                        runner.kv_blocks(), block_size));
-  for (int i = 0; i < request.seqs_size(); ++i) {
-    const v1::SequenceStep& seq = request.seqs(i);
-    SequenceState& state = shard.sequences[seq.seq_id()];
-    if (seq.start()) state.history.Clear();
-    state.block_table = std::move(tables[i]);
-    if (shard.is_sampler()) {
-      for (int t = 0; t < seq.cached_tokens_size(); ++t) {
-        state.history.Add(seq.cached_tokens(t), t >= seq.num_prompt_tokens());
-      }
-      for (int t = 0; t < seq.tokens_size(); ++t) {
-        state.history.Add(seq.tokens(t), seq.num_cached() + t >= seq.num_prompt_tokens());
-      }
-    }
-  }
-
-  const int64_t hidden_floats = batch.num_tokens() * config.hidden_size;
-  if (a.pp_rank() > 0) {
-    shard.hidden.resize(hidden_floats);
-    STRATA_RETURN_IF_ERROR(shard.pp_comm->Recv(shard.hidden.data(), hidden_floats,
-                                               a.pp_rank() - 1));
-  }
-  STRATA_RETURN_IF_ERROR(runner.Forward(batch, shard.hidden, shard.out));
-  if (!runner.is_last_stage()) {
-    return shard.pp_comm->Send(shard.out.data(), hidden_floats, a.pp_rank() + 1);
-  }
-  if (!shard.is_sampler()) return absl::OkStatus();
-  result.set_has_tokens(true);
-  const int64_t vocab = config.vocab_size;
-  for (size_t r = 0; r < sampling.size(); ++r) {
-    const v1::SequenceStep& seq = request.seqs(sampled_seq[r]);
-    const SamplingParams& params = sampling[r];
-    const absl::Span<const float> raw(shard.out.data() + r * vocab, vocab);
-    absl::Span<const float> row = raw;
-    if (!params.logit_bias.empty() || params.HasPenalties()) {
-      shard.processed.assign(raw.begin(), raw.end());
-      ApplyLogitsProcessors(absl::MakeSpan(shard.processed), params,
-                            shard.sequences[seq.seq_id()].history);
-      row = shard.processed;
-    }
-    const uint32_t position = static_cast<uint32_t>(seq.num_cached() + seq.tokens_size());
-    const int32_t token = SampleToken(row, params, position, shard.scratch);
-    result.add_tokens(token);
-    if (params.logprobs >= 0) {
-      const TokenLogprobs lp = ComputeLogprobs(raw, token, params.logprobs);
-      v1::TokenLogprobs* out = result.add_logprobs();
-      out->set_index(static_cast<uint32_t>(r));
-      out->set_logprob(lp.logprob);
-      out->mutable_top_ids()->Add(lp.top_ids.begin(), lp.top_ids.end());
-      out->mutable_top_logprobs()->Add(lp.top_logprobs.begin(), lp.top_logprobs.end());
-    }
-    if (request.return_logits()) result.mutable_logits()->Add(raw.begin(), raw.end());
+  StepOutput out;
+  STRATA_RETURN_IF_ERROR(shard.runtime->Run(DecodeStep(request), out));
+  if (shard.runtime->is_sampler() && !request.seqs().empty()) {
+    result.set_has_tokens(true);
+    EncodeStepOutput(out, result);
   }
   return absl::OkStatus();
 }
@@ -366,7 +263,7 @@ grpc::Status WorkerServiceImpl::Release(grpc::ServerContext*, const v1::ReleaseR
   std::lock_guard<std::mutex> lock(mu_);
   uint32_t released = 0;
   if (shard_ != nullptr) {
-    for (uint64_t id : request->seq_ids()) released += shard_->sequences.erase(id);
+    released = shard_->runtime->Release({request->seq_ids().begin(), request->seq_ids().end()});
   }
   reply->set_released(released);
   return grpc::Status::OK;

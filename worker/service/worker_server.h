@@ -6,10 +6,9 @@
 //   Load   drops the current shard, joins the TP group of its stage and the pipeline group
 //          of its TP index (keys namespaced by the load's generation), loads the weights,
 //          streams progress.
-//   Step   runs each StepRequest in order: the first stage embeds the tokens, later stages
-//          receive hidden states from the previous stage, the last stage's TP rank 0 samples.
-//          A step that fails validation is refused identically on every rank (they all see
-//          the same request), so no rank is left waiting in a collective.
+//   Step   runs each StepRequest in order through the shard's ShardRuntime
+//          (worker/runtime/shard_runtime.h): validated as a whole first, then stage by stage;
+//          the last stage's TP rank 0 samples on its backend and returns the tokens.
 //   Release / StepRequest.release  forget sequences.
 //
 // Generated gRPC types stay in worker_server.cc.
@@ -22,6 +21,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/device.h"
 
 namespace strata {
 
@@ -32,6 +32,7 @@ struct WorkerServerOptions {
   std::string advertise_host = "127.0.0.1";
   std::string coordinator;     // "host:port" of the coordinator (its rendezvous store)
   int default_threads = 1;     // compute threads when a Load does not say
+  DeviceSpec device;           // the backend shards run on
 };
 
 class WorkerServer {

@@ -22,7 +22,8 @@ v1::RegisterRequest GoodRequest(const std::string& host) {
   v1::RegisterRequest request;
   request.set_protocol_version(kClusterProtocolVersion);
   request.set_host(host);
-  request.mutable_inventory()->set_device_kind("cuda");
+  request.mutable_inventory()->set_device_kind(v1::DEVICE_KIND_CUDA);
+  request.mutable_inventory()->set_kv_dtype("bf16");
   request.mutable_inventory()->set_device_count(2);
   request.mutable_inventory()->add_memory_bytes(int64_t{80} << 30);
   request.mutable_inventory()->add_memory_bytes(int64_t{80} << 30);
@@ -125,8 +126,13 @@ TEST_F(ClusterServiceTest, MalformedRegistrationsNameTheFieldAndServerKeepsServi
   const Case cases[] = {
       {"empty host", [](v1::RegisterRequest& r) { r.clear_host(); }, "host"},
       {"no inventory", [](v1::RegisterRequest& r) { r.clear_inventory(); }, "inventory"},
-      {"bad kind", [](v1::RegisterRequest& r) { r.mutable_inventory()->set_device_kind("tpu"); },
+      {"no kind",
+       [](v1::RegisterRequest& r) {
+         r.mutable_inventory()->set_device_kind(v1::DEVICE_KIND_UNSPECIFIED);
+       },
        "inventory.device_kind"},
+      {"bad kv dtype", [](v1::RegisterRequest& r) { r.mutable_inventory()->set_kv_dtype("f33"); },
+       "inventory.kv_dtype"},
       {"zero devices", [](v1::RegisterRequest& r) { r.mutable_inventory()->set_device_count(0); },
        "inventory.device_count"},
       {"memory count",

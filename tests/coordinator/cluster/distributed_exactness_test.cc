@@ -11,64 +11,61 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/cluster/cluster_generate.h"
+#include "coordinator/engine/batch_generate.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/cluster/local_cluster.h"
 #include "tests/testing/shared_data.h"
-#include "worker/backend/backend.h"
-#include "worker/model/model_runner.h"
 #include "worker/model/synthetic_model.h"
-#include "worker/model/tp_shard.h"
-#include "worker/sampling/sampler.h"
+#include "worker/model/tp_split.h"
+#include "worker/runtime/local_executor.h"
 
 namespace strata {
 namespace {
 
 constexpr int64_t kNewTokens = 8;
 constexpr float kLogitTolerance = 1e-4f;
+engine::BatchGenerateOptions Greedy() {
+  engine::BatchGenerateOptions generate;
+  generate.max_new_tokens = kNewTokens;
+  generate.sampling.temperature = 0;
+  generate.stop_at_eos = false;
+  generate.return_logits = true;
+  return generate;
+}
+
 const std::vector<std::vector<int32_t>> kPrompts = {
     {1, 403, 407, 261, 378, 300, 290},
     {1, 300},
     {1, 290, 291, 292, 293, 294, 295, 296, 297, 298, 299, 300, 301, 302, 303, 304, 305, 306, 307},
 };
 
-// One process, one sequence at a time: the reference tokens and logits.
-std::vector<ClusterSequenceOutput> Reference(const std::string& path, ModelConfig& config) {
-  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
-  ModelLoadOptions load;
-  load.kv_blocks = 8;
-  auto model = LoadModel(path, *backend, load);
-  EXPECT_TRUE(model.ok()) << model.status();
-  if (!model.ok()) return {};
-  config = (*model)->config();
-  std::vector<int32_t> blocks(8);
-  std::iota(blocks.begin(), blocks.end(), 0);
-  std::vector<ClusterSequenceOutput> out;
+// One process, one sequence at a time (the engine on an in-process executor): the reference
+// tokens and logits.
+std::vector<engine::BatchSequenceOutput> Reference(const std::string& path, ModelConfig& config) {
+  LocalExecutorOptions local;
+  local.model = path;
+  local.backend.threads = 1;
+  local.kv_tokens = 128;
+  auto executor = LocalExecutor::Create(local);
+  EXPECT_TRUE(executor.ok()) << executor.status();
+  if (!executor.ok()) return {};
+  config = (*executor)->config();
+  std::vector<engine::BatchSequenceOutput> out;
   for (const auto& prompt : kPrompts) {
-    ClusterSequenceOutput seq;
-    std::vector<int32_t> next = prompt;
-    int32_t cached = 0;
-    for (int64_t i = 0; i < kNewTokens; ++i) {
-      StepBatch batch;
-      batch.AddSequence(next, cached, blocks, 16, /*all_logits=*/false);
-      std::vector<float> logits;
-      EXPECT_TRUE((*model)->Forward(batch, {}, logits).ok());
-      cached += static_cast<int32_t>(next.size());
-      seq.tokens.push_back(Argmax(logits));
-      seq.logits.push_back(std::move(logits));
-      next = {seq.tokens.back()};
-    }
-    out.push_back(std::move(seq));
+    auto result = engine::GenerateBatch(**executor, {prompt}, Greedy());
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok()) return {};
+    out.push_back(result->sequences[0]);
   }
   return out;
 }
 
 void ExpectEverySplitMatches(const std::string& path) {
   ModelConfig config;
-  const std::vector<ClusterSequenceOutput> reference = Reference(path, config);
+  const std::vector<engine::BatchSequenceOutput> reference = Reference(path, config);
   ASSERT_EQ(reference.size(), kPrompts.size());
   for (int tp : {1, 2, 4}) {
-    if (!PlanTpShard(config, 0, tp).ok()) continue;
+    if (!MakeTpLayout(config, 0, tp).ok()) continue;
     for (int pp : {1, 2, 3}) {
       if (pp > config.num_layers) continue;
       SCOPED_TRACE(absl::StrCat("TP", tp, " PP", pp));
@@ -83,12 +80,7 @@ void ExpectEverySplitMatches(const std::string& path) {
       options.comm_timeout = std::chrono::seconds(20);
       auto cluster = testing::StartLocalCluster(options, tp * pp);
       ASSERT_TRUE(cluster.ok()) << cluster.status();
-      ClusterGenerateOptions generate;
-      generate.max_new_tokens = kNewTokens;
-      generate.sampling.temperature = 0;
-      generate.stop_at_eos = false;
-      generate.return_logits = true;
-      auto result = GenerateOnCluster(*(*cluster)->executor, kPrompts, generate);
+      auto result = engine::GenerateBatch(*(*cluster)->executor, kPrompts, Greedy());
       ASSERT_TRUE(result.ok()) << result.status();
       float diff = 0;
       for (size_t s = 0; s < kPrompts.size(); ++s) {
@@ -103,8 +95,8 @@ void ExpectEverySplitMatches(const std::string& path) {
         }
       }
       EXPECT_LE(diff, kLogitTolerance);
-      std::printf("TP%d PP%d: %lld steps, max logit diff %.3g\n", tp, pp,
-                  static_cast<long long>(result->steps), diff);
+      std::printf("TP%d PP%d: %zu steps, max logit diff %.3g\n", tp, pp,
+                  result->steps.size(), diff);
     }
   }
 }

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/cluster/cluster_generate.h"
+#include "coordinator/engine/batch_generate.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/cluster/local_cluster.h"
 #include "tests/testing/shared_data.h"
@@ -51,15 +51,18 @@ MembershipOptions FastLeases() {
   return m;
 }
 
-absl::StatusOr<ClusterGenerateResult> Generate(ClusterExecutor& executor) {
-  ClusterGenerateOptions options;
+// The prompts through the engine, which gives up at once when a step fails (no waiting for a
+// recovery), so a failure shows as this call's error.
+absl::StatusOr<engine::BatchGenerateResult> Generate(ClusterExecutor& executor) {
+  engine::BatchGenerateOptions options;
   options.max_new_tokens = 6;
   options.sampling.temperature = 0;
   options.stop_at_eos = false;
-  return GenerateOnCluster(executor, kPrompts, options);
+  options.engine.recovery_timeout = milliseconds(0);
+  return engine::GenerateBatch(executor, kPrompts, options);
 }
 
-std::vector<std::vector<int32_t>> Tokens(const ClusterGenerateResult& r) {
+std::vector<std::vector<int32_t>> Tokens(const engine::BatchGenerateResult& r) {
   std::vector<std::vector<int32_t>> out;
   for (const auto& s : r.sequences) out.push_back(s.tokens);
   return out;
@@ -92,7 +95,7 @@ TEST(DistributedFailureTest, DeadWorkerIsDetectedAndReplaced) {
 
   (*cluster)->workers[0]->Signal(1, SIGKILL);
   const auto killed = Clock::now();
-  absl::StatusOr<ClusterGenerateResult> during = absl::UnknownError("not run");
+  absl::StatusOr<engine::BatchGenerateResult> during = absl::UnknownError("not run");
   // The first generation may start before the executor notices; it must fail, not hang.
   while (SecondsSince(killed) < 10 && (during = Generate(executor)).ok()) {
   }
@@ -119,6 +122,7 @@ TEST(DistributedFailureTest, HungWorkerIsDetectedAndRecoversWhenItResumes) {
   ASSERT_TRUE(before.ok()) << before.status();
 
   (*cluster)->workers[0]->Signal(0, SIGSTOP);
+  ASSERT_TRUE(testing::WaitUntilStopped((*cluster)->workers[0]->pids()[0]));
   const auto stopped = Clock::now();
   auto during = Generate(executor);
   ASSERT_FALSE(during.ok());
@@ -148,6 +152,7 @@ TEST(DistributedFailureTest, SilentWorkerFailsTheStepWithinTheStepTimeout) {
   ASSERT_TRUE(before.ok()) << before.status();
 
   (*cluster)->workers[0]->Signal(1, SIGSTOP);
+  ASSERT_TRUE(testing::WaitUntilStopped((*cluster)->workers[0]->pids()[1]));
   const auto stopped = Clock::now();
   auto during = Generate(executor);
   ASSERT_FALSE(during.ok());

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +44,21 @@ struct LocalCluster {
     if (server != nullptr) server->Stop();
   }
 };
+
+// Waits (up to `timeout`) until process `pid` is stopped (SIGSTOP taken effect): a fault test
+// must not race the signal.
+inline bool WaitUntilStopped(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("State:", 0) == 0 && line.find('T') != std::string::npos) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
 
 // Coordinator with fast leases (tests of failure detection shorten them further), `workers`
 // worker processes, and (unless `start_executor` is false) an executor over them.

@@ -18,7 +18,7 @@ MembershipOptions Short() {
   return options;
 }
 
-DeviceInventory Cpu() { return {"cpu", 1, {int64_t{1} << 30}, "n"}; }
+DeviceInventory Cpu() { return {DeviceKind::kCpu, 1, {int64_t{1} << 30}, "n"}; }
 
 TEST(MembershipTest, WaitForAliveReturnsWhenEnoughRegisterAndTimesOutOtherwise) {
   Membership membership(Short());

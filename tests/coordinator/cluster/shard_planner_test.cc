@@ -18,6 +18,12 @@ ModelConfig Config(const std::string& name) {
   return c.ok() ? *c : ModelConfig{};
 }
 
+// The plan of configs/<name> (a config.json: sized by its torch_dtype and quantization_config).
+absl::StatusOr<ShardPlan> Plan(const std::string& name, const ClusterSpec& cluster,
+                               const PlanOptions& options = {}) {
+  return PlanModel(testing::SharedDataPath("configs/" + name).string(), cluster, options);
+}
+
 ClusterSpec Cluster(int64_t nodes, int64_t devices, int64_t memory_gib) {
   ClusterSpec c;
   c.nodes = nodes;
@@ -46,7 +52,7 @@ void ExpectWellFormed(const ShardPlan& plan, const ModelConfig& c) {
 TEST(ShardPlannerTest, Llama405BBf16OnTwoNodesOfEight) {
   STRATA_SHARED_DATA_OR_SKIP(dir, "configs/reconstructed__Llama-3.1-405B-Instruct");
   const ModelConfig c = Config("reconstructed__Llama-3.1-405B-Instruct");
-  auto plan = PlanShards(c, Cluster(2, 8, 80), {.min_kv_tokens = 8192});
+  auto plan = Plan("reconstructed__Llama-3.1-405B-Instruct", Cluster(2, 8, 80), {.min_kv_tokens = 8192});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->tp, 8);
   EXPECT_EQ(plan->pp, 2);
@@ -65,8 +71,8 @@ TEST(ShardPlannerTest, Llama405BBf16OnTwoNodesOfEight) {
 
 TEST(ShardPlannerTest, Llama405BBf16OnOneNodeIsRefusedWithWhatFits) {
   STRATA_SHARED_DATA_OR_SKIP(dir, "configs/reconstructed__Llama-3.1-405B-Instruct");
-  auto plan = PlanShards(Config("reconstructed__Llama-3.1-405B-Instruct"), Cluster(1, 8, 80),
-                         {.min_kv_tokens = 8192});
+  auto plan = Plan("reconstructed__Llama-3.1-405B-Instruct", Cluster(1, 8, 80),
+                   {.min_kv_tokens = 8192});
   ASSERT_EQ(plan.status().code(), absl::StatusCode::kResourceExhausted) << plan.status();
   const std::string message(plan.status().message());
   EXPECT_NE(message.find("fits on 2 nodes x 8 (TP8 x PP2)"), std::string::npos) << message;
@@ -77,7 +83,8 @@ TEST(ShardPlannerTest, Llama405BFp8OnOneNode) {
   STRATA_SHARED_DATA_OR_SKIP(dir, "configs/reconstructed__Llama-3.1-405B-Instruct-FP8");
   const ModelConfig c = Config("reconstructed__Llama-3.1-405B-Instruct-FP8");
   EXPECT_EQ(c.quant.method, QuantMethod::kFp8);
-  auto plan = PlanShards(c, Cluster(1, 8, 80), {.min_kv_tokens = 8192});
+  auto plan = Plan("reconstructed__Llama-3.1-405B-Instruct-FP8", Cluster(1, 8, 80),
+                   {.min_kv_tokens = 8192});
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->tp, 8);
   EXPECT_EQ(plan->pp, 1);
@@ -92,7 +99,7 @@ TEST(ShardPlannerTest, MixtralOnTwoAndFourDevices) {
   EXPECT_EQ(c.moe.num_experts, 8);
   EXPECT_EQ(c.moe.experts_per_token, 2);
   for (int64_t devices : {2, 4}) {
-    auto plan = PlanShards(c, Cluster(1, devices, 80));
+    auto plan = Plan("mistralai__Mixtral-8x7B-Instruct-v0.1", Cluster(1, devices, 80));
     ASSERT_TRUE(plan.ok()) << plan.status();
     EXPECT_EQ(plan->tp, devices);
     ExpectWellFormed(*plan, c);
@@ -103,13 +110,14 @@ TEST(ShardPlannerTest, MixtralOnTwoAndFourDevices) {
     EXPECT_EQ(plan->ranks[0].kv_heads, 8 / devices);
   }
   // One 80 GiB device cannot hold 93 GB.
-  EXPECT_EQ(PlanShards(c, Cluster(1, 1, 80)).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Plan("mistralai__Mixtral-8x7B-Instruct-v0.1", Cluster(1, 1, 80)).status().code(),
+            absl::StatusCode::kResourceExhausted);
 }
 
 TEST(ShardPlannerTest, Llama8BOnOneDevice) {
   STRATA_SHARED_DATA_OR_SKIP(dir, "configs/meta-llama__Llama-3.1-8B-Instruct");
   const ModelConfig c = Config("meta-llama__Llama-3.1-8B-Instruct");
-  auto plan = PlanShards(c, Cluster(1, 1, 80));
+  auto plan = Plan("meta-llama__Llama-3.1-8B-Instruct", Cluster(1, 1, 80));
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectWellFormed(*plan, c);
   EXPECT_NEAR(plan->total_weight_bytes / 1e9, 16.06, 0.1);
@@ -121,7 +129,7 @@ TEST(ShardPlannerTest, Llama8BOnOneDevice) {
 TEST(ShardPlannerTest, KvHeadsReplicateWhenTpExceedsThem) {
   STRATA_SHARED_DATA_OR_SKIP(dir, "configs/reconstructed__Llama-3.1-70B-Instruct");
   const ModelConfig c = Config("reconstructed__Llama-3.1-70B-Instruct");
-  auto plan = PlanShards(c, Cluster(1, 16, 80));
+  auto plan = Plan("reconstructed__Llama-3.1-70B-Instruct", Cluster(1, 16, 80));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->ranks[0].kv_heads, 1);
   EXPECT_EQ(plan->kv_replication, 2);
@@ -130,10 +138,11 @@ TEST(ShardPlannerTest, KvHeadsReplicateWhenTpExceedsThem) {
 TEST(ShardPlannerTest, IndivisibleSplitsAreRefused) {
   STRATA_SHARED_DATA_OR_SKIP(dir, "configs/meta-llama__Llama-3.1-8B-Instruct");
   const ModelConfig c = Config("meta-llama__Llama-3.1-8B-Instruct");
-  auto plan = PlanShards(c, Cluster(1, 3, 80));
+  auto plan = Plan("meta-llama__Llama-3.1-8B-Instruct", Cluster(1, 3, 80));
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(plan.status().message().find("32 attention heads"), std::string::npos) << plan.status();
-  EXPECT_EQ(PlanShards(c, Cluster(33, 1, 80)).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Plan("meta-llama__Llama-3.1-8B-Instruct", Cluster(33, 1, 80)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(ShardPlannerTest, AwqWeightsAreCountedAtFourBits) {
@@ -142,7 +151,9 @@ TEST(ShardPlannerTest, AwqWeightsAreCountedAtFourBits) {
   EXPECT_EQ(c.quant.method, QuantMethod::kAwq);
   EXPECT_EQ(c.quant.group_size, 128);
   // 7B linear parameters at ~4.2 bits plus 1B of f16 embedding and lm_head: ~5.7 GB.
-  EXPECT_NEAR(ModelWeightBytes(c) / 1e9, 5.7, 0.3);
+  auto plan = Plan("UCLA-EMC__Meta-Llama-3.1-8B-AWQ-INT4", Cluster(1, 1, 80));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NEAR(plan->total_weight_bytes / 1e9, 5.7, 0.3);
 }
 
 TEST(ShardPlannerTest, ByteSizes) {

@@ -1,6 +1,6 @@
 // The serving engine end to end, through real worker processes on 127.0.0.1: many concurrent
-// requests of mixed lengths must get exactly the tokens each gets alone from the offline
-// single-sequence generator (worker/model/generate.h) — greedy and seeded sampling, under TP=1,
+// requests of mixed lengths must get exactly the tokens each gets alone in this process (the
+// engine on an in-process LocalExecutor, one request at a time) — greedy and seeded sampling, under TP=1,
 // TP=2 and PP=2, and with a KV budget small enough to force preemption. Also: prefix-cache hits
 // that skip computation, stop strings and stop ids, n > 1 samples, logprobs, logit bias,
 // penalties, cancellation, and every block coming back.
@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -20,10 +21,9 @@
 #include "gtest/gtest.h"
 #include "tests/coordinator/cluster/local_cluster.h"
 #include "tests/testing/shared_data.h"
-#include "worker/backend/backend.h"
-#include "worker/model/generate.h"
-#include "worker/model/model_runner.h"
+#include "coordinator/engine/batch_generate.h"
 #include "worker/model/synthetic_model.h"
+#include "worker/runtime/local_executor.h"
 #include "worker/sampling/sampler.h"
 
 namespace strata::engine {
@@ -56,24 +56,62 @@ std::vector<Case> MixedCases(int count, int max_prompt, int max_new, uint32_t se
   return cases;
 }
 
-// Each case alone, in this process, through the offline generator.
+// Each case alone, in this process: the engine on a LocalExecutor, one request at a time.
 std::vector<std::vector<int32_t>> Alone(const std::vector<Case>& cases, bool seeded) {
-  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
-  ModelLoadOptions load;
-  load.kv_blocks = 16;
-  auto model = LoadModel(TinyModel(), *backend, load);
-  EXPECT_TRUE(model.ok()) << model.status();
+  LocalExecutorOptions local;
+  local.model = TinyModel();
+  local.backend.threads = 1;
+  local.kv_tokens = 256;
+  auto executor = LocalExecutor::Create(local);
+  EXPECT_TRUE(executor.ok()) << executor.status();
   std::vector<std::vector<int32_t>> out;
   for (size_t i = 0; i < cases.size(); ++i) {
-    GenerateOptions options;
+    BatchGenerateOptions options;
     options.max_new_tokens = cases[i].max_tokens;
     options.stop_at_eos = false;
     options.sampling.temperature = seeded ? 0.8f : 0.0f;
     options.sampling.top_p = seeded ? 0.9f : 1.0f;
     options.sampling.seed = 1000 + i;
-    auto r = Generate(**model, cases[i].prompt, options);
+    auto r = GenerateBatch(**executor, {cases[i].prompt}, options);
     EXPECT_TRUE(r.ok()) << r.status();
-    out.push_back(r.ok() ? r->tokens : std::vector<int32_t>{});
+    out.push_back(r.ok() ? r->sequences[0].tokens : std::vector<int32_t>{});
+  }
+  return out;
+}
+
+// A reference loop without the engine: one sequence, one step per token, straight through an
+// in-process executor. Returns the sampled ids.
+// `choose`, when given, picks each next token from the step's raw logits instead.
+std::vector<int32_t> StepLoop(
+    const std::vector<int32_t>& prompt, int n, const SamplingParams& sampling,
+    const std::function<int32_t(std::vector<float>&)>& choose = nullptr) {
+  LocalExecutorOptions local;
+  local.model = TinyModel();
+  local.backend.threads = 1;
+  local.kv_tokens = 256;
+  auto executor = LocalExecutor::Create(local);
+  EXPECT_TRUE(executor.ok()) << executor.status();
+  if (!executor.ok()) return {};
+  std::vector<int32_t> out, next = prompt;
+  int32_t cached = 0;
+  for (int i = 0; i < n; ++i) {
+    StepInput step;
+    step.return_logits = choose != nullptr;
+    SequenceStepInput seq;
+    seq.seq_id = 1;
+    seq.tokens = next;
+    seq.num_cached = cached;
+    seq.start = i == 0;
+    if (seq.start) seq.new_blocks = {0, 1, 2, 3};
+    seq.num_prompt_tokens = static_cast<int32_t>(prompt.size());
+    seq.sampling = sampling;
+    step.seqs.push_back(seq);
+    auto result = (*executor)->Run(step);
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok()) return out;
+    cached += static_cast<int32_t>(next.size());
+    out.push_back(choose ? choose(result->logits) : result->tokens[0]);
+    next = {out.back()};
   }
   return out;
 }
@@ -333,20 +371,14 @@ TEST(EngineTest, ParallelSamplesShareThePromptAndMatchTheirStreams) {
   ASSERT_TRUE(id.ok());
   collector.WaitFor(4);
 
-  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
-  auto model = LoadModel(TinyModel(), *backend, {});
-  ASSERT_TRUE(model.ok());
   for (int i = 0; i < 4; ++i) {
-    GenerateOptions options;
-    options.max_new_tokens = 10;
-    options.stop_at_eos = false;
-    options.sampling.temperature = 1.0f;
-    options.sampling.seed = 99;
-    options.sampling.stream = static_cast<uint32_t>(i);
-    auto alone = Generate(**model, c.prompt, options);
-    ASSERT_TRUE(alone.ok());
+    SamplingParams sampling;
+    sampling.temperature = 1.0f;
+    sampling.seed = 99;
+    sampling.stream = static_cast<uint32_t>(i);
+    const std::vector<int32_t> alone = StepLoop(c.prompt, 10, sampling);
     const auto sample = collector.Get(*id, i);
-    EXPECT_EQ(sample.tokens, alone->tokens) << "sample " << i;
+    EXPECT_EQ(sample.tokens, alone) << "sample " << i;
     if (i > 0) {
       EXPECT_EQ(sample.cached_prompt_tokens, 32) << "sample " << i;
     }
@@ -399,26 +431,18 @@ TEST(EngineTest, LogprobsLogitBiasAndPenalties) {
   ASSERT_TRUE(id.ok());
   p.WaitFor(1);
 
-  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
-  auto model = LoadModel(TinyModel(), *backend, {});
-  ASSERT_TRUE(model.ok());
-  std::vector<int32_t> blocks = {0, 1};
+  // The raw logits of each step, then the processors on the host.
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
   TokenHistory history;
   for (int32_t t : c.prompt) history.Add(t, false);
-  std::vector<int32_t> next = c.prompt, expected;
-  int32_t cached = 0;
-  std::vector<float> logits, scratch;
-  for (int i = 0; i < 8; ++i) {
-    StepBatch batch;
-    batch.AddSequence(next, cached, blocks, 16, false);
-    ASSERT_TRUE((*model)->Forward(batch, {}, logits).ok());
-    cached += static_cast<int32_t>(next.size());
-    ApplyLogitsProcessors(absl::MakeSpan(logits), penalized.sampling, history);
-    const int32_t token = Argmax(logits);
-    expected.push_back(token);
-    history.Add(token, true);
-    next = {token};
-  }
+  const std::vector<int32_t> expected =
+      StepLoop(c.prompt, 8, greedy, [&](std::vector<float>& logits) {
+        ApplyLogitsProcessors(absl::MakeSpan(logits), penalized.sampling, history);
+        const int32_t token = Argmax(logits);
+        history.Add(token, true);
+        return token;
+      });
   EXPECT_EQ(p.Get(*id).tokens, expected);
 }
 

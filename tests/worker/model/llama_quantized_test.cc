@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/shared_data.h"
 #include "tests/worker/model/golden.h"
-#include "worker/model/model_runner.h"
+#include "tests/worker/model/model_testing.h"
 
 namespace strata {
 namespace {
@@ -64,18 +64,14 @@ absl::Status Reencode(const GgufFile& src, DType dtype, const std::string& dst,
 
 float MaxPrefillError(ModelRunner& model, const std::vector<testing::FixtureCase>& cases) {
   const int64_t vocab = model.config().vocab_size;
-  std::vector<int32_t> blocks(model.kv_blocks());
-  std::iota(blocks.begin(), blocks.end(), 0);
   float worst = 0;
   for (const auto& c : cases) {
-    StepBatch batch;
-    batch.AddSequence(c.tokens, 0, blocks, static_cast<int32_t>(model.kv_block_size()), true);
-    std::vector<float> logits;
-    EXPECT_TRUE(model.Forward(batch, {}, logits).ok());
+    auto logits = testing::Forward(model, testing::OneSequence(model, c.tokens, 0, true));
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) return 1e9f;
     for (size_t p = 0; p < c.tokens.size(); ++p) {
-      for (int64_t v = 0; v < vocab; ++v) {
-        worst = std::max(worst, std::fabs(logits[p * vocab + v] - c.logits_all[p][v]));
-      }
+      worst = std::max(worst, testing::MaxAbsDiff(logits->data() + p * vocab,
+                                                  c.logits_all[p].data(), vocab));
     }
   }
   return worst;
@@ -92,10 +88,9 @@ TEST_P(LlamaQuantizedTest, StoredInFileStaysNearF32) {
   const std::string out = (testing::TempDir("quant") / "model.gguf").string();
   ASSERT_TRUE(Reencode(**src, dc.dtype, out).ok());
 
-  std::unique_ptr<Backend> backend = MakeCpuBackend(2);
-  auto model = LoadModel(out, *backend, {});
+  auto model = testing::LoadForTest(out);
   ASSERT_TRUE(model.ok()) << model.status();
-  const float err = MaxPrefillError(**model, testing::LoadFixtureGolden(golden_path));
+  const float err = MaxPrefillError(*model->runner, testing::LoadFixtureGolden(golden_path));
   EXPECT_LT(err, dc.tolerance) << DTypeName(dc.dtype);
   std::printf("%s: max |logit - llama.cpp f32| = %.4f\n", DTypeName(dc.dtype), err);
 }
@@ -104,12 +99,11 @@ TEST_P(LlamaQuantizedTest, ConvertedAtLoadStaysNearF32) {
   STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/llama/hf");
   STRATA_SHARED_DATA_OR_SKIP(golden_path, "fixtures/llama/golden.json");
   const DTypeCase& dc = GetParam();
-  std::unique_ptr<Backend> backend = MakeCpuBackend(2);
   ModelLoadOptions options;
   options.weight_dtype = dc.dtype;
-  auto model = LoadModel(model_path.string(), *backend, options);
+  auto model = testing::LoadForTest(model_path.string(), options);
   ASSERT_TRUE(model.ok()) << model.status();
-  const float err = MaxPrefillError(**model, testing::LoadFixtureGolden(golden_path));
+  const float err = MaxPrefillError(*model->runner, testing::LoadFixtureGolden(golden_path));
   EXPECT_LT(err, dc.tolerance) << DTypeName(dc.dtype);
 }
 
@@ -122,8 +116,7 @@ TEST(LlamaLoadErrorTest, WrongShapeNamesFileTensorAndExpectedShape) {
   ASSERT_TRUE(src.ok()) << src.status();
   const std::string out = (testing::TempDir("broken") / "broken.gguf").string();
   ASSERT_TRUE(Reencode(**src, DType::kF32, out, "blk.1.attn_q.weight").ok());
-  std::unique_ptr<Backend> backend = MakeCpuBackend(1);
-  auto model = LoadModel(out, *backend, {});
+  auto model = testing::LoadForTest(out, {}, 1);
   ASSERT_FALSE(model.ok());
   const std::string message(model.status().message());
   EXPECT_NE(message.find(out), std::string::npos) << message;

@@ -36,7 +36,8 @@
 #include "tests/worker/comm/multiprocess.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/store.h"
-#include "worker/model/model_runner.h"
+#include "tests/worker/model/model_testing.h"
+#include "worker/backend/cpu_backend.h"
 #include "worker/model/synthetic_model.h"
 
 namespace strata {
@@ -116,11 +117,11 @@ absl::StatusOr<Measurement> LoadRunMeasure(const std::string& path, int64_t begi
     options.tp_size = comm->world_size();
   }
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, LoadModel(path, *backend, options));
-  StepBatch batch;
-  const std::vector<int32_t> blocks = {0};
-  batch.AddSequence(kPrompt, 0, blocks, 16, /*all_logits=*/false);
-  std::vector<float> out;
-  STRATA_RETURN_IF_ERROR(runner->Forward(batch, {}, out));
+  // Stages after the first read zero hidden states: the step only has to touch every weight.
+  const StepBatch batch = testing::OneSequence(*runner, kPrompt, 0, /*all_logits=*/false);
+  const std::vector<float> hidden(
+      runner->is_first_stage() ? 0 : kPrompt.size() * runner->config().hidden_size, 0.0f);
+  STRATA_RETURN_IF_ERROR(testing::Forward(*runner, batch, hidden).status());
   return Measurement{MappedRss(path), runner->weight_bytes(), runner->decode_weight_bytes()};
 }
 

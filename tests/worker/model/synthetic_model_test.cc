@@ -7,8 +7,7 @@
 #include "coordinator/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/testing/shared_data.h"
-#include "worker/model/generate.h"
-#include "worker/model/model_runner.h"
+#include "tests/worker/model/model_testing.h"
 
 namespace strata {
 namespace {
@@ -44,17 +43,11 @@ TEST(SyntheticModelTest, DefaultModelLoadsTokenizesAndGenerates) {
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "hello world");
 
-  std::unique_ptr<Backend> backend = MakeCpuBackend(2);
-  auto model = LoadModel(*path, *backend, {});
-  ASSERT_TRUE(model.ok()) << model.status();
-  GenerateOptions options;
-  options.max_new_tokens = 8;
-  options.stop_at_eos = false;
-  auto a = Generate(**model, *ids, options);
-  auto b = Generate(**model, *ids, options);
+  auto a = testing::GreedyIds(*path, *ids, 8);
+  auto b = testing::GreedyIds(*path, *ids, 8);
   ASSERT_TRUE(a.ok() && b.ok());
-  EXPECT_EQ(a->tokens.size(), 8u);
-  EXPECT_EQ(a->tokens, b->tokens);  // greedy is deterministic
+  EXPECT_EQ(a->size(), 8u);
+  EXPECT_EQ(*a, *b);  // greedy is deterministic
 }
 
 TEST(SyntheticModelTest, UnknownPresetIsNamed) {

@@ -20,9 +20,10 @@
 #include "worker/comm/communicator.h"
 #include "worker/comm/gloo_communicator.h"
 #include "worker/comm/store.h"
-#include "worker/model/model_runner.h"
+#include "tests/worker/model/model_testing.h"
+#include "worker/backend/cpu_backend.h"
 #include "worker/model/synthetic_model.h"
-#include "worker/model/tp_shard.h"
+#include "worker/model/tp_split.h"
 #include "worker/sampling/sampler.h"
 
 namespace strata {
@@ -42,18 +43,16 @@ struct Greedy {
 
 // Greedy decoding through a pipeline of runners (stage i feeds stage i + 1).
 absl::StatusOr<Greedy> RunGreedy(const std::vector<std::unique_ptr<ModelRunner>>& stages) {
-  std::vector<int32_t> blocks(kKvBlocks);
-  std::iota(blocks.begin(), blocks.end(), 0);
   Greedy g;
   std::vector<int32_t> step = kPrompt;
   int32_t cached = 0;
   for (int64_t i = 0; i < kNewTokens; ++i) {
-    StepBatch batch;
-    batch.AddSequence(step, cached, blocks, kBlockSize, /*all_logits=*/false);
-    std::vector<float> hidden, out;
+    const StepBatch batch = testing::OneSequence(*stages[0], step, cached, /*all_logits=*/false);
+    std::vector<float> hidden;
     for (const auto& stage : stages) {
-      if (absl::Status s = stage->Forward(batch, hidden, out); !s.ok()) return s;
-      hidden.swap(out);
+      absl::StatusOr<std::vector<float>> out = testing::Forward(*stage, batch, hidden);
+      if (!out.ok()) return out.status();
+      hidden = *std::move(out);
     }
     cached += static_cast<int32_t>(step.size());
     g.tokens.push_back(Argmax(hidden));
@@ -142,7 +141,7 @@ void ExpectSplitsMatch(const std::string& path, const std::string& name) {
     reference = *std::move(greedy);
   }
   for (int tp : {1, 2, 4}) {
-    if (!PlanTpShard(config, 0, tp).ok()) continue;
+    if (!MakeTpLayout(config, 0, tp).ok()) continue;
     for (int pp : {1, 2, 3}) {
       if (pp > config.num_layers) continue;
       SCOPED_TRACE(absl::StrCat(name, " TP", tp, " PP", pp));
@@ -208,38 +207,38 @@ TEST(TpPpSyntheticTest, EverySplitMatchesOneProcess) {
   ExpectSplitsMatch(path, "synthetic");
 }
 
-TEST(TpShardTest, RefusesSplitsThatDoNotDivide) {
+TEST(TpSplitTest, RefusesSplitsThatDoNotDivide) {
   ModelConfig config;
   config.num_heads = 8;
   config.num_kv_heads = 4;
   config.intermediate_size = 172;
   config.vocab_size = 512;
-  auto three = PlanTpShard(config, 0, 3);
-  ASSERT_EQ(three.status().code(), absl::StatusCode::kInvalidArgument);
+  auto three = MakeTpLayout(config, 0, 3);
+  ASSERT_EQ(three.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(three.status().message().find("8 attention heads"), std::string::npos)
       << three.status();
   config.num_kv_heads = 3;
   config.num_heads = 12;
   config.intermediate_size = 96;
-  auto kv = PlanTpShard(config, 0, 2);
-  ASSERT_EQ(kv.status().code(), absl::StatusCode::kInvalidArgument);
+  auto kv = MakeTpLayout(config, 0, 2);
+  ASSERT_EQ(kv.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(kv.status().message().find("3 KV heads"), std::string::npos) << kv.status();
 }
 
-TEST(TpShardTest, ReplicatesKvHeadsWithTheirQueryGroups) {
+TEST(TpSplitTest, ReplicatesKvHeadsWithTheirQueryGroups) {
   ModelConfig config;
   config.num_heads = 8;
   config.num_kv_heads = 2;
   config.intermediate_size = 320;
   config.vocab_size = 510;
   for (int rank = 0; rank < 4; ++rank) {
-    auto s = PlanTpShard(config, rank, 4);
+    auto s = MakeTpLayout(config, rank, 4);
     ASSERT_TRUE(s.ok()) << s.status();
-    EXPECT_EQ(s->q_head_begin, 2 * rank);
-    EXPECT_EQ(s->num_kv_heads, 1);
-    EXPECT_EQ(s->kv_head_begin, rank / 2);  // query heads 2r, 2r+1 sit in group r / 2
-    EXPECT_EQ(s->vocab_begin, 128 * rank);
-    EXPECT_EQ(s->vocab_size, rank == 3 ? 126 : 128);
+    EXPECT_EQ(s->q_heads.begin, 2 * rank);
+    EXPECT_EQ(s->kv_heads.size(), 1);
+    EXPECT_EQ(s->kv_heads.begin, rank / 2);  // query heads 2r, 2r+1 sit in group r / 2
+    EXPECT_EQ(s->vocab.begin, 128 * rank);
+    EXPECT_EQ(s->vocab.size(), rank == 3 ? 126 : 128);
   }
 }
 

@@ -35,7 +35,7 @@ WorkerAgentOptions AgentOptions(const CoordinatorServer& server) {
   WorkerAgentOptions options;
   options.coordinator = server.address();
   options.host = "127.0.0.1:9001";
-  options.inventory = {"cpu", 1, {int64_t{4} << 30}, "local"};
+  options.inventory = {DeviceKind::kCpu, 1, {int64_t{4} << 30}, "local"};
   options.rpc_timeout = milliseconds(2000);
   return options;
 }

@@ -1,4 +1,4 @@
-#include "worker/model/step_batch.h"
+#include "worker/backend/step_batch.h"
 
 #include <algorithm>
 

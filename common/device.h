@@ -1,0 +1,49 @@
+// The kinds of device a backend runs on, and what a worker reports about its devices. Model,
+// worker and planner code branch on these values, never on names; names exist for flags, logs
+// and the wire.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+
+namespace strata {
+
+enum class DeviceKind : uint8_t {
+  kCpu,   // host memory, kernels/cpu
+  kCuda,  // an NVIDIA GPU, kernels/cuda
+};
+
+// "cpu", "cuda".
+const char* DeviceKindName(DeviceKind kind);
+// Parses a name as printed by DeviceKindName.
+absl::StatusOr<DeviceKind> ParseDeviceKind(std::string_view name);
+
+// A device selection as users write it: "cpu", "cuda", "cuda:1".
+struct DeviceSpec {
+  DeviceKind kind = DeviceKind::kCpu;
+  int index = -1;  // -1: the default (cpu: the host; cuda: device 0, or one per worker)
+};
+absl::StatusOr<DeviceSpec> ParseDeviceSpec(std::string_view text);
+
+// What a backend reports about the device it runs on.
+struct DeviceInfo {
+  DeviceKind kind = DeviceKind::kCpu;
+  int index = 0;             // which device of its kind
+  int count = 1;             // devices of this kind on the host
+  std::string name;          // "x86-64 avx512", "NVIDIA H200"
+  int64_t memory_total = 0;  // bytes
+  int64_t memory_free = 0;   // bytes available to Strata now
+  // What the backend computes in: activations, and the element type of its KV cache (the
+  // planner sizes the cache by it).
+  DType activation_dtype = DType::kF32;
+  DType kv_dtype = DType::kF32;
+  // True when tensors live in host memory (collectives run on host buffers: Gloo); false for
+  // device memory (NCCL).
+  bool host_memory = true;
+};
+
+}  // namespace strata

@@ -1,0 +1,258 @@
+// The engine against a scripted executor: no model and no processes, so scheduling, chunked
+// prefill, cancellation and failure recovery are tested in milliseconds. The fake "model"
+// picks each next token from the sequence's last token and position alone, so a request's
+// tokens are known in advance whatever it is batched with.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/engine/engine.h"
+#include "gtest/gtest.h"
+
+namespace strata::engine {
+namespace {
+
+constexpr int32_t kVocab = 64;
+constexpr int32_t kEos = 2;
+
+int32_t NextToken(int32_t last, int64_t position) {
+  return 3 + static_cast<int32_t>((last * 7 + position * 3) % (kVocab - 3));
+}
+
+// What the fake model produces for `prompt`: `n` tokens, stopping after EOS unless ignored.
+std::vector<int32_t> Expected(const std::vector<int32_t>& prompt, int n) {
+  std::vector<int32_t> out;
+  int32_t last = prompt.back();
+  for (int64_t pos = static_cast<int64_t>(prompt.size()); static_cast<int>(out.size()) < n; ++pos) {
+    last = NextToken(last, pos);
+    out.push_back(last);
+  }
+  return out;
+}
+
+class FakeExecutor final : public Executor {
+ public:
+  FakeExecutor() {
+    config_.architecture = "Fake";
+    config_.vocab_size = kVocab;
+    config_.max_position_embeddings = 4096;
+    config_.eos_token_ids = {kEos};
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  int64_t kv_blocks() const override { return 64; }
+  int kv_block_size() const override { return 16; }
+  int pipeline_depth() const override { return 1; }
+  int64_t max_step_tokens() const override { return 2048; }
+  int64_t weight_bytes() const override { return 0; }
+
+  absl::StatusOr<Ticket> Submit(const StepInput& step) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Ticket ticket = next_++;
+    if (fail_steps_ > 0) {
+      --fail_steps_;
+      ready_ = false;
+      results_.emplace(ticket, absl::UnavailableError("fake: rank 0 died"));
+      return ticket;
+    }
+    StepOutput out;
+    int64_t tokens = 0;
+    for (const SequenceStepInput& s : step.seqs) {
+      tokens += static_cast<int64_t>(s.tokens.size());
+      if (s.sample) {
+        out.tokens.push_back(NextToken(s.tokens.back(), s.num_cached + static_cast<int64_t>(s.tokens.size())));
+        out.logprobs.emplace_back();
+      }
+    }
+    max_tokens_seen_ = std::max(max_tokens_seen_, tokens);
+    ++steps_;
+    results_.emplace(ticket, std::move(out));
+    return ticket;
+  }
+  absl::StatusOr<StepOutput> Wait(Ticket ticket) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = results_.find(ticket);
+    if (it == results_.end()) return absl::InvalidArgumentError("unknown ticket");
+    absl::StatusOr<StepOutput> out = std::move(it->second);
+    results_.erase(it);
+    return out;
+  }
+  absl::Status health() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ready_ ? absl::OkStatus() : absl::UnavailableError("fake: down");
+  }
+  absl::Status WaitReady(std::chrono::milliseconds) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (recovers_) ready_ = true;
+    return ready_ ? absl::OkStatus() : absl::DeadlineExceededError("fake: stays down");
+  }
+  std::vector<RankStatus> ranks() const override { return {}; }
+
+  void FailSteps(int n, bool recovers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_steps_ = n;
+    recovers_ = recovers;
+  }
+  int64_t max_tokens_seen() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_tokens_seen_;
+  }
+
+ private:
+  ModelConfig config_;
+  mutable std::mutex mu_;
+  std::map<Ticket, absl::StatusOr<StepOutput>> results_;
+  Ticket next_ = 1;
+  int fail_steps_ = 0;
+  bool recovers_ = true;
+  mutable bool ready_ = true;
+  int64_t steps_ = 0;
+  int64_t max_tokens_seen_ = 0;
+};
+
+// Events of every request until each has finished.
+class Events {
+ public:
+  OutputCallback Callback(int cancel_after = -1) {
+    return [this, cancel_after](const SampleOutput& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      Result& r = results_[e.request_id];
+      r.tokens.insert(r.tokens.end(), e.token_ids.begin(), e.token_ids.end());
+      if (e.finish != FinishReason::kNone) {
+        r.finish = e.finish;
+        r.error = e.error;
+        ++finished_;
+        cv_.notify_all();
+      }
+      return cancel_after < 0 || static_cast<int>(r.tokens.size()) < cancel_after;
+    };
+  }
+  void WaitFor(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(20), [&] { return finished_ >= n; }));
+  }
+  struct Result {
+    std::vector<int32_t> tokens;
+    FinishReason finish = FinishReason::kNone;
+    absl::Status error;
+  };
+  Result Get(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return results_[id];
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Result> results_;
+  int finished_ = 0;
+};
+
+GenerationRequest Request(int32_t first, int prompt_len, int max_tokens) {
+  GenerationRequest r;
+  for (int i = 0; i < prompt_len; ++i) r.prompt.push_back(3 + (first + i) % 50);
+  r.sampling.temperature = 0.0f;
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  return r;
+}
+
+TEST(EngineFakeTest, ConcurrentRequestsGetTheirOwnTokensWithinTheStepBudget) {
+  FakeExecutor executor;
+  EngineOptions options;
+  options.scheduler.max_batched_tokens = 64;  // long prompts prefill in chunks
+  auto engine = Engine::Start(executor, nullptr, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Events events;
+  std::vector<std::pair<uint64_t, GenerationRequest>> added;
+  for (int i = 0; i < 24; ++i) {
+    GenerationRequest r = Request(i, 1 + (i * 37) % 150, 1 + i % 9);
+    auto id = (*engine)->Add(r, events.Callback());
+    ASSERT_TRUE(id.ok()) << id.status();
+    added.emplace_back(*id, r);
+  }
+  events.WaitFor(24);
+  for (const auto& [id, r] : added) {
+    EXPECT_EQ(events.Get(id).tokens, Expected(r.prompt, static_cast<int>(r.max_tokens))) << id;
+    EXPECT_EQ(events.Get(id).finish, FinishReason::kLength);
+  }
+  EXPECT_LE(executor.max_tokens_seen(), 64);
+  const EngineStats stats = (*engine)->stats();
+  EXPECT_EQ(stats.kv_blocks_free, stats.kv_blocks);
+}
+
+TEST(EngineFakeTest, AFailedStepIsRecomputedOnceTheExecutorRecovers) {
+  FakeExecutor executor;
+  auto engine = Engine::Start(executor, nullptr, {});
+  ASSERT_TRUE(engine.ok());
+  Events events;
+  const GenerationRequest r = Request(5, 20, 12);
+  executor.FailSteps(2, /*recovers=*/true);
+  auto id = (*engine)->Add(r, events.Callback());
+  ASSERT_TRUE(id.ok());
+  events.WaitFor(1);
+  EXPECT_EQ(events.Get(*id).tokens, Expected(r.prompt, 12));
+  EXPECT_EQ(events.Get(*id).finish, FinishReason::kLength);
+}
+
+TEST(EngineFakeTest, AnExecutorThatStaysDownEndsRequestsWithAnError) {
+  FakeExecutor executor;
+  EngineOptions options;
+  options.recovery_timeout = std::chrono::milliseconds(0);
+  auto engine = Engine::Start(executor, nullptr, options);
+  ASSERT_TRUE(engine.ok());
+  Events events;
+  executor.FailSteps(1, /*recovers=*/false);
+  auto a = (*engine)->Add(Request(1, 10, 5), events.Callback());
+  auto b = (*engine)->Add(Request(2, 10, 5), events.Callback());
+  ASSERT_TRUE(a.ok() && b.ok());
+  events.WaitFor(2);
+  for (uint64_t id : {*a, *b}) {
+    EXPECT_EQ(events.Get(id).finish, FinishReason::kError);
+    EXPECT_NE(events.Get(id).error.message().find("rank 0 died"), std::string::npos)
+        << events.Get(id).error;
+  }
+}
+
+TEST(EngineFakeTest, CancellationAndStopIdsFreeEveryBlock) {
+  FakeExecutor executor;
+  auto engine = Engine::Start(executor, nullptr, {});
+  ASSERT_TRUE(engine.ok());
+  Events events;
+  auto cancelled = (*engine)->Add(Request(3, 40, 100), events.Callback(/*cancel_after=*/3));
+  GenerationRequest stop = Request(4, 8, 100);
+  const std::vector<int32_t> expected = Expected(stop.prompt, 100);
+  // The first token from the third on that is new: generation must end right after it.
+  size_t at = 2;
+  while (std::find(expected.begin(), expected.begin() + at, expected[at]) != expected.begin() + at) {
+    ++at;
+  }
+  stop.stop_token_ids = {expected[at]};
+  auto stopped = (*engine)->Add(stop, events.Callback());
+  ASSERT_TRUE(cancelled.ok() && stopped.ok());
+  events.WaitFor(2);
+  EXPECT_EQ(events.Get(*cancelled).finish, FinishReason::kCancelled);
+  EXPECT_EQ(events.Get(*stopped).finish, FinishReason::kStop);
+  const std::vector<int32_t> until_stop(expected.begin(), expected.begin() + at + 1);
+  EXPECT_EQ(events.Get(*stopped).tokens, until_stop);
+  const EngineStats stats = (*engine)->stats();
+  EXPECT_EQ(stats.kv_blocks_free, stats.kv_blocks);
+  EXPECT_EQ(stats.running + stats.waiting, 0);
+}
+
+TEST(EngineFakeTest, AStepBudgetAboveTheExecutorsIsRefused) {
+  FakeExecutor executor;
+  EngineOptions options;
+  options.scheduler.max_batched_tokens = 4096;
+  auto engine = Engine::Start(executor, nullptr, options);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(engine.status().message().find("step size of 2048"), std::string::npos)
+      << engine.status();
+}
+
+}  // namespace
+}  // namespace strata::engine

@@ -1,0 +1,169 @@
+#include "worker/model/decoder.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "worker/comm/communicator.h"
+#include "worker/model/layers/rope.h"
+
+namespace strata {
+namespace {
+
+class Decoder final : public ModelRunner {
+ public:
+  Decoder(ModelContext context, Backend& backend, DecoderParts parts,
+          std::unique_ptr<KvCache> kv)
+      : context_(std::move(context)), backend_(backend), parts_(std::move(parts)),
+        kv_(std::move(kv)) {
+    const int64_t total = [&] {
+      int64_t b = 0;
+      for (int64_t p : parts_.part_bytes) b += p;
+      return b;
+    }();
+    weight_bytes_ = total;
+    // A decode step reads every weight but the embedding table (only its tokens' rows), unless
+    // that table is also this stage's lm_head.
+    const bool table_is_head = parts_.head && parts_.embed && context_.config.tie_word_embeddings;
+    decode_weight_bytes_ =
+        total - (parts_.embed && !table_is_head ? parts_.embed->table().Bytes() : 0);
+  }
+
+  const ModelConfig& config() const override { return context_.config; }
+  Backend& backend() const override { return backend_; }
+  int64_t layer_begin() const override { return context_.options.layer_begin; }
+  int64_t layer_end() const override { return context_.options.layer_end; }
+  int64_t kv_blocks() const override { return kv_->num_blocks(); }
+  int64_t kv_block_size() const override { return kv_->block_size(); }
+  int64_t max_step_tokens() const override { return context_.options.max_step_tokens; }
+  int64_t max_logit_rows() const override { return context_.options.max_logit_rows; }
+  int64_t weight_bytes() const override { return weight_bytes_; }
+  int64_t decode_weight_bytes() const override { return decode_weight_bytes_; }
+
+  Tensor HiddenInput(int64_t tokens) const override {
+    return parts_.ws->Get("x", {tokens, context_.config.hidden_size});
+  }
+
+  absl::StatusOr<Tensor> Forward(const StepPlan& plan) override;
+
+ private:
+  ModelContext context_;
+  Backend& backend_;
+  DecoderParts parts_;
+  std::unique_ptr<KvCache> kv_;
+  int64_t weight_bytes_ = 0;
+  int64_t decode_weight_bytes_ = 0;
+};
+
+absl::StatusOr<Tensor> Decoder::Forward(const StepPlan& plan) {
+  const ModelConfig& c = context_.config;
+  const ModelLoadOptions& o = context_.options;
+  const int64_t t = plan.num_tokens, rows = plan.num_logit_rows;
+  if (t < 1 || t > o.max_step_tokens || rows > o.max_logit_rows) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step: ", t, " tokens and ", rows, " rows of logits; this shard was loaded for 1 to ",
+        o.max_step_tokens, " tokens and at most ", o.max_logit_rows, " rows"));
+  }
+  StepContext ctx{backend_, plan, *parts_.ws, o.tp_size > 1 ? o.comm : nullptr, o.tp_size};
+  const Tensor x = HiddenInput(t);
+  if (parts_.embed) STRATA_RETURN_IF_ERROR(parts_.embed->Forward(ctx, x));
+  for (size_t i = 0; i < parts_.layers.size(); ++i) {
+    STRATA_RETURN_IF_ERROR(parts_.layers[i]->Forward(ctx, kv_->Layer(i), x));
+  }
+  if (!parts_.head) {
+    STRATA_RETURN_IF_ERROR(backend_.Sync());
+    return x;
+  }
+  if (rows == 0) {  // a prompt chunk that samples nothing
+    STRATA_RETURN_IF_ERROR(backend_.Sync());
+    return parts_.ws->Get("logits", {0, c.vocab_size});
+  }
+  const Tensor h = parts_.ws->Get("h", {rows, c.hidden_size});
+  backend_.GatherLogitRows(plan, x, h);
+  parts_.final_norm->Forward(backend_, h, h);
+  STRATA_ASSIGN_OR_RETURN(Tensor logits, parts_.head->Forward(ctx, h));
+  STRATA_RETURN_IF_ERROR(backend_.Sync());
+  return logits;
+}
+
+}  // namespace
+
+absl::StatusOr<DecoderParts> BuildDecoderParts(const ModelContext& context, WeightLoader& weights,
+                                               DType activation_dtype) {
+  const ModelConfig& c = context.config;
+  const ModelLoadOptions& o = context.options;
+  const Family& family = *context.family;
+  DecoderParts p;
+  STRATA_ASSIGN_OR_RETURN(p.tp, MakeTpLayout(c, o.tp_rank, o.tp_size, o.expert_parallel));
+  p.ws = std::make_unique<Workspace>(activation_dtype);
+  const DecoderSpec spec = family.decoder(c, context.gguf_names);
+  const bool first = o.layer_begin == 0, last = o.layer_end == c.num_layers;
+
+  int64_t counted = 0;
+  auto close_part = [&] {
+    p.part_bytes.push_back(weights.bytes() - counted);
+    counted = weights.bytes();
+  };
+  STRATA_ASSIGN_OR_RETURN(RopeTables rope, BuildRopeTables(c, weights, c.rope_layout));
+  p.rope = std::make_unique<RopeTables>(std::move(rope));
+  if (first) {
+    STRATA_ASSIGN_OR_RETURN(p.embed, VocabEmbedding::Load(weights, c, p.tp, spec.embed_scale));
+  }
+  close_part();
+  for (int64_t l = o.layer_begin; l < o.layer_end; ++l) {
+    LayerBuilder b{c, p.tp, weights, *p.ws, *p.rope, l};
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<DecoderLayer> layer, family.build_layer(b));
+    p.kv_specs.push_back(layer->kv_spec());
+    p.layers.push_back(std::move(layer));
+    close_part();
+  }
+  if (last) {
+    STRATA_ASSIGN_OR_RETURN(p.final_norm,
+                            Norm::Load(weights, "final_norm", 0, c.hidden_size, spec.final_norm));
+    LmHeadSpec head;
+    head.tied = c.tie_word_embeddings;
+    head.bias = spec.lm_head_bias;
+    head.softcap = spec.final_softcap;
+    head.max_rows = o.max_logit_rows;
+    STRATA_ASSIGN_OR_RETURN(p.head, LmHead::Load(weights, c, p.tp, head,
+                                                 p.embed ? &*p.embed : nullptr, *p.ws));
+  }
+  close_part();
+  p.ws->Reserve("x", c.hidden_size);
+  p.ws->Reserve("h", c.hidden_size);
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, Backend& backend) {
+  const ModelLoadOptions& o = context.options;
+  if (o.tp_size > 1) {
+    if (o.comm == nullptr || o.comm->world_size() != o.tp_size || o.comm->rank() != o.tp_rank) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor-parallel rank ", o.tp_rank, " of ", o.tp_size,
+          " needs a communicator of that rank and size, got ",
+          o.comm == nullptr ? std::string("none")
+                            : absl::StrCat("rank ", o.comm->rank(), " of ", o.comm->world_size())));
+    }
+    // Collectives run on the backend's tensors: host memory for Gloo, device memory for NCCL.
+    if (o.comm->device_memory() == backend.device().host_memory) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the communicator works on ", o.comm->device_memory() ? "device" : "host",
+          " memory, the ", DeviceKindName(backend.device().kind), " backend's tensors are not"));
+    }
+  }
+  if (o.max_step_tokens < 1 || o.max_logit_rows < 1) {
+    return absl::InvalidArgumentError("max_step_tokens and max_logit_rows must be positive");
+  }
+  WeightLoader::Options lo;
+  lo.gguf_names = context.gguf_names;
+  lo.matrix_dtype = o.weight_dtype;
+  lo.on_progress = o.on_progress;
+  WeightLoader weights(*context.weights, backend, *context.family->names, lo);
+  STRATA_ASSIGN_OR_RETURN(DecoderParts parts,
+                          BuildDecoderParts(context, weights, backend.device().activation_dtype));
+  STRATA_RETURN_IF_ERROR(parts.ws->Allocate(backend, o.max_step_tokens));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
+                          KvCache::Create(backend, o.kv_blocks, o.kv_block_size, parts.kv_specs));
+  return std::unique_ptr<ModelRunner>(
+      new Decoder(std::move(context), backend, std::move(parts), std::move(kv)));
+}
+
+}  // namespace strata
