@@ -44,9 +44,27 @@ struct MoeConfig {
   int64_t expert_intermediate_size = 0;  // FFN width of one expert
   int64_t num_shared_experts = 0;        // always-on experts (DeepSeek)
   int64_t first_dense_layers = 0;        // leading layers with a dense MLP (DeepSeek)
+  // Routing (DeepSeek): weights renormalised over the chosen experts, or scaled by
+  // routed_scaling_factor; experts in num_groups groups of which a token uses topk_groups;
+  // scores by softmax (V2) or sigmoid (V3).
+  bool norm_topk_prob = true;
+  double routed_scaling_factor = 1.0;
+  int64_t num_groups = 1;
+  int64_t topk_groups = 1;
+  bool sigmoid_scoring = false;
 
   // Width of the always-on shared-expert MLP (DeepSeek: the shared experts fused into one).
   int64_t shared_intermediate_size() const { return num_shared_experts * expert_intermediate_size; }
+};
+
+// Multi-head latent attention (DeepSeek-V2): keys and values come from a compressed latent of
+// kv_lora_rank values per token (which is what the KV cache holds, with the rotary key part).
+struct MlaConfig {
+  int64_t q_lora_rank = 0;   // 0: queries projected directly from the hidden state
+  int64_t kv_lora_rank = 0;  // 0: not MLA
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
 };
 
 // Weight quantization declared by `quantization_config`.
@@ -73,7 +91,7 @@ struct ModelConfig {
   int64_t rotary_dim = 0;  // dims of each head RoPE rotates (partial rotary); 0 = head_dim
   int64_t max_position_embeddings = 0;
 
-  double rms_norm_eps = 1e-6;
+  double rms_norm_eps = 1e-6;  // the norm epsilon (LayerNorm's for LayerNorm families)
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   RopeLayout rope_layout = RopeLayout::kHalfSplit;
@@ -88,10 +106,25 @@ struct ModelConfig {
   std::string torch_dtype;  // the dtype the checkpoint was saved in ("bfloat16", ...)
   int64_t sliding_window = 0;  // 0: full attention
 
+  // The MLP's activation as config.json names it ("silu", "gelu", "gelu_new",
+  // "gelu_pytorch_tanh").
+  std::string hidden_act = "silu";
+  // Gemma 2: tanh soft-capping of attention scores and of the final logits (0: off), and the
+  // attention scale query_pre_attn_scalar^-1/2 (0: head_dim^-1/2).
+  double attn_logit_softcap = 0.0;
+  double final_logit_softcap = 0.0;
+  double query_pre_attn_scalar = 0.0;
+
+  MlaConfig mla;
+
+  // Features the checkpoint asks for that Strata does not implement (e.g. "alibi"): such a
+  // config still plans, but loading refuses it, naming them.
+  std::vector<std::string> unsupported;
   MoeConfig moe;
   QuantConfig quant;
 
   bool IsMoe() const { return moe.num_experts > 0; }
+  bool IsMla() const { return mla.kv_lora_rank > 0; }
   // Bytes of one unquantized parameter as saved (torch_dtype; 2 when unknown).
   int64_t ParamBytes() const;
 

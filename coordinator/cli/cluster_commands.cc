@@ -181,6 +181,7 @@ struct ClusterFlags {
   std::string listen = "0.0.0.0:50051";
   int tp = 1;
   int pp = 1;
+  bool expert_parallel = false;
   int64_t max_kv_blocks = 4096;
   int64_t max_model_len = 0;
   int threads = 0;
@@ -221,6 +222,9 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_TP")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--pp", f.pp, "Pipeline stages")
       ->envname("STRATA_PP")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_flag("--expert-parallel", f.expert_parallel,
+                "Mixture-of-experts models: spread whole experts over each stage's TP ranks "
+                "instead of splitting every expert")->envname("STRATA_EXPERT_PARALLEL");
   cmd->add_option("--max-kv-blocks", f.max_kv_blocks, "Cap on KV blocks per rank (0: no cap)")
       ->envname("STRATA_MAX_KV_BLOCKS")->capture_default_str();
   cmd->add_option("--max-model-len", f.max_model_len,
@@ -277,6 +281,7 @@ ExecutorOptions ToExecutorOptions(const ClusterFlags& f, const std::string& mode
   o.weight_dtype = f.dtype;
   o.tp = f.tp;
   o.pp = f.pp;
+  o.expert_parallel = f.expert_parallel;
   o.max_kv_blocks = f.max_kv_blocks;
   o.min_kv_tokens = f.max_model_len;
   o.threads_per_worker = f.threads;

@@ -70,7 +70,7 @@ absl::StatusOr<ShardPlan> Layout(const ModelConfig& c, const ModelFootprint& f,
   std::vector<TpLayout> layouts;
   for (int64_t t = 0; t < tp; ++t) {
     STRATA_ASSIGN_OR_RETURN(TpLayout l, MakeTpLayout(c, static_cast<int>(t),
-                                                     static_cast<int>(tp)));
+                                                     static_cast<int>(tp), f.expert_parallel));
     layouts.push_back(l);
   }
 
@@ -78,6 +78,7 @@ absl::StatusOr<ShardPlan> Layout(const ModelConfig& c, const ModelFootprint& f,
   plan.tp = tp;
   plan.pp = pp;
   plan.kv_replication = std::max<int64_t>(1, tp / c.num_kv_heads);
+  plan.expert_parallel = f.expert_parallel;
   plan.total_weight_bytes = f.total_bytes;
   const double usable = static_cast<double>(cluster.memory_per_device) * cluster.memory_utilization;
   const int64_t kv_elem = ElementsToBytes(cluster.kv_dtype, 1);
@@ -108,6 +109,8 @@ absl::StatusOr<ShardPlan> Layout(const ModelConfig& c, const ModelFootprint& f,
         r.vocab_begin = layouts[t].vocab.begin;
         r.vocab_end = layouts[t].vocab.end;
       }
+      r.expert_begin = layouts[t].experts.begin;
+      r.expert_end = layouts[t].experts.end;
       r.weight_bytes = weights;
       r.kv_bytes_per_token = kv_per_token;
       r.kv_blocks = blocks;
@@ -183,6 +186,19 @@ std::string ShardPlan::Explain(const ModelConfig& c, const ClusterSpec& cluster)
                             ? absl::StrFormat(" (each KV head replicated on %d ranks)", kv_replication)
                             : std::string(),
                         kv_tokens);
+  if (c.IsMoe()) {
+    if (expert_parallel) {
+      out += "experts: spread over each stage's ranks (expert parallel):";
+      for (const RankPlan& r : ranks) {
+        if (r.stage != 0) continue;
+        absl::StrAppendFormat(&out, " TP rank %d [%d, %d)", r.tp_rank, r.expert_begin, r.expert_end);
+      }
+      out += "\n";
+    } else {
+      absl::StrAppendFormat(&out, "experts: every rank holds all %d, 1/%d of each one's width\n",
+                            c.moe.num_experts, tp);
+    }
+  }
   out += "stage  node  layers      q/kv heads  vocab rows        weights/rank  KV blocks/rank\n";
   for (const RankPlan& r : ranks) {
     if (r.tp_rank != 0) continue;

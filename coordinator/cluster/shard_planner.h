@@ -55,6 +55,8 @@ struct RankPlan {
   int64_t kv_heads = 0;      // KV heads on this rank (a replica when TP > KV heads)
   int64_t vocab_begin = 0;   // embedding / lm_head rows on this rank (first/last stage)
   int64_t vocab_end = 0;
+  int64_t expert_begin = 0;  // routed experts on this rank (MoE): [expert_begin, expert_end)
+  int64_t expert_end = 0;
   int64_t weight_bytes = 0;
   int64_t kv_bytes_per_token = 0;
   int64_t kv_blocks = 0;
@@ -64,6 +66,7 @@ struct ShardPlan {
   int64_t tp = 1;
   int64_t pp = 1;
   int64_t kv_replication = 1;   // ranks sharing one KV head (TP / KV heads, when > 1)
+  bool expert_parallel = false;  // MoE experts spread over each stage's ranks (else split)
   int64_t total_weight_bytes = 0;
   int64_t kv_tokens = 0;        // capacity of the whole cluster (minimum over stages)
   std::vector<RankPlan> ranks;  // rank order

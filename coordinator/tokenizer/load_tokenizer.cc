@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
 #include "common/formats/gguf.h"
@@ -27,9 +28,43 @@ int32_t FindPiece(const SpmVocab& vocab, std::string_view piece) {
   return it == vocab.pieces.end() ? -1 : static_cast<int32_t>(it - vocab.pieces.begin());
 }
 
+// Reads tokenizer_config.json's added_tokens_decoder ({"id": {"content", "special", "lstrip",
+// "rstrip", "single_word", "normalized"}}): what transformers adds on top of tokenizer.model.
+absl::Status ReadAddedTokens(const boost::json::object& config, const std::string& source,
+                             SpmVocab* vocab) {
+  const auto* decoder = config.if_contains("added_tokens_decoder");
+  if (decoder == nullptr || !decoder->is_object()) return absl::OkStatus();
+  for (const auto& [key, value] : decoder->as_object()) {
+    int32_t id = -1;
+    if (!absl::SimpleAtoi(absl::string_view(key.data(), key.size()), &id) || id < 0 ||
+        !value.is_object() ||
+        !value.as_object().contains("content") || !value.at("content").is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": added_tokens_decoder entry '", std::string(key),
+                       "' needs an id and a content"));
+    }
+    const boost::json::object& entry = value.as_object();
+    AddedToken& t = vocab->added.emplace_back();
+    t.id = id;
+    t.content = std::string(entry.at("content").as_string());
+    auto flag = [&](const char* name) {
+      const auto* v = entry.if_contains(name);
+      return v != nullptr && v->is_bool() && v->as_bool();
+    };
+    t.special = flag("special");
+    t.lstrip = flag("lstrip");
+    t.rstrip = flag("rstrip");
+    t.single_word = flag("single_word");
+  }
+  return absl::OkStatus();
+}
+
 // Applies tokenizer_config.json: add_bos_token, add_eos_token, eos_token ("</s>" or
-// {"content": "</s>"}).
+// {"content": "</s>"}), legacy.
 void ApplyTokenizerConfig(const boost::json::object& config, SpmVocab* vocab) {
+  if (const auto* v = config.if_contains("legacy"); v && v->is_bool()) {
+    vocab->prefix_every_segment = v->as_bool();
+  }
   if (const auto* v = config.if_contains("add_bos_token"); v && v->is_bool()) {
     vocab->add_bos = v->as_bool();
   }
@@ -37,7 +72,10 @@ void ApplyTokenizerConfig(const boost::json::object& config, SpmVocab* vocab) {
     vocab->add_eos = v->as_bool();
   }
   if (const auto eos = JsonTokenContent(config, "eos_token")) {
-    const int32_t id = FindPiece(*vocab, *eos);
+    int32_t id = FindPiece(*vocab, *eos);
+    for (const AddedToken& t : vocab->added) {
+      if (t.content == *eos) id = t.id;
+    }
     if (id >= 0 && id != vocab->eos_id) vocab->extra_eos_ids.push_back(id);
   }
 }
@@ -54,7 +92,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceFile(const fs::path&
   STRATA_ASSIGN_OR_RETURN(SpmVocab vocab, SpmVocabFromModelProto(bytes, model_file.string()));
   const fs::path dir = model_file.parent_path();
   STRATA_ASSIGN_OR_RETURN(auto tokenizer_config, ReadJsonObject(dir / "tokenizer_config.json"));
-  if (tokenizer_config) ApplyTokenizerConfig(*tokenizer_config, &vocab);
+  if (tokenizer_config) {
+    STRATA_RETURN_IF_ERROR(ReadAddedTokens(*tokenizer_config, model_file.string(), &vocab));
+    ApplyTokenizerConfig(*tokenizer_config, &vocab);
+  }
   STRATA_ASSIGN_OR_RETURN(auto generation_config, ReadJsonObject(dir / "generation_config.json"));
   if (generation_config) ApplyGenerationConfig(*generation_config, &vocab);
   return SpmTokenizer::Create(std::move(vocab), model_file.string());

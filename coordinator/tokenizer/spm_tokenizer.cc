@@ -77,6 +77,23 @@ SpmTokenizer::SpmTokenizer(SpmVocab vocab) : vocab_(std::move(vocab)) { byte_to_
 
 absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab vocab,
                                                                    const std::string& source) {
+  // Added tokens past the model's pieces extend the vocabulary (gaps become unused pieces).
+  const size_t model_pieces = vocab.pieces.size();
+  for (const AddedToken& t : vocab.added) {
+    if (t.id < 0 || t.id > (1 << 24) || t.content.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": added token '", t.content,
+                                                     "' has id ", t.id));
+    }
+    if (static_cast<size_t>(t.id) < vocab.pieces.size()) continue;
+    while (vocab.pieces.size() < static_cast<size_t>(t.id)) {
+      vocab.pieces.push_back(absl::StrCat("<unused_added_", vocab.pieces.size(), ">"));
+      vocab.scores.push_back(0.0f);
+      vocab.types.push_back(PieceType::kUnused);
+    }
+    vocab.pieces.push_back(t.content);
+    vocab.scores.push_back(0.0f);
+    vocab.types.push_back(t.special ? PieceType::kControl : PieceType::kUserDefined);
+  }
   const size_t n = vocab.pieces.size();
   if (n == 0 || n > static_cast<size_t>(INT32_MAX)) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": vocabulary is empty or too large"));
@@ -99,8 +116,9 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   }
 
   auto tok = std::unique_ptr<SpmTokenizer>(new SpmTokenizer(std::move(vocab)));
+  tok->added_from_ = static_cast<int32_t>(model_pieces);
   const SpmVocab& v = tok->vocab_;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < model_pieces; ++i) {  // added tokens never enter BPE
     const auto id = static_cast<int32_t>(i);
     switch (v.types[i]) {
       case PieceType::kUserDefined:
@@ -126,9 +144,16 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   }
   std::stable_sort(tok->user_defined_.begin(), tok->user_defined_.end(),
                    [](std::string_view a, std::string_view b) { return a.size() > b.size(); });
-  std::vector<AddedToken> control;
+  // What is cut out of the text before BPE: control pieces (special) and the added tokens
+  // with their own flags (which win for the same content).
+  std::vector<AddedToken> control = v.added;
+  absl::flat_hash_set<std::string_view> added_contents;
+  for (const AddedToken& t : v.added) {
+    added_contents.insert(t.content);
+    tok->has_plain_added_ = tok->has_plain_added_ || !t.special;
+  }
   for (size_t i = 0; i < n; ++i) {
-    if (v.types[i] == PieceType::kControl) {
+    if (v.types[i] == PieceType::kControl && !added_contents.contains(v.pieces[i])) {
       AddedToken& token = control.emplace_back();
       token.content = v.pieces[i];
       token.id = static_cast<int32_t>(i);
@@ -267,19 +292,21 @@ std::vector<int32_t> SpmTokenizer::EncodeImpl(std::string_view text, bool add_sp
                                               bool parse_special) const {
   std::vector<int32_t> ids;
   if (add_special && vocab_.add_bos && vocab_.bos_id >= 0) ids.push_back(vocab_.bos_id);
-  if (!parse_special) {
+  if (!parse_special && !has_plain_added_) {
     EncodeNormalized(Normalize(text, /*dummy_prefix=*/true), &ids);
   } else {
     std::vector<TextSegment> segments;
-    control_->Split(text, /*at_start=*/true, /*parse_special=*/true, &segments);
-    bool after_special = true;
+    control_->Split(text, /*at_start=*/true, parse_special, &segments);
+    bool after_token = true;
     for (const TextSegment& segment : segments) {
       if (segment.id >= 0) {
         ids.push_back(segment.id);
       } else {
-        EncodeNormalized(Normalize(segment.text, after_special), &ids);
+        const bool prefix =
+            vocab_.prefix_every_segment ? after_token : segment.text.data() == text.data();
+        EncodeNormalized(Normalize(segment.text, prefix), &ids);
       }
-      after_special = segment.id >= 0;
+      after_token = segment.id >= 0;
     }
   }
   if (add_special && vocab_.add_eos && vocab_.eos_id >= 0) ids.push_back(vocab_.eos_id);
@@ -308,6 +335,10 @@ absl::StatusOr<std::string> SpmTokenizer::Decode(absl::Span<const int32_t> ids,
     bytes.clear();
     if (type == PieceType::kControl) {
       if (!skip_special) text.append(piece);
+      continue;
+    }
+    if (type == PieceType::kUserDefined && id >= added_from_) {  // an added token: verbatim
+      text.append(piece);
       continue;
     }
     if (type == PieceType::kUnknown) {

@@ -66,7 +66,9 @@ class SpmTokenizer : public Tokenizer {
   absl::flat_hash_map<std::string_view, int32_t> piece_to_id_;
   std::vector<std::string_view> user_defined_;  // longest first
   std::array<int32_t, 256> byte_to_id_;         // -1 where the vocabulary lacks <0xXX>
-  std::unique_ptr<AddedTokenMatcher> control_;  // control pieces, for EncodeWithSpecialTokens
+  std::unique_ptr<AddedTokenMatcher> control_;  // control pieces and added tokens
+  bool has_plain_added_ = false;  // added tokens matched in plain text too (not special)
+  int32_t added_from_ = INT32_MAX;  // first id appended past the SentencePiece model
 };
 
 }  // namespace strata::tokenizer

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/tokenizer/added_tokens.h"
 
 namespace strata {
 class GgufFile;
@@ -45,6 +46,15 @@ struct SpmVocab {
   bool escape_whitespaces = true;         // ' ' -> U+2581
   bool byte_fallback = false;             // unknown characters -> <0xXX> pieces
   std::string unk_surface = " \xE2\x81\x87 ";  // Decode text of the unknown piece
+  // The dummy prefix goes on every piece of text between added tokens (Hugging Face's
+  // legacy behaviour, and llama.cpp's), or only on the input's first (tokenizer_config.json
+  // "legacy": false).
+  bool prefix_every_segment = true;
+
+  // Tokens added on top of the SentencePiece model (tokenizer_config.json
+  // "added_tokens_decoder": Phi-3's <|user|>, <|end|>, ...). Ids past the model's pieces extend
+  // the vocabulary; their lstrip / rstrip flags apply when they are matched.
+  std::vector<AddedToken> added;
 };
 
 // Parses a serialized SentencePiece ModelProto (the bytes of a `tokenizer.model`). Only BPE

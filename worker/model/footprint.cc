@@ -31,6 +31,7 @@ absl::StatusOr<ModelFootprint> ComputeFootprint(const ModelContext& context,
   const int64_t layers = context.config.num_layers;
   ModelFootprint f;
   f.tp = options.tp;
+  f.expert_parallel = options.expert_parallel && context.config.IsMoe();
   STRATA_ASSIGN_OR_RETURN(DecoderParts all, Plan(context, options, options.tp, 0, layers));
   f.first_bytes = all.part_bytes.front();
   f.layer_bytes.assign(all.part_bytes.begin() + 1, all.part_bytes.end() - 1);

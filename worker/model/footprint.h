@@ -15,6 +15,7 @@ namespace strata {
 
 struct ModelFootprint {
   int tp = 1;
+  bool expert_parallel = false;
   std::vector<int64_t> layer_bytes;  // [num_layers] weights of layer l on one rank
   int64_t first_bytes = 0;  // the first stage's extra: embedding slice and tables
   // The last stage's extra: the final norm and lm_head slice, when the stage also holds the

@@ -69,6 +69,25 @@ struct StepContext {
   absl::Status AllGather(const Tensor& in, const Tensor& out);
 };
 
+// Token mixing (self-attention of some kind). `out` is this rank's partial sum unless
+// `reduce`, when it is summed over the TP group.   h, out: [tokens, hidden]
+class AttentionBlock {
+ public:
+  virtual ~AttentionBlock() = default;
+  virtual absl::Status Forward(StepContext& ctx, const KvLayer& kv, const Tensor& h,
+                               const Tensor& out, bool reduce) const = 0;
+  // What the layer keeps per token in its KV cache on this rank.
+  virtual KvSpec kv_spec() const = 0;
+};
+
+// The per-token feed-forward part (an MLP, a mixture of experts). Same contract on `out`.
+class FeedForwardBlock {
+ public:
+  virtual ~FeedForwardBlock() = default;
+  virtual absl::Status Forward(StepContext& ctx, const Tensor& h, const Tensor& out,
+                               bool reduce) const = 0;
+};
+
 class DecoderLayer {
  public:
   virtual ~DecoderLayer() = default;

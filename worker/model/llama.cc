@@ -1,40 +1,17 @@
-// Llama (2, 3, 3.1 with llama3 RoPE scaling) and the families built from its layer: pre-norm
-// blocks of RMSNorm -> GQA self-attention with RoPE -> residual, RMSNorm -> SwiGLU MLP ->
-// residual; the final RMSNorm and an lm_head, tied to the embedding when the checkpoint says
-// so. Optional attention and MLP biases (attention_bias, mlp_bias) and a sliding window come
-// from the config.
+// Llama (2, 3, 3.1 with llama3 RoPE scaling): pre-norm blocks of RMSNorm -> GQA self-attention
+// with RoPE, RMSNorm -> SwiGLU MLP; the final RMSNorm and an lm_head, tied to the embedding
+// when the checkpoint says so. Optional attention and MLP biases (attention_bias, mlp_bias)
+// and a sliding window come from the config. Also the pieces the other families reuse.
 //
 // Hugging Face checkpoints rotate half-split pairs; GGUF `llama` checkpoints have q/k rows
 // permuted by llama.cpp's converter and rotate interleaved pairs (the config records which).
 // Llama 3.1's frequency scaling comes from config.json, or from the GGUF `rope_freqs` tensor.
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "worker/model/families.h"
-#include "worker/model/layers/attention.h"
-#include "worker/model/layers/mlp.h"
 
 namespace strata {
-namespace {
-
-class LlamaLayer final : public DecoderLayer {
- public:
-  absl::Status Forward(StepContext& ctx, const KvLayer& kv, const Tensor& x) override {
-    const Tensor h = ctx.ws.Get("h", x.shape), o = ctx.ws.Get("o", x.shape);
-    attn_norm_.Forward(ctx.backend, x, h);
-    STRATA_RETURN_IF_ERROR(attn_->Forward(ctx, kv, h, o));
-    ffn_norm_.AddForward(ctx.backend, x, o, h);  // x += attention; h = norm(x)
-    STRATA_RETURN_IF_ERROR(mlp_.Forward(ctx, h, o));
-    ctx.backend.Add(x, o);
-    return absl::OkStatus();
-  }
-  KvSpec kv_spec() const override { return attn_->kv_spec(); }
-
-  Norm attn_norm_, ffn_norm_;
-  std::unique_ptr<Attention> attn_;
-  Mlp mlp_;
-};
-
-}  // namespace
 
 const NameTable& LlamaNames() {
   static const NameTable names = {
@@ -55,28 +32,42 @@ const NameTable& LlamaNames() {
   return names;
 }
 
+AttentionSpec LlamaAttention(const ModelConfig& c) {
+  AttentionSpec a;
+  a.hidden = c.hidden_size;
+  a.num_heads = c.num_heads;
+  a.num_kv_heads = c.num_kv_heads;
+  a.head_dim = c.head_dim;
+  a.qkv_bias = a.o_bias = c.attention_bias;
+  a.sliding_window = c.sliding_window;
+  return a;
+}
+
+MlpSpec LlamaMlp(const ModelConfig& c) {
+  MlpSpec m;
+  m.hidden = c.hidden_size;
+  m.ffn = c.intermediate_size;
+  m.bias = c.mlp_bias;
+  m.activation = ActivationOf(c).value_or(Activation::kSilu);  // checked when opened
+  return m;
+}
+
+BlockSpec PreNormBlock(const ModelConfig& c) {
+  BlockSpec b;
+  b.norm = RmsNormSpec(c);
+  return b;
+}
+
+absl::StatusOr<std::unique_ptr<DecoderLayer>> BuildBlock(LayerBuilder& b, const BlockSpec& block,
+                                                          const AttentionSpec& attention,
+                                                          const MlpSpec& mlp) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Attention> attn, Attention::Load(b, attention));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Mlp> ffn, Mlp::Load(b, mlp));
+  return DecoderBlock::Build(b, block, std::move(attn), std::move(ffn));
+}
+
 absl::StatusOr<std::unique_ptr<DecoderLayer>> BuildLlamaLayer(LayerBuilder& b) {
-  const ModelConfig& c = b.config;
-  auto layer = std::make_unique<LlamaLayer>();
-  STRATA_ASSIGN_OR_RETURN(layer->attn_norm_,
-                          Norm::Load(b.weights, "attn_norm", b.layer, c.hidden_size, RmsNormSpec(c)));
-  AttentionSpec attn;
-  attn.hidden = c.hidden_size;
-  attn.num_heads = c.num_heads;
-  attn.num_kv_heads = c.num_kv_heads;
-  attn.head_dim = c.head_dim;
-  attn.qkv_bias = attn.o_bias = c.attention_bias;
-  attn.sliding_window = c.sliding_window;
-  STRATA_ASSIGN_OR_RETURN(layer->attn_, Attention::Load(b, attn));
-  STRATA_ASSIGN_OR_RETURN(layer->ffn_norm_,
-                          Norm::Load(b.weights, "ffn_norm", b.layer, c.hidden_size, RmsNormSpec(c)));
-  MlpSpec mlp;
-  mlp.hidden = c.hidden_size;
-  mlp.ffn = c.intermediate_size;
-  mlp.bias = c.mlp_bias;
-  STRATA_ASSIGN_OR_RETURN(layer->mlp_, Mlp::Load(b, mlp));
-  b.ws.Reserve("o", c.hidden_size);
-  return layer;
+  return BuildBlock(b, PreNormBlock(b.config), LlamaAttention(b.config), LlamaMlp(b.config));
 }
 
 DecoderSpec LlamaDecoder(const ModelConfig& config, bool) {
@@ -85,13 +76,30 @@ DecoderSpec LlamaDecoder(const ModelConfig& config, bool) {
   return d;
 }
 
+absl::StatusOr<Activation> ActivationOf(const ModelConfig& c) {
+  const std::string& a = c.hidden_act;
+  if (a == "silu" || a == "swish") return Activation::kSilu;
+  if (a == "gelu") return Activation::kGeluErf;
+  if (a == "gelu_new" || a == "gelu_pytorch_tanh" || a == "gelu_fast") return Activation::kGeluTanh;
+  return absl::UnimplementedError(absl::StrCat(
+      "hidden_act '", a, "' is not supported (supported: silu, gelu, gelu_new, gelu_pytorch_tanh)"));
+}
+
+absl::Status CheckNothingUnsupported(const ModelConfig& config) {
+  if (config.unsupported.empty()) return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(config.architecture, " with ",
+                                               absl::StrJoin(config.unsupported, ", "),
+                                               " is not supported"));
+}
+
 absl::Status CheckDense(const ModelConfig& config) {
   if (config.IsMoe()) {
     return absl::UnimplementedError(absl::StrCat(
         config.architecture, " with ", config.moe.num_experts,
         " experts: this family is dense; mixture-of-experts checkpoints need their own family"));
   }
-  return absl::OkStatus();
+  STRATA_RETURN_IF_ERROR(ActivationOf(config).status());
+  return CheckNothingUnsupported(config);
 }
 
 const Family& LlamaFamily() {

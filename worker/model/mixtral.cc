@@ -1,34 +1,15 @@
-// Mixtral: Llama's attention with a sparse mixture-of-experts MLP in every layer: a softmax
-// router over the experts, the top-k (2) renormalised, each expert a SwiGLU MLP. Experts are
-// split by TP (each rank a slice of every expert) or, with expert parallelism, spread whole
-// across the ranks. Hugging Face stores each expert's w1/w3/w2; GGUF (`llama` with experts)
-// stacks them into one [experts, ...] tensor per role.
+// Mixtral: Llama's attention and pre-norm blocks with a sparse mixture-of-experts MLP in every
+// layer: a softmax router over the experts, the top-k (2) renormalised, each expert a SwiGLU
+// MLP. Experts are split by TP (each rank a slice of every expert) or, with expert
+// parallelism, spread whole across the ranks. Hugging Face stores each expert's w1/w3/w2; GGUF
+// (`llama` with experts) stacks them into one [experts, ...] tensor per role.
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "worker/model/families.h"
-#include "worker/model/layers/attention.h"
 #include "worker/model/layers/moe.h"
 
 namespace strata {
 namespace {
-
-class MixtralLayer final : public DecoderLayer {
- public:
-  absl::Status Forward(StepContext& ctx, const KvLayer& kv, const Tensor& x) override {
-    const Tensor h = ctx.ws.Get("h", x.shape), o = ctx.ws.Get("o", x.shape);
-    attn_norm_.Forward(ctx.backend, x, h);
-    STRATA_RETURN_IF_ERROR(attn_->Forward(ctx, kv, h, o));
-    ffn_norm_.AddForward(ctx.backend, x, o, h);
-    STRATA_RETURN_IF_ERROR(moe_->Forward(ctx, h, o));
-    ctx.backend.Add(x, o);
-    return absl::OkStatus();
-  }
-  KvSpec kv_spec() const override { return attn_->kv_spec(); }
-
-  Norm attn_norm_, ffn_norm_;
-  std::unique_ptr<Attention> attn_;
-  std::unique_ptr<MoeBlock> moe_;
-};
 
 const NameTable& MixtralNames() {
   static const NameTable names = LlamaNames().With({
@@ -42,18 +23,7 @@ const NameTable& MixtralNames() {
 
 absl::StatusOr<std::unique_ptr<DecoderLayer>> BuildMixtralLayer(LayerBuilder& b) {
   const ModelConfig& c = b.config;
-  auto layer = std::make_unique<MixtralLayer>();
-  STRATA_ASSIGN_OR_RETURN(layer->attn_norm_, Norm::Load(b.weights, "attn_norm", b.layer,
-                                                        c.hidden_size, RmsNormSpec(c)));
-  AttentionSpec attn;
-  attn.hidden = c.hidden_size;
-  attn.num_heads = c.num_heads;
-  attn.num_kv_heads = c.num_kv_heads;
-  attn.head_dim = c.head_dim;
-  attn.sliding_window = c.sliding_window;
-  STRATA_ASSIGN_OR_RETURN(layer->attn_, Attention::Load(b, attn));
-  STRATA_ASSIGN_OR_RETURN(layer->ffn_norm_, Norm::Load(b.weights, "ffn_norm", b.layer,
-                                                       c.hidden_size, RmsNormSpec(c)));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Attention> attn, Attention::Load(b, LlamaAttention(c)));
   MoeSpec moe;
   moe.hidden = c.hidden_size;
   moe.expert_ffn = c.moe.expert_intermediate_size;
@@ -61,16 +31,13 @@ absl::StatusOr<std::unique_ptr<DecoderLayer>> BuildMixtralLayer(LayerBuilder& b)
   moe.routing.top_k = c.moe.experts_per_token;
   moe.routing.scoring = MoeRouting::Scoring::kSoftmax;
   moe.routing.renormalize = true;
-  STRATA_ASSIGN_OR_RETURN(layer->moe_, MoeBlock::Load(b, moe));
-  b.ws.Reserve("o", c.hidden_size);
-  return layer;
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<MoeBlock> experts, MoeBlock::Load(b, moe));
+  return DecoderBlock::Build(b, PreNormBlock(c), std::move(attn), std::move(experts));
 }
 
 absl::Status CheckMixtral(const ModelConfig& c) {
-  if (!c.IsMoe()) {
-    return absl::InvalidArgumentError(absl::StrCat(c.architecture, " without experts"));
-  }
-  return absl::OkStatus();
+  if (!c.IsMoe()) return absl::InvalidArgumentError(absl::StrCat(c.architecture, " without experts"));
+  return CheckNothingUnsupported(c);
 }
 
 }  // namespace

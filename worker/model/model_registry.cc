@@ -11,7 +11,11 @@
 namespace strata {
 
 absl::Span<const Family* const> Families() {
-  static const Family* const kFamilies[] = {&LlamaFamily(), &MistralFamily(), &MixtralFamily()};
+  static const Family* const kFamilies[] = {
+      &LlamaFamily(),  &MistralFamily(), &MixtralFamily(), &Qwen2Family(),
+      &Qwen3Family(),  &Phi3Family(),    &Phi2Family(),    &Gemma2Family(),
+      &Olmo2Family(),  &FalconFamily(),  &DeepseekV2Family(),
+  };
   return kFamilies;
 }
 

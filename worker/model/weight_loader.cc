@@ -235,4 +235,27 @@ absl::StatusOr<Weight> WeightLoader::Table(const std::vector<float>& values) {
   return w;
 }
 
+absl::StatusOr<Weight> WeightLoader::TransposedRows(std::string_view role, int64_t layer,
+                                                    const Shape& full, int64_t begin,
+                                                    int64_t end) {
+  STRATA_ASSIGN_OR_RETURN(Resolved r,
+                          Resolve(role, layer, 0, full, WeightSlice::Rows(begin, end), 0, ".weight"));
+  const int64_t rows = end - begin, cols = full.back();
+  if (planning()) {
+    bytes_ += rows * cols * 4;
+    Weight w;
+    w.view.shape = {cols, rows};
+    return w;
+  }
+  std::vector<float> row(cols), out(rows * cols);
+  for (int64_t i = 0; i < rows; ++i) {
+    DequantizeRow(r.view.dtype, r.view.Row(i), row.data(), cols);
+    for (int64_t j = 0; j < cols; ++j) out[j * rows + i] = row[j];
+  }
+  STRATA_ASSIGN_OR_RETURN(Weight w, backend_->UploadWeight(DType::kF32, {cols, rows}, out.data()));
+  bytes_ += w.Bytes();
+  if (options_.on_progress) options_.on_progress(bytes_);
+  return w;
+}
+
 }  // namespace strata

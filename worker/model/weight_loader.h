@@ -113,6 +113,10 @@ class WeightLoader {
   // without a source.
   absl::StatusOr<TensorView> HostTensor(std::string_view role, int64_t layer, const Shape& full,
                                         std::string_view suffix = ".weight") const;
+  // Rows [begin, end) of the stored [rows, cols] matrix `role`, transposed into an f32
+  // [cols, end - begin] weight of its own (MLA's absorbed key projection).
+  absl::StatusOr<Weight> TransposedRows(std::string_view role, int64_t layer, const Shape& full,
+                                        int64_t begin, int64_t end);
   // Places a table computed on the host (f32) on the backend.
   absl::StatusOr<Weight> Table(const std::vector<float>& values);
 

@@ -2,6 +2,8 @@
 // the distributed-execution issue call for, and refusals that say what would fit.
 #include "coordinator/cluster/shard_planner.h"
 
+#include <filesystem>
+
 #include "gtest/gtest.h"
 #include "tests/testing/shared_data.h"
 
@@ -154,6 +156,61 @@ TEST(ShardPlannerTest, AwqWeightsAreCountedAtFourBits) {
   auto plan = Plan("UCLA-EMC__Meta-Llama-3.1-8B-AWQ-INT4", Cluster(1, 1, 80));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_NEAR(plan->total_weight_bytes / 1e9, 5.7, 0.3);
+}
+
+// Every real config.json in ../shared/data/configs parses and plans, on the largest TP (8, 4,
+// 2, 1) its heads allow and devices big enough for any of them.
+TEST(ShardPlannerTest, EveryRealConfigPlans) {
+  STRATA_SHARED_DATA_OR_SKIP(configs, "configs");
+  int planned = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(configs)) {
+    if (!std::filesystem::exists(entry.path() / "config.json")) continue;
+    SCOPED_TRACE(entry.path().filename().string());
+    absl::StatusOr<ShardPlan> plan = absl::UnknownError("no TP size divides the model");
+    for (int64_t tp : {8, 4, 2, 1}) {
+      plan = PlanModel(entry.path().string(), Cluster(1, tp, 4096));
+      if (plan.status().code() != absl::StatusCode::kFailedPrecondition) break;
+    }
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_GT(plan->total_weight_bytes, int64_t{1} << 30);
+    EXPECT_GT(plan->kv_tokens, 0);
+    ++planned;
+  }
+  EXPECT_GE(planned, 16);
+}
+
+TEST(ShardPlannerTest, ExpertParallelPlacesWholeExperts) {
+  STRATA_SHARED_DATA_OR_SKIP(dir, "configs/mistralai__Mixtral-8x7B-Instruct-v0.1");
+  FootprintOptions ep;
+  ep.expert_parallel = true;
+  auto split = PlanModel(dir.string(), Cluster(1, 4, 80));
+  auto spread = PlanModel(dir.string(), Cluster(1, 4, 80), {}, ep);
+  ASSERT_TRUE(split.ok() && spread.ok()) << split.status() << spread.status();
+  EXPECT_FALSE(split->expert_parallel);
+  EXPECT_TRUE(spread->expert_parallel);
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(split->ranks[r].expert_begin, 0);
+    EXPECT_EQ(split->ranks[r].expert_end, 8);
+    EXPECT_EQ(spread->ranks[r].expert_begin, 2 * r);
+    EXPECT_EQ(spread->ranks[r].expert_end, 2 * r + 2);
+  }
+  // The same bytes either way (a quarter of every expert, or every weight of a quarter of them).
+  EXPECT_NEAR(spread->ranks[0].weight_bytes, split->ranks[0].weight_bytes,
+              split->ranks[0].weight_bytes / 100);
+  const std::string text = spread->Explain(Config("mistralai__Mixtral-8x7B-Instruct-v0.1"),
+                                           Cluster(1, 4, 80));
+  EXPECT_NE(text.find("TP rank 3 [6, 8)"), std::string::npos) << text;
+}
+
+// DeepSeek-V2's KV cache holds one latent row per token (kv_lora_rank + rope dims), not keys
+// and values per head: the planner counts what the model's layers say.
+TEST(ShardPlannerTest, LatentAttentionKvIsCountedFromTheModel) {
+  STRATA_SHARED_DATA_OR_SKIP(dir, "fixtures/deepseek2/hf");
+  auto plan = PlanModel(dir.string(), Cluster(1, 2, 2));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // 3 layers x (32 + 8) values x 2 bytes (bf16), the same on both ranks (replicated latent).
+  EXPECT_EQ(plan->ranks[0].kv_bytes_per_token, 3 * 40 * 2);
+  EXPECT_EQ(plan->ranks[1].kv_bytes_per_token, 3 * 40 * 2);
 }
 
 TEST(ShardPlannerTest, ByteSizes) {

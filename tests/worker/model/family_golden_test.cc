@@ -5,10 +5,12 @@
 //  * fixtures/<family> (small random-weight models, ../shared/data/fixtures/README.md):
 //    llama.cpp's (or a float64 reference's) logits at every prompt position and every greedy
 //    step within the family's tolerance, and its greedy ids exactly, from both formats.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/testing/shared_data.h"
@@ -76,6 +78,7 @@ TEST_P(FixtureTest, LogitsAndGreedyMatchGolden) {
   ModelRunner& runner = *model->runner;
   const int64_t vocab = runner.config().vocab_size;
   const float tolerance = GetParam().tolerance;
+  float worst_overall = 0;
 
   for (const testing::FixtureCase& c : LoadFixtureGolden(golden_path)) {
     // The prompt as one batch, logits at every position.
@@ -87,12 +90,14 @@ TEST_P(FixtureTest, LogitsAndGreedyMatchGolden) {
       worst = std::max(worst, MaxAbsDiff(logits->data() + p * vocab, c.logits_all[p].data(), vocab));
     }
     EXPECT_LT(worst, tolerance) << "prompt logits";
+    worst_overall = std::max(worst_overall, worst);
     // Greedy steps, one token at a time.
     int32_t cached = static_cast<int32_t>(c.tokens.size());
     std::vector<float> step(logits->end() - vocab, logits->end());
     for (size_t i = 0; i < c.greedy.size(); ++i) {
-      EXPECT_LT(MaxAbsDiff(step.data(), c.greedy_step_logits[i].data(), vocab), tolerance)
-          << "step " << i;
+      const float diff = MaxAbsDiff(step.data(), c.greedy_step_logits[i].data(), vocab);
+      EXPECT_LT(diff, tolerance) << "step " << i;
+      worst_overall = std::max(worst_overall, diff);
       const int32_t token = Argmax(step);
       ASSERT_EQ(token, c.greedy[i]) << "step " << i;
       auto next = testing::Forward(runner, testing::OneSequence(runner, {token}, cached++, false));
@@ -100,16 +105,24 @@ TEST_P(FixtureTest, LogitsAndGreedyMatchGolden) {
       step = *next;
     }
   }
+  std::printf("%s: max |logit - golden| %.3g over every prompt position and greedy step\n",
+              GetParam().path.c_str(), worst_overall);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, FixtureTest,
-                         ::testing::Values(FixtureCase{"llama/hf", 1e-3f},
-                                           FixtureCase{"llama/model.gguf", 1e-3f},
-                                           FixtureCase{"mistral/hf", 1e-3f},
-                                           FixtureCase{"mistral/model.gguf", 1e-3f},
-                                           FixtureCase{"mixtral/hf", 1e-3f},
-                                           FixtureCase{"mixtral/model.gguf", 1e-3f}),
-                         FixtureName);
+// Every family in both formats. Falcon's golden computes GELU with the tanh approximation
+// where Hugging Face (and Strata) use erf: 5e-3 apart (fixtures/README.md), so 1e-2 there.
+std::vector<FixtureCase> AllFixtures() {
+  std::vector<FixtureCase> cases;
+  for (const char* family : {"llama", "mistral", "mixtral", "qwen2", "qwen3", "phi3", "phi2",
+                             "gemma2", "olmo2", "falcon", "deepseek2"}) {
+    const float tolerance = std::string(family) == "falcon" ? 1e-2f : 1e-3f;
+    cases.push_back({std::string(family) + "/hf", tolerance});
+    cases.push_back({std::string(family) + "/model.gguf", tolerance});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(AllFixtures()), FixtureName);
 
 TEST(ModelLoadTest, LayerRangeOutsideModelIsRefused) {
   STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/llama/model.gguf");

@@ -65,8 +65,10 @@ absl::StatusOr<Greedy> RunGreedy(const std::vector<std::unique_ptr<ModelRunner>>
 // Loads layers [begin, end) as TP rank `comm` (nullptr: one rank).
 absl::StatusOr<std::unique_ptr<ModelRunner>> LoadStage(const std::string& path, Backend& backend,
                                                        int64_t begin, int64_t end,
-                                                       Communicator* comm) {
+                                                       Communicator* comm,
+                                                       bool expert_parallel = false) {
   ModelLoadOptions options;
+  options.expert_parallel = expert_parallel;
   options.layer_begin = begin;
   options.layer_end = end;
   options.kv_blocks = kKvBlocks;
@@ -82,8 +84,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> LoadStage(const std::string& path, 
 // Child body: joins one TP group per stage, generates, and writes "<max diff> <tokens...>"
 // (or "error <message>") to `result`. Returns 0 unless the file cannot be written.
 int RunRank(const std::string& path, int rank, int tp, int pp, int64_t layers,
-            const std::filesystem::path& store_dir, const Greedy& reference,
-            const std::filesystem::path& result) {
+            bool expert_parallel, const std::filesystem::path& store_dir,
+            const Greedy& reference, const std::filesystem::path& result) {
   std::ofstream out(result);
   auto fail = [&](const absl::Status& s) {
     out << "error " << s.ToString() << "\n";
@@ -106,7 +108,8 @@ int RunRank(const std::string& path, int rank, int tp, int pp, int64_t layers,
       comms.push_back(*std::move(joined));
       comm = comms.back().get();
     }
-    auto stage = LoadStage(path, *backend, s * layers / pp, (s + 1) * layers / pp, comm);
+    auto stage = LoadStage(path, *backend, s * layers / pp, (s + 1) * layers / pp, comm,
+                           expert_parallel);
     if (!stage.ok()) return fail(stage.status());
     stages.push_back(*std::move(stage));
   }
@@ -124,8 +127,16 @@ int RunRank(const std::string& path, int rank, int tp, int pp, int64_t layers,
   return out.good() ? 0 : 1;
 }
 
-// Runs every TP x PP split the model allows against the single-process run.
-void ExpectSplitsMatch(const std::string& path, const std::string& name) {
+struct Split {
+  int tp;
+  int pp;
+  bool expert_parallel = false;
+};
+
+// Runs every split of `splits` the model allows (default: TP {1, 2, 4} x PP {1, 2, 3})
+// against the single-process run.
+void ExpectSplitsMatch(const std::string& path, const std::string& name,
+                       std::vector<Split> splits = {}) {
   Greedy reference;
   ModelConfig config;
   {
@@ -140,37 +151,58 @@ void ExpectSplitsMatch(const std::string& path, const std::string& name) {
     ASSERT_TRUE(greedy.ok()) << greedy.status();
     reference = *std::move(greedy);
   }
-  for (int tp : {1, 2, 4}) {
-    if (!MakeTpLayout(config, 0, tp).ok()) continue;
-    for (int pp : {1, 2, 3}) {
-      if (pp > config.num_layers) continue;
-      SCOPED_TRACE(absl::StrCat(name, " TP", tp, " PP", pp));
-      const std::filesystem::path dir =
-          testing::TempDir(absl::StrCat("tp_pp_", name, "_tp", tp, "_pp", pp));
-      auto result = [&](int rank) { return dir / absl::StrCat("rank", rank, ".txt"); };
-      const auto exits = testing::RunRanks(tp, [&](int rank) {
-        return RunRank(path, rank, tp, pp, config.num_layers, dir / "store", reference,
-                       result(rank));
-      }, std::chrono::seconds(30));
-      for (int rank = 0; rank < tp; ++rank) {
-        ASSERT_TRUE(exits[rank].ok()) << exits[rank].Describe();
-        std::ifstream in(result(rank));
-        std::string first;
-        in >> first;
-        ASSERT_NE(first, "error") << "rank " << rank << ": " << std::string(
-            std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-        const float diff = std::stof(first);
-        std::vector<int32_t> tokens;
-        for (int32_t t; in >> t;) tokens.push_back(t);
-        EXPECT_EQ(tokens, reference.tokens) << "rank " << rank;
-        EXPECT_LE(diff, kLogitTolerance) << "rank " << rank;
-        if (rank == 0) {
-          std::printf("%s TP%d PP%d: max logit diff %.3g\n", name.c_str(), tp, pp, diff);
-        }
-      }
+  if (splits.empty()) {
+    for (int tp : {1, 2, 4}) {
+      for (int pp : {1, 2, 3}) splits.push_back({tp, pp});
+    }
+  }
+  for (const Split& split : splits) {
+    const int tp = split.tp, pp = split.pp;
+    if (!MakeTpLayout(config, 0, tp, split.expert_parallel).ok()) continue;
+    if (pp > config.num_layers) continue;
+    const std::string label =
+        absl::StrCat(name, " TP", tp, " PP", pp, split.expert_parallel ? " EP" : "");
+    SCOPED_TRACE(label);
+    const std::filesystem::path dir = testing::TempDir(absl::StrCat(
+        "tp_pp_", name, "_tp", tp, "_pp", pp, split.expert_parallel ? "_ep" : ""));
+    auto result = [&](int rank) { return dir / absl::StrCat("rank", rank, ".txt"); };
+    const auto exits = testing::RunRanks(tp, [&](int rank) {
+      return RunRank(path, rank, tp, pp, config.num_layers, split.expert_parallel,
+                     dir / "store", reference, result(rank));
+    }, std::chrono::seconds(30));
+    for (int rank = 0; rank < tp; ++rank) {
+      ASSERT_TRUE(exits[rank].ok()) << exits[rank].Describe();
+      std::ifstream in(result(rank));
+      std::string first;
+      in >> first;
+      ASSERT_NE(first, "error") << "rank " << rank << ": " << std::string(
+          std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      const float diff = std::stof(first);
+      std::vector<int32_t> tokens;
+      for (int32_t t; in >> t;) tokens.push_back(t);
+      EXPECT_EQ(tokens, reference.tokens) << "rank " << rank;
+      EXPECT_LE(diff, kLogitTolerance) << "rank " << rank;
+      if (rank == 0) std::printf("%s: max logit diff %.3g\n", label.c_str(), diff);
     }
   }
 }
+
+// Every family's fixture (Hugging Face layout) at TP 2 (KV heads replicated where there are
+// fewer: Falcon's one) and under PP 2, and the MoE families with their experts spread over two
+// ranks (expert parallelism) as well as split.
+class TpFamilyTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TpFamilyTest, SplitsMatchOneProcess) {
+  STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/" + GetParam() + "/hf");
+  std::vector<Split> splits = {{2, 1}, {2, 2}};
+  if (GetParam() == "mixtral" || GetParam() == "deepseek2") splits.push_back({2, 1, true});
+  ExpectSplitsMatch(model_path.string(), GetParam(), splits);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, TpFamilyTest,
+                         ::testing::Values("mistral", "mixtral", "qwen2", "qwen3", "phi3",
+                                           "phi2", "gemma2", "olmo2", "falcon", "deepseek2"),
+                         [](const auto& p) { return p.param; });
 
 class TpPpSharedModelTest : public ::testing::TestWithParam<std::string> {};
 

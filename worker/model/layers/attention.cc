@@ -97,7 +97,7 @@ absl::Status Attention::NormQk(StepContext& ctx, const Norm& norm, const Tensor&
 }
 
 absl::Status Attention::Forward(StepContext& ctx, const KvLayer& kv, const Tensor& h,
-                                const Tensor& out) const {
+                                const Tensor& out, bool reduce) const {
   Backend& be = ctx.backend;
   const int64_t t = ctx.tokens(), hd = spec_.head_dim;
   const Tensor q = ctx.ws.Get("q", {t, heads_ * hd});
@@ -129,7 +129,7 @@ absl::Status Attention::Forward(StepContext& ctx, const KvLayer& kv, const Tenso
   p.sliding_window = spec_.sliding_window;
   be.Attention(ctx.plan, q3, kv, p, attn.Reshape({t, heads_, hd}));
   wo_.Forward(be, attn, out);  // a partial sum over this rank's heads
-  return ctx.AllReduce(out);
+  return reduce ? ctx.AllReduce(out) : absl::OkStatus();
 }
 
 }  // namespace strata

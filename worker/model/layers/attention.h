@@ -41,15 +41,15 @@ struct AttentionSpec {
   int64_t sliding_window = 0;  // > 0: this layer sees the last `sliding_window` positions
 };
 
-class Attention {
+class Attention final : public AttentionBlock {
  public:
   static absl::StatusOr<std::unique_ptr<Attention>> Load(LayerBuilder& b,
                                                          const AttentionSpec& spec);
 
-  // out = attention(h), summed over the TP group.   h, out: [tokens, hidden]
-  absl::Status Forward(StepContext& ctx, const KvLayer& kv, const Tensor& h,
-                       const Tensor& out) const;
-  KvSpec kv_spec() const;
+  // out = attention(h) (AttentionBlock).
+  absl::Status Forward(StepContext& ctx, const KvLayer& kv, const Tensor& h, const Tensor& out,
+                       bool reduce) const override;
+  KvSpec kv_spec() const override;
 
  private:
   // Norms q or k ([tokens, heads * head_dim] of this rank) as the spec says.

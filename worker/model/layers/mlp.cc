@@ -4,8 +4,9 @@
 
 namespace strata {
 
-absl::StatusOr<Mlp> Mlp::Load(LayerBuilder& b, const MlpSpec& spec) {
-  Mlp m;
+absl::StatusOr<std::unique_ptr<Mlp>> Mlp::Load(LayerBuilder& b, const MlpSpec& spec) {
+  auto owned = std::make_unique<Mlp>();
+  Mlp& m = *owned;
   m.spec_ = spec;
   const Range cols = b.tp.Split(spec.ffn);
   m.ffn_ = cols.size();
@@ -30,7 +31,7 @@ absl::StatusOr<Mlp> Mlp::Load(LayerBuilder& b, const MlpSpec& spec) {
                                                    spec.ffn, cols, spec.bias, b.tp.rank));
   b.ws.Reserve("mlp_up", m.ffn_);
   if (spec.gated) b.ws.Reserve("mlp_gate", m.ffn_);
-  return m;
+  return owned;
 }
 
 absl::Status Mlp::Forward(StepContext& ctx, const Tensor& h, const Tensor& out,

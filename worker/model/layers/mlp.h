@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -25,13 +26,13 @@ struct MlpSpec {
   std::string prefix = "w_";  // role prefix: "w_" (MLP), "shared_" (shared experts)
 };
 
-class Mlp {
+class Mlp final : public FeedForwardBlock {
  public:
-  static absl::StatusOr<Mlp> Load(LayerBuilder& b, const MlpSpec& spec);
+  static absl::StatusOr<std::unique_ptr<Mlp>> Load(LayerBuilder& b, const MlpSpec& spec);
 
-  // out = mlp(h) on this rank's columns; summed over the TP group when `reduce`.
-  //   h, out: [tokens, hidden]
-  absl::Status Forward(StepContext& ctx, const Tensor& h, const Tensor& out, bool reduce = true) const;
+  // out = mlp(h) on this rank's columns (FeedForwardBlock).
+  absl::Status Forward(StepContext& ctx, const Tensor& h, const Tensor& out,
+                       bool reduce) const override;
 
  private:
   MlpSpec spec_;

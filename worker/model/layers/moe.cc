@@ -44,7 +44,8 @@ absl::StatusOr<std::unique_ptr<MoeBlock>> MoeBlock::Load(LayerBuilder& b, const 
   return m;
 }
 
-absl::Status MoeBlock::Forward(StepContext& ctx, const Tensor& h, const Tensor& out) const {
+absl::Status MoeBlock::Forward(StepContext& ctx, const Tensor& h, const Tensor& out,
+                               bool reduce) const {
   Backend& be = ctx.backend;
   const int64_t t = ctx.tokens(), k = spec_.routing.top_k;
   const Tensor logits = ctx.ws.Get("moe_logits", {t, spec_.routing.num_experts});
@@ -60,7 +61,7 @@ absl::Status MoeBlock::Forward(StepContext& ctx, const Tensor& h, const Tensor& 
     STRATA_RETURN_IF_ERROR(shared_->Forward(ctx, h, shared, /*reduce=*/false));
     be.Add(out, shared);
   }
-  return ctx.AllReduce(out);
+  return reduce ? ctx.AllReduce(out) : absl::OkStatus();
 }
 
 }  // namespace strata

@@ -30,19 +30,20 @@ struct MoeSpec {
   int64_t shared_ffn = 0;        // 0: no shared experts
 };
 
-class MoeBlock {
+class MoeBlock final : public FeedForwardBlock {
  public:
   static absl::StatusOr<std::unique_ptr<MoeBlock>> Load(LayerBuilder& b, const MoeSpec& spec);
 
-  // out = moe(h), summed over the TP group.   h, out: [tokens, hidden]
-  absl::Status Forward(StepContext& ctx, const Tensor& h, const Tensor& out) const;
+  // out = moe(h) (FeedForwardBlock).
+  absl::Status Forward(StepContext& ctx, const Tensor& h, const Tensor& out,
+                       bool reduce) const override;
 
  private:
   MoeSpec spec_;
   Weight router_;  // [num_experts, hidden]
   Weight correction_;
   ExpertWeights experts_;
-  std::optional<Mlp> shared_;
+  std::unique_ptr<Mlp> shared_;
 };
 
 }  // namespace strata
