@@ -109,3 +109,63 @@ TEST(ModelConfigTest, BadConfigsNameTheField) {
 
 }  // namespace
 }  // namespace strata
+
+namespace strata {
+namespace {
+
+// YaRN and LongRoPE as transformers computes them (_compute_yarn_parameters,
+// _compute_longrope_parameters); the expected values were computed separately in Python from
+// those functions' formulas (float64).
+TEST(RopeFrequenciesTest, YarnFromConfigJson) {
+  auto c = ParseHfConfig(R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+      "vocab_size": 32, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "head_dim": 8, "rope_theta": 10000.0,
+      "max_position_embeddings": 1024,
+      "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                       "original_max_position_embeddings": 256}})", "yarn");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto f = ComputeRopeFrequencies(*c);
+  ASSERT_TRUE(f.ok()) << f.status();
+  const float want[] = {1.0f, 0.0625f, 0.0025f, 0.00025f};
+  ASSERT_EQ(f->inv_freq.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(f->inv_freq[i], want[i], 1e-6 * want[i]) << i;
+  EXPECT_NEAR(f->mscale, 1.13862944f, 1e-6);
+}
+
+TEST(RopeFrequenciesTest, LongRopeHasShortAndLongTables) {
+  auto c = ParseHfConfig(R"({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3",
+      "vocab_size": 32, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "rope_theta": 10000.0, "max_position_embeddings": 131072,
+      "original_max_position_embeddings": 4096,
+      "rope_scaling": {"type": "longrope", "short_factor": [1, 1.5, 2, 4],
+                       "long_factor": [2, 3, 4, 8]}})", "longrope");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto f = ComputeRopeFrequencies(*c);
+  ASSERT_TRUE(f.ok()) << f.status();
+  const float short_want[] = {1.0f, 0.0666666667f, 0.005f, 0.00025f};
+  const float long_want[] = {0.5f, 0.0333333333f, 0.0025f, 0.000125f};
+  ASSERT_EQ(f->long_inv_freq.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NEAR(f->inv_freq[i], short_want[i], 1e-6 * short_want[i]) << i;
+    EXPECT_NEAR(f->long_inv_freq[i], long_want[i], 1e-6 * long_want[i]) << i;
+  }
+  EXPECT_NEAR(f->mscale, 1.19023807f, 1e-6);
+  EXPECT_EQ(f->long_threshold, 4096);
+  // Factors of the wrong length are refused, naming them.
+  c->rope_scaling.long_factor.pop_back();
+  EXPECT_NE(ComputeRopeFrequencies(*c).status().message().find("long_factor"), std::string::npos);
+}
+
+TEST(ModelConfigTest, UnsupportedVariantsAreRecorded) {
+  auto falcon = ParseHfConfig(R"({"architectures": ["FalconForCausalLM"], "model_type": "falcon",
+      "vocab_size": 64, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+      "alibi": true, "new_decoder_architecture": true})", "falcon");
+  ASSERT_TRUE(falcon.ok()) << falcon.status();
+  EXPECT_EQ(falcon->intermediate_size, 256);  // FalconConfig's 4 x hidden
+  EXPECT_EQ(falcon->num_kv_heads, 1);         // multi_query by default
+  EXPECT_TRUE(falcon->tie_word_embeddings);
+  ASSERT_EQ(falcon->unsupported.size(), 2u);
+}
+
+}  // namespace
+}  // namespace strata

@@ -20,11 +20,17 @@ class Decoder final : public ModelRunner {
       return b;
     }();
     weight_bytes_ = total;
-    // A decode step reads every weight but the embedding table (only its tokens' rows), unless
-    // that table is also this stage's lm_head.
-    const bool table_is_head = parts_.head && parts_.embed && context_.config.tie_word_embeddings;
+    // A one-token decode step reads every weight but the embedding table (only its token's
+    // row), unless that table is also this stage's lm_head, and of the routed experts only the
+    // top-k chosen in each layer.
+    const ModelConfig& c = context_.config;
+    const bool table_is_head = parts_.head && parts_.embed && c.tie_word_embeddings;
     decode_weight_bytes_ =
         total - (parts_.embed && !table_is_head ? parts_.embed->table().Bytes() : 0);
+    if (c.IsMoe()) {
+      decode_weight_bytes_ -= parts_.expert_bytes -
+                              parts_.expert_bytes * c.moe.experts_per_token / c.moe.num_experts;
+    }
   }
 
   const ModelConfig& config() const override { return context_.config; }
@@ -127,6 +133,7 @@ absl::StatusOr<DecoderParts> BuildDecoderParts(const ModelContext& context, Weig
                                                  p.embed ? &*p.embed : nullptr, *p.ws));
   }
   close_part();
+  p.expert_bytes = weights.expert_bytes();
   p.ws->Reserve("x", c.hidden_size);
   p.ws->Reserve("h", c.hidden_size);
   return p;

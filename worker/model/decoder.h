@@ -43,6 +43,7 @@ struct DecoderParts {
   // Bytes per part: [0] before the layers (embedding, tables), [1 + i] layer i of the range,
   // [1 + layers] after them (final norm, lm_head).
   std::vector<int64_t> part_bytes;
+  int64_t expert_bytes = 0;  // of which routed experts'
 };
 
 // Builds the parts through `weights` (loading or planning).

@@ -21,28 +21,20 @@ const NameTable& FalconNames() {
   return names;
 }
 
-NormSpec FalconNorm(const ModelConfig& c) {
-  NormSpec n;
-  n.kind = NormKind::kLayer;
-  n.eps = static_cast<float>(c.rms_norm_eps);
-  n.bias = true;
-  return n;
-}
-
 absl::StatusOr<std::unique_ptr<DecoderLayer>> BuildFalconLayer(LayerBuilder& b) {
   AttentionSpec attn = LlamaAttention(b.config);
   attn.fused_qkv = true;
   MlpSpec mlp = LlamaMlp(b.config);
   mlp.gated = false;
   BlockSpec block;
-  block.norm = FalconNorm(b.config);
+  block.norm = LayerNormSpec(b.config);
   block.parallel = true;
   return BuildBlock(b, block, attn, mlp);
 }
 
 DecoderSpec FalconDecoder(const ModelConfig& config, bool) {
   DecoderSpec d;
-  d.final_norm = FalconNorm(config);
+  d.final_norm = LayerNormSpec(config);
   return d;
 }
 

@@ -47,4 +47,12 @@ inline NormSpec RmsNormSpec(const ModelConfig& c) {
   return n;
 }
 
+// LayerNorm with a bias and the config's epsilon (Phi-2, Falcon).
+inline NormSpec LayerNormSpec(const ModelConfig& c) {
+  NormSpec n = RmsNormSpec(c);
+  n.kind = NormKind::kLayer;
+  n.bias = true;
+  return n;
+}
+
 }  // namespace strata

@@ -30,19 +30,16 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, int64
     layer.num_kv_heads = spec.num_kv_heads;
     layer.head_dim = spec.head_dim;
     layer.v_head_dim = spec.v_head_dim;
-    STRATA_ASSIGN_OR_RETURN(
-        Buffer k, backend.Allocate(dtype, {num_blocks, block_size, spec.num_kv_heads,
-                                           spec.head_dim}));
-    layer.k = k.tensor;
-    cache->bytes_ += k.tensor.Bytes();
-    cache->buffers_.push_back(std::move(k));
-    if (spec.store_v) {
+    auto allocate = [&](int64_t dim) -> absl::StatusOr<Tensor> {
       STRATA_ASSIGN_OR_RETURN(
-          Buffer v, backend.Allocate(dtype, {num_blocks, block_size, spec.num_kv_heads,
-                                             spec.v_head_dim}));
-      layer.v = v.tensor;
-      cache->bytes_ += v.tensor.Bytes();
-      cache->buffers_.push_back(std::move(v));
+          Buffer b, backend.Allocate(dtype, {num_blocks, block_size, spec.num_kv_heads, dim}));
+      cache->bytes_ += b.tensor.Bytes();
+      cache->buffers_.push_back(b);
+      return b.tensor;
+    };
+    STRATA_ASSIGN_OR_RETURN(layer.k, allocate(spec.head_dim));
+    if (spec.store_v) {
+      STRATA_ASSIGN_OR_RETURN(layer.v, allocate(spec.v_head_dim));
     }
     cache->layers_.push_back(layer);
   }

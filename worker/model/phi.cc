@@ -44,14 +44,6 @@ const NameTable& Phi2Names() {
   return names;
 }
 
-NormSpec LayerNormSpec(const ModelConfig& c) {
-  NormSpec n;
-  n.kind = NormKind::kLayer;
-  n.eps = static_cast<float>(c.rms_norm_eps);
-  n.bias = true;
-  return n;
-}
-
 absl::StatusOr<std::unique_ptr<DecoderLayer>> BuildPhi2Layer(LayerBuilder& b) {
   AttentionSpec attn = LlamaAttention(b.config);
   attn.qkv_bias = attn.o_bias = true;

@@ -45,6 +45,12 @@ const std::vector<Preset>& Presets() {
       {"tiny", Spec("strata-tiny-random", 380, 128, 352, 4, 8, 4, 2048)},
       {"bench-500m", Spec("strata-bench-500m-random", 32000, 1024, 2816, 6, 16, 4, 2048)},
       {"tinyllama", Spec("strata-tinyllama-shape-random", 32000, 2048, 5632, 22, 32, 4, 2048)},
+      {"mixtral-2l", [] {
+         SyntheticModelSpec m = Spec("strata-mixtral-2l-random", 32000, 4096, 14336, 2, 32, 8, 4096);
+         m.num_experts = 8;
+         m.experts_per_token = 2;
+         return m;
+       }()},
   };
   return presets;
 }
@@ -117,7 +123,8 @@ uint64_t Fingerprint(const SyntheticModelSpec& s) {
                      static_cast<uint64_t>(s.hidden_size), static_cast<uint64_t>(s.intermediate_size),
                      static_cast<uint64_t>(s.num_layers), static_cast<uint64_t>(s.num_heads),
                      static_cast<uint64_t>(s.num_kv_heads), static_cast<uint64_t>(s.context_length),
-                     static_cast<uint64_t>(s.rope_theta), static_cast<uint64_t>(s.dtype), s.seed}) {
+                     static_cast<uint64_t>(s.rope_theta), static_cast<uint64_t>(s.dtype), s.seed,
+                     static_cast<uint64_t>(s.num_experts), static_cast<uint64_t>(s.experts_per_token)}) {
     for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
   }
   return h;
@@ -158,6 +165,10 @@ absl::Status WriteSyntheticModel(const SyntheticModelSpec& s, const std::string&
   w.SetUint32("llama.rope.dimension_count", static_cast<uint32_t>(head_dim));
   w.SetFloat32("llama.rope.freq_base", static_cast<float>(s.rope_theta));
   w.SetFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  if (s.num_experts > 0) {
+    w.SetUint32("llama.expert_count", static_cast<uint32_t>(s.num_experts));
+    w.SetUint32("llama.expert_used_count", static_cast<uint32_t>(s.experts_per_token));
+  }
   Vocab vocab = MakeVocab(s.vocab_size);
   w.SetString("tokenizer.ggml.model", "llama");
   w.SetStringArray("tokenizer.ggml.tokens", std::move(vocab.tokens));
@@ -192,6 +203,21 @@ absl::Status WriteSyntheticModel(const SyntheticModelSpec& s, const std::string&
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_v.weight", kv_dim, s.hidden_size, in_amp));
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", s.hidden_size, q_dim, in_amp));
     STRATA_RETURN_IF_ERROR(norm(p + "ffn_norm.weight"));
+    if (s.num_experts > 0) {
+      // The router in f32, every expert's matrices stacked [experts, rows, cols].
+      const int64_t e = s.num_experts, f = s.intermediate_size, h = s.hidden_size;
+      STRATA_RETURN_IF_ERROR(w.AddTensorProducer(
+          p + "ffn_gate_inp.weight", DType::kF32, {e, h},
+          RandomTensor(DType::kF32, e, h, s.seed, id++, in_amp)));
+      auto experts = [&](std::string name, int64_t rows, int64_t cols, float amplitude) {
+        return w.AddTensorProducer(std::move(name), s.dtype, {e, rows, cols},
+                                   RandomTensor(s.dtype, e * rows, cols, s.seed, id++, amplitude));
+      };
+      STRATA_RETURN_IF_ERROR(experts(p + "ffn_gate_exps.weight", f, h, in_amp));
+      STRATA_RETURN_IF_ERROR(experts(p + "ffn_up_exps.weight", f, h, in_amp));
+      STRATA_RETURN_IF_ERROR(experts(p + "ffn_down_exps.weight", h, f, ffn_amp));
+      continue;
+    }
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", s.intermediate_size, s.hidden_size, in_amp));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", s.intermediate_size, s.hidden_size, in_amp));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", s.hidden_size, s.intermediate_size, ffn_amp));

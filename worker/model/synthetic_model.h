@@ -27,10 +27,15 @@ struct SyntheticModelSpec {
   double rope_theta = 10000.0;
   DType dtype = DType::kF32;  // of the matrices; norms are always f32
   uint64_t seed = 1;
+  // Mixture of experts (a Mixtral-shaped model, GGUF `llama` with stacked experts): every
+  // layer's MLP becomes num_experts experts of intermediate_size, top experts_per_token.
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 2;
 };
 
 // Named presets: "tiny" (the embedded default), "bench-500m" (~530 MB in f32, 6 layers of
-// hidden 1024), "tinyllama" (TinyLlama-1.1B shape, the peer comparison in DESIGN.md).
+// hidden 1024), "tinyllama" (TinyLlama-1.1B shape, the peer comparison in DESIGN.md),
+// "mixtral-2l" (Mixtral-8x7B's layer shape, 2 layers: 8 experts of 14336, top 2).
 absl::StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view name);
 std::vector<std::string> SyntheticPresetNames();
 

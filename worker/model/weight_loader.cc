@@ -202,7 +202,10 @@ absl::StatusOr<Weight> WeightLoader::ExpertMatrix(std::string_view role, int64_t
   STRATA_ASSIGN_OR_RETURN(
       Resolved r, Resolve(role, layer, expert, per_expert, slice, stacked ? num_experts : 0,
                           ".weight"));
-  return Place(r, /*matrix=*/true);
+  const int64_t before = bytes_;
+  STRATA_ASSIGN_OR_RETURN(Weight w, Place(r, /*matrix=*/true));
+  expert_bytes_ += bytes_ - before;
+  return w;
 }
 
 absl::StatusOr<Weight> WeightLoader::Vector(std::string_view role, int64_t layer,

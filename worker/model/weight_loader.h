@@ -120,8 +120,10 @@ class WeightLoader {
   // Places a table computed on the host (f32) on the backend.
   absl::StatusOr<Weight> Table(const std::vector<float>& values);
 
-  // Bytes this rank holds so far.
+  // Bytes this rank holds so far, and how many of them are routed experts' (of which one
+  // token's decode reads only its chosen experts).
   int64_t bytes() const { return bytes_; }
+  int64_t expert_bytes() const { return expert_bytes_; }
 
  private:
   struct Resolved {
@@ -142,6 +144,7 @@ class WeightLoader {
   const NameTable& names_;
   Options options_;
   int64_t bytes_ = 0;
+  int64_t expert_bytes_ = 0;
 };
 
 }  // namespace strata

@@ -56,13 +56,18 @@ std::vector<Case> MixedCases(int count, int max_prompt, int max_new, uint32_t se
   return cases;
 }
 
-// Each case alone, in this process: the engine on a LocalExecutor, one request at a time.
-std::vector<std::vector<int32_t>> Alone(const std::vector<Case>& cases, bool seeded) {
+// The tiny model in this process.
+absl::StatusOr<std::unique_ptr<LocalExecutor>> TinyLocal() {
   LocalExecutorOptions local;
   local.model = TinyModel();
   local.backend.threads = 1;
   local.kv_tokens = 256;
-  auto executor = LocalExecutor::Create(local);
+  return LocalExecutor::Create(local);
+}
+
+// Each case alone, in this process: the engine on a LocalExecutor, one request at a time.
+std::vector<std::vector<int32_t>> Alone(const std::vector<Case>& cases, bool seeded) {
+  auto executor = TinyLocal();
   EXPECT_TRUE(executor.ok()) << executor.status();
   std::vector<std::vector<int32_t>> out;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -85,11 +90,7 @@ std::vector<std::vector<int32_t>> Alone(const std::vector<Case>& cases, bool see
 std::vector<int32_t> StepLoop(
     const std::vector<int32_t>& prompt, int n, const SamplingParams& sampling,
     const std::function<int32_t(std::vector<float>&)>& choose = nullptr) {
-  LocalExecutorOptions local;
-  local.model = TinyModel();
-  local.backend.threads = 1;
-  local.kv_tokens = 256;
-  auto executor = LocalExecutor::Create(local);
+  auto executor = TinyLocal();
   EXPECT_TRUE(executor.ok()) << executor.status();
   if (!executor.ok()) return {};
   std::vector<int32_t> out, next = prompt;
