@@ -53,8 +53,8 @@ class FakeExecutor final : public Executor {
   absl::StatusOr<Ticket> Submit(const StepInput& step) override {
     std::lock_guard<std::mutex> lock(mu_);
     const Ticket ticket = next_++;
-    if (fail_steps_ > 0) {
-      --fail_steps_;
+    if (fail_steps_ > 0 || !ready_) {  // a rank that died stays dead until WaitReady revives it
+      if (fail_steps_ > 0) --fail_steps_;
       ready_ = false;
       results_.emplace(ticket, absl::UnavailableError("fake: rank 0 died"));
       return ticket;
