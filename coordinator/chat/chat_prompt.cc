@@ -9,7 +9,8 @@ namespace strata::chat {
 absl::StatusOr<ChatPrompt> EncodeChat(const ChatTemplates& templates,
                                       const tokenizer::Tokenizer& tokenizer,
                                       const boost::json::array& messages,
-                                      const boost::json::array* tools, const std::string& name) {
+                                      const boost::json::array* tools, const std::string& name,
+                                      size_t max_text_bytes) {
   std::optional<std::string> text = templates.Get();
   if (!text) return absl::NotFoundError(absl::StrCat(name, ": the model has no chat template"));
   ChatTemplateInput input;
@@ -29,6 +30,11 @@ absl::StatusOr<ChatPrompt> EncodeChat(const ChatTemplates& templates,
   }
   ChatPrompt prompt;
   STRATA_ASSIGN_OR_RETURN(prompt.text, RenderChat(input));
+  if (max_text_bytes > 0 && prompt.text.size() > max_text_bytes) {
+    return absl::OutOfRangeError(absl::StrCat("the rendered chat prompt is ", prompt.text.size(),
+                                              " bytes, more than the context can hold (",
+                                              max_text_bytes, " bytes)"));
+  }
   STRATA_ASSIGN_OR_RETURN(prompt.ids,
                           tokenizer.EncodeWithSpecialTokens(prompt.text, /*add_special=*/false));
   return prompt;

@@ -21,10 +21,12 @@ struct ChatPrompt {
 };
 
 // Renders `messages` (and `tools`, when given) through `templates`' default template.
-// NotFound when the model has no chat template. `name` labels template errors.
+// NotFound when the model has no chat template. `name` labels template errors. A rendered text
+// longer than `max_text_bytes` (when not 0) is OutOfRange, before it is encoded.
 absl::StatusOr<ChatPrompt> EncodeChat(const ChatTemplates& templates,
                                       const tokenizer::Tokenizer& tokenizer,
                                       const boost::json::array& messages,
-                                      const boost::json::array* tools, const std::string& name);
+                                      const boost::json::array* tools, const std::string& name,
+                                      size_t max_text_bytes = 0);
 
 }  // namespace strata::chat

@@ -197,6 +197,8 @@ struct ClusterFlags {
   std::string api_keys;  // comma-separated
   bool protect_ops = false;
   bool vllm_metrics = false;
+  int64_t max_connections = 4096;
+  int64_t max_body_bytes = int64_t{8} << 20;
   int32_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;
   bool no_prefix_caching = false;
@@ -258,6 +260,13 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_PROTECT_OPS");
   cmd->add_flag("--vllm-metrics", f.vllm_metrics, "Also export vLLM's metric names")
       ->envname("STRATA_VLLM_METRICS");
+  cmd->add_option("--max-connections", f.max_connections,
+                  "Open HTTP connections at most; more are answered 503 with Retry-After")
+      ->envname("STRATA_MAX_CONNECTIONS")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted (413 above)")
+      ->envname("STRATA_MAX_BODY_BYTES")->capture_default_str()
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
   cmd->add_option("--max-num-seqs", f.max_num_seqs, "Running sequences per step at most")
       ->envname("STRATA_MAX_NUM_SEQS")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("--max-num-batched-tokens", f.max_num_batched_tokens, "Tokens per step at most")
@@ -380,6 +389,8 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   options.api_keys = *std::move(keys);
   options.open_health_and_metrics = !f.protect_ops;
   options.vllm_metrics = f.vllm_metrics;
+  options.http.max_connections = f.max_connections;
+  options.http.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
   auto gw = gateway::Gateway::Start(*api->engine, executor, *api->tokenizer,
                                     api->templates ? &*api->templates : nullptr, options);
   ExitIfError(gw.status());

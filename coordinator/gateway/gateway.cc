@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -108,8 +109,9 @@ Metrics::Metrics(bool vllm_names, const std::string& model) {
   }
 }
 
-void Metrics::CountRequest(const std::string& endpoint, int status) {
-  requests->Add({{"endpoint", endpoint}, {"status", std::to_string(status)}}).Increment();
+void Metrics::CountRequest(std::string_view endpoint, int status) {
+  requests->Add({{"endpoint", std::string(endpoint)}, {"status", std::to_string(status)}})
+      .Increment();
 }
 
 void Metrics::ObserveTtft(double s) {
@@ -175,15 +177,30 @@ std::string Gateway::State::NewId(std::string_view prefix) {
 
 void Gateway::State::NoteToken() { last_token_ms = NowMillis(); }
 
+absl::StatusOr<std::vector<int32_t>> Gateway::State::EncodePrompt(std::string_view text) const {
+  if (max_prompt_bytes > 0 && text.size() > max_prompt_bytes) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "This model's maximum context length is ", engine->max_model_len(), " tokens; the prompt "
+        "is ", text.size(), " bytes, more than that many tokens can hold (", max_prompt_bytes,
+        " bytes)"));
+  }
+  return tokenizer->Encode(text, /*add_special=*/true);
+}
+
+absl::StatusOr<chat::ChatPrompt> Gateway::State::EncodeChatPrompt(
+    const json::array& messages, const json::array* tools) const {
+  return chat::EncodeChat(*templates, *tokenizer, messages, tools, options.model_name,
+                          max_prompt_bytes);
+}
+
 net::awaitable<void> SendJson(HttpExchange& exchange, int status, const json::value& body,
                               std::vector<std::pair<std::string, std::string>> headers) {
   co_await exchange.Send(status, "application/json", json::serialize(body), std::move(headers));
 }
 
-net::awaitable<void> SendError(HttpExchange& exchange, int status, std::string_view type,
-                               std::string_view message, std::optional<std::string> param,
-                               std::optional<std::string> code,
-                               std::vector<std::pair<std::string, std::string>> headers) {
+json::object ErrorBody(std::string_view type, std::string_view message,
+                       const std::optional<std::string>& param,
+                       const std::optional<std::string>& code) {
   json::object error;
   error["message"] = json::string(message);
   error["type"] = json::string(type);
@@ -191,6 +208,14 @@ net::awaitable<void> SendError(HttpExchange& exchange, int status, std::string_v
   error["code"] = code ? json::value(json::string(*code)) : json::value(nullptr);
   json::object body;
   body["error"] = std::move(error);
+  return body;
+}
+
+net::awaitable<void> SendError(HttpExchange& exchange, int status, std::string_view type,
+                               std::string_view message, std::optional<std::string> param,
+                               std::optional<std::string> code,
+                               std::vector<std::pair<std::string, std::string>> headers) {
+  const json::object body = ErrorBody(type, message, param, code);
   co_await SendJson(exchange, status, body, std::move(headers));
 }
 
@@ -222,16 +247,63 @@ const char* ErrorTypeFor(int http_status) {
 
 namespace {
 
-bool Authorized(const Gateway::State& s, const HttpExchange& exchange) {
+// The path a request targets, without its query.
+std::string_view PathOf(const HttpRequestHeader& header) {
+  const std::string_view target(header.target().data(), header.target().size());
+  return target.substr(0, target.find('?'));
+}
+
+// The route a path names, as its metric label: every path no route serves is "other", so no
+// client can grow the label set (or put bytes that are not UTF-8 into /metrics).
+std::string_view RouteLabel(std::string_view path) {
+  static constexpr std::string_view kRoutes[] = {
+      "/health", "/ready", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
+      "/api/generate", "/api/chat", "/api/tags", "/api/show", "/api/version", "/tokenize",
+      "/detokenize"};
+  for (std::string_view route : kRoutes) {
+    if (path == route) return route;
+  }
+  if (path.starts_with("/v1/models/")) return "/v1/models/{id}";
+  return "other";
+}
+
+// Compares in time that depends only on the lengths, so a key cannot be guessed byte by byte
+// from response times.
+bool SameKey(std::string_view given, std::string_view key) {
+  unsigned char diff = given.size() == key.size() ? 0 : 1;
+  for (size_t i = 0; i < given.size(); ++i) {
+    diff |= static_cast<unsigned char>(given[i] ^ key[i % std::max<size_t>(1, key.size())]);
+  }
+  return diff == 0;
+}
+
+bool Authorized(const Gateway::State& s, const HttpRequestHeader& header) {
   if (s.options.api_keys.empty()) return true;
-  const auto header = exchange.request()[boost::beast::http::field::authorization];
-  absl::string_view value(header.data(), header.size());
+  const auto field = header[boost::beast::http::field::authorization];
+  absl::string_view value(field.data(), field.size());
   if (!absl::ConsumePrefix(&value, "Bearer ")) return false;
   value = absl::StripAsciiWhitespace(value);
+  bool match = false;
   for (const std::string& key : s.options.api_keys) {
-    if (value == absl::string_view(key)) return true;
+    match |= SameKey(std::string_view(value.data(), value.size()), key);
   }
-  return false;
+  return match;
+}
+
+// Runs on each request's header, before its body is read: a request without a valid key is
+// answered 401 at once.
+std::optional<HttpRefusal> Admit(Gateway::State& s, const HttpRequestHeader& header) {
+  const std::string_view path = PathOf(header);
+  const bool ops = path == "/health" || path == "/ready" || path == "/metrics";
+  if ((ops && s.options.open_health_and_metrics) || Authorized(s, header)) return std::nullopt;
+  s.metrics->CountRequest(RouteLabel(path), 401);
+  HttpRefusal refusal;
+  refusal.status = 401;
+  refusal.body = json::serialize(
+      ErrorBody("authentication_error",
+                "Incorrect API key provided: pass one as 'Authorization: Bearer KEY'",
+                std::nullopt, "invalid_api_key"));
+  return refusal;
 }
 
 json::object ModelObject(const Gateway::State& s) {
@@ -283,26 +355,19 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
   const auto method = exchange.request().method();
   const bool get = method == boost::beast::http::verb::get;
   const bool post = method == boost::beast::http::verb::post;
-  const bool ops = path == "/health" || path == "/ready" || path == "/metrics";
-  std::string endpoint = path;
-  int status = 200;
-  if (!(ops && s.options.open_health_and_metrics) && !Authorized(s, exchange)) {
-    status = 401;
-    std::optional<std::string> code = "invalid_api_key";
-    co_await SendError(exchange, 401, "authentication_error",
-                       "Incorrect API key provided: pass one as 'Authorization: Bearer KEY'",
-                       std::nullopt, std::move(code));
-  } else if (get && path == "/health") {
+  exchange.OnRespond([&s, label = RouteLabel(path)](int status) {
+    s.metrics->CountRequest(label, status);
+  });
+  if (get && path == "/health") {
     json::object body;
     body["status"] = "ok";
     co_await SendJson(exchange, 200, body);
   } else if (get && path == "/ready") {
     const bool ready = co_await Ready(s, exchange);
-    status = ready ? 200 : 503;
     json::object body;
     body["status"] = ready ? "ready" : "not ready";
     body["detail"] = ready ? std::string() : std::string(s.executor->health().message());
-    co_await SendJson(exchange, status, body);
+    co_await SendJson(exchange, ready ? 200 : 503, body);
   } else if (get && path == "/metrics") {
     std::string text;
     {
@@ -317,14 +382,12 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
     body["data"] = json::array{ModelObject(s)};
     co_await SendJson(exchange, 200, body);
   } else if (get && path.starts_with("/v1/models/")) {
-    endpoint = "/v1/models/{id}";
     const std::string id = path.substr(std::string("/v1/models/").size());
     if (id == s.options.model_name) {
       json::object model = ModelObject(s);
       co_await SendJson(exchange, 200, model);
     } else {
-      status = 404;
-      std::string message = absl::StrCat("The model '", id, "' does not exist");
+      std::string message = absl::StrCat("The model '", absl::CHexEscape(id), "' does not exist");
       std::optional<std::string> param = "model", code = "model_not_found";
       co_await SendError(exchange, 404, "invalid_request_error", message, std::move(param),
                          std::move(code));
@@ -348,13 +411,11 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
   } else if (post && path == "/detokenize") {
     co_await HandleDetokenize(s, exchange);
   } else {
-    endpoint = "other";
-    status = 404;
-    std::string message = absl::StrCat(
-        "no route for ", std::string(exchange.request().method_string()), " ", path);
+    std::string message = absl::StrCat("no route for ",
+                                       std::string(exchange.request().method_string()), " ",
+                                       absl::CHexEscape(path));
     co_await SendError(exchange, 404, "not_found_error", message);
   }
-  s.metrics->CountRequest(endpoint, status);
 }
 
 }  // namespace
@@ -376,9 +437,14 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::Engine& engine,
   state->created = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
+  state->max_prompt_bytes =
+      tokenizer.max_bytes_per_token() * static_cast<size_t>(engine.max_model_len());
   if (state->options.api_keys.empty()) {
     STRATA_LOG_WARN("http: no API keys configured: the API is open to anyone who can reach it");
   }
+  state->options.http.admit = [raw = state.get()](const HttpRequestHeader& header) {
+    return Admit(*raw, header);  // the server stops before the state goes
+  };
   auto server = HttpServer::Start(state->options.http, [state](HttpExchange& exchange) {
     return Route(state, exchange);
   });

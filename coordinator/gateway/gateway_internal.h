@@ -12,6 +12,7 @@
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/experimental/concurrent_channel.hpp"
 #include "boost/json.hpp"
+#include "coordinator/chat/chat_prompt.h"
 #include "coordinator/gateway/gateway.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -62,7 +63,7 @@ struct Metrics {
   int64_t seen_preemptions = 0, seen_prefix_queries = 0, seen_prefix_hits = 0;
   std::map<std::string, std::pair<int64_t, double>> seen_ranks;  // rank -> (steps, seconds)
 
-  void CountRequest(const std::string& endpoint, int status);
+  void CountRequest(std::string_view endpoint, int status);  // endpoint: a route's label
   void ObserveTtft(double seconds);
   void ObserveItl(double seconds);
   void ObserveE2e(double seconds);
@@ -85,8 +86,18 @@ struct Gateway::State {
   // Readiness: the last time a generation produced a token.
   std::atomic<int64_t> last_token_ms{0};
 
+  // Bytes of prompt text beyond which no prompt fits the context (0: no such bound), so a huge
+  // prompt is refused without being encoded.
+  size_t max_prompt_bytes = 0;
+
   std::string NewId(std::string_view prefix);
   void NoteToken();
+  // A prompt's ids (with the model's bos/eos), or OutOfRange when the text is longer than
+  // `max_prompt_bytes`.
+  absl::StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text) const;
+  // A chat rendered through the model's template and encoded, bounded the same way.
+  absl::StatusOr<chat::ChatPrompt> EncodeChatPrompt(const boost::json::array& messages,
+                                                    const boost::json::array* tools) const;
 };
 
 // A whole JSON response.
@@ -94,7 +105,12 @@ boost::asio::awaitable<void> SendJson(HttpExchange& exchange, int status,
                                       const boost::json::value& body,
                                       std::vector<std::pair<std::string, std::string>> headers = {});
 
-// OpenAI's error object. `type`: invalid_request_error, authentication_error, not_found_error,
+// OpenAI's error object, {"error": {"message", "type", "param", "code"}}.
+boost::json::object ErrorBody(std::string_view type, std::string_view message,
+                              const std::optional<std::string>& param,
+                              const std::optional<std::string>& code);
+
+// OpenAI's error object as a response. `type`: invalid_request_error, authentication_error, not_found_error,
 // server_error, service_unavailable_error.
 boost::asio::awaitable<void> SendError(HttpExchange& exchange, int status, std::string_view type,
                                        std::string_view message,

@@ -1,6 +1,9 @@
 #include "coordinator/gateway/http_server.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -16,6 +19,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/string.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/http/chunk_encode.hpp"
 #include "boost/beast/http/empty_body.hpp"
@@ -37,6 +41,42 @@ constexpr uint32_t kMaxHeaderBytes = 16 << 10;
 // How long a refused request's remaining upload is drained before the connection closes.
 constexpr std::chrono::seconds kLingerTime(5);
 
+// A response as Beast writes it, from its parts.
+http::response<http::string_body> Response(int status, unsigned version,
+                                           std::string_view content_type, std::string body,
+                                           const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::response<http::string_body> res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "strata");
+  res.set(http::field::content_type, content_type);
+  for (const auto& [name, value] : headers) res.set(name, value);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+// A disconnect watch: the socket turning readable with nothing to read means the client closed.
+struct DisconnectWatch {
+  std::function<void()> on_gone;
+  bool active = true;
+};
+
+void ArmWatch(tcp::socket& socket, std::shared_ptr<DisconnectWatch> watch) {
+  socket.async_wait(tcp::socket::wait_read, [&socket, watch](boost::system::error_code ec) {
+    if (!watch->active) return;  // the response started (or the exchange ended): socket may be gone
+    if (!ec) {
+      char byte;
+      const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // the next request, pipelined: the client is still there
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        ArmWatch(socket, std::move(watch));
+        return;
+      }
+    }
+    watch->active = false;
+    watch->on_gone();
+  });
+}
+
 class Exchange : public HttpExchange {
  public:
   Exchange(beast::tcp_stream& stream, HttpRequest& request, std::chrono::milliseconds write_timeout)
@@ -46,39 +86,48 @@ class Exchange : public HttpExchange {
     path_ = target.substr(0, q);
     if (q != std::string_view::npos) query_ = target.substr(q + 1);
   }
+  ~Exchange() override { StopWatch(); }
 
   const HttpRequest& request() const override { return request_; }
   std::string_view path() const override { return path_; }
   std::string_view query() const override { return query_; }
   net::any_io_executor executor() override { return stream_.get_executor(); }
-  bool responded() const override { return responded_; }
+  bool responded() const override { return status_ != 0; }
+  int status() const override { return status_; }
   bool keep_alive() const { return keep_alive_; }
+
+  void OnRespond(std::function<void(int)> callback) override { on_respond_ = std::move(callback); }
+
+  void WatchForDisconnect(std::function<void()> on_gone) override {
+    StopWatch();
+    watch_ = std::make_shared<DisconnectWatch>();
+    watch_->on_gone = std::move(on_gone);
+    ArmWatch(stream_.socket(), watch_);
+  }
 
   net::awaitable<void> Send(int status, std::string_view content_type, std::string body,
                             std::vector<std::pair<std::string, std::string>> headers) override {
-    responded_ = true;
-    http::response<http::string_body> res{static_cast<http::status>(status), request_.version()};
-    res.set(http::field::server, "strata");
-    res.set(http::field::content_type, content_type);
-    for (auto& [name, value] : headers) res.set(name, value);
+    Responding(status);
+    auto res = Response(status, request_.version(), content_type, std::move(body), headers);
     res.keep_alive(request_.keep_alive() && keep_alive_);
     keep_alive_ = res.keep_alive();
-    res.body() = std::move(body);
-    res.prepare_payload();
     stream_.expires_after(write_timeout_);
     auto [ec, n] = co_await http::async_write(stream_, res, kTuple);
     if (ec) keep_alive_ = false;
   }
 
+  // HTTP/1.1 streams in chunks; an HTTP/1.0 client knows no chunks, so its stream is the raw
+  // bytes and ends when the connection closes.
   net::awaitable<bool> StartStream(int status, std::string_view content_type) override {
-    responded_ = true;
+    Responding(status);
+    chunked_ = request_.version() >= 11;
     http::response<http::empty_body> res{static_cast<http::status>(status), request_.version()};
     res.set(http::field::server, "strata");
     res.set(http::field::content_type, content_type);
     res.set(http::field::cache_control, "no-cache");
-    res.keep_alive(request_.keep_alive());
+    res.keep_alive(chunked_ && request_.keep_alive());
     keep_alive_ = res.keep_alive();
-    res.chunked(true);
+    res.chunked(chunked_);
     http::response_serializer<http::empty_body> serializer{res};
     stream_.expires_after(write_timeout_);
     auto [ec, n] = co_await http::async_write_header(stream_, serializer, kTuple);
@@ -89,12 +138,19 @@ class Exchange : public HttpExchange {
     if (broken_) co_return false;
     if (data.empty()) co_return true;
     stream_.expires_after(write_timeout_);
-    auto [ec, n] = co_await net::async_write(stream_, http::make_chunk(net::buffer(data)), kTuple);
+    boost::system::error_code ec;
+    if (chunked_) {
+      std::tie(ec, std::ignore) =
+          co_await net::async_write(stream_, http::make_chunk(net::buffer(data)), kTuple);
+    } else {
+      std::tie(ec, std::ignore) = co_await net::async_write(stream_, net::buffer(data), kTuple);
+    }
     co_return Ok(ec);
   }
 
   net::awaitable<bool> EndStream() override {
     if (broken_) co_return false;
+    if (!chunked_) co_return true;  // the session closes the connection
     stream_.expires_after(write_timeout_);
     auto [ec, n] = co_await net::async_write(stream_, http::make_chunk_last(), kTuple);
     co_return Ok(ec);
@@ -109,14 +165,44 @@ class Exchange : public HttpExchange {
     return !ec;
   }
 
+  void Responding(int status) {
+    StopWatch();
+    status_ = status;
+    if (on_respond_) on_respond_(status);
+  }
+
+  void StopWatch() {
+    if (watch_ == nullptr) return;
+    watch_->active = false;
+    watch_.reset();
+    boost::system::error_code ignored;
+    stream_.socket().cancel(ignored);  // only the watch's wait is pending here
+  }
+
   beast::tcp_stream& stream_;
   HttpRequest& request_;
   const std::chrono::milliseconds write_timeout_;
   std::string_view path_, query_;
-  bool responded_ = false;
+  int status_ = 0;
   bool keep_alive_ = true;
   bool broken_ = false;
+  bool chunked_ = true;
+  std::shared_ptr<DisconnectWatch> watch_;
+  std::function<void(int)> on_respond_;
 };
+
+// A malformed request line or header: answered with 400 (a closed, reset or silent connection
+// has nobody to answer).
+bool IsMalformedRequest(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::header_limit && ec != http::error::body_limit;
+}
+
+bool ExpectsContinue(const HttpRequestHeader& header) {
+  const auto expect = header[http::field::expect];
+  return beast::iequals(std::string_view(expect.data(), expect.size()), "100-continue");
+}
 
 }  // namespace
 
@@ -151,22 +237,58 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         continue;  // EMFILE and friends: keep serving the connections we have
       }
       auto executor = socket.get_executor();
-      net::co_spawn(executor,
-                    Session(std::make_shared<beast::tcp_stream>(std::move(socket))),
-                    net::detached);
+      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+      if (connections >= options.max_connections) {
+        net::co_spawn(executor, Refuse(std::move(stream)), net::detached);
+      } else {
+        net::co_spawn(executor, Session(std::move(stream)), net::detached);
+      }
     }
   }
 
-  net::awaitable<void> SendError(beast::tcp_stream& stream, unsigned version, http::status status,
-                                 std::string message) {
-    http::response<http::string_body> res{status, version};
-    res.set(http::field::content_type, "application/json");
+  // Answers `refusal` and closes, leaving the client time to read it (see Linger).
+  net::awaitable<void> SendRefusal(beast::tcp_stream& stream, unsigned version,
+                                   const HttpRefusal& refusal) {
+    auto res = Response(refusal.status, version, refusal.content_type, refusal.body,
+                        refusal.headers);
     res.keep_alive(false);
-    res.body() = absl::StrCat(R"({"error": {"message": ")", message,
-                              R"(", "type": "invalid_request_error", "param": null, "code": null}})");
-    res.prepare_payload();
     stream.expires_after(options.write_timeout);
     co_await http::async_write(stream, res, kTuple);
+  }
+
+  static HttpRefusal Error(int status, std::string_view message,
+                           std::vector<std::pair<std::string, std::string>> headers = {}) {
+    HttpRefusal r;
+    r.status = status;
+    r.body = absl::StrCat(R"({"error": {"message": ")",
+                          absl::string_view(message.data(), message.size()),
+                          R"(", "type": "invalid_request_error", "param": null, "code": null}})");
+    r.headers = std::move(headers);
+    return r;
+  }
+
+  // Over `max_connections`: 503 at once, without reading the request.
+  net::awaitable<void> Refuse(std::shared_ptr<beast::tcp_stream> owned) {
+    auto self = shared_from_this();
+    const std::string message =
+        absl::StrCat("too many connections (", options.max_connections, "); retry shortly");
+    std::vector<std::pair<std::string, std::string>> retry;
+    retry.emplace_back("Retry-After", "1");
+    co_await SendRefusal(*owned, 11, Error(503, message, std::move(retry)));
+    co_await Linger(*owned, std::chrono::seconds(1));
+  }
+
+  // Shuts our side and reads what the client still sends for a while, so that closing does not
+  // reset the connection before the client has read our answer.
+  net::awaitable<void> Linger(beast::tcp_stream& stream, std::chrono::seconds time) {
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    std::vector<char> sink(64 << 10);
+    stream.expires_after(time);
+    for (;;) {
+      auto [read_ec, read] = co_await stream.async_read_some(net::buffer(sink), kTuple);
+      if (read_ec) break;
+    }
   }
 
   net::awaitable<void> Session(std::shared_ptr<beast::tcp_stream> owned) {
@@ -187,57 +309,70 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       }
       auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kTuple);
       SetIdle(owned, false);
+      std::optional<HttpRefusal> refusal;
       if (ec == http::error::header_limit) {
-        co_await SendError(stream, 11, http::status::request_header_fields_too_large,
-                           "request headers exceed 16 KiB");
-        linger = true;
-        break;
-      }
-      // Beast refuses a declared Content-Length over the limit while parsing the header.
-      if (ec == http::error::body_limit ||
-          (!ec && parser.content_length() && *parser.content_length() > options.max_body_bytes)) {
+        refusal = Error(431, "request headers exceed 16 KiB");
+      } else if (ec == http::error::body_limit ||  // Beast checks a declared Content-Length here
+                 (!ec && parser.content_length() &&
+                  *parser.content_length() > options.max_body_bytes)) {
         const auto length = parser.content_length();
-        std::string message = absl::StrCat("request body of ", length ? *length : 0,
-                                           " bytes exceeds the limit of ", options.max_body_bytes);
-        co_await SendError(stream, parser.get().version(), http::status::payload_too_large,
-                           std::move(message));
+        refusal = Error(413, absl::StrCat("request body of ", length ? *length : 0,
+                                          " bytes exceeds the limit of ", options.max_body_bytes));
+      } else if (IsMalformedRequest(ec)) {
+        refusal = Error(400, absl::StrCat("malformed HTTP request: ", ec.message()));
+      } else if (ec) {
+        break;  // closed or timed out
+      } else if (options.admit) {
+        refusal = options.admit(parser.get().base());
+      }
+      const unsigned version = ec ? 11 : parser.get().version();
+      if (refusal) {
+        co_await SendRefusal(stream, version, *refusal);
         linger = true;
         break;
       }
-      if (ec) break;  // closed, timed out, or not HTTP
-      const unsigned version = parser.get().version();
+      if (ExpectsContinue(parser.get().base())) {
+        http::response<http::empty_body> go_on{http::status::continue_, version};
+        stream.expires_after(options.write_timeout);
+        std::tie(ec, n) = co_await http::async_write(stream, go_on, kTuple);
+        if (ec) break;
+      }
       stream.expires_after(options.body_timeout);
       std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, kTuple);
       if (ec == http::error::body_limit) {
         std::string message =
             absl::StrCat("request body exceeds the limit of ", options.max_body_bytes, " bytes");
-        co_await SendError(stream, version, http::status::payload_too_large, std::move(message));
+        co_await SendRefusal(stream, version, Error(413, message));
+        linger = true;
+        break;
+      }
+      if (IsMalformedRequest(ec)) {
+        co_await SendRefusal(stream, version,
+                             Error(400, absl::StrCat("malformed HTTP request: ", ec.message())));
         linger = true;
         break;
       }
       if (ec) break;
       HttpRequest request = parser.release();
-      Exchange exchange(stream, request, options.write_timeout);
-      stream.expires_never();  // the handler sets its own write deadlines
-      co_await handler(exchange);
-      if (!exchange.responded()) {
-        std::string body =
-            R"({"error": {"message": "no response", "type": "server_error", "param": null, "code": null}})";
-        co_await exchange.Send(500, "application/json", std::move(body), {});
+      bool keep_alive = false;
+      {
+        Exchange exchange(stream, request, options.write_timeout);
+        stream.expires_never();  // the handler sets its own write deadlines
+        co_await handler(exchange);
+        if (!exchange.responded()) {
+          std::string body =
+              R"({"error": {"message": "no response", "type": "server_error", "param": null, "code": null}})";
+          co_await exchange.Send(500, "application/json", std::move(body), {});
+        }
+        keep_alive = exchange.keep_alive() && request.keep_alive();
       }
-      if (!exchange.keep_alive() || !request.keep_alive()) break;
+      if (!keep_alive) break;
     }
-    beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     if (linger) {
-      // The client may still be sending the body we refused: read and drop it for a while, so
-      // closing does not reset the connection before the client has read our answer.
-      std::vector<char> sink(64 << 10);
-      stream.expires_after(kLingerTime);
-      for (;;) {
-        auto [read_ec, read] = co_await stream.async_read_some(net::buffer(sink), kTuple);
-        if (read_ec) break;
-      }
+      co_await Linger(stream, kLingerTime);
+    } else {
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
     --connections;
   }

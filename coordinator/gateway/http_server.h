@@ -3,20 +3,27 @@
 // streaming responses cost no thread each; a few threads run the io_context.
 //
 // Limits, each answered with a status rather than a dropped connection where HTTP allows:
-// headers larger than 16 KiB (431), bodies larger than `max_body_bytes` (413), headers not
-// received within `header_timeout` or a body not within `body_timeout` (the connection is
-// closed), a write that makes no progress within `write_timeout` (closed). Stop() stops
-// accepting, lets requests in progress finish for up to `shutdown_grace`, then closes the rest.
+// a request that is not HTTP (400), headers larger than 16 KiB (431), bodies larger than
+// `max_body_bytes` (413), more than `max_connections` open at once (503 with Retry-After),
+// headers not received within `header_timeout` or a body not within `body_timeout` (the
+// connection is closed), a write that makes no progress within `write_timeout` (closed).
+// Stop() stops accepting, lets requests in progress finish for up to `shutdown_grace`, then
+// closes the rest.
+//
+// `admit` sees each request's header before its body is read: a refusal (a missing API key)
+// is answered at once, so an unauthenticated client cannot make the server read 8 MiB. A
+// client that sends `Expect: 100-continue` gets `100 Continue` once admitted.
 //
 // Handlers are coroutines: `co_await exchange.Send(...)` for a whole response, or StartStream /
-// WriteChunk / EndStream for a chunked one (Server-Sent Events, NDJSON). A handler runs on the
-// connection's strand; it must not block the thread (waiting on the engine goes through
-// asynchronous channels).
+// WriteChunk / EndStream for a streamed one (Server-Sent Events, NDJSON): chunked for HTTP/1.1,
+// ended by closing the connection for HTTP/1.0. A handler runs on the connection's strand; it
+// must not block the thread (waiting on the engine goes through asynchronous channels).
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,12 +31,22 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/any_io_executor.hpp"
+#include "boost/beast/http/fields.hpp"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
 
 namespace strata::gateway {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using HttpRequestHeader = boost::beast::http::request_header<>;
+
+// A whole response, given without running the handler (see HttpServerOptions::admit).
+struct HttpRefusal {
+  int status = 400;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
 
 // One request and its response, as a handler sees them.
 class HttpExchange {
@@ -50,6 +67,15 @@ class HttpExchange {
   virtual boost::asio::awaitable<bool> WriteChunk(std::string data) = 0;
   virtual boost::asio::awaitable<bool> EndStream() = 0;
   virtual bool responded() const = 0;
+  virtual int status() const = 0;  // of the response sent (0 before one)
+  // Called with the status as a response starts, before a byte of it is written (so a client
+  // that has the answer finds it counted).
+  virtual void OnRespond(std::function<void(int status)> callback) = 0;
+
+  // Calls `on_gone` (on the handler's strand) if the client closes its connection before the
+  // response starts: a handler that waits for a whole result uses it to stop the work. A client
+  // that instead sends its next (pipelined) request is not gone; the watch ends there.
+  virtual void WatchForDisconnect(std::function<void()> on_gone) = 0;
 };
 
 using Handler = std::function<boost::asio::awaitable<void>(HttpExchange&)>;
@@ -63,6 +89,10 @@ struct HttpServerOptions {
   std::chrono::milliseconds body_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds write_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds shutdown_grace{std::chrono::seconds(10)};
+  int64_t max_connections = 4096;
+  // Sees each request's header before the body is read; a refusal is sent and the connection
+  // closed. Unset: every request is admitted.
+  std::function<std::optional<HttpRefusal>(const HttpRequestHeader&)> admit;
 };
 
 class HttpServer {

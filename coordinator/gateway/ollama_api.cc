@@ -7,6 +7,7 @@
 // repeat_penalty only looks at the last 64 tokens; ours applies to all, so it is off unless
 // asked for); num_predict defaults to the rest of the context; /api/generate renders the prompt
 // (and system) through the model's chat template unless "raw" is set or there is none.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 
@@ -49,7 +50,27 @@ bool ModelMatches(const Gateway::State& s, const json::value* model) {
   return name == s.options.model_name || name == s.options.model_name + ":latest";
 }
 
-// Reads Ollama's "options" into the request. Returns a problem, or empty.
+enum class OptionType { kNumber, kInteger, kBool, kUnknown };
+
+// The type of each option Ollama's Options struct declares (those we do not use included: a
+// client sending them in the wrong type gets the error Ollama would give).
+OptionType TypeOfOption(std::string_view key) {
+  static constexpr std::string_view kIntegers[] = {
+      "num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "mirostat", "num_ctx",
+      "num_batch", "num_gpu", "main_gpu", "num_thread"};
+  static constexpr std::string_view kNumbers[] = {
+      "top_p", "min_p", "typical_p", "tfs_z", "temperature", "repeat_penalty",
+      "presence_penalty", "frequency_penalty", "mirostat_tau", "mirostat_eta"};
+  static constexpr std::string_view kBools[] = {
+      "numa", "use_mmap", "low_vram", "vocab_only", "use_mlock", "f16_kv", "penalize_newline"};
+  for (std::string_view k : kIntegers) if (key == k) return OptionType::kInteger;
+  for (std::string_view k : kNumbers) if (key == k) return OptionType::kNumber;
+  for (std::string_view k : kBools) if (key == k) return OptionType::kBool;
+  return OptionType::kUnknown;
+}
+
+// Reads Ollama's "options" into the request. Returns a problem, or empty. An option of the
+// wrong type is refused, as Ollama refuses it; unknown options are ignored, as Ollama does.
 std::string ParseOptions(const json::object& body, engine::GenerationRequest& r) {
   SamplingParams& p = r.sampling;
   p.temperature = 0.8f;
@@ -59,9 +80,9 @@ std::string ParseOptions(const json::object& body, engine::GenerationRequest& r)
   if (options == nullptr || options->is_null()) return "";
   if (!options->is_object()) return "options must be an object";
   for (const auto& [key, value] : options->as_object()) {
-    const bool number = value.is_double() || value.is_int64() || value.is_uint64();
-    const double x = number ? value.to_number<double>() : 0;
-    if (key == "stop") {
+    const std::string name(key.data(), key.size());
+    if (value.is_null()) continue;
+    if (name == "stop") {
       if (!value.is_array()) return "options.stop must be a list of strings";
       for (const json::value& stop : value.as_array()) {
         if (!stop.is_string() || stop.as_string().empty()) return "options.stop must be a list of strings";
@@ -69,16 +90,33 @@ std::string ParseOptions(const json::object& body, engine::GenerationRequest& r)
       }
       continue;
     }
-    if (!number) continue;  // unknown or non-numeric options are ignored, as Ollama does
-    if (key == "temperature") p.temperature = static_cast<float>(x);
-    if (key == "top_p") p.top_p = static_cast<float>(x);
-    if (key == "top_k") p.top_k = static_cast<int32_t>(x);
-    if (key == "min_p") p.min_p = static_cast<float>(x);
-    if (key == "seed") r.seed = static_cast<uint64_t>(x);
-    if (key == "num_predict" && x > 0) r.max_tokens = static_cast<int64_t>(x);
-    if (key == "repeat_penalty") p.repetition_penalty = static_cast<float>(x);
-    if (key == "presence_penalty") p.presence_penalty = static_cast<float>(x);
-    if (key == "frequency_penalty") p.frequency_penalty = static_cast<float>(x);
+    const OptionType type = TypeOfOption(name);
+    const bool integer = value.is_int64() || value.is_uint64();
+    if (type == OptionType::kUnknown) continue;
+    if (type == OptionType::kBool) {
+      if (!value.is_bool()) return absl::StrCat("options.", name, " must be a boolean");
+      continue;
+    }
+    if (type == OptionType::kInteger && !integer) {
+      return absl::StrCat("options.", name, " must be an integer, got ", json::serialize(value));
+    }
+    if (!integer && !value.is_double()) {
+      return absl::StrCat("options.", name, " must be a number, got ", json::serialize(value));
+    }
+    const double x = value.to_number<double>();
+    // Integers as int64, saturating (a uint64 beyond it, or -2^63, is out of every range here).
+    const int64_t n = !integer ? 0
+                      : value.is_int64() ? value.as_int64()
+                      : static_cast<int64_t>(std::min<uint64_t>(value.as_uint64(), INT64_MAX));
+    if (name == "temperature") p.temperature = static_cast<float>(x);
+    if (name == "top_p") p.top_p = static_cast<float>(x);
+    if (name == "top_k") p.top_k = static_cast<int32_t>(std::clamp<int64_t>(n, 0, INT32_MAX));
+    if (name == "min_p") p.min_p = static_cast<float>(x);
+    if (name == "seed") r.seed = value.is_uint64() ? value.as_uint64() : static_cast<uint64_t>(n);
+    if (name == "num_predict" && n > 0) r.max_tokens = n;  // -1, -2: until the context is full
+    if (name == "repeat_penalty") p.repetition_penalty = static_cast<float>(x);
+    if (name == "presence_penalty") p.presence_penalty = static_cast<float>(x);
+    if (name == "frequency_penalty") p.frequency_penalty = static_cast<float>(x);
   }
   return "";
 }
@@ -115,12 +153,20 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
     return o;
   };
   bool client_gone = false;
-  if (stream) client_gone = !co_await exchange.StartStream(200, "application/x-ndjson");
+  auto gone = std::make_shared<bool>(false);  // set by the disconnect watch
+  if (stream) {
+    client_gone = !co_await exchange.StartStream(200, "application/x-ndjson");
+  } else {
+    exchange.WatchForDisconnect([gone, channel] {
+      *gone = true;
+      channel->cancel();
+    });
+  }
   std::string text;
   int64_t tokens = 0;
   auto first_token = start;
   engine::SampleOutput last;
-  while (!client_gone) {
+  while (!client_gone && !*gone) {
     auto [ec, event] = co_await channel->async_receive(net::as_tuple(net::use_awaitable));
     if (ec) break;
     if (event.prompt_tokens > 0) s.metrics->queue->Observe(event.queue_seconds);
@@ -142,7 +188,7 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
       client_gone = !co_await exchange.WriteChunk(std::move(data));
     }
   }
-  if (client_gone) {
+  if (client_gone || *gone) {
     s.engine->Cancel(*id);
     channel->close();
     co_return;
@@ -206,7 +252,7 @@ net::awaitable<std::optional<json::object>> ReadOllamaBody(Gateway::State& s, Ht
 net::awaitable<void> HandleOllamaGenerate(Gateway::State& s, HttpExchange& exchange) {
   std::optional<json::object> body = co_await ReadOllamaBody(s, exchange);
   if (!body) co_return;
-  const json::value model = body->at("model");
+  const json::value model = body->contains("model") ? body->at("model") : body->at("name");
   const json::value* prompt = body->if_contains("prompt");
   if (prompt != nullptr && !prompt->is_string()) {
     co_await SendOllamaError(exchange, 400, "prompt must be a string");
@@ -238,7 +284,7 @@ net::awaitable<void> HandleOllamaGenerate(Gateway::State& s, HttpExchange& excha
       messages.push_back(json::object{{"role", "system"}, {"content", system->as_string()}});
     }
     messages.push_back(json::object{{"role", "user"}, {"content", text}});
-    auto encoded = chat::EncodeChat(*s.templates, *s.tokenizer, messages, nullptr, s.options.model_name);
+    auto encoded = s.EncodeChatPrompt(messages, nullptr);
     if (!encoded.ok()) {
       {
       std::string message(encoded.status().message());
@@ -248,7 +294,7 @@ net::awaitable<void> HandleOllamaGenerate(Gateway::State& s, HttpExchange& excha
     }
     request.prompt = std::move(encoded->ids);
   } else {
-    auto ids = s.tokenizer->Encode(text, /*add_special=*/true);
+    auto ids = s.EncodePrompt(text);
     if (!ids.ok()) {
       {
       std::string message(ids.status().message());
@@ -266,7 +312,7 @@ net::awaitable<void> HandleOllamaGenerate(Gateway::State& s, HttpExchange& excha
 net::awaitable<void> HandleOllamaChat(Gateway::State& s, HttpExchange& exchange) {
   std::optional<json::object> body = co_await ReadOllamaBody(s, exchange);
   if (!body) co_return;
-  const json::value model = body->at("model");
+  const json::value model = body->contains("model") ? body->at("model") : body->at("name");
   const json::value* messages = body->if_contains("messages");
   if (messages == nullptr || !messages->is_array() || messages->as_array().empty()) {
     co_await SendOllamaError(exchange, 400, "messages must be a non-empty list");
@@ -288,8 +334,7 @@ net::awaitable<void> HandleOllamaChat(Gateway::State& s, HttpExchange& exchange)
     co_await SendOllamaError(exchange, 400, problem);
     co_return;
   }
-  auto encoded = chat::EncodeChat(*s.templates, *s.tokenizer, messages->as_array(), nullptr,
-                                  s.options.model_name);
+  auto encoded = s.EncodeChatPrompt(messages->as_array(), nullptr);
   if (!encoded.ok()) {
     {
       std::string message(encoded.status().message());

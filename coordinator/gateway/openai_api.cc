@@ -25,11 +25,26 @@ using Clock = std::chrono::steady_clock;
 constexpr int kMaxStop = 4;
 constexpr int kMaxCompletionLogprobs = 5;
 
-// A request the client got wrong: the message and the parameter it concerns.
+// A request the client got wrong: the message, the parameter it concerns and (rarely) a code.
 struct BadRequest {
   std::string message;
   std::string param;
+  std::string code = "";
 };
+
+// A prompt longer than the context (known before encoding) is OpenAI's context_length_exceeded.
+BadRequest PromptProblem(const absl::Status& status, std::string param) {
+  return BadRequest{std::string(status.message()), std::move(param),
+                    status.code() == absl::StatusCode::kOutOfRange ? "context_length_exceeded"
+                                                                   : ""};
+}
+
+net::awaitable<void> SendBadRequest(HttpExchange& exchange, const BadRequest& bad) {
+  std::optional<std::string> param = bad.param, code;
+  if (!bad.code.empty()) code = bad.code;
+  co_await SendError(exchange, 400, "invalid_request_error", bad.message, std::move(param),
+                     std::move(code));
+}
 
 enum class Api { kCompletions, kChat };
 
@@ -46,6 +61,24 @@ struct Parsed {
 double Number(const json::value& v) { return v.is_double() ? v.as_double() : v.to_number<double>(); }
 bool IsNumber(const json::value& v) { return v.is_double() || v.is_int64() || v.is_uint64(); }
 bool IsInt(const json::value& v) { return v.is_int64() || v.is_uint64(); }
+// An integer's value; a uint64 beyond int64 saturates (every range check here refuses it).
+int64_t Int(const json::value& v) {
+  if (v.is_int64()) return v.as_int64();
+  return v.as_uint64() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX
+                                                          : static_cast<int64_t>(v.as_uint64());
+}
+// A token id, or a BadRequest naming `param` and the value when it is not an int32 >= 0 (the
+// engine then checks it against the vocabulary).
+std::optional<BadRequest> TokenId(const json::value& v, const char* param, int32_t& id) {
+  if (!IsInt(v)) return BadRequest{absl::StrCat("'", param, "' must hold integer token ids"), param};
+  const int64_t x = Int(v);
+  if (x < 0 || x > INT32_MAX || (v.is_uint64() && v.as_uint64() > INT32_MAX)) {
+    return BadRequest{absl::StrCat("token id ", json::serialize(v), " is outside the vocabulary"),
+                      param};
+  }
+  id = static_cast<int32_t>(x);
+  return std::nullopt;
+}
 
 json::array TokenIds(const std::vector<int32_t>& ids) {
   json::array out;
@@ -73,9 +106,10 @@ std::optional<BadRequest> ParseCommon(const json::object& body, Api api, Parsed&
     const json::value* v = body.if_contains(name);
     if (v == nullptr || v->is_null()) return std::nullopt;
     if (!IsInt(*v)) return BadRequest{absl::StrCat("'", name, "' must be an integer"), name};
-    const int64_t x = v->is_int64() ? v->as_int64() : static_cast<int64_t>(v->as_uint64());
+    const int64_t x = Int(*v);
     if (x < lo || x > hi) {
-      return BadRequest{absl::StrCat("'", name, "' must be in [", lo, ", ", hi, "], got ", x), name};
+      return BadRequest{absl::StrCat("'", name, "' must be in [", lo, ", ", hi, "], got ",
+                                     json::serialize(*v)), name};
     }
     field = x;
     return std::nullopt;
@@ -107,11 +141,9 @@ std::optional<BadRequest> ParseCommon(const json::object& body, Api api, Parsed&
   if (auto e = integer("max_completion_tokens", 1, int64_t{1} << 31, max_tokens)) return e;
   out.max_tokens_given = max_tokens > 0;
   r.max_tokens = max_tokens > 0 ? max_tokens : (api == Api::kCompletions ? 16 : 0);
-  int64_t seed = 0;
   if (const json::value* v = body.if_contains("seed"); v != nullptr && !v->is_null()) {
     if (!IsInt(*v)) return BadRequest{"'seed' must be an integer", "seed"};
-    seed = v->is_int64() ? v->as_int64() : static_cast<int64_t>(v->as_uint64());
-    r.seed = static_cast<uint64_t>(seed);
+    r.seed = v->is_int64() ? static_cast<uint64_t>(v->as_int64()) : v->as_uint64();
   }
   if (auto e = boolean("stream", out.stream)) return e;
   if (auto e = boolean("ignore_eos", r.ignore_eos)) return e;
@@ -184,21 +216,22 @@ std::optional<BadRequest> ParseCommon(const json::object& body, Api api, Parsed&
   return std::nullopt;
 }
 
-std::optional<BadRequest> ParsePrompts(const json::object& body, const tokenizer::Tokenizer& tok,
+std::optional<BadRequest> ParsePrompts(const json::object& body, const Gateway::State& s,
                                        Parsed& out) {
   const json::value* v = body.if_contains("prompt");
   if (v == nullptr) return BadRequest{"'prompt' is required", "prompt"};
   auto encode = [&](const json::string& text) -> std::optional<BadRequest> {
-    auto ids = tok.Encode(std::string_view(text.data(), text.size()), /*add_special=*/true);
-    if (!ids.ok()) return BadRequest{std::string(ids.status().message()), "prompt"};
+    auto ids = s.EncodePrompt(std::string_view(text.data(), text.size()));
+    if (!ids.ok()) return PromptProblem(ids.status(), "prompt");
     out.prompts.push_back(*std::move(ids));
     return std::nullopt;
   };
   auto ids_of = [&](const json::array& a) -> std::optional<BadRequest> {
     std::vector<int32_t> ids;
     for (const json::value& t : a) {
-      if (!IsInt(t)) return BadRequest{"token prompts must be lists of integers", "prompt"};
-      ids.push_back(static_cast<int32_t>(t.to_number<int64_t>()));
+      int32_t id = 0;
+      if (auto e = TokenId(t, "prompt", id)) return e;
+      ids.push_back(id);
     }
     out.prompts.push_back(std::move(ids));
     return std::nullopt;
@@ -338,7 +371,6 @@ const char* FinishName(engine::FinishReason f) {
 net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api, Parsed parsed) {
   const auto start = Clock::now();
   const tokenizer::Tokenizer& tok = *s.tokenizer;
-  const std::string endpoint = api == Api::kChat ? "/v1/chat/completions" : "/v1/completions";
   const engine::EngineStats stats = s.engine->stats();
   if (stats.waiting >= s.options.max_waiting) {
     std::vector<std::pair<std::string, std::string>> retry;
@@ -399,11 +431,20 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
     return absl::StrCat("data: ", json::serialize(c), "\n\n");
   };
   bool client_gone = false;
-  if (parsed.stream) client_gone = !co_await exchange.StartStream(200, "text/event-stream");
+  auto gone = std::make_shared<bool>(false);  // set by the disconnect watch
+  if (parsed.stream) {
+    client_gone = !co_await exchange.StartStream(200, "text/event-stream");
+  } else {
+    // Nothing is written until the end: notice a client that leaves before then.
+    exchange.WatchForDisconnect([gone, channel] {
+      *gone = true;
+      channel->cancel();
+    });
+  }
 
   size_t finished = 0;
   int64_t completion_tokens = 0;
-  while (finished < total && !client_gone) {
+  while (finished < total && !client_gone && !*gone) {
     auto [ec, event] = co_await channel->async_receive(net::as_tuple(net::use_awaitable));
     if (ec) break;
     const size_t index = first_choice[event.request_id] + static_cast<size_t>(event.index);
@@ -488,7 +529,7 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
     std::string data = chunk(std::move(out));
     if (!client_gone && !co_await exchange.WriteChunk(std::move(data))) client_gone = true;
   }
-  if (client_gone) {
+  if (client_gone || *gone) {
     for (uint64_t engine_id : ids) s.engine->Cancel(engine_id);
     channel->close();
     co_return;
@@ -595,10 +636,9 @@ net::awaitable<void> HandleCompletions(Gateway::State& s, HttpExchange& exchange
   if (!body) co_return;
   Parsed parsed;
   std::optional<BadRequest> bad = ParseCommon(*body, Api::kCompletions, parsed);
-  if (!bad) bad = ParsePrompts(*body, *s.tokenizer, parsed);
+  if (!bad) bad = ParsePrompts(*body, s, parsed);
   if (bad) {
-    std::optional<std::string> param = bad->param;
-    co_await SendError(exchange, 400, "invalid_request_error", bad->message, std::move(param));
+    co_await SendBadRequest(exchange, *bad);
     co_return;
   }
   co_await Generate(s, exchange, Api::kCompletions, std::move(parsed));
@@ -612,8 +652,7 @@ net::awaitable<void> HandleChatCompletions(Gateway::State& s, HttpExchange& exch
   std::optional<BadRequest> bad = ParseCommon(*body, Api::kChat, parsed);
   if (!bad) bad = NormalizeMessages(body->if_contains("messages"), messages);
   if (bad) {
-    std::optional<std::string> param = bad->param;
-    co_await SendError(exchange, 400, "invalid_request_error", bad->message, std::move(param));
+    co_await SendBadRequest(exchange, *bad);
     co_return;
   }
   if (s.templates == nullptr || !s.templates->Get()) {
@@ -623,13 +662,10 @@ net::awaitable<void> HandleChatCompletions(Gateway::State& s, HttpExchange& exch
     co_return;
   }
   const json::value* tools = body->if_contains("tools");
-  auto prompt = chat::EncodeChat(*s.templates, *s.tokenizer, messages,
-                                 tools != nullptr && tools->is_array() ? &tools->as_array() : nullptr,
-                                 s.options.model_name);
+  auto prompt = s.EncodeChatPrompt(
+      messages, tools != nullptr && tools->is_array() ? &tools->as_array() : nullptr);
   if (!prompt.ok()) {
-    std::string message(prompt.status().message());
-    std::optional<std::string> param = "messages";
-    co_await SendError(exchange, 400, "invalid_request_error", message, std::move(param));
+    co_await SendBadRequest(exchange, PromptProblem(prompt.status(), "messages"));
     co_return;
   }
   parsed.prompts.push_back(std::move(prompt->ids));
@@ -700,11 +736,12 @@ net::awaitable<void> HandleDetokenize(Gateway::State& s, HttpExchange& exchange)
     problem = "'tokens' must be a list of token ids";
   } else {
     for (const json::value& t : tokens->as_array()) {
-      if (!IsInt(t)) {
-        problem = "'tokens' must be a list of token ids";
+      int32_t id = 0;
+      if (auto bad = TokenId(t, "tokens", id)) {
+        problem = bad->message;
         break;
       }
-      ids.push_back(static_cast<int32_t>(t.to_number<int64_t>()));
+      ids.push_back(id);
     }
   }
   std::string text;

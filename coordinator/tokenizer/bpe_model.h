@@ -12,6 +12,7 @@
 // Thread-safety: Encode may run concurrently; the word cache is sharded and locked.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -53,6 +54,15 @@ class BpeModel {
 
   // The id of a vocabulary token in its own spelling, or -1.
   int32_t TokenToId(std::string_view token) const;
+
+  // True when one token can stand for any number of characters (fused unknowns; with byte
+  // fallback a character becomes its bytes' tokens, unknown only when one of those is missing).
+  bool unbounded_tokens() const {
+    const bool fallback_complete =
+        spec_.byte_fallback &&
+        std::find(fallback_ids_.begin(), fallback_ids_.end(), -1) == fallback_ids_.end();
+    return spec_.fuse_unk && unk_id_ >= 0 && !fallback_complete;
+  }
 
  private:
   struct Merge {

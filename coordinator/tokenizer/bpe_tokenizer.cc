@@ -93,6 +93,14 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeTokenizerP
       tok->id_to_bytes_[id] = bytes ? std::move(*bytes) : id_to_token[id];
     }
   }
+  // A token's spelling is never shorter than the (normalized) input it stands for: byte-level
+  // and metaspace spellings only lengthen it, an unknown character is one "<unk>".
+  const int shrink = tok->normalizer_.max_shrink();
+  if (shrink > 0 && !tok->pre_tokenizer_.drops_text() && !tok->model_->unbounded_tokens()) {
+    size_t longest = 4;  // one unknown character
+    for (const std::string& token : id_to_token) longest = std::max(longest, token.size());
+    tok->max_bytes_per_token_ = longest * static_cast<size_t>(shrink);
+  }
   tok->id_to_token_ = std::move(id_to_token);
   tok->special_ = std::move(special);
   return tok;

@@ -61,6 +61,7 @@ class BpeTokenizer : public Tokenizer {
   int32_t bos_id() const override { return bos_id_; }
   const absl::flat_hash_set<int32_t>& eos_ids() const override { return eos_ids_; }
   bool IsSpecial(int32_t id) const override;
+  size_t max_bytes_per_token() const override { return max_bytes_per_token_; }
 
  private:
   BpeTokenizer(BpeTokenizerParts parts, std::unique_ptr<BpeModel> model);
@@ -84,6 +85,7 @@ class BpeTokenizer : public Tokenizer {
   std::vector<std::string> id_to_token_;  // [vocab_size]; "" for unused ids
   std::vector<std::string> id_to_bytes_;  // byte-level decoder only: the bytes of each id
   std::vector<bool> special_;             // [vocab_size]
+  size_t max_bytes_per_token_ = 0;
 };
 
 }  // namespace strata::tokenizer

@@ -211,4 +211,23 @@ void Normalizer::ApplyStep(const Step& step, std::string* text) {
   }
 }
 
+int Normalizer::max_shrink() const {
+  int shrink = 1;
+  for (const Step& step : steps_) {
+    switch (step.kind) {
+      case Kind::kStrip: return 0;
+      case Kind::kReplace:
+        // A literal replaced by something at least as long (Gemma's " " -> "\u2581") only
+        // lengthens the text; a regex or a shorter replacement can remove any amount.
+        if (step.pattern.regex != nullptr || step.content.size() < step.pattern.literal.size()) {
+          return 0;
+        }
+        break;
+      case Kind::kPrepend: break;
+      default: shrink = 4;
+    }
+  }
+  return shrink;
+}
+
 }  // namespace strata::tokenizer

@@ -40,6 +40,12 @@ class Normalizer {
   // `text` (valid UTF-8) normalized.
   std::string Apply(std::string_view text) const;
 
+  // How many times shorter normalized text can be than its input: 1 for none, 4 for Unicode
+  // normalization and lowercasing (composition and compatibility mappings shrink a character
+  // at most threefold, e.g. the Kelvin sign to "k"), 0 when a step can remove any amount (strip,
+  // a regex replacement or a shorter one).
+  int max_shrink() const;
+
  private:
   enum class Kind { kNfc, kNfd, kNfkc, kNfkd, kLowercase, kStrip, kPrepend, kReplace };
   struct Step {

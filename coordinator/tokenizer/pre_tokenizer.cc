@@ -272,4 +272,11 @@ void PreTokenizer::SplitWord(const Step& step, const PreToken& word, std::vector
   }
 }
 
+bool PreTokenizer::drops_text() const {
+  for (const Step& step : steps_) {
+    if (step.kind == Kind::kSplit && step.behavior == Behavior::kRemoved) return true;
+  }
+  return false;
+}
+
 }  // namespace strata::tokenizer

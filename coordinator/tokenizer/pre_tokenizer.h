@@ -42,6 +42,9 @@ class PreTokenizer {
   // True when the steps end with ByteLevel: the model must see raw bytes.
   bool byte_level() const { return byte_level_; }
 
+  // True when a split removes what it matches (the text is not all kept).
+  bool drops_text() const;
+
   // Appends the words of `text` to `out`. Views point into `text` or into strings appended to
   // `arena` (which must outlive their use).
   void Split(std::string_view text, bool at_start, std::vector<PreToken>* out,

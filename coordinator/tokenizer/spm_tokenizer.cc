@@ -163,6 +163,13 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   tok->control_ = std::make_unique<AddedTokenMatcher>(control);
   if (v.eos_id >= 0) tok->eos_ids_.insert(v.eos_id);
   tok->eos_ids_.insert(v.extra_eos_ids.begin(), v.extra_eos_ids.end());
+  // A piece is never shorter than the text it stands for ("\u2581" for one space, "<0x0A>"
+  // for one byte, one unknown character per <unk>), unless runs of spaces collapse.
+  if (!v.remove_extra_whitespaces) {
+    size_t longest = 4;
+    for (const std::string& piece : v.pieces) longest = std::max(longest, piece.size());
+    tok->max_bytes_per_token_ = longest;
+  }
   return tok;
 }
 

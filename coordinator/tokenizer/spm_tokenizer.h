@@ -40,6 +40,7 @@ class SpmTokenizer : public Tokenizer {
   int32_t bos_id() const override { return vocab_.bos_id; }
   const absl::flat_hash_set<int32_t>& eos_ids() const override { return eos_ids_; }
   bool IsSpecial(int32_t id) const override;
+  size_t max_bytes_per_token() const override { return max_bytes_per_token_; }
 
  private:
   explicit SpmTokenizer(SpmVocab vocab);
@@ -69,6 +70,7 @@ class SpmTokenizer : public Tokenizer {
   std::unique_ptr<AddedTokenMatcher> control_;  // control pieces and added tokens
   bool has_plain_added_ = false;  // added tokens matched in plain text too (not special)
   int32_t added_from_ = INT32_MAX;  // first id appended past the SentencePiece model
+  size_t max_bytes_per_token_ = 0;
 };
 
 }  // namespace strata::tokenizer

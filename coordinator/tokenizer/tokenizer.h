@@ -62,6 +62,11 @@ class Tokenizer {
 
   // True for control tokens (bos, eos, pad, chat markers): skipped by Decode(skip_special).
   virtual bool IsSpecial(int32_t id) const = 0;
+
+  // At most how many bytes of input text one token stands for, or 0 when nothing bounds it
+  // (the tokenizer drops or collapses text: stripped or collapsed whitespace, fused unknowns).
+  // A text longer than this times a context cannot fit in it, and need not be encoded to know.
+  virtual size_t max_bytes_per_token() const = 0;
 };
 
 // Loads the tokenizer of a model:

@@ -1,5 +1,11 @@
 #include "tests/testing/http_client.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "boost/asio/connect.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
@@ -36,6 +42,92 @@ HttpResponse HttpRequest(int port, const std::string& method, const std::string&
   const auto& res = parser.get();
   return {static_cast<int>(res.result_int()), res.body(), std::string(res["Retry-After"]),
           std::string(res[http::field::content_type])};
+}
+
+struct RawConnection::Impl {
+  int fd = -1;
+  std::string pending;  // read past the last ReadUntil's needle
+};
+
+RawConnection::RawConnection(int port) : impl_(std::make_unique<Impl>()) {
+  impl_->fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (impl_->fd >= 0 &&
+      ::connect(impl_->fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(impl_->fd);
+    impl_->fd = -1;
+  }
+}
+
+RawConnection::~RawConnection() { Close(); }
+
+bool RawConnection::connected() const { return impl_->fd >= 0; }
+
+bool RawConnection::Send(const std::string& bytes) {
+  size_t sent = 0;
+  while (impl_->fd >= 0 && sent < bytes.size()) {
+    const ssize_t n = ::send(impl_->fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return impl_->fd >= 0;
+}
+
+std::string RawConnection::ReadUntil(const std::string& needle, std::chrono::milliseconds timeout) {
+  std::string out = std::move(impl_->pending);
+  impl_->pending.clear();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (impl_->fd >= 0) {
+    if (!needle.empty()) {
+      if (size_t at = out.find(needle); at != std::string::npos) {
+        impl_->pending = out.substr(at + needle.size());
+        out.resize(at + needle.size());
+        return out;
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{impl_->fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[16384];
+    const ssize_t n = ::recv(impl_->fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::string RawConnection::ReadToEnd(std::chrono::milliseconds timeout, bool* closed) {
+  std::string out = std::move(impl_->pending);
+  impl_->pending.clear();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (closed != nullptr) *closed = false;
+  while (impl_->fd >= 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{impl_->fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[16384];
+    const ssize_t n = ::recv(impl_->fd, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      if (closed != nullptr) *closed = true;
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+void RawConnection::Close() {
+  if (impl_ && impl_->fd >= 0) {
+    ::close(impl_->fd);
+    impl_->fd = -1;
+  }
 }
 
 }  // namespace strata::testing

@@ -1,6 +1,8 @@
 // A blocking HTTP/1.1 client for tests: one request per connection to 127.0.0.1.
 #pragma once
 
+#include <chrono>
+#include <memory>
 #include <string>
 
 namespace strata::testing {
@@ -24,5 +26,27 @@ inline HttpResponse HttpPost(int port, const std::string& path, const std::strin
                              const std::string& api_key = "") {
   return HttpRequest(port, "POST", path, body, api_key);
 }
+
+// A raw TCP connection to 127.0.0.1:port, for requests a well-behaved client would not send
+// (malformed, HTTP/1.0, pipelined, half-sent bodies). Never throws.
+class RawConnection {
+ public:
+  explicit RawConnection(int port);
+  ~RawConnection();
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const;
+  bool Send(const std::string& bytes);
+  // What arrives until `needle` has been read, the peer closes, or `timeout` passes.
+  std::string ReadUntil(const std::string& needle, std::chrono::milliseconds timeout);
+  // Everything until the peer closes (or `timeout`); `closed` says whether it did.
+  std::string ReadToEnd(std::chrono::milliseconds timeout, bool* closed = nullptr);
+  void Close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace strata::testing

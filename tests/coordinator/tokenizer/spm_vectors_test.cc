@@ -1,6 +1,7 @@
 // Our SentencePiece BPE tokenizer against the outputs of the reference implementations:
 // llama.cpp's vectors for its llama-spm vocabulary GGUF, and SentencePiece's own outputs for
 // real tokenizer.model files (tokenizers/expected/*-spm.out).
+#include <iostream>
 #include <string>
 
 #include "coordinator/tokenizer/tokenizer.h"
@@ -36,8 +37,14 @@ TEST_P(SpmVectorsTest, EveryCaseMatchesReference) {
     auto ids = (*tokenizer)->Encode(c.text, /*add_special=*/false);
     ASSERT_TRUE(ids.ok()) << ids.status();
     EXPECT_EQ(*ids, c.ids) << "text: '" << c.text << "'";
-    if (*ids == c.ids) ++matched;
+    if (*ids == c.ids) ++matched;    // The reference's ids bound the text's bytes as the gateway assumes when it refuses a prompt
+    // too long for any tokenization (0: the tokenizer claims no bound).
+    EXPECT_GE(c.ids.size() * (*tokenizer)->max_bytes_per_token(),
+              (*tokenizer)->max_bytes_per_token() > 0 ? c.text.size() : 0)
+        << "text: '" << c.text << "'";
   }
+  std::cout << "[ bound    ] " << set.name << ": at most " << (*tokenizer)->max_bytes_per_token()
+            << " bytes per token\n";
   EXPECT_EQ(matched, static_cast<int>(cases.size())) << set.name;
 }
 
