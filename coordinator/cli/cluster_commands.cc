@@ -198,6 +198,7 @@ struct ClusterFlags {
   bool protect_ops = false;
   bool vllm_metrics = false;
   int64_t max_connections = 4096;
+  int worker_restarts = 5;  // serve: restarts of one local worker within two minutes
   int64_t max_body_bytes = int64_t{8} << 20;
   int32_t max_num_seqs = 256;
   int64_t max_num_batched_tokens = 2048;
@@ -215,6 +216,10 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   cmd->add_option("--dtype", f.dtype, "Convert weights on load: f32, f16, bf16, q8_0, q4_0")
       ->envname("STRATA_DTYPE");
   if (serve) {
+    cmd->add_option("--worker-restarts", f.worker_restarts,
+                    "Restart a local worker that dies, up to this many times in two minutes "
+                    "(more is a crash loop: serve exits with an error; 0: never restart)")
+        ->envname("STRATA_WORKER_RESTARTS")->capture_default_str()->check(CLI::Range(0, 1000));
     cmd->add_option("--device", f.device, "Device of the local workers: cpu, or cuda (one worker "
                     "per GPU)")->envname("STRATA_DEVICE")->capture_default_str();
   }
@@ -458,18 +463,33 @@ void RunServe(const ClusterFlags& flags) {
   std::unique_ptr<LocalWorkers>* workers = &local.workers;
 
   // A signal at any point (loading included) stops the API (letting requests in progress
-  // finish), then the workers, and ends the process.
+  // finish), then the workers, and ends the process. So does a worker's crash loop, with an
+  // error.
   std::mutex exit_mu;
   std::atomic<gateway::Gateway*> serving{nullptr};
-  std::thread([&] {
-    const int sig = signals.Wait();
+  auto shut_down = [&, world](const std::string& why, int code) {
     if (gateway::Gateway* g = serving.load()) g->Stop();
     std::lock_guard<std::mutex> lock(exit_mu);
-    STRATA_LOG_INFO("signal {}: stopping {} worker(s)", sig, world);
+    STRATA_LOG_INFO("{}: stopping {} worker(s)", why, world);
     (*workers)->Stop();
     std::fflush(nullptr);
-    std::_Exit(128 + sig);
+    std::_Exit(code);
+  };
+  std::thread([&signals, shut_down] {
+    const int sig = signals.Wait();
+    shut_down(absl::StrCat("signal ", sig), 128 + sig);
   }).detach();
+  if (f.worker_restarts > 0) {
+    RestartPolicy policy;
+    policy.max_restarts = f.worker_restarts;
+    (*workers)->Supervise(policy, [shut_down](const absl::Status& loop) {
+      // Not on the supervising thread: stopping the workers joins it.
+      std::thread([shut_down, loop] {
+        STRATA_LOG_ERROR("giving up: {}", std::string(loop.message()));
+        shut_down("crash loop", 1);
+      }).detach();
+    });
+  }
 
   auto executor = ClusterExecutor::Start(server->membership(), ToExecutorOptions(f, model));
   if (!executor.ok()) {

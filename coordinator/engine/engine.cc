@@ -99,7 +99,7 @@ struct Engine::Impl {
   std::map<uint64_t, std::unique_ptr<RequestState>> requests;
   std::vector<RequestState*> gated;  // n > 1: siblings wait for sample 0's prompt
   uint64_t next_seq = 1;
-  int64_t steps = 0, computed_tokens = 0;
+  int64_t steps = 0, computed_tokens = 0, cluster_failures = 0, recoveries = 0;
 
   void Loop();
   void Accept(std::unique_ptr<RequestState> request);
@@ -388,6 +388,7 @@ void Engine::Impl::OnToken(SampleState& sample, int32_t token,
 
 void Engine::Impl::RecoverOrFail(const absl::Status& error, std::deque<InFlight>& in_flight) {
   STRATA_LOG_ERROR("engine: step failed: {}", error.ToString());
+  ++cluster_failures;
   // Every step still in flight failed with it (or ran on a cluster that is being reloaded).
   for (InFlight& f : in_flight) {
     executor.Wait(f.ticket).IgnoreError();
@@ -400,6 +401,7 @@ void Engine::Impl::RecoverOrFail(const absl::Status& error, std::deque<InFlight>
                     scheduler.num_running());
     scheduler.PreemptAll();
     blocks.ForgetCache();  // the reloaded workers hold none of it
+    ++recoveries;
     return;
   }
   STRATA_LOG_ERROR("engine: cluster did not recover: failing every request");
@@ -430,6 +432,8 @@ void Engine::Impl::PublishStats() {
   stats.prefix_hit_blocks = blocks.hit_blocks();
   stats.steps = steps;
   stats.computed_tokens = computed_tokens;
+  stats.cluster_failures = cluster_failures;
+  stats.recoveries = recoveries;
 }
 
 void Engine::Impl::Loop() {

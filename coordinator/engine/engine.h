@@ -107,6 +107,8 @@ struct EngineStats {
   int64_t prefix_hit_blocks = 0;
   int64_t steps = 0;
   int64_t computed_tokens = 0;  // tokens run through the model
+  int64_t cluster_failures = 0;  // steps the cluster failed (a worker died, stalled, ...)
+  int64_t recoveries = 0;        // times the cluster came back and running sequences resumed
 };
 
 class Engine {

@@ -70,6 +70,12 @@ Metrics::Metrics(bool vllm_names, const std::string& model) {
                   .Help("Share of KV cache blocks in use (0-1)").Register(r).Add({});
   preemptions = &BuildCounter().Name("strata_preemptions_total")
                      .Help("Sequences preempted for lack of KV blocks").Register(r).Add({});
+  cluster_failures = &BuildCounter().Name("strata_cluster_failures_total")
+                          .Help("Steps the cluster failed (a worker died or stalled)")
+                          .Register(r).Add({});
+  recoveries = &BuildCounter().Name("strata_cluster_recoveries_total")
+                    .Help("Times the cluster was reloaded and running requests resumed")
+                    .Register(r).Add({});
   prefix_queries = &BuildCounter().Name("strata_prefix_cache_queries_total")
                         .Help("Prompt blocks looked up in the prefix cache").Register(r).Add({});
   prefix_hits = &BuildCounter().Name("strata_prefix_cache_hits_total")
@@ -165,7 +171,11 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
   preemptions->Increment(static_cast<double>(stats.preemptions - seen_preemptions));
   prefix_queries->Increment(static_cast<double>(stats.prefix_query_blocks - seen_prefix_queries));
   prefix_hits->Increment(static_cast<double>(stats.prefix_hit_blocks - seen_prefix_hits));
+  cluster_failures->Increment(static_cast<double>(stats.cluster_failures - seen_failures));
+  recoveries->Increment(static_cast<double>(stats.recoveries - seen_recoveries));
   seen_preemptions = stats.preemptions;
+  seen_failures = stats.cluster_failures;
+  seen_recoveries = stats.recoveries;
   seen_prefix_queries = stats.prefix_query_blocks;
   seen_prefix_hits = stats.prefix_hit_blocks;
 }

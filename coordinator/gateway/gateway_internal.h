@@ -43,6 +43,8 @@ struct Metrics {
   prometheus::Gauge* waiting = nullptr;
   prometheus::Gauge* kv_usage = nullptr;
   prometheus::Counter* preemptions = nullptr;
+  prometheus::Counter* cluster_failures = nullptr;
+  prometheus::Counter* recoveries = nullptr;
   prometheus::Counter* prefix_queries = nullptr;
   prometheus::Counter* prefix_hits = nullptr;
   // vLLM-compatible duplicates (null unless enabled).
@@ -61,6 +63,7 @@ struct Metrics {
 
   // Engine and rank counters last seen, to turn their totals into counter increments.
   int64_t seen_preemptions = 0, seen_prefix_queries = 0, seen_prefix_hits = 0;
+  int64_t seen_failures = 0, seen_recoveries = 0;
   std::map<std::string, std::pair<int64_t, double>> seen_ranks;  // rank -> (steps, seconds)
 
   void CountRequest(std::string_view endpoint, int status);  // endpoint: a route's label

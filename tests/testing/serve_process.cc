@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -83,6 +84,40 @@ std::string ServeProcess::Log() const {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+int ServeProcess::Wait(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  const auto deadline = Clock::now() + timeout;
+  int status = 0;
+  while (::waitpid(pid_, &status, WNOHANG) != pid_) {
+    if (Clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  pid_ = -1;
+  return status;
+}
+
+std::vector<pid_t> ServeProcess::Workers() const {
+  std::vector<pid_t> out;
+  if (pid_ <= 0) return out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream status(entry.path() / "status");
+    std::string line;
+    bool alive = true;
+    pid_t parent = -1;
+    while (std::getline(status, line)) {
+      if (line.starts_with("State:")) alive = line.find('Z') == std::string::npos;
+      if (line.starts_with("PPid:")) {
+        parent = std::stoi(line.substr(5));
+        break;
+      }
+    }
+    if (alive && parent == pid_) out.push_back(std::stoi(name));
+  }
+  return out;
 }
 
 int ServeProcess::Stop(std::chrono::milliseconds grace) {

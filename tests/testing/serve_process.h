@@ -34,6 +34,11 @@ class ServeProcess {
   std::string Log() const;
   // SIGTERM, SIGKILL after `grace`; returns the exit status (as waitpid's) or -1.
   int Stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+  // Waits up to `timeout` for the process to end by itself: its exit status (as waitpid's),
+  // or -1 while it still runs.
+  int Wait(std::chrono::milliseconds timeout);
+  // Its worker processes: its children that are alive (not zombies).
+  std::vector<pid_t> Workers() const;
 
  private:
   ServeProcess() = default;

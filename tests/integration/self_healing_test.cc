@@ -1,0 +1,193 @@
+// `strata serve` heals itself: a worker process killed mid-stream is restarted, the group is
+// reloaded, and every stream in progress resumes by recompute and ends with exactly the tokens
+// it would have had without the fault. A worker that keeps dying ends serve with a clear error
+// instead of a restart spin.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "boost/json.hpp"
+#include "gtest/gtest.h"
+#include "tests/testing/http_client.h"
+#include "tests/testing/serve_process.h"
+
+namespace strata {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kStreams = 8;
+constexpr int kMaxTokens = 300;
+
+json::object Request(int i, bool stream) {
+  json::array prompt;
+  for (int t = 0; t < 3 + 5 * i; ++t) prompt.push_back(1 + (37 * i + 11 * t) % 300);
+  return json::object{{"model", "m"},          {"prompt", prompt},
+                      {"max_tokens", kMaxTokens}, {"temperature", 0},
+                      {"ignore_eos", true},     {"return_token_ids", true},
+                      {"stream", stream}};
+}
+
+std::string RawPost(const json::object& body) {
+  const std::string text = json::serialize(body);
+  return "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Content-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text;
+}
+
+// The token ids of an SSE stream's chunks, and whether it ended with [DONE] after a
+// finish_reason (an error event instead leaves `finished` false).
+struct Streamed {
+  std::vector<int32_t> ids;
+  bool finished = false;
+  std::string error;
+};
+
+Streamed ParseStream(const std::string& raw) {
+  Streamed out;
+  size_t at = 0;
+  bool finish_seen = false;
+  while ((at = raw.find("data: ", at)) != std::string::npos) {
+    at += 6;
+    const size_t end = raw.find("\n\n", at);
+    if (end == std::string::npos) break;
+    const std::string data = raw.substr(at, end - at);
+    at = end;
+    if (data == "[DONE]") {
+      out.finished = finish_seen;
+      break;
+    }
+    boost::system::error_code ec;
+    const json::value chunk = json::parse(data, ec);
+    if (ec) continue;  // (a chunk split by the transfer framing; the test reads chunked bodies raw)
+    if (const json::value* error = chunk.as_object().if_contains("error")) {
+      out.error = json::serialize(*error);
+      continue;
+    }
+    for (const json::value& choice : chunk.at("choices").as_array()) {
+      for (const json::value& id : choice.at("token_ids").as_array()) {
+        out.ids.push_back(static_cast<int32_t>(id.to_number<int64_t>()));
+      }
+      finish_seen = finish_seen || !choice.at("finish_reason").is_null();
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<testing::ServeProcess> Serve(std::vector<std::string> args) {
+  args.insert(args.end(), {"--tp", "2", "--threads", "1", "--served-model-name", "m"});
+  auto serve = testing::ServeProcess::Start(args);
+  EXPECT_TRUE(serve.ok()) << serve.status();
+  return serve.ok() ? *std::move(serve) : nullptr;
+}
+
+// Waits until `serve` has `count` live workers, none of them one of `gone`.
+std::vector<pid_t> WaitForWorkers(const testing::ServeProcess& serve, size_t count,
+                                  const std::vector<pid_t>& gone = {}) {
+  const auto deadline = Clock::now() + seconds(30);
+  std::vector<pid_t> workers;
+  while (Clock::now() < deadline) {
+    workers = serve.Workers();
+    const bool replaced = std::none_of(workers.begin(), workers.end(), [&](pid_t p) {
+      return std::find(gone.begin(), gone.end(), p) != gone.end();
+    });
+    if (workers.size() == count && replaced) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return workers;
+}
+
+TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturbedTokens) {
+  auto serve = Serve({});
+  ASSERT_NE(serve, nullptr);
+  const int port = serve->port();
+  // Undisturbed: the same requests, concurrently, before any fault.
+  std::vector<std::vector<int32_t>> expected(kStreams);
+  {
+    std::vector<std::thread> clients;
+    for (int i = 0; i < kStreams; ++i) {
+      clients.emplace_back([&, i] {
+        const testing::HttpResponse r =
+            testing::HttpPost(port, "/v1/completions", json::serialize(Request(i, false)));
+        ASSERT_EQ(r.status, 200) << r.body;
+        for (const json::value& id :
+             json::parse(r.body).at("choices").at(0).at("token_ids").as_array()) {
+          expected[i].push_back(static_cast<int32_t>(id.to_number<int64_t>()));
+        }
+      });
+    }
+    for (std::thread& t : clients) t.join();
+  }
+  const std::vector<pid_t> workers = WaitForWorkers(*serve, 2);
+  ASSERT_EQ(workers.size(), 2u);
+
+  // The same requests streamed (HTTP/1.0: the raw body is the event stream), a worker killed
+  // once every stream has its first tokens.
+  std::vector<std::unique_ptr<testing::RawConnection>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    streams.push_back(std::make_unique<testing::RawConnection>(port));
+    std::string request = RawPost(Request(i, true));
+    request.replace(request.find("HTTP/1.1"), 8, "HTTP/1.0");
+    ASSERT_TRUE(streams.back()->Send(request));
+  }
+  std::vector<std::string> raw(kStreams);
+  for (int i = 0; i < kStreams; ++i) raw[i] = streams[i]->ReadUntil("token_ids", seconds(30));
+  ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
+  for (int i = 0; i < kStreams; ++i) {
+    bool closed = false;
+    raw[i] += streams[i]->ReadToEnd(seconds(60), &closed);
+    EXPECT_TRUE(closed) << "stream " << i << " still open";
+    const Streamed got = ParseStream(raw[i]);
+    EXPECT_TRUE(got.finished) << "stream " << i << " ended without finishing: " << got.error;
+    EXPECT_EQ(got.ids, expected[i]) << "stream " << i;
+  }
+
+  // A new process took the killed one's place, the group is ready, and the fault is counted.
+  const std::vector<pid_t> now = WaitForWorkers(*serve, 2, {workers[1]});
+  EXPECT_EQ(now.size(), 2u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), workers[1]), 0);
+  EXPECT_EQ(testing::HttpGet(port, "/ready").status, 200);
+  const std::string metrics = testing::HttpGet(port, "/metrics").body;
+  EXPECT_NE(metrics.find("strata_cluster_recoveries_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("strata_kv_cache_usage_ratio 0\n"), std::string::npos) << metrics;
+  const std::string log = serve->Log();
+  EXPECT_NE(log.find("killed by signal 9; restarting it"), std::string::npos) << log;
+  EXPECT_NE(log.find("recomputing " + std::to_string(kStreams) + " running sequence(s)"),
+            std::string::npos) << log;
+}
+
+TEST(SelfHealingTest, AWorkerThatKeepsDyingEndsServeWithAClearError) {
+  auto serve = Serve({"--worker-restarts", "2"});
+  ASSERT_NE(serve, nullptr);
+  std::vector<pid_t> seen = WaitForWorkers(*serve, 2);
+  ASSERT_EQ(seen.size(), 2u);
+  pid_t victim = seen[0];
+  // Kill the same worker (each time, the process that replaced it) three times: two restarts
+  // are allowed, the third death is a crash loop.
+  for (int kill = 0; kill < 3; ++kill) {
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    if (kill == 2) break;
+    const std::vector<pid_t> now = WaitForWorkers(*serve, 2, {victim});
+    ASSERT_EQ(now.size(), 2u) << serve->Log();
+    for (pid_t p : now) {
+      if (std::find(seen.begin(), seen.end(), p) == seen.end()) victim = p;
+    }
+    seen.insert(seen.end(), now.begin(), now.end());
+  }
+  const int status = serve->Wait(seconds(30));
+  const std::string log = serve->Log();
+  ASSERT_NE(status, -1) << "serve kept running:\n" << log;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << "\n" << log;
+  EXPECT_NE(log.find("is crash-looping"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace strata
