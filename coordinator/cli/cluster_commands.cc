@@ -198,6 +198,7 @@ struct ClusterFlags {
   bool protect_ops = false;
   bool vllm_metrics = false;
   int64_t max_connections = 4096;
+  int64_t max_queue_ms = 60000;
   int worker_restarts = 5;  // serve: restarts of one local worker within two minutes
   int64_t max_body_bytes = int64_t{8} << 20;
   int32_t max_num_seqs = 256;
@@ -265,6 +266,11 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_PROTECT_OPS");
   cmd->add_flag("--vllm-metrics", f.vllm_metrics, "Also export vLLM's metric names")
       ->envname("STRATA_VLLM_METRICS");
+  cmd->add_option("--max-queue-ms", f.max_queue_ms,
+                  "A request not started within this (the cluster is down or saturated) is "
+                  "answered 503 with Retry-After (0: wait as long as it takes)")
+      ->envname("STRATA_MAX_QUEUE_MS")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{86400000}));
   cmd->add_option("--max-connections", f.max_connections,
                   "Open HTTP connections at most; more are answered 503 with Retry-After")
       ->envname("STRATA_MAX_CONNECTIONS")->capture_default_str()
@@ -380,6 +386,7 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   engine_options.scheduler.max_seqs = f.max_num_seqs;
   engine_options.scheduler.max_batched_tokens = f.max_num_batched_tokens;
   engine_options.prefix_caching = !f.no_prefix_caching;
+  engine_options.max_queue_time = milliseconds(f.max_queue_ms);
   auto engine = engine::Engine::Start(executor, api->tokenizer.get(), engine_options);
   ExitIfError(engine.status());
   api->engine = *std::move(engine);

@@ -31,6 +31,7 @@ struct SampleState {
   bool done = false;
   bool reported_prompt = false;  // the first event carries the prompt figures
   int64_t cached_prompt_tokens = -1;  // prefix-cache hit of the first admission
+  bool computed = false;              // a step with it has completed: it is no longer queued
   double queue_seconds = 0;
 };
 
@@ -100,8 +101,14 @@ struct Engine::Impl {
   std::vector<RequestState*> gated;  // n > 1: siblings wait for sample 0's prompt
   uint64_t next_seq = 1;
   int64_t steps = 0, computed_tokens = 0, cluster_failures = 0, recoveries = 0;
+  std::chrono::steady_clock::time_point next_expiry_check;
 
   void Loop();
+  // Takes in what other threads queued: new requests and cancellations.
+  void Intake();
+  // Ends requests that have waited longer than max_queue_time without starting. `why` (when
+  // not OK) says why nothing started: the cluster is down.
+  void ExpireQueued(const absl::Status& why);
   void Accept(std::unique_ptr<RequestState> request);
   void ReleaseGated();
   void ProcessCancels();
@@ -395,7 +402,23 @@ void Engine::Impl::RecoverOrFail(const absl::Status& error, std::deque<InFlight>
     scheduler.Abandon(f.step);
   }
   in_flight.clear();
-  const absl::Status ready = executor.WaitReady(options.recovery_timeout);
+  // Wait for the cluster in slices: new requests keep queueing (and time out of the queue) and
+  // cancellations are honoured meanwhile.
+  constexpr std::chrono::milliseconds kSlice(100);
+  const auto deadline = std::chrono::steady_clock::now() + options.recovery_timeout;
+  absl::Status ready;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    ready = executor.WaitReady(std::clamp(left, std::chrono::milliseconds(0), kSlice));
+    if (ready.ok() || left <= kSlice) break;
+    Intake();
+    ProcessCancels();
+    ExpireQueued(error);
+    PublishStats();
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopping) break;
+  }
   if (ready.ok()) {
     STRATA_LOG_INFO("engine: cluster is back; recomputing {} running sequence(s)",
                     scheduler.num_running());
@@ -436,11 +459,54 @@ void Engine::Impl::PublishStats() {
   stats.recoveries = recoveries;
 }
 
+void Engine::Impl::Intake() {
+  std::vector<std::unique_ptr<RequestState>> arrived;
+  std::vector<uint64_t> cancelled;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    arrived.swap(inbox);
+    cancelled.swap(cancels);
+  }
+  for (auto& request : arrived) Accept(std::move(request));
+  for (uint64_t id : cancelled) {
+    if (auto it = requests.find(id); it != requests.end()) it->second->cancel = true;
+  }
+}
+
+void Engine::Impl::ExpireQueued(const absl::Status& why) {
+  const auto now = std::chrono::steady_clock::now();
+  if (options.max_queue_time.count() <= 0 || now < next_expiry_check) return;
+  next_expiry_check = now + std::chrono::milliseconds(50);
+  std::vector<RequestState*> expired;
+  for (auto& [id, r] : requests) {
+    if (now - r->arrived < options.max_queue_time) continue;
+    const bool started = std::any_of(r->samples.begin(), r->samples.end(), [](const auto& s) {
+      return s->computed || s->seq.in_flight;
+    });
+    if (!started) expired.push_back(r.get());
+  }
+  for (RequestState* r : expired) {
+    const double waited = std::chrono::duration<double>(now - r->arrived).count();
+    const absl::Status error = absl::UnavailableError(absl::StrCat(
+        "the request waited ", absl::SixDigits(waited), " s in the queue without starting",
+        why.ok() ? std::string(" (the server is busy)")
+                 : absl::StrCat(" (the cluster is recovering: ", why.message(), ")"),
+        "; retry later"));
+    std::vector<SampleState*> live;  // Finish() may destroy the request with its last sample
+    for (auto& sample : r->samples) {
+      if (!sample->done) live.push_back(sample.get());
+    }
+    for (SampleState* sample : live) {
+      SampleOutput event;
+      event.error = error;
+      Finish(*sample, event, FinishReason::kError);
+    }
+  }
+}
+
 void Engine::Impl::Loop() {
   std::deque<InFlight> in_flight;
   for (;;) {
-    std::vector<std::unique_ptr<RequestState>> arrived;
-    std::vector<uint64_t> cancelled;
     {
       std::unique_lock<std::mutex> lock(mu);
       if (in_flight.empty() && inbox.empty() && cancels.empty() && !stopping &&
@@ -448,14 +514,10 @@ void Engine::Impl::Loop() {
         wake.wait(lock, [&] { return stopping || !inbox.empty() || !cancels.empty(); });
       }
       if (stopping) break;
-      arrived.swap(inbox);
-      cancelled.swap(cancels);
     }
-    for (auto& request : arrived) Accept(std::move(request));
-    for (uint64_t id : cancelled) {
-      if (auto it = requests.find(id); it != requests.end()) it->second->cancel = true;
-    }
+    Intake();
     ProcessCancels();
+    ExpireQueued(absl::OkStatus());
     ReleaseGated();
 
     while (static_cast<int>(in_flight.size()) < max_in_flight) {
@@ -501,6 +563,7 @@ void Engine::Impl::Loop() {
       continue;
     }
     scheduler.Complete(f.step);
+    for (Sequence* seq : f.step.seqs) SampleOf(seq)->computed = true;
     ++steps;
     computed_tokens += f.step.num_tokens;
     if (options.on_step) {

@@ -16,7 +16,11 @@
 // Cluster failure: a failed step fails nothing by itself; the engine waits for the executor to
 // recover (a ClusterExecutor reloads when workers return), then recomputes every running sequence
 // from its tokens, so the output continues unchanged. If the cluster is not back within
-// `recovery_timeout`, every request ends with the error.
+// `recovery_timeout`, every request ends with the error. Meanwhile new requests queue.
+//
+// Queue bound: a request none of whose samples has started within `max_queue_time` (the
+// cluster is down, or too busy) ends with Unavailable, which the gateway answers with 503 and
+// Retry-After; a request that has started is never dropped for time.
 //
 // Sampling is keyed by (seed, sample index, position), so a request's tokens do not depend on
 // what else is batched with it; requests without a seed get a random one.
@@ -57,6 +61,7 @@ struct EngineOptions {
   bool prefix_caching = true;
   int max_in_flight = 0;  // steps in flight; 0 = the executor's pipeline depth
   std::chrono::milliseconds recovery_timeout{std::chrono::minutes(2)};
+  std::chrono::milliseconds max_queue_time{std::chrono::minutes(1)};  // 0: no bound
   // Called on the engine thread after every completed step (benchmarks); must not block.
   std::function<void(const StepTiming&)> on_step;
 };

@@ -243,6 +243,12 @@ int StatusFor(const absl::Status& status) {
   }
 }
 
+std::vector<std::pair<std::string, std::string>> RetryAfterFor(int http_status) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (http_status == 503) headers.emplace_back("Retry-After", "1");
+  return headers;
+}
+
 const char* ErrorTypeFor(int http_status) {
   switch (http_status) {
     case 400: return "invalid_request_error";

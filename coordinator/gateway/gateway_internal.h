@@ -121,6 +121,9 @@ boost::asio::awaitable<void> SendError(HttpExchange& exchange, int status, std::
                                        std::optional<std::string> code = std::nullopt,
                                        std::vector<std::pair<std::string, std::string>> headers = {});
 
+// Retry-After for a 503 (the service will be back, or the queue shorter, shortly); none else.
+std::vector<std::pair<std::string, std::string>> RetryAfterFor(int http_status);
+
 // The HTTP status and OpenAI error type for an engine or cluster error.
 int StatusFor(const absl::Status& status);
 const char* ErrorTypeFor(int http_status);

@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 net::awaitable<void> SendOllamaError(HttpExchange& exchange, int status, std::string_view message) {
   json::object body;
   body["error"] = json::string(message);
-  co_await SendJson(exchange, status, body);
+  co_await SendJson(exchange, status, body, RetryAfterFor(status));
 }
 
 std::string Timestamp() {
@@ -152,16 +152,15 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
     o["done"] = done;
     return o;
   };
+  // Nothing is written before the first event (a stream starts with it, unless that event is
+  // an error, answered with its status); notice a client that leaves before then.
   bool client_gone = false;
+  bool streaming = false;
   auto gone = std::make_shared<bool>(false);  // set by the disconnect watch
-  if (stream) {
-    client_gone = !co_await exchange.StartStream(200, "application/x-ndjson");
-  } else {
-    exchange.WatchForDisconnect([gone, channel] {
-      *gone = true;
-      channel->cancel();
-    });
-  }
+  exchange.WatchForDisconnect([gone, channel] {
+    *gone = true;
+    channel->cancel();
+  });
   std::string text;
   int64_t tokens = 0;
   auto first_token = start;
@@ -169,6 +168,11 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
   while (!client_gone && !*gone) {
     auto [ec, event] = co_await channel->async_receive(net::as_tuple(net::use_awaitable));
     if (ec) break;
+    if (stream && !streaming && event.finish != engine::FinishReason::kError) {
+      streaming = true;
+      client_gone = !co_await exchange.StartStream(200, "application/x-ndjson");
+      if (client_gone) break;
+    }
     if (event.prompt_tokens > 0) s.metrics->queue->Observe(event.queue_seconds);
     if (!event.token_ids.empty()) {
       if (tokens == 0) {
@@ -195,7 +199,7 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
   }
   if (last.finish == engine::FinishReason::kError) {
     std::string message(last.error.message());
-    if (stream) {
+    if (streaming) {
       json::object error;
       error["error"] = message;
       std::string data = json::serialize(error) + "\n";

@@ -430,23 +430,36 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
     if (parsed.include_usage) c["usage"] = nullptr;
     return absl::StrCat("data: ", json::serialize(c), "\n\n");
   };
+  // Nothing is written before the first event (a stream starts with it), so a request that
+  // never starts (it timed out of the queue) still gets a status; notice a client that leaves
+  // before then.
   bool client_gone = false;
   auto gone = std::make_shared<bool>(false);  // set by the disconnect watch
-  if (parsed.stream) {
-    client_gone = !co_await exchange.StartStream(200, "text/event-stream");
-  } else {
-    // Nothing is written until the end: notice a client that leaves before then.
-    exchange.WatchForDisconnect([gone, channel] {
-      *gone = true;
-      channel->cancel();
-    });
-  }
+  exchange.WatchForDisconnect([gone, channel] {
+    *gone = true;
+    channel->cancel();
+  });
 
   size_t finished = 0;
   int64_t completion_tokens = 0;
+  bool streaming = false;
   while (finished < total && !client_gone && !*gone) {
     auto [ec, event] = co_await channel->async_receive(net::as_tuple(net::use_awaitable));
     if (ec) break;
+    if (parsed.stream && !streaming) {
+      if (event.finish == engine::FinishReason::kError) {
+        for (uint64_t engine_id : ids) s.engine->Cancel(engine_id);
+        channel->close();
+        const int status = StatusFor(event.error);
+        std::string message(event.error.message());
+        co_await SendError(exchange, status, ErrorTypeFor(status), message, std::nullopt,
+                           std::nullopt, RetryAfterFor(status));
+        co_return;
+      }
+      streaming = true;
+      client_gone = !co_await exchange.StartStream(200, "text/event-stream");
+      if (client_gone) break;
+    }
     const size_t index = first_choice[event.request_id] + static_cast<size_t>(event.index);
     Choice& c = choices[index];
     const auto now = Clock::now();
@@ -560,7 +573,8 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
     if (c.finish == engine::FinishReason::kError) {
       const int status = StatusFor(c.error);
       std::string message(c.error.message());
-      co_await SendError(exchange, status, ErrorTypeFor(status), message);
+      co_await SendError(exchange, status, ErrorTypeFor(status), message, std::nullopt,
+                         std::nullopt, RetryAfterFor(status));
       co_return;
     }
   }

@@ -164,6 +164,35 @@ TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturb
             std::string::npos) << log;
 }
 
+// Without restarts the group stays down: /ready says so, and a new request waits in the queue
+// for --max-queue-ms, then gets 503 with Retry-After (never a hang).
+TEST(SelfHealingTest, WhileTheGroupIsDownANewRequestIsRefusedAfterTheQueueBound) {
+  auto serve = Serve({"--worker-restarts", "0", "--max-queue-ms", "500"});
+  ASSERT_NE(serve, nullptr);
+  const int port = serve->port();
+  ASSERT_EQ(testing::HttpPost(port, "/v1/completions", json::serialize(Request(0, false))).status,
+            200);
+  const std::vector<pid_t> workers = WaitForWorkers(*serve, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(::kill(workers[0], SIGKILL), 0);
+  const auto deadline = Clock::now() + seconds(10);
+  while (testing::HttpGet(port, "/ready").status == 200 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(testing::HttpGet(port, "/ready").status, 503);
+  for (bool stream : {false, true}) {
+    const auto start = Clock::now();
+    const testing::HttpResponse r =
+        testing::HttpPost(port, "/v1/completions", json::serialize(Request(1, stream)));
+    const auto took = Clock::now() - start;
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.retry_after, "1");
+    EXPECT_NE(r.body.find("in the queue without starting"), std::string::npos) << r.body;
+    EXPECT_GE(took, milliseconds(500));
+    EXPECT_LT(took, seconds(5));
+  }
+}
+
 TEST(SelfHealingTest, AWorkerThatKeepsDyingEndsServeWithAClearError) {
   auto serve = Serve({"--worker-restarts", "2"});
   ASSERT_NE(serve, nullptr);

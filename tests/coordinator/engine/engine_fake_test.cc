@@ -85,10 +85,14 @@ class FakeExecutor final : public Executor {
     std::lock_guard<std::mutex> lock(mu_);
     return ready_ ? absl::OkStatus() : absl::UnavailableError("fake: down");
   }
-  absl::Status WaitReady(std::chrono::milliseconds) const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (recovers_) ready_ = true;
-    return ready_ ? absl::OkStatus() : absl::DeadlineExceededError("fake: stays down");
+  absl::Status WaitReady(std::chrono::milliseconds timeout) const override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (recovers_) ready_ = true;
+      if (ready_) return absl::OkStatus();
+    }
+    std::this_thread::sleep_for(timeout);  // as a real cluster that stays down
+    return absl::DeadlineExceededError("fake: stays down");
   }
   std::vector<RankStatus> ranks() const override { return {}; }
 
@@ -216,6 +220,38 @@ TEST(EngineFakeTest, AnExecutorThatStaysDownEndsRequestsWithAnError) {
     EXPECT_NE(events.Get(id).error.message().find("rank 0 died"), std::string::npos)
         << events.Get(id).error;
   }
+}
+
+// While the cluster is down, requests that have had nothing computed (the one whose first
+// step failed, one that arrives meanwhile) queue for at most max_queue_time and then end with
+// Unavailable (the gateway's 503), long before the recovery gives up.
+TEST(EngineFakeTest, RequestsQueuedWhileTheClusterIsDownTimeOut) {
+  FakeExecutor executor;
+  EngineOptions options;
+  options.recovery_timeout = std::chrono::seconds(5);
+  options.max_queue_time = std::chrono::milliseconds(200);
+  auto engine = Engine::Start(executor, nullptr, options);
+  ASSERT_TRUE(engine.ok());
+  Events events;
+  executor.FailSteps(1, /*recovers=*/false);
+  const auto start = std::chrono::steady_clock::now();
+  auto first = (*engine)->Add(Request(1, 10, 5), events.Callback());
+  ASSERT_TRUE(first.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its step has failed by now
+  auto later = (*engine)->Add(Request(2, 10, 5), events.Callback());
+  ASSERT_TRUE(later.ok());
+  events.WaitFor(2);
+  const auto took = std::chrono::steady_clock::now() - start;
+  for (uint64_t id : {*first, *later}) {
+    EXPECT_EQ(events.Get(id).finish, FinishReason::kError);
+    EXPECT_EQ(events.Get(id).error.code(), absl::StatusCode::kUnavailable);
+    EXPECT_NE(events.Get(id).error.message().find("in the queue without starting"),
+              std::string::npos) << events.Get(id).error;
+    EXPECT_NE(events.Get(id).error.message().find("the cluster is recovering"),
+              std::string::npos) << events.Get(id).error;
+  }
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::seconds(3));
 }
 
 TEST(EngineFakeTest, CancellationAndStopIdsFreeEveryBlock) {
