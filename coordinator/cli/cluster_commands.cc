@@ -199,6 +199,7 @@ struct ClusterFlags {
   bool vllm_metrics = false;
   int64_t max_connections = 4096;
   int64_t max_queue_ms = 60000;
+  int64_t drain_timeout_s = 30;
   int worker_restarts = 5;  // serve: restarts of one local worker within two minutes
   int64_t max_body_bytes = int64_t{8} << 20;
   int32_t max_num_seqs = 256;
@@ -266,6 +267,11 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_PROTECT_OPS");
   cmd->add_flag("--vllm-metrics", f.vllm_metrics, "Also export vLLM's metric names")
       ->envname("STRATA_VLLM_METRICS");
+  cmd->add_option("--drain-timeout-s", f.drain_timeout_s,
+                  "On SIGTERM: /ready turns 503 and new requests get 503 at once; requests in "
+                  "progress get this long to finish, then the process exits 0")
+      ->envname("STRATA_DRAIN_TIMEOUT_S")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{3600}));
   cmd->add_option("--max-queue-ms", f.max_queue_ms,
                   "A request not started within this (the cluster is down or saturated) is "
                   "answered 503 with Retry-After (0: wait as long as it takes)")
@@ -425,7 +431,9 @@ void RunCoordinator(const ClusterFlags& f) {
   STRATA_LOG_INFO("serving: TP {} x PP {}, HTTP on port {}; stop with SIGINT or SIGTERM", f.tp,
                   f.pp, api->gateway->port());
   const int sig = signals.Wait();
-  STRATA_LOG_INFO("signal {}: coordinator shutting down", sig);
+  STRATA_LOG_INFO("signal {}: coordinator draining (up to {} s for requests in progress)", sig,
+                  f.drain_timeout_s);
+  api->gateway->Drain(std::chrono::seconds(f.drain_timeout_s));
   api->gateway->Stop();
 }
 
@@ -474,17 +482,22 @@ void RunServe(const ClusterFlags& flags) {
   // error.
   std::mutex exit_mu;
   std::atomic<gateway::Gateway*> serving{nullptr};
-  auto shut_down = [&, world](const std::string& why, int code) {
-    if (gateway::Gateway* g = serving.load()) g->Stop();
+  auto shut_down = [&, world](const std::string& why, int code, std::chrono::seconds drain) {
+    if (gateway::Gateway* g = serving.load()) {
+      STRATA_LOG_INFO("{}: draining (up to {} s for requests in progress)", why, drain.count());
+      g->Drain(drain);
+      g->Stop();
+    }
     std::lock_guard<std::mutex> lock(exit_mu);
     STRATA_LOG_INFO("{}: stopping {} worker(s)", why, world);
     (*workers)->Stop();
     std::fflush(nullptr);
     std::_Exit(code);
   };
-  std::thread([&signals, shut_down] {
+  std::thread([&signals, &f, shut_down] {
     const int sig = signals.Wait();
-    shut_down(absl::StrCat("signal ", sig), 128 + sig);
+    // Asked to stop, and stopped cleanly.
+    shut_down(absl::StrCat("signal ", sig), 0, std::chrono::seconds(f.drain_timeout_s));
   }).detach();
   if (f.worker_restarts > 0) {
     RestartPolicy policy;
@@ -493,7 +506,7 @@ void RunServe(const ClusterFlags& flags) {
       // Not on the supervising thread: stopping the workers joins it.
       std::thread([shut_down, loop] {
         STRATA_LOG_ERROR("giving up: {}", std::string(loop.message()));
-        shut_down("crash loop", 1);
+        shut_down("crash loop", 1, std::chrono::seconds(0));
       }).detach();
     });
   }

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <fstream>
+#include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -311,6 +313,17 @@ bool Authorized(const Gateway::State& s, const HttpRequestHeader& header) {
 std::optional<HttpRefusal> Admit(Gateway::State& s, const HttpRequestHeader& header) {
   const std::string_view path = PathOf(header);
   const bool ops = path == "/health" || path == "/ready" || path == "/metrics";
+  if (s.draining && !ops) {
+    s.metrics->CountRequest(RouteLabel(path), 503);
+    HttpRefusal refusal;
+    refusal.status = 503;
+    refusal.headers = RetryAfterFor(503);
+    refusal.body = json::serialize(ErrorBody(
+        "service_unavailable_error",
+        "the server is shutting down; retry (another replica will answer)", std::nullopt,
+        std::nullopt));
+    return refusal;
+  }
   if ((ops && s.options.open_health_and_metrics) || Authorized(s, header)) return std::nullopt;
   s.metrics->CountRequest(RouteLabel(path), 401);
   HttpRefusal refusal;
@@ -374,7 +387,17 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
   exchange.OnRespond([&s, label = RouteLabel(path)](int status) {
     s.metrics->CountRequest(label, status);
   });
-  if (get && path == "/health") {
+  const bool ops = path == "/health" || path == "/ready" || path == "/metrics";
+  if (!ops) ++s.in_progress;
+  absl::Cleanup done = [&s, ops] {
+    if (!ops) --s.in_progress;
+  };
+  if (get && path == "/ready" && s.draining) {
+    json::object body;
+    body["status"] = "draining";
+    body["detail"] = "the server is shutting down";
+    co_await SendJson(exchange, 503, body);
+  } else if (get && path == "/health") {
     json::object body;
     body["status"] = "ok";
     co_await SendJson(exchange, 200, body);
@@ -471,6 +494,18 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::Engine& engine,
 }
 
 Gateway::~Gateway() { Stop(); }
+
+void Gateway::Drain(std::chrono::milliseconds timeout) {
+  state_->draining = true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (state_->in_progress > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (state_->in_progress > 0) {
+    STRATA_LOG_WARN("http: drain timeout: {} request(s) still in progress are cut off",
+                    state_->in_progress.load());
+  }
+}
 
 void Gateway::Stop() {
   if (state_->server) state_->server->Stop();

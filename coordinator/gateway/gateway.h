@@ -15,6 +15,7 @@
 // warning at start). Whether /health and /metrics need a key is configurable.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,11 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
+  // Graceful shutdown, first half: from now /ready answers 503 and every new API request 503
+  // with Retry-After (so a load balancer moves traffic elsewhere; /health and /metrics keep
+  // answering). Returns once no API request is in progress, or after `timeout`.
+  void Drain(std::chrono::milliseconds timeout);
+  // Stops serving (requests still in progress get the server's shutdown grace).
   void Stop();
   int port() const;
 

@@ -88,6 +88,9 @@ struct Gateway::State {
   std::atomic<uint64_t> next_id{1};
   // Readiness: the last time a generation produced a token.
   std::atomic<int64_t> last_token_ms{0};
+  // Draining (Gateway::Drain): refuse new API requests; `in_progress` counts those still running.
+  std::atomic<bool> draining{false};
+  std::atomic<int64_t> in_progress{0};
 
   // Bytes of prompt text beyond which no prompt fits the context (0: no such bound), so a huge
   // prompt is refused without being encoded.

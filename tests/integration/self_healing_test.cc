@@ -14,6 +14,7 @@
 
 #include "boost/json.hpp"
 #include "gtest/gtest.h"
+#include "tests/integration/completion_streams.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/serve_process.h"
 
@@ -28,59 +29,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kStreams = 8;
 constexpr int kMaxTokens = 300;
 
-json::object Request(int i, bool stream) {
-  json::array prompt;
-  for (int t = 0; t < 3 + 5 * i; ++t) prompt.push_back(1 + (37 * i + 11 * t) % 300);
-  return json::object{{"model", "m"},          {"prompt", prompt},
-                      {"max_tokens", kMaxTokens}, {"temperature", 0},
-                      {"ignore_eos", true},     {"return_token_ids", true},
-                      {"stream", stream}};
-}
-
-std::string RawPost(const json::object& body) {
-  const std::string text = json::serialize(body);
-  return "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-         "Content-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text;
-}
-
-// The token ids of an SSE stream's chunks, and whether it ended with [DONE] after a
-// finish_reason (an error event instead leaves `finished` false).
-struct Streamed {
-  std::vector<int32_t> ids;
-  bool finished = false;
-  std::string error;
-};
-
-Streamed ParseStream(const std::string& raw) {
-  Streamed out;
-  size_t at = 0;
-  bool finish_seen = false;
-  while ((at = raw.find("data: ", at)) != std::string::npos) {
-    at += 6;
-    const size_t end = raw.find("\n\n", at);
-    if (end == std::string::npos) break;
-    const std::string data = raw.substr(at, end - at);
-    at = end;
-    if (data == "[DONE]") {
-      out.finished = finish_seen;
-      break;
-    }
-    boost::system::error_code ec;
-    const json::value chunk = json::parse(data, ec);
-    if (ec) continue;  // (a chunk split by the transfer framing; the test reads chunked bodies raw)
-    if (const json::value* error = chunk.as_object().if_contains("error")) {
-      out.error = json::serialize(*error);
-      continue;
-    }
-    for (const json::value& choice : chunk.at("choices").as_array()) {
-      for (const json::value& id : choice.at("token_ids").as_array()) {
-        out.ids.push_back(static_cast<int32_t>(id.to_number<int64_t>()));
-      }
-      finish_seen = finish_seen || !choice.at("finish_reason").is_null();
-    }
-  }
-  return out;
-}
+json::object Request(int i, bool stream) { return testing::GreedyRequest(i, kMaxTokens, stream); }
 
 std::unique_ptr<testing::ServeProcess> Serve(std::vector<std::string> args) {
   args.insert(args.end(), {"--tp", "2", "--threads", "1", "--served-model-name", "m"});
@@ -134,9 +83,7 @@ TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturb
   std::vector<std::unique_ptr<testing::RawConnection>> streams;
   for (int i = 0; i < kStreams; ++i) {
     streams.push_back(std::make_unique<testing::RawConnection>(port));
-    std::string request = RawPost(Request(i, true));
-    request.replace(request.find("HTTP/1.1"), 8, "HTTP/1.0");
-    ASSERT_TRUE(streams.back()->Send(request));
+    ASSERT_TRUE(streams.back()->Send(testing::Http10Post(Request(i, true))));
   }
   std::vector<std::string> raw(kStreams);
   for (int i = 0; i < kStreams; ++i) raw[i] = streams[i]->ReadUntil("token_ids", seconds(30));
@@ -145,7 +92,7 @@ TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturb
     bool closed = false;
     raw[i] += streams[i]->ReadToEnd(seconds(60), &closed);
     EXPECT_TRUE(closed) << "stream " << i << " still open";
-    const Streamed got = ParseStream(raw[i]);
+    const testing::Streamed got = testing::ParseStream(raw[i]);
     EXPECT_TRUE(got.finished) << "stream " << i << " ended without finishing: " << got.error;
     EXPECT_EQ(got.ids, expected[i]) << "stream " << i;
   }
