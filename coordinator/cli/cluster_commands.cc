@@ -192,6 +192,8 @@ struct ClusterFlags {
   int64_t heartbeat_ms = 1000;
   // The HTTP API.
   std::string http = "0.0.0.0:8000";
+  std::string host;  // --host / --port (vLLM's and Ollama's spelling) override --http's parts
+  int port = -1;
   std::string served_model_name;
   std::string api_key_file;
   std::string api_keys;  // comma-separated
@@ -218,10 +220,6 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   cmd->add_option("--dtype", f.dtype, "Convert weights on load: f32, f16, bf16, q8_0, q4_0")
       ->envname("STRATA_DTYPE");
   if (serve) {
-    cmd->add_option("--worker-restarts", f.worker_restarts,
-                    "Restart a local worker that dies, up to this many times in two minutes "
-                    "(more is a crash loop: serve exits with an error; 0: never restart)")
-        ->envname("STRATA_WORKER_RESTARTS")->capture_default_str()->check(CLI::Range(0, 1000));
     cmd->add_option("--device", f.device, "Device of the local workers: cpu, or cuda (one worker "
                     "per GPU)")->envname("STRATA_DEVICE")->capture_default_str();
   }
@@ -254,8 +252,18 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_LEASE_MS")->capture_default_str();
   cmd->add_option("--heartbeat-ms", f.heartbeat_ms, "Worker heartbeat interval")
       ->envname("STRATA_HEARTBEAT_MS")->capture_default_str();
+  if (serve) {
+    cmd->add_option("--worker-restarts", f.worker_restarts,
+                    "Restart a local worker that dies, up to this many times in two minutes "
+                    "(more is a crash loop: serve exits with an error; 0: never restart)")
+        ->envname("STRATA_WORKER_RESTARTS")->capture_default_str()->check(CLI::Range(0, 1000));
+  }
   cmd->add_option("--http", f.http, "Address of the HTTP API (OpenAI-compatible), HOST:PORT")
       ->envname("STRATA_HTTP")->capture_default_str();
+  cmd->add_option("--host", f.host, "Address the HTTP API binds (overrides --http's host)")
+      ->envname("STRATA_HOST");
+  cmd->add_option("--port", f.port, "Port of the HTTP API (overrides --http's port)")
+      ->envname("STRATA_PORT")->check(CLI::Range(0, 65535));
   cmd->add_option("--served-model-name", f.served_model_name,
                   "The model id clients send (default: the model file or folder name)")
       ->envname("STRATA_SERVED_MODEL_NAME");
@@ -299,6 +307,27 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_TEMPERATURE")->capture_default_str();
   cmd->add_option("--seed", f.seed, "Sampling seed for --prompt")
       ->envname("STRATA_SEED")->capture_default_str();
+
+  // --help by concern.
+  const std::pair<const char*, std::vector<const char*>> groups[] = {
+      {"Model", {"--model", "--dtype", "--served-model-name", "--max-model-len"}},
+      {"Devices and parallelism",
+       {"--device", "--tp", "--pp", "--expert-parallel", "--threads", "--max-kv-blocks"}},
+      {"HTTP API",
+       {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
+        "--vllm-metrics", "--max-connections", "--max-body-bytes"}},
+      {"Scheduling",
+       {"--max-num-seqs", "--max-num-batched-tokens", "--no-prefix-caching", "--max-queue-ms"}},
+      {"Cluster and reliability",
+       {"--listen", "--worker-wait-ms", "--step-timeout-ms", "--comm-timeout-ms", "--lease-ms",
+        "--heartbeat-ms", "--worker-restarts", "--drain-timeout-s"}},
+      {"One-shot generation", {"--prompt", "--max-tokens", "--temperature", "--seed"}},
+  };
+  for (const auto& [group, names] : groups) {
+    for (const char* name : names) {
+      if (CLI::Option* option = cmd->get_option_no_throw(name)) option->group(group);
+    }
+  }
 }
 
 ExecutorOptions ToExecutorOptions(const ClusterFlags& f, const std::string& model) {
@@ -399,6 +428,8 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
 
   gateway::GatewayOptions options;
   ExitIfError(SplitHostPort(f.http, options.http.host, options.http.port));
+  if (!f.host.empty()) options.http.host = f.host;
+  if (f.port >= 0) options.http.port = f.port;
   options.model_name = !f.served_model_name.empty() ? f.served_model_name
                        : f.model.empty()              ? std::string("strata-tiny-random")
                                                       : DefaultModelName(model);
