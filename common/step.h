@@ -36,8 +36,13 @@ struct StepInput {
   bool return_logits = false;      // also return each sampled row's logits (tests, scoring)
 };
 
+// A sampled "token" saying the sequence's logits were not a distribution (NaN or infinite: a
+// numerical blow-up). That sequence fails alone; the others in the step go on.
+inline constexpr int32_t kNonFiniteLogits = -1;
+
 struct StepOutput {
-  std::vector<int32_t> tokens;     // one per sequence with sample = true, in order
+  std::vector<int32_t> tokens;     // one per sequence with sample = true, in order (or
+                                   // kNonFiniteLogits)
   std::vector<std::optional<TokenLogprobs>> logprobs;  // [tokens.size()], where asked
   std::vector<float> logits;       // with return_logits: [tokens.size(), vocab]
   double wall_seconds = 0;         // submission to the last rank's answer

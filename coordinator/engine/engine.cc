@@ -100,7 +100,9 @@ struct Engine::Impl {
   std::map<uint64_t, std::unique_ptr<RequestState>> requests;
   std::vector<RequestState*> gated;  // n > 1: siblings wait for sample 0's prompt
   uint64_t next_seq = 1;
-  int64_t steps = 0, computed_tokens = 0, cluster_failures = 0, recoveries = 0;
+  double step_seconds = 0;
+  int64_t steps = 0, computed_tokens = 0, cluster_failures = 0, recoveries = 0,
+          sequence_faults = 0;
   std::chrono::steady_clock::time_point next_expiry_check;
 
   void Loop();
@@ -117,6 +119,11 @@ struct Engine::Impl {
   // Ends a sample (not in flight): emits the final event, frees its sequence.
   void Finish(SampleState& sample, SampleOutput& event, FinishReason reason);
   bool Emit(SampleState& sample, SampleOutput& event);
+  // A step failed. When the workers refused it (they check a step whole before touching any
+  // state) and the cluster is healthy, only its requests end: the cluster, the other steps in
+  // flight and the prefix cache stay. Otherwise the cluster was lost: RecoverOrFail.
+  void OnStepFailed(const ScheduledStep& step, const absl::Status& error,
+                    std::deque<InFlight>& in_flight);
   void RecoverOrFail(const absl::Status& error, std::deque<InFlight>& in_flight);
   void PublishStats();
   static SampleState* SampleOf(Sequence* seq) { return static_cast<SampleState*>(seq->owner); }
@@ -393,6 +400,31 @@ void Engine::Impl::OnToken(SampleState& sample, int32_t token,
   if (!Emit(sample, event)) r.cancel = true;
 }
 
+void Engine::Impl::OnStepFailed(const ScheduledStep& step, const absl::Status& error,
+                                std::deque<InFlight>& in_flight) {
+  scheduler.Abandon(step);
+  const bool refused = error.code() == absl::StatusCode::kInvalidArgument ||
+                       error.code() == absl::StatusCode::kOutOfRange;
+  if (!refused || !executor.health().ok()) {
+    RecoverOrFail(error, in_flight);
+    return;
+  }
+  // Every input a request brings is checked when it is added, so a refused step is a fault in
+  // the server itself: say so to the step's requests, and retry nothing (it would be refused
+  // again).
+  STRATA_LOG_ERROR("engine: the workers refused a step of {} sequence(s): {}", step.seqs.size(),
+                   error.ToString());
+  for (Sequence* seq : step.seqs) {
+    SampleOutput event;
+    event.error = absl::InternalError(absl::StrCat(
+        "the workers refused the step computing this request (a fault in the server; the "
+        "cluster is fine): ",
+        error.message()));
+    ++sequence_faults;
+    Finish(*SampleOf(seq), event, FinishReason::kError);
+  }
+}
+
 void Engine::Impl::RecoverOrFail(const absl::Status& error, std::deque<InFlight>& in_flight) {
   STRATA_LOG_ERROR("engine: step failed: {}", error.ToString());
   ++cluster_failures;
@@ -454,9 +486,11 @@ void Engine::Impl::PublishStats() {
   stats.prefix_query_blocks = blocks.query_blocks();
   stats.prefix_hit_blocks = blocks.hit_blocks();
   stats.steps = steps;
+  stats.step_seconds = step_seconds;
   stats.computed_tokens = computed_tokens;
   stats.cluster_failures = cluster_failures;
   stats.recoveries = recoveries;
+  stats.sequence_faults = sequence_faults;
 }
 
 void Engine::Impl::Intake() {
@@ -537,8 +571,7 @@ void Engine::Impl::Loop() {
       }
       absl::StatusOr<Executor::Ticket> ticket = executor.Submit(step->input);
       if (!ticket.ok()) {
-        scheduler.Abandon(*step);
-        RecoverOrFail(ticket.status(), in_flight);
+        OnStepFailed(*step, ticket.status(), in_flight);
         break;
       }
       in_flight.push_back({*std::move(step), *ticket});
@@ -558,14 +591,14 @@ void Engine::Impl::Loop() {
     in_flight.pop_front();
     absl::StatusOr<StepOutput> out = executor.Wait(f.ticket);
     if (!out.ok()) {
-      scheduler.Abandon(f.step);
-      RecoverOrFail(out.status(), in_flight);
+      OnStepFailed(f.step, out.status(), in_flight);
       continue;
     }
     scheduler.Complete(f.step);
     for (Sequence* seq : f.step.seqs) SampleOf(seq)->computed = true;
     ++steps;
     computed_tokens += f.step.num_tokens;
+    step_seconds += out->wall_seconds;
     if (options.on_step) {
       options.on_step({f.step.num_tokens, static_cast<int64_t>(f.step.seqs.size()),
                        out->wall_seconds, out->max_compute_seconds});
@@ -582,6 +615,15 @@ void Engine::Impl::Loop() {
       if (sample.request->request.return_logits &&
           out->logits.size() >= (index + 1) * static_cast<size_t>(vocab)) {
         logits.assign(out->logits.begin() + index * vocab, out->logits.begin() + (index + 1) * vocab);
+      }
+      if (out->tokens[index] == kNonFiniteLogits) {
+        SampleOutput event;
+        event.error = absl::InternalError(
+            "the model's logits for this sequence are not finite (NaN or infinity: a numerical "
+            "overflow); it is ended, the others go on");
+        ++sequence_faults;
+        Finish(sample, event, FinishReason::kError);
+        continue;
       }
       OnToken(sample, out->tokens[index],
               index < out->logprobs.size() ? out->logprobs[index] : std::nullopt,

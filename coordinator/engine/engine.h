@@ -111,9 +111,11 @@ struct EngineStats {
   int64_t prefix_query_blocks = 0;
   int64_t prefix_hit_blocks = 0;
   int64_t steps = 0;
+  double step_seconds = 0;      // the steps' wall time, submission to answer, summed
   int64_t computed_tokens = 0;  // tokens run through the model
   int64_t cluster_failures = 0;  // steps the cluster failed (a worker died, stalled, ...)
   int64_t recoveries = 0;        // times the cluster came back and running sequences resumed
+  int64_t sequence_faults = 0;   // sequences ended alone: non-finite logits, a refused step
 };
 
 class Engine {

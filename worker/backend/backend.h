@@ -243,6 +243,7 @@ class Backend {
 
   // Samples rows[i] from logits row i: logit bias and penalties, then temperature, top-k,
   // top-p, min-p, with Philox keyed by (seed, stream, position); logprobs from the raw row.
+  // A row with a NaN or +infinity (or nothing finite) gets kNonFiniteLogits (common/step.h).
   //   logits: [rows.size(), vocab] f32
   virtual absl::Status Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                               std::vector<SampledToken>& out) = 0;

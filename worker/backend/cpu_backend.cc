@@ -10,12 +10,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "common/step.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/thread_pool.h"
@@ -449,6 +451,16 @@ void CpuBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weight
   RunExperts(*this, x, ids, weights, experts, y);
 }
 
+// Logits a softmax can be taken of: no NaN, no +infinity, something finite.
+static bool IsDistribution(absl::Span<const float> logits) {
+  bool finite = false;
+  for (float x : logits) {
+    if (std::isnan(x) || x == std::numeric_limits<float>::infinity()) return false;
+    finite = finite || std::isfinite(x);
+  }
+  return finite;
+}
+
 absl::Status CpuBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                                 std::vector<SampledToken>& out) {
   STRATA_RETURN_IF_ERROR(Sync());
@@ -461,6 +473,10 @@ absl::Status CpuBackend::Sample(const Tensor& logits, absl::Span<const SamplingR
   for (size_t r = 0; r < rows.size(); ++r) {
     const SamplingParams& params = *rows[r].params;
     const absl::Span<const float> raw(logits.As<float>() + r * vocab, vocab);
+    if (!IsDistribution(raw)) {
+      out[r].token = kNonFiniteLogits;
+      continue;
+    }
     absl::Span<const float> row = raw;
     if (!params.logit_bias.empty() || params.HasPenalties()) {
       row_scratch_.assign(raw.begin(), raw.end());

@@ -18,6 +18,8 @@ namespace {
 
 constexpr int32_t kVocab = 64;
 constexpr int32_t kEos = 2;
+constexpr int32_t kOverflow = 1;  // the fake model's logits after this token are NaN
+constexpr int32_t kRefused = 0;   // the fake workers refuse a step holding this token
 
 int32_t NextToken(int32_t last, int64_t position) {
   return 3 + static_cast<int32_t>((last * 7 + position * 3) % (kVocab - 3));
@@ -59,12 +61,22 @@ class FakeExecutor final : public Executor {
       results_.emplace(ticket, absl::UnavailableError("fake: rank 0 died"));
       return ticket;
     }
+    for (const SequenceStepInput& s : step.seqs) {
+      if (std::find(s.tokens.begin(), s.tokens.end(), kRefused) != s.tokens.end()) {
+        results_.emplace(ticket, absl::InvalidArgumentError(absl::StrCat(
+                                     "fake: sequence ", s.seq_id, " holds token 0")));
+        return ticket;
+      }
+    }
     StepOutput out;
     int64_t tokens = 0;
     for (const SequenceStepInput& s : step.seqs) {
       tokens += static_cast<int64_t>(s.tokens.size());
       if (s.sample) {
-        out.tokens.push_back(NextToken(s.tokens.back(), s.num_cached + static_cast<int64_t>(s.tokens.size())));
+        out.tokens.push_back(s.tokens.back() == kOverflow
+                                 ? kNonFiniteLogits
+                                 : NextToken(s.tokens.back(), s.num_cached +
+                                                                  static_cast<int64_t>(s.tokens.size())));
         out.logprobs.emplace_back();
       }
     }
@@ -252,6 +264,80 @@ TEST(EngineFakeTest, RequestsQueuedWhileTheClusterIsDownTimeOut) {
   }
   EXPECT_GE(took, std::chrono::milliseconds(250));
   EXPECT_LT(took, std::chrono::seconds(3));
+}
+
+// A numerical blow-up in one sequence (its logits NaN) ends that request with an error; the
+// requests batched with it get their tokens and every block comes back.
+TEST(EngineFakeTest, NonFiniteLogitsEndOnlyTheirOwnRequest) {
+  FakeExecutor executor;
+  auto engine = Engine::Start(executor, nullptr, {});
+  ASSERT_TRUE(engine.ok());
+  Events events;
+  GenerationRequest bad = Request(4, 12, 8);
+  bad.prompt.push_back(kOverflow);
+  std::vector<std::pair<uint64_t, GenerationRequest>> good;
+  for (int i = 0; i < 3; ++i) {
+    const GenerationRequest r = Request(10 * i, 12, 8);
+    auto id = (*engine)->Add(r, events.Callback());
+    ASSERT_TRUE(id.ok());
+    good.emplace_back(*id, r);
+    if (i == 1) {
+      auto b = (*engine)->Add(bad, events.Callback());
+      ASSERT_TRUE(b.ok());
+      good.emplace_back(*b, bad);
+    }
+  }
+  events.WaitFor(4);
+  for (const auto& [id, r] : good) {
+    const Events::Result got = events.Get(id);
+    if (r.prompt.back() == kOverflow) {
+      EXPECT_EQ(got.finish, FinishReason::kError);
+      EXPECT_EQ(got.error.code(), absl::StatusCode::kInternal);
+      EXPECT_NE(got.error.message().find("not finite"), std::string::npos) << got.error;
+      EXPECT_TRUE(got.tokens.empty());
+    } else {
+      EXPECT_EQ(got.finish, FinishReason::kLength);
+      EXPECT_EQ(got.tokens, Expected(r.prompt, 8));
+    }
+  }
+  const EngineStats stats = (*engine)->stats();
+  EXPECT_EQ(stats.kv_blocks_free, stats.kv_blocks);
+  EXPECT_EQ(stats.sequence_faults, 1);
+  EXPECT_EQ(stats.cluster_failures, 0);
+}
+
+// A step the (healthy) workers refuse is not a lost cluster: its request ends with the
+// reason, nothing is reloaded or recomputed, and the prefix cache stays.
+TEST(EngineFakeTest, ARefusedStepEndsItsRequestsAndKeepsTheCache) {
+  FakeExecutor executor;
+  auto engine = Engine::Start(executor, nullptr, {});
+  ASSERT_TRUE(engine.ok());
+  Events events;
+  const GenerationRequest warm = Request(7, 48, 4);  // three full blocks of 16
+  auto first = (*engine)->Add(warm, events.Callback());
+  ASSERT_TRUE(first.ok());
+  events.WaitFor(1);
+  GenerationRequest refused = Request(30, 10, 4);
+  refused.prompt[4] = kRefused;
+  auto bad = (*engine)->Add(refused, events.Callback());
+  ASSERT_TRUE(bad.ok());
+  events.WaitFor(2);
+  const Events::Result got = events.Get(*bad);
+  EXPECT_EQ(got.finish, FinishReason::kError);
+  EXPECT_EQ(got.error.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(got.error.message().find("holds token 0"), std::string::npos) << got.error;
+
+  const int64_t hits_before = (*engine)->stats().prefix_hit_blocks;
+  auto again = (*engine)->Add(warm, events.Callback());
+  ASSERT_TRUE(again.ok());
+  events.WaitFor(3);
+  EXPECT_EQ(events.Get(*again).tokens, Expected(warm.prompt, 4));
+  const EngineStats stats = (*engine)->stats();
+  EXPECT_EQ(stats.prefix_hit_blocks - hits_before, 2);  // the last prompt token is recomputed
+  EXPECT_EQ(stats.cluster_failures, 0);
+  EXPECT_EQ(stats.recoveries, 0);
+  EXPECT_EQ(stats.sequence_faults, 1);
+  EXPECT_EQ(stats.kv_blocks_free, stats.kv_blocks);
 }
 
 TEST(EngineFakeTest, CancellationAndStopIdsFreeEveryBlock) {

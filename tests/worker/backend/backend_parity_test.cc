@@ -9,12 +9,14 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/step.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/isa.h"
 #include "worker/backend/cpu_backend.h"
@@ -748,6 +750,45 @@ TEST_P(BackendParityTest, SamplingMatchesTheHostSampler) {
       EXPECT_NEAR(got[r].logprobs->logprob, lp.logprob, 1e-5) << "row " << r;
       EXPECT_EQ(got[r].logprobs->top_ids, lp.top_ids) << "row " << r;
     }
+  }
+}
+
+// A row that is not a distribution (a numerical blow-up in one sequence) is flagged alone;
+// the rows beside it sample as usual. -infinity entries (masked tokens) are fine.
+TEST_P(BackendParityTest, NonFiniteRowsAreFlaggedAlone) {
+  const int64_t vocab = 64;
+  const int rows = 5;
+  Vec logits = Random(rows * vocab, 71, -4, 4);
+  const float inf = std::numeric_limits<float>::infinity();
+  logits[1 * vocab + 9] = std::numeric_limits<float>::quiet_NaN();
+  logits[2 * vocab + 30] = inf;
+  for (int64_t v = 0; v < vocab; ++v) logits[3 * vocab + v] = -inf;
+  logits[4 * vocab + 5] = -inf;  // one masked token: a distribution still
+  std::vector<SamplingParams> params(rows);
+  for (SamplingParams& p : params) {
+    p.temperature = 0.0f;
+    p.logprobs = 2;
+  }
+  TokenHistory history;
+  std::vector<SamplingRow> rows_in(rows);
+  for (int r = 0; r < rows; ++r) {
+    rows_in[r].params = &params[r];
+    rows_in[r].history = &history;
+    rows_in[r].position = 3;
+  }
+  std::vector<SampledToken> got;
+  ASSERT_TRUE(b().Sample(s().F32({rows, vocab}, logits), rows_in, got).ok());
+  ASSERT_EQ(got.size(), static_cast<size_t>(rows));
+  for (int r : {1, 2, 3}) {
+    EXPECT_EQ(got[r].token, kNonFiniteLogits) << "row " << r;
+    EXPECT_FALSE(got[r].logprobs.has_value()) << "row " << r;
+  }
+  for (int r : {0, 4}) {
+    const auto row = absl::MakeConstSpan(logits).subspan(r * vocab, vocab);
+    const int64_t argmax = std::max_element(row.begin(), row.end()) - row.begin();
+    EXPECT_EQ(got[r].token, argmax) << "row " << r;
+    ASSERT_TRUE(got[r].logprobs.has_value()) << "row " << r;
+    EXPECT_TRUE(std::isfinite(got[r].logprobs->logprob)) << "row " << r;
   }
 }
 
