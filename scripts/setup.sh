@@ -13,6 +13,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libpcre2-dev libutf8proc-dev
   libspdlog-dev libfmt-dev libcli11-dev
+  prometheus  # promtool and a real server for the tests of deploy/prometheus and deploy/grafana
 )
 
 # Node.js runs the JavaScript reference implementations in the tests; use the machine's own

@@ -1,5 +1,6 @@
 #include "coordinator/gateway/gateway.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -78,6 +79,18 @@ Metrics::Metrics(bool vllm_names, const std::string& model) {
   recoveries = &BuildCounter().Name("strata_cluster_recoveries_total")
                     .Help("Times the cluster was reloaded and running requests resumed")
                     .Register(r).Add({});
+  sequence_faults = &BuildCounter().Name("strata_sequence_faults_total")
+                         .Help("Requests ended alone by a fault of their own (non-finite "
+                               "logits, a step the workers refused)")
+                         .Register(r).Add({});
+  steps = &BuildCounter().Name("strata_engine_steps_total")
+               .Help("Steps the engine ran (one batch through the model)").Register(r).Add({});
+  step_seconds = &BuildCounter().Name("strata_engine_step_seconds_total")
+                      .Help("Wall time of the engine's steps, submission to answer")
+                      .Register(r).Add({});
+  ready = &BuildGauge().Name("strata_ready")
+               .Help("1 while the cluster is loaded and the server is not draining")
+               .Register(r).Add({});
   prefix_queries = &BuildCounter().Name("strata_prefix_cache_queries_total")
                         .Help("Prompt blocks looked up in the prefix cache").Register(r).Add({});
   prefix_hits = &BuildCounter().Name("strata_prefix_cache_hits_total")
@@ -144,7 +157,9 @@ void Metrics::AddTokens(int64_t prompt, int64_t generated) {
   if (vllm_generation_tokens) vllm_generation_tokens->Increment(static_cast<double>(generated));
 }
 
-void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankStatus>& ranks) {
+void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankStatus>& ranks,
+                      bool is_ready) {
+  ready->Set(is_ready ? 1 : 0);
   for (const RankStatus& rank : ranks) {
     const std::string label = std::to_string(rank.rank);
     worker_up->Add({{"rank", label}, {"worker", rank.host}}).Set(rank.up ? 1 : 0);
@@ -178,6 +193,12 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
   seen_preemptions = stats.preemptions;
   seen_failures = stats.cluster_failures;
   seen_recoveries = stats.recoveries;
+  sequence_faults->Increment(static_cast<double>(stats.sequence_faults - seen_sequence_faults));
+  seen_sequence_faults = stats.sequence_faults;
+  steps->Increment(static_cast<double>(stats.steps - seen_steps));
+  step_seconds->Increment(std::max(0.0, stats.step_seconds - seen_step_seconds));
+  seen_steps = stats.steps;
+  seen_step_seconds = stats.step_seconds;
   seen_prefix_queries = stats.prefix_query_blocks;
   seen_prefix_hits = stats.prefix_hit_blocks;
 }
@@ -411,7 +432,8 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
     std::string text;
     {
       std::lock_guard<std::mutex> lock(s.scrape_mu);
-      s.metrics->Refresh(s.engine->stats(), s.executor->ranks());
+      s.metrics->Refresh(s.engine->stats(), s.executor->ranks(),
+                         s.executor->health().ok() && !s.draining);
       text = prometheus::TextSerializer().Serialize(s.metrics->registry->Collect());
     }
     co_await exchange.Send(200, "text/plain; version=0.0.4; charset=utf-8", std::move(text));

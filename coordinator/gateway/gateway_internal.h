@@ -45,6 +45,10 @@ struct Metrics {
   prometheus::Counter* preemptions = nullptr;
   prometheus::Counter* cluster_failures = nullptr;
   prometheus::Counter* recoveries = nullptr;
+  prometheus::Counter* sequence_faults = nullptr;
+  prometheus::Counter* steps = nullptr;
+  prometheus::Counter* step_seconds = nullptr;
+  prometheus::Gauge* ready = nullptr;
   prometheus::Counter* prefix_queries = nullptr;
   prometheus::Counter* prefix_hits = nullptr;
   // vLLM-compatible duplicates (null unless enabled).
@@ -63,7 +67,8 @@ struct Metrics {
 
   // Engine and rank counters last seen, to turn their totals into counter increments.
   int64_t seen_preemptions = 0, seen_prefix_queries = 0, seen_prefix_hits = 0;
-  int64_t seen_failures = 0, seen_recoveries = 0;
+  int64_t seen_failures = 0, seen_recoveries = 0, seen_sequence_faults = 0, seen_steps = 0;
+  double seen_step_seconds = 0;
   std::map<std::string, std::pair<int64_t, double>> seen_ranks;  // rank -> (steps, seconds)
 
   void CountRequest(std::string_view endpoint, int status);  // endpoint: a route's label
@@ -71,8 +76,10 @@ struct Metrics {
   void ObserveItl(double seconds);
   void ObserveE2e(double seconds);
   void AddTokens(int64_t prompt, int64_t generated);
-  // Refreshes the gauges and engine counters (under the state's scrape mutex).
-  void Refresh(const engine::EngineStats& stats, const std::vector<RankStatus>& ranks);
+  // Refreshes the gauges and engine counters (under the state's scrape mutex). `ready`: the
+  // cluster is loaded and the server is not draining.
+  void Refresh(const engine::EngineStats& stats, const std::vector<RankStatus>& ranks,
+               bool ready);
 };
 
 struct Gateway::State {

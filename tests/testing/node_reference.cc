@@ -15,17 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path SourceDir() {
-  if (const char* src = std::getenv("STRATA_SOURCE_DIR"); src != nullptr && *src != '\0') {
-    return src;
-  }
-#ifdef STRATA_SOURCE_DIR_DEFAULT
-  return STRATA_SOURCE_DIR_DEFAULT;
-#else
-  return fs::current_path();
-#endif
-}
-
 std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {

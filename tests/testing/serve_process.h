@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tests/testing/child_process.h"
 
 namespace strata::testing {
 
@@ -24,27 +25,27 @@ class ServeProcess {
   static absl::StatusOr<std::unique_ptr<ServeProcess>> Start(
       const std::vector<std::string>& args,
       std::chrono::seconds timeout = std::chrono::seconds(60));
-  ~ServeProcess();  // Stop()
   ServeProcess(const ServeProcess&) = delete;
   ServeProcess& operator=(const ServeProcess&) = delete;
 
   int port() const { return port_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return process_->pid(); }
   // Everything the process has logged so far.
-  std::string Log() const;
+  std::string Log() const { return process_->Log(); }
   // SIGTERM, SIGKILL after `grace`; returns the exit status (as waitpid's) or -1.
-  int Stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+  int Stop(std::chrono::milliseconds grace = std::chrono::seconds(10)) {
+    return process_->Stop(grace);
+  }
   // Waits up to `timeout` for the process to end by itself: its exit status (as waitpid's),
   // or -1 while it still runs.
-  int Wait(std::chrono::milliseconds timeout);
+  int Wait(std::chrono::milliseconds timeout) { return process_->Wait(timeout); }
   // Its worker processes: its children that are alive (not zombies).
   std::vector<pid_t> Workers() const;
 
  private:
   ServeProcess() = default;
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> process_;  // stopped by its destructor
   int port_ = 0;
-  std::filesystem::path log_;
 };
 
 }  // namespace strata::testing

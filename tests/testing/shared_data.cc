@@ -44,6 +44,17 @@ std::optional<fs::path> FindSharedData() {
   return std::nullopt;
 }
 
+fs::path SourceDir() {
+  if (const char* src = std::getenv("STRATA_SOURCE_DIR"); src != nullptr && *src != '\0') {
+    return src;
+  }
+#ifdef STRATA_SOURCE_DIR_DEFAULT
+  return STRATA_SOURCE_DIR_DEFAULT;
+#else
+  return fs::current_path();
+#endif
+}
+
 bool SharedDataRequired() {
   const char* env = std::getenv("STRATA_REQUIRE_SHARED_DATA");
   return env != nullptr && std::string(env) == "1";

@@ -24,6 +24,9 @@ bool SharedDataRequired();
 // the .xz exists). Empty path when not found.
 std::filesystem::path SharedDataPath(const std::string& relative);
 
+// The source tree: STRATA_SOURCE_DIR (set by CTest), else the one this was built from.
+std::filesystem::path SourceDir();
+
 // A fresh temporary folder for one test, removed at process exit.
 std::filesystem::path TempDir(const std::string& name);
 
