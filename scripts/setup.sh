@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package Strata's build and tests need. Idempotent: packages already
 # present are skipped, and `apt-get update` runs at most once per invocation.
+# STRATA_SETUP_TESTS=0 installs only what building needs (the container images' build stage):
+# no Prometheus, Node.js or npm reference packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +15,16 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libpcre2-dev libutf8proc-dev
   libspdlog-dev libfmt-dev libcli11-dev
-  prometheus  # promtool and a real server for the tests of deploy/prometheus and deploy/grafana
 )
-
-# Node.js runs the JavaScript reference implementations in the tests; use the machine's own
-# when it has one.
-command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+tests="${STRATA_SETUP_TESTS:-1}"
+if [ "$tests" != 0 ]; then
+  # promtool and a real server for the tests of deploy/prometheus and deploy/grafana; Go,
+  # Sprig and a YAML library to render deploy/helm as Helm does (Debian packages no Helm).
+  packages+=(prometheus golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev)
+  # Node.js runs the JavaScript reference implementations in the tests; use the machine's own
+  # when it has one.
+  command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -38,7 +44,9 @@ fi
 # Reference implementations the tests compare against (npm registry): tokenizers and chat
 # templates from Hugging Face's JavaScript libraries. --ignore-scripts: the ONNX runtime that
 # @huggingface/transformers pulls in would try to download binaries; tokenizers do not need it.
-if command -v npm >/dev/null 2>&1; then
+if [ "$tests" = 0 ]; then
+  :
+elif command -v npm >/dev/null 2>&1; then
   if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
     echo "setup: installing test reference packages (npm)"
     (cd tests/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)

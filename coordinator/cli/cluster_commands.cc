@@ -112,13 +112,39 @@ struct WorkerFlags {
   int64_t register_timeout_ms = 60000;
 };
 
+// How long a worker stopped by a signal waits for its step in flight (a Kubernetes pod gets 30 s
+// between SIGTERM and SIGKILL by default).
+constexpr milliseconds kWorkerDrainTimeout(20'000);
+
 void RunWorker(const WorkerFlags& f) {
   Signals signals;
   // A signal ends the worker at any point, registration included (a worker whose `strata
   // serve` died gets SIGTERM from the kernel, and must not wait out its registration timeout).
-  // Nothing of a worker needs flushing: the coordinator sees its streams break.
+  // Once registered, it first lets the step in flight finish and deregisters, so the
+  // coordinator counts it gone at once instead of after its lease.
+  struct Running {
+    std::mutex mu;
+    WorkerServer* server = nullptr;
+    WorkerAgent* agent = nullptr;
+  };
+  static Running running;  // outlives the detached signal thread
   std::thread([&signals] {
     const int sig = signals.Wait();
+    std::lock_guard<std::mutex> lock(running.mu);
+    if (running.server != nullptr && running.agent != nullptr) {
+      STRATA_LOG_INFO("signal {}: worker finishing its step in flight, then deregistering", sig);
+      if (!running.server->Drain(kWorkerDrainTimeout)) {
+        STRATA_LOG_WARN("the step in flight did not finish within {} ms",
+                        kWorkerDrainTimeout.count());
+      }
+      const absl::Status left =
+          running.agent->Deregister(absl::StrCat("signal ", sig), milliseconds(2000));
+      if (left.ok()) {
+        STRATA_LOG_INFO("worker {} deregistered", running.agent->worker_id());
+      } else {
+        STRATA_LOG_WARN("{}", left.ToString());
+      }
+    }
     STRATA_LOG_INFO("signal {}: worker exiting", sig);
     std::fflush(nullptr);
     std::_Exit(0);
@@ -169,6 +195,11 @@ void RunWorker(const WorkerFlags& f) {
   STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {}, {} of memory)",
                   (*agent)->worker_id(), f.coordinator, agent_options.host,
                   agent_options.inventory.node_name, info->name, FormatBytes(memory));
+  {
+    std::lock_guard<std::mutex> lock(running.mu);
+    running.server = server->get();
+    running.agent = agent->get();
+  }
   for (;;) pause();  // the signal thread ends the process
 }
 

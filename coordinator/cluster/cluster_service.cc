@@ -105,6 +105,19 @@ grpc::Status ClusterServiceImpl::Heartbeat(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status ClusterServiceImpl::Deregister(grpc::ServerContext*,
+                                            const v1::DeregisterRequest* request,
+                                            v1::DeregisterReply*) {
+  if (request->worker_id() == 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("worker_id: must be set"));
+  }
+  if (request->reason().size() > 256) {
+    return ToGrpcStatus(absl::InvalidArgumentError("reason: longer than 256 bytes"));
+  }
+  membership_.MarkDead(request->worker_id(), absl::StrCat("left (", request->reason(), ")"));
+  return grpc::Status::OK;
+}
+
 grpc::Status ClusterServiceImpl::StoreSet(grpc::ServerContext*, const v1::StoreSetRequest* request,
                                           v1::StoreSetReply*) {
   absl::Status valid = ValidateKey(request->key());

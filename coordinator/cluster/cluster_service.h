@@ -27,6 +27,8 @@ class ClusterServiceImpl final : public v1::ClusterService::Service {
                         v1::RegisterReply* reply) override;
   grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
                          v1::HeartbeatReply* reply) override;
+  grpc::Status Deregister(grpc::ServerContext* context, const v1::DeregisterRequest* request,
+                          v1::DeregisterReply* reply) override;
   grpc::Status StoreSet(grpc::ServerContext* context, const v1::StoreSetRequest* request,
                         v1::StoreSetReply* reply) override;
   grpc::Status StoreGet(grpc::ServerContext* context, const v1::StoreGetRequest* request,

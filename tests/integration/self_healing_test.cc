@@ -54,8 +54,10 @@ std::vector<pid_t> WaitForWorkers(const testing::ServeProcess& serve, size_t cou
   return workers;
 }
 
-TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturbedTokens) {
-  auto serve = Serve({});
+// Streams `kStreams` requests through `serve`, sends `sig` to one of its workers once every
+// stream has its first tokens, and checks that every stream ends with exactly the tokens it
+// had undisturbed, that a new process took the worker's place and the group is ready again.
+void StreamsSurviveASignalToAWorker(testing::ServeProcess* serve, int sig) {
   ASSERT_NE(serve, nullptr);
   const int port = serve->port();
   // Undisturbed: the same requests, concurrently, before any fault.
@@ -87,7 +89,7 @@ TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturb
   }
   std::vector<std::string> raw(kStreams);
   for (int i = 0; i < kStreams; ++i) raw[i] = streams[i]->ReadUntil("token_ids", seconds(30));
-  ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
+  ASSERT_EQ(::kill(workers[1], sig), 0);
   for (int i = 0; i < kStreams; ++i) {
     bool closed = false;
     raw[i] += streams[i]->ReadToEnd(seconds(60), &closed);
@@ -106,9 +108,29 @@ TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturb
   EXPECT_NE(metrics.find("strata_cluster_recoveries_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("strata_kv_cache_usage_ratio 0\n"), std::string::npos) << metrics;
   const std::string log = serve->Log();
-  EXPECT_NE(log.find("killed by signal 9; restarting it"), std::string::npos) << log;
   EXPECT_NE(log.find("recomputing " + std::to_string(kStreams) + " running sequence(s)"),
             std::string::npos) << log;
+}
+
+TEST(SelfHealingTest, AKilledWorkerIsRestartedAndEveryStreamEndsWithItsUndisturbedTokens) {
+  auto serve = Serve({});
+  StreamsSurviveASignalToAWorker(serve.get(), SIGKILL);
+  ASSERT_NE(serve, nullptr);
+  const std::string log = serve->Log();
+  EXPECT_NE(log.find("killed by signal 9; restarting it"), std::string::npos) << log;
+}
+
+// SIGTERM (Kubernetes stopping a worker pod): the worker lets its step in flight finish,
+// deregisters so the coordinator counts it gone at once (not after its lease), and exits 0.
+TEST(SelfHealingTest, AWorkerStoppedBySigtermDeregistersAndIsReplaced) {
+  auto serve = Serve({"--lease-ms", "60000"});  // a lease would not notice in time
+  StreamsSurviveASignalToAWorker(serve.get(), SIGTERM);
+  ASSERT_NE(serve, nullptr);
+  const std::string log = serve->Log();
+  EXPECT_NE(log.find("worker finishing its step in flight, then deregistering"),
+            std::string::npos) << log;
+  EXPECT_NE(log.find("marked dead: left (signal 15)"), std::string::npos) << log;
+  EXPECT_NE(log.find("exited with code 0; restarting it"), std::string::npos) << log;
 }
 
 // Without restarts the group stays down: /ready says so, and a new request waits in the queue

@@ -45,6 +45,19 @@ void WorkerAgent::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+absl::Status WorkerAgent::Deregister(const std::string& reason,
+                                     std::chrono::milliseconds timeout) {
+  Stop();
+  v1::DeregisterRequest request;
+  request.set_worker_id(worker_id());
+  request.set_reason(reason);
+  v1::DeregisterReply reply;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  return FromGrpcStatus(rpc_->stub->Deregister(&context, request, &reply),
+                        absl::StrCat("deregister from coordinator ", options_.coordinator));
+}
+
 uint64_t WorkerAgent::worker_id() const {
   std::lock_guard<std::mutex> lock(mu_);
   return worker_id_;

@@ -43,6 +43,10 @@ class WorkerAgent {
   // Stops heartbeating (the coordinator will declare this worker dead after its lease).
   void Stop();
 
+  // Stops heartbeating and tells the coordinator this worker is leaving (`reason`), so it
+  // counts it gone at once. Waits at most `timeout` for the answer.
+  absl::Status Deregister(const std::string& reason, std::chrono::milliseconds timeout);
+
   uint64_t worker_id() const;
   int registrations() const;       // successful Register calls so far (1 after Start)
   absl::Status last_error() const;  // the latest failed RPC, OK once one succeeds again

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -92,6 +93,17 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Health(grpc::ServerContext* context, const v1::WorkerHealthRequest* request,
                       v1::WorkerHealthReply* reply) override;
 
+  bool Drain(std::chrono::milliseconds timeout) {
+    draining_ = true;
+    const auto deadline = Clock::now() + timeout;
+    while (!mu_.try_lock()) {
+      if (Clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    mu_.unlock();  // what runs after this sees draining_ and refuses
+    return true;
+  }
+
   void DropShard() {
     std::lock_guard<std::mutex> lock(mu_);
     shard_.reset();
@@ -108,7 +120,12 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   std::mutex mu_;                 // guards shard_; held for a whole load or step
   std::unique_ptr<Shard> shard_;
   std::atomic<uint64_t> stream_epoch_{0};  // the newest Step stream wins
+  std::atomic<bool> draining_{false};
 };
+
+absl::Status ShuttingDown() {
+  return absl::UnavailableError("this worker is shutting down (it deregisters and exits)");
+}
 
 grpc::Status WorkerServiceImpl::Load(grpc::ServerContext*, const v1::LoadRequest* request,
                                      grpc::ServerWriter<v1::LoadProgress>* writer) {
@@ -121,6 +138,7 @@ grpc::Status WorkerServiceImpl::Load(grpc::ServerContext*, const v1::LoadRequest
     return ToGrpcStatus(valid);
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (draining_) return ToGrpcStatus(ShuttingDown());
   shard_.reset();  // leave the old groups before joining new ones
   auto shard = LoadShard(*request, *writer);
   if (!shard.ok()) {
@@ -229,9 +247,10 @@ grpc::Status WorkerServiceImpl::Step(
     absl::Status status;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      status = shard_ == nullptr
-                   ? absl::FailedPreconditionError("no shard is loaded (call Load first)")
-                   : RunStep(*shard_, request, result);
+      status = draining_           ? ShuttingDown()
+               : shard_ == nullptr ? absl::FailedPreconditionError(
+                                         "no shard is loaded (call Load first)")
+                                   : RunStep(*shard_, request, result);
     }
     result.set_step_id(request.step_id());
     result.set_compute_seconds(SecondsSince(start));
@@ -324,6 +343,10 @@ void WorkerServer::Stop() {
   impl_->server->Wait();
   impl_->server.reset();
   impl_->service->DropShard();
+}
+
+bool WorkerServer::Drain(std::chrono::milliseconds timeout) {
+  return impl_->service->Drain(timeout);
 }
 
 int WorkerServer::port() const { return impl_->port; }

@@ -46,6 +46,10 @@ class WorkerServer {
   // Stops serving (open streams are cancelled) and drops the shard. Idempotent.
   void Stop();
 
+  // Refuses every step and load from now on (Unavailable: the worker is shutting down) and
+  // waits up to `timeout` for the one in progress to finish. False when it did not.
+  bool Drain(std::chrono::milliseconds timeout);
+
   int port() const;
   // "advertise_host:port": what this worker registers with.
   std::string address() const;
