@@ -12,3 +12,4 @@ find_package(fmt CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(Gloo CONFIG REQUIRED)  # libgloo-dev: /usr/share/cmake/Gloo, target `gloo`
 find_package(prometheus-cpp CONFIG REQUIRED)  # core only: /metrics is served by our gateway
+find_package(OpenSSL REQUIRED)  # libcrypto: SHA-256 key ids in audit lines (gRPC links it anyway)

@@ -21,6 +21,8 @@ if [ "$tests" != 0 ]; then
   # promtool and a real server for the tests of deploy/prometheus and deploy/grafana; Go,
   # Sprig and a YAML library to render deploy/helm as Helm does (Debian packages no Helm).
   packages+=(prometheus golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev)
+  # The TLS tests issue their own certificates.
+  packages+=(openssl)
   # Node.js runs the JavaScript reference implementations in the tests; use the machine's own
   # when it has one.
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)

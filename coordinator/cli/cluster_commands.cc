@@ -99,6 +99,30 @@ int64_t PhysicalMemory() {
 
 int HardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
+// Mutual TLS between the coordinator and its workers (proto/tls.h): the same flags on both.
+void AddTlsFlags(CLI::App* cmd, TlsFiles& tls) {
+  cmd->add_option("--tls-cert", tls.cert, "Mutual TLS with the cluster: this process's PEM "
+                  "certificate (with --tls-key and --tls-ca; none: plaintext)")
+      ->envname("STRATA_TLS_CERT");
+  cmd->add_option("--tls-key", tls.key, "Mutual TLS: the PEM private key of --tls-cert")
+      ->envname("STRATA_TLS_KEY");
+  cmd->add_option("--tls-ca", tls.ca, "Mutual TLS: the PEM certificate authority every "
+                  "member's certificate is signed by")->envname("STRATA_TLS_CA");
+  cmd->add_option("--tls-server-name", tls.server_name, "Mutual TLS: the name servers' "
+                  "certificates must carry (default: the address dialled)")
+      ->envname("STRATA_TLS_SERVER_NAME");
+}
+
+// The TLS flags again, for a local worker process.
+std::vector<std::string> TlsArgs(const TlsFiles& tls) {
+  std::vector<std::string> args;
+  for (const auto& [flag, value] : {std::pair{"--tls-cert", tls.cert}, {"--tls-key", tls.key},
+                                    {"--tls-ca", tls.ca}, {"--tls-server-name", tls.server_name}}) {
+    if (!value.empty()) args.insert(args.end(), {flag, value});
+  }
+  return args;
+}
+
 // ---- strata worker ------------------------------------------------------------------------
 
 struct WorkerFlags {
@@ -110,6 +134,7 @@ struct WorkerFlags {
   std::string memory;
   int threads = 0;
   int64_t register_timeout_ms = 60000;
+  TlsFiles tls;
 };
 
 // How long a worker stopped by a signal waits for its step in flight (a Kubernetes pod gets 30 s
@@ -163,6 +188,7 @@ void RunWorker(const WorkerFlags& f) {
   server_options.coordinator = f.coordinator;
   server_options.default_threads = f.threads > 0 ? f.threads : HardwareThreads();
   server_options.device = *device;
+  server_options.tls = f.tls;
   server_options.advertise_host = f.advertise_host;
   if (server_options.advertise_host.empty()) {
     absl::StatusOr<std::string> local = LocalAddressToward(coordinator_host, coordinator_port);
@@ -190,6 +216,7 @@ void RunWorker(const WorkerFlags& f) {
   gethostname(hostname, sizeof(hostname) - 1);
   agent_options.inventory.node_name = f.node_name.empty() ? hostname : f.node_name;
   agent_options.rpc_timeout = milliseconds(f.register_timeout_ms);
+  agent_options.tls = f.tls;
   absl::StatusOr<std::unique_ptr<WorkerAgent>> agent = WorkerAgent::Start(agent_options);
   ExitIfError(agent.status());
   STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {}, {} of memory)",
@@ -221,6 +248,7 @@ struct ClusterFlags {
   int64_t comm_timeout_ms = 30000;
   int64_t lease_ms = 5000;
   int64_t heartbeat_ms = 1000;
+  TlsFiles tls;
   // The HTTP API.
   std::string http = "0.0.0.0:8000";
   std::string host;  // --host / --port (vLLM's and Ollama's spelling) override --http's parts
@@ -230,6 +258,7 @@ struct ClusterFlags {
   std::string api_keys;  // comma-separated
   bool protect_ops = false;
   bool vllm_metrics = false;
+  bool audit_log = false;
   int64_t max_connections = 4096;
   int64_t max_queue_ms = 60000;
   int64_t drain_timeout_s = 30;
@@ -304,6 +333,9 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_API_KEYS");
   cmd->add_flag("--protect-ops", f.protect_ops, "Require an API key for /health, /ready, /metrics")
       ->envname("STRATA_PROTECT_OPS");
+  cmd->add_flag("--audit-log", f.audit_log, "Log one line per API request: key id (a hash of "
+                "the key), route, model, status, token counts, seconds; never text")
+      ->envname("STRATA_AUDIT_LOG");
   cmd->add_flag("--vllm-metrics", f.vllm_metrics, "Also export vLLM's metric names")
       ->envname("STRATA_VLLM_METRICS");
   cmd->add_option("--drain-timeout-s", f.drain_timeout_s,
@@ -332,6 +364,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_NO_PREFIX_CACHING");
   cmd->add_option("--prompt", f.prompt, "Generate once for this prompt, print it and exit")
       ->envname("STRATA_PROMPT");
+  AddTlsFlags(cmd, f.tls);
   cmd->add_option("--max-tokens", f.max_tokens, "New tokens for --prompt")
       ->envname("STRATA_MAX_TOKENS")->capture_default_str();
   cmd->add_option("--temperature", f.temperature, "Sampling temperature for --prompt (0: greedy)")
@@ -346,12 +379,13 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
        {"--device", "--tp", "--pp", "--expert-parallel", "--threads", "--max-kv-blocks"}},
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
-        "--vllm-metrics", "--max-connections", "--max-body-bytes"}},
+        "--vllm-metrics", "--audit-log", "--max-connections", "--max-body-bytes"}},
       {"Scheduling",
        {"--max-num-seqs", "--max-num-batched-tokens", "--no-prefix-caching", "--max-queue-ms"}},
       {"Cluster and reliability",
        {"--listen", "--worker-wait-ms", "--step-timeout-ms", "--comm-timeout-ms", "--lease-ms",
-        "--heartbeat-ms", "--worker-restarts", "--drain-timeout-s"}},
+        "--heartbeat-ms", "--worker-restarts", "--drain-timeout-s", "--tls-cert", "--tls-key",
+        "--tls-ca", "--tls-server-name"}},
       {"One-shot generation", {"--prompt", "--max-tokens", "--temperature", "--seed"}},
   };
   for (const auto& [group, names] : groups) {
@@ -376,6 +410,7 @@ ExecutorOptions ToExecutorOptions(const ClusterFlags& f, const std::string& mode
   o.comm_timeout = milliseconds(f.comm_timeout_ms);
   o.max_step_tokens = f.max_num_batched_tokens;
   o.max_logit_rows = f.max_num_seqs;
+  o.tls = f.tls;
   return o;
 }
 
@@ -416,6 +451,7 @@ std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f) {
   options.port = port;
   options.membership.lease = milliseconds(f.lease_ms);
   options.membership.heartbeat_interval = milliseconds(f.heartbeat_ms);
+  options.tls = f.tls;
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server = CoordinatorServer::Start(options);
   ExitIfError(server.status());
   return *std::move(server);
@@ -469,6 +505,7 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   options.api_keys = *std::move(keys);
   options.open_health_and_metrics = !f.protect_ops;
   options.vllm_metrics = f.vllm_metrics;
+  options.audit_log = f.audit_log;
   options.http.max_connections = f.max_connections;
   options.http.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
   auto gw = gateway::Gateway::Start(*api->engine, executor, *api->tokenizer,
@@ -513,11 +550,12 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f) {
   LocalProcesses local;
   local.server = StartCoordinator(f);
   const int64_t memory = PhysicalMemory() / 2 / world;
-  const std::vector<std::string> args = {
+  std::vector<std::string> args = {
       "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
       "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
       "--memory", std::to_string(memory), "--threads", std::to_string(f.threads),
       "--device", f.device};
+  for (std::string& arg : TlsArgs(f.tls)) args.push_back(std::move(arg));
   absl::StatusOr<std::unique_ptr<LocalWorkers>> workers =
       LocalWorkers::Spawn(LocalWorkers::SelfPath(), args, world);
   ExitIfError(workers.status());
@@ -711,6 +749,7 @@ void AddWorkerCommand(CLI::App& app) {
   cmd->add_option("--register-timeout-ms", flags->register_timeout_ms,
                   "How long to wait for the coordinator at start")
       ->envname("STRATA_REGISTER_TIMEOUT_MS")->capture_default_str();
+  AddTlsFlags(cmd, flags->tls);
   cmd->callback([flags] { RunWorker(*flags); });
 }
 

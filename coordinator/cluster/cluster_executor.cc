@@ -154,16 +154,19 @@ absl::Status ClusterExecutor::State::Load(uint64_t gen) {
   if (options.max_kv_blocks > 0) blocks = std::min(blocks, options.max_kv_blocks);
 
   std::vector<std::unique_ptr<Rank>> new_ranks;
+  auto credentials = ChannelCredentialsFor(options.tls);
+  if (!credentials.ok()) return credentials.status();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  ApplyTls(options.tls, args);
   for (int r = 0; r < world; ++r) {
     auto rank = std::make_unique<Rank>();
     rank->rank = r;
     rank->worker_id = workers[r].id;
     rank->host = workers[r].host;
     rank->stub = v1::WorkerService::NewStub(
-        grpc::CreateCustomChannel(rank->host, grpc::InsecureChannelCredentials(), args));
+        grpc::CreateCustomChannel(rank->host, *credentials, args));
     new_ranks.push_back(std::move(rank));
   }
 
@@ -265,7 +268,7 @@ void ClusterExecutor::State::Break(const absl::Status& why,
 }
 
 void ClusterExecutor::State::OnResult(size_t rank, v1::StepResult& result) {
-  std::lock_guard<std::mutex> lock(mu);
+  std::unique_lock<std::mutex> lock(mu);
   auto it = pending.find(result.step_id());
   if (it == pending.end() || it->second.done || rank >= it->second.answered.size() ||
       rank >= ranks.size() || it->second.answered[rank]) {
@@ -273,9 +276,18 @@ void ClusterExecutor::State::OnResult(size_t rank, v1::StepResult& result) {
   }
   Pending& p = it->second;
   p.answered[rank] = true;
-  if (result.code() != 0 && p.error.ok()) {
-    p.error = absl::Status(static_cast<absl::StatusCode>(result.code()),
-                           absl::StrCat(ranks[rank]->Name(), ": ", result.error()));
+  if (result.code() != 0) {
+    const auto code = static_cast<absl::StatusCode>(result.code());
+    const absl::Status error(code, absl::StrCat(ranks[rank]->Name(), ": ", result.error()));
+    if (p.error.ok()) p.error = error;
+    // A rank that refused the step (it checks a step whole before touching state) is fine;
+    // one that failed inside it (a collective broke, it is shutting down, it lost its shard)
+    // leaves the group in an unknown state: reload.
+    if (code != absl::StatusCode::kInvalidArgument && code != absl::StatusCode::kOutOfRange) {
+      lock.unlock();
+      Break(error, {});
+      return;
+    }
   }
   if (result.has_tokens()) DecodeStepOutput(result, p.output);
   p.output.max_compute_seconds = std::max(p.output.max_compute_seconds, result.compute_seconds());

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "proto/tls.h"
 #include "absl/status/statusor.h"
 #include "common/executor.h"
 #include "common/model_config.h"
@@ -57,6 +58,7 @@ struct ExecutorOptions {
   std::chrono::milliseconds step_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds comm_timeout{std::chrono::seconds(30)};  // workers' collectives
   bool recover = true;  // reload automatically when enough workers are alive again
+  TlsFiles tls;         // mutual TLS with the workers (none: plaintext)
 };
 
 class ClusterExecutor final : public Executor {

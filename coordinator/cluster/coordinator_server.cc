@@ -25,14 +25,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   server->service_ = std::make_unique<ClusterServiceImpl>(*server->membership_, *server->store_);
 
   const std::string listen = absl::StrCat(options.host, ":", options.port);
+  auto credentials = ServerCredentialsFor(options.tls);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("coordinator: cannot listen on ", listen));
   }
-  STRATA_LOG_INFO("coordinator cluster service listening on {}:{}", options.host, server->port_);
+  STRATA_LOG_INFO("coordinator cluster service listening on {}:{}{}", options.host, server->port_,
+                  options.tls.enabled() ? " (mutual TLS)" : "");
   return server;
 }
 

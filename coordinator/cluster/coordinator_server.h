@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "proto/tls.h"
 #include "coordinator/cluster/membership.h"
 #include "coordinator/cluster/rendezvous_store.h"
 
@@ -27,6 +28,7 @@ struct CoordinatorServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;  // 0 = an ephemeral port; see CoordinatorServer::port()
   MembershipOptions membership;
+  TlsFiles tls;  // mutual TLS with the workers (none: plaintext)
 };
 
 class CoordinatorServer {

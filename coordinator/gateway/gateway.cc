@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/strings.h"
 #include "coordinator/gateway/gateway_internal.h"
+#include "openssl/sha.h"
 #include "prometheus/text_serializer.h"
 
 namespace strata::gateway {
@@ -203,6 +204,14 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
   seen_prefix_hits = stats.prefix_hit_blocks;
 }
 
+void Gateway::State::NoteUsage(const HttpExchange& exchange, int64_t prompt_tokens,
+                               int64_t completion_tokens) {
+  metrics->AddTokens(prompt_tokens, completion_tokens);
+  if (!options.audit_log) return;
+  std::lock_guard<std::mutex> lock(usage_mu);
+  usage[&exchange] = {prompt_tokens, completion_tokens};
+}
+
 std::string Gateway::State::NewId(std::string_view prefix) {
   return absl::StrCat(std::string(prefix), "-", absl::Hex(next_id++, absl::kZeroPad16),
                       absl::Hex(created & 0xffff));
@@ -316,6 +325,20 @@ bool SameKey(std::string_view given, std::string_view key) {
   return diff == 0;
 }
 
+// Who sent a request, for audit lines: the first 12 hex digits of the SHA-256 of its bearer
+// key ("-" without one). Stable across restarts and replicas; the key cannot be recovered.
+std::string KeyId(const HttpRequestHeader& header) {
+  const auto field = header[boost::beast::http::field::authorization];
+  absl::string_view value(field.data(), field.size());
+  if (!absl::ConsumePrefix(&value, "Bearer ")) return "-";
+  value = absl::StripAsciiWhitespace(value);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(value.data()), value.size(), digest);
+  return absl::BytesToHexString(
+             absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)))
+      .substr(0, 12);
+}
+
 bool Authorized(const Gateway::State& s, const HttpRequestHeader& header) {
   if (s.options.api_keys.empty()) return true;
   const auto field = header[boost::beast::http::field::authorization];
@@ -347,6 +370,11 @@ std::optional<HttpRefusal> Admit(Gateway::State& s, const HttpRequestHeader& hea
   }
   if ((ops && s.options.open_health_and_metrics) || Authorized(s, header)) return std::nullopt;
   s.metrics->CountRequest(RouteLabel(path), 401);
+  if (s.options.audit_log) {
+    STRATA_LOG_INFO("audit key={} route={} model={} status=401 prompt_tokens=0 "
+                    "completion_tokens=0 seconds=0.000",
+                    KeyId(header), RouteLabel(path), s.options.model_name);
+  }
   HttpRefusal refusal;
   refusal.status = 401;
   refusal.body = json::serialize(
@@ -410,8 +438,25 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
   });
   const bool ops = path == "/health" || path == "/ready" || path == "/metrics";
   if (!ops) ++s.in_progress;
-  absl::Cleanup done = [&s, ops] {
-    if (!ops) --s.in_progress;
+  const auto start = std::chrono::steady_clock::now();
+  absl::Cleanup done = [&s, &exchange, ops, start, path] {
+    if (ops) return;
+    --s.in_progress;
+    if (!s.options.audit_log) return;
+    std::pair<int64_t, int64_t> tokens{0, 0};
+    {
+      std::lock_guard<std::mutex> lock(s.usage_mu);
+      if (auto it = s.usage.find(&exchange); it != s.usage.end()) {
+        tokens = it->second;
+        s.usage.erase(it);
+      }
+    }
+    STRATA_LOG_INFO(
+        "audit key={} route={} model={} status={} prompt_tokens={} completion_tokens={} "
+        "seconds={:.3f}",
+        KeyId(exchange.request()), RouteLabel(path), s.options.model_name, exchange.status(),
+        tokens.first, tokens.second,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   };
   if (get && path == "/ready" && s.draining) {
     json::object body;

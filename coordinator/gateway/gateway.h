@@ -34,6 +34,9 @@ struct GatewayOptions {
   bool open_health_and_metrics = true;   // /health, /ready and /metrics without a key
   int64_t max_waiting = 1024;            // queued sequences beyond which requests get 503
   bool vllm_metrics = false;             // also export vLLM's metric names
+  // One log line per API request: key id (a hash, never the key), route, model, status,
+  // prompt and completion tokens, seconds; never prompt or completion text.
+  bool audit_log = false;
 };
 
 class Gateway {

@@ -103,8 +103,14 @@ struct Gateway::State {
   // prompt is refused without being encoded.
   size_t max_prompt_bytes = 0;
 
+  // Tokens each request in progress consumed, for its audit line (keyed by its exchange).
+  std::mutex usage_mu;
+  std::map<const HttpExchange*, std::pair<int64_t, int64_t>> usage;
+
   std::string NewId(std::string_view prefix);
   void NoteToken();
+  // Records what `exchange`'s request consumed: metrics, and its audit line when enabled.
+  void NoteUsage(const HttpExchange& exchange, int64_t prompt_tokens, int64_t completion_tokens);
   // A prompt's ids (with the model's bos/eos), or OutOfRange when the text is longer than
   // `max_prompt_bytes`.
   absl::StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text) const;

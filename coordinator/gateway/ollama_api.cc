@@ -213,7 +213,7 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
   const auto end = Clock::now();
   auto ns = [](auto d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); };
   s.metrics->ObserveE2e(std::chrono::duration<double>(end - start).count());
-  s.metrics->AddTokens(prompt_tokens, tokens);
+  s.NoteUsage(exchange, prompt_tokens, tokens);
   // Streaming: the last event's text rides on the final line.
   json::object final_line = line(stream ? last.text : text, true);
   final_line["done_reason"] = last.finish == engine::FinishReason::kLength ? "length" : "stop";

@@ -548,7 +548,7 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
     co_return;
   }
   s.metrics->ObserveE2e(std::chrono::duration<double>(Clock::now() - start).count());
-  s.metrics->AddTokens(prompt_tokens, completion_tokens);
+  s.NoteUsage(exchange, prompt_tokens, completion_tokens);
   const json::object usage{{"prompt_tokens", prompt_tokens},
                            {"completion_tokens", completion_tokens},
                            {"total_tokens", prompt_tokens + completion_tokens}};

@@ -28,10 +28,16 @@ struct GrpcStore::Stub {
   std::unique_ptr<v1::ClusterService::Stub> stub;
 };
 
-GrpcStore::GrpcStore(const std::string& target, std::chrono::milliseconds rpc_timeout)
+GrpcStore::GrpcStore(const std::string& target, std::chrono::milliseconds rpc_timeout,
+                     const TlsFiles& tls)
     : target_(target), rpc_timeout_(rpc_timeout), stub_(std::make_unique<Stub>()) {
-  stub_->stub = v1::ClusterService::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto credentials = ChannelCredentialsFor(tls);
+  // The worker read these files when it started; if they vanished since, every call fails
+  // with a connection error naming the coordinator.
+  grpc::ChannelArguments args;
+  ApplyTls(tls, args);
+  stub_->stub = v1::ClusterService::NewStub(grpc::CreateCustomChannel(
+      target, credentials.ok() ? *credentials : grpc::InsecureChannelCredentials(), args));
 }
 
 GrpcStore::~GrpcStore() = default;

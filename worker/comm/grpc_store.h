@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "proto/tls.h"
 #include "worker/comm/store.h"
 
 namespace strata {
@@ -18,9 +19,11 @@ namespace strata {
 class GrpcStore : public KeyValueStore {
  public:
   // `target` is the coordinator's "host:port". `rpc_timeout` bounds Set and Add (and the
-  // connection wait of each call).
+  // connection wait of each call). `tls`: mutual TLS with the coordinator (checked by the
+  // caller: see proto/tls.h); none, plaintext.
   explicit GrpcStore(const std::string& target,
-                     std::chrono::milliseconds rpc_timeout = std::chrono::seconds(30));
+                     std::chrono::milliseconds rpc_timeout = std::chrono::seconds(30),
+                     const TlsFiles& tls = {});
   ~GrpcStore() override;
 
   absl::Status Set(const std::string& key, const std::string& value) override;

@@ -16,18 +16,22 @@ struct WorkerAgent::Rpc {
   std::unique_ptr<v1::ClusterService::Stub> stub;
 };
 
-WorkerAgent::WorkerAgent(WorkerAgentOptions options)
+WorkerAgent::WorkerAgent(WorkerAgentOptions options,
+                         std::shared_ptr<grpc::ChannelCredentials> credentials)
     : options_(std::move(options)), rpc_(std::make_unique<Rpc>()) {
   // Reconnect quickly when the coordinator comes back (gRPC's default backoff grows to 2 min).
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  rpc_->stub = v1::ClusterService::NewStub(grpc::CreateCustomChannel(
-      options_.coordinator, grpc::InsecureChannelCredentials(), args));
+  ApplyTls(options_.tls, args);
+  rpc_->stub = v1::ClusterService::NewStub(
+      grpc::CreateCustomChannel(options_.coordinator, std::move(credentials), args));
 }
 
 absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Start(WorkerAgentOptions options) {
-  std::unique_ptr<WorkerAgent> agent(new WorkerAgent(std::move(options)));
+  auto credentials = ChannelCredentialsFor(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  std::unique_ptr<WorkerAgent> agent(new WorkerAgent(std::move(options), *std::move(credentials)));
   const absl::Status registered = agent->Register();
   if (!registered.ok()) return registered;
   agent->thread_ = std::thread([a = agent.get()] { a->HeartbeatLoop(); });

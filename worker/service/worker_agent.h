@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "proto/cluster_protocol.h"
+#include "proto/tls.h"
 
 namespace strata {
 
@@ -27,6 +28,7 @@ struct WorkerAgentOptions {
   DeviceInventory inventory;
   std::chrono::milliseconds rpc_timeout{5000};
   uint32_t protocol_version = kClusterProtocolVersion;  // overridable for tests only
+  TlsFiles tls;  // mutual TLS with the coordinator (none: plaintext)
 };
 
 class WorkerAgent {
@@ -53,7 +55,7 @@ class WorkerAgent {
 
  private:
   struct Rpc;  // the generated stub
-  explicit WorkerAgent(WorkerAgentOptions options);
+  WorkerAgent(WorkerAgentOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   absl::Status Register();
   void HeartbeatLoop();

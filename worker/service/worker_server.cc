@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -82,7 +83,7 @@ absl::Status ValidateAssignment(const v1::ShardAssignment& a) {
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
   explicit WorkerServiceImpl(const WorkerServerOptions& options)
-      : options_(options), store_(options.coordinator) {}
+      : options_(options), store_(options.coordinator, std::chrono::seconds(30), options.tls) {}
 
   grpc::Status Load(grpc::ServerContext* context, const v1::LoadRequest* request,
                     grpc::ServerWriter<v1::LoadProgress>* writer) override;
@@ -93,14 +94,15 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Health(grpc::ServerContext* context, const v1::WorkerHealthRequest* request,
                       v1::WorkerHealthReply* reply) override;
 
+  // A load in progress is abandoned (the coordinator reloads the group anyway); a step in
+  // flight is waited for.
   bool Drain(std::chrono::milliseconds timeout) {
     draining_ = true;
     const auto deadline = Clock::now() + timeout;
-    while (!mu_.try_lock()) {
+    while (stepping_) {
       if (Clock::now() >= deadline) return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    mu_.unlock();  // what runs after this sees draining_ and refuses
     return true;
   }
 
@@ -121,6 +123,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   std::unique_ptr<Shard> shard_;
   std::atomic<uint64_t> stream_epoch_{0};  // the newest Step stream wins
   std::atomic<bool> draining_{false};
+  std::atomic<bool> stepping_{false};  // a step runs now
 };
 
 absl::Status ShuttingDown() {
@@ -247,6 +250,8 @@ grpc::Status WorkerServiceImpl::Step(
     absl::Status status;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      stepping_ = true;
+      absl::Cleanup done = [this] { stepping_ = false; };
       status = draining_           ? ShuttingDown()
                : shard_ == nullptr ? absl::FailedPreconditionError(
                                          "no shard is loaded (call Load first)")
@@ -317,12 +322,16 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (options.coordinator.empty()) {
     return absl::InvalidArgumentError("worker: the coordinator's address is required");
   }
+  // Read the TLS files now: a worker that cannot use them fails at start, not at its first RPC.
+  auto server_credentials = ServerCredentialsFor(options.tls);
+  if (!server_credentials.ok()) return server_credentials.status();
+  if (auto client = ChannelCredentialsFor(options.tls); !client.ok()) return client.status();
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->service = std::make_unique<WorkerServiceImpl>(options);
   const std::string listen = absl::StrCat(options.bind_host, ":", options.port);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &impl->port);
+  builder.AddListeningPort(listen, *server_credentials, &impl->port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(impl->service.get());
@@ -330,8 +339,9 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
   if (impl->server == nullptr || impl->port == 0) {
     return absl::UnavailableError(absl::StrCat("worker: cannot listen on ", listen));
   }
-  STRATA_LOG_INFO("worker service listening on {}:{} (advertised as {}:{})", options.bind_host,
-                  impl->port, options.advertise_host, impl->port);
+  STRATA_LOG_INFO("worker service listening on {}:{} (advertised as {}:{}){}", options.bind_host,
+                  impl->port, options.advertise_host, impl->port,
+                  options.tls.enabled() ? ", mutual TLS" : "");
   return std::unique_ptr<WorkerServer>(new WorkerServer(std::move(impl)));
 }
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "proto/tls.h"
 #include "absl/status/statusor.h"
 #include "common/device.h"
 
@@ -33,6 +34,7 @@ struct WorkerServerOptions {
   std::string coordinator;     // "host:port" of the coordinator (its rendezvous store)
   int default_threads = 1;     // compute threads when a Load does not say
   DeviceSpec device;           // the backend shards run on
+  TlsFiles tls;                // mutual TLS with the coordinator (none: plaintext)
 };
 
 class WorkerServer {
