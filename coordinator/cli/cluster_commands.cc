@@ -259,6 +259,8 @@ struct ClusterFlags {
   bool protect_ops = false;
   bool vllm_metrics = false;
   bool audit_log = false;
+  int64_t key_requests_per_minute = 0;
+  int64_t key_tokens_per_minute = 0;
   int64_t max_connections = 4096;
   int64_t max_queue_ms = 60000;
   int64_t drain_timeout_s = 30;
@@ -336,6 +338,15 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   cmd->add_flag("--audit-log", f.audit_log, "Log one line per API request: key id (a hash of "
                 "the key), route, model, status, token counts, seconds; never text")
       ->envname("STRATA_AUDIT_LOG");
+  cmd->add_option("--key-requests-per-minute", f.key_requests_per_minute,
+                  "Requests per minute per API key (0: no limit); beyond it 429 with Retry-After")
+      ->envname("STRATA_KEY_REQUESTS_PER_MINUTE")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  cmd->add_option("--key-tokens-per-minute", f.key_tokens_per_minute,
+                  "Prompt + completion tokens per minute per API key (0: no limit); a key over "
+                  "it gets 429 with Retry-After until its balance recovers")
+      ->envname("STRATA_KEY_TOKENS_PER_MINUTE")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   cmd->add_flag("--vllm-metrics", f.vllm_metrics, "Also export vLLM's metric names")
       ->envname("STRATA_VLLM_METRICS");
   cmd->add_option("--drain-timeout-s", f.drain_timeout_s,
@@ -379,7 +390,8 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
        {"--device", "--tp", "--pp", "--expert-parallel", "--threads", "--max-kv-blocks"}},
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
-        "--vllm-metrics", "--audit-log", "--max-connections", "--max-body-bytes"}},
+        "--vllm-metrics", "--audit-log", "--key-requests-per-minute", "--key-tokens-per-minute",
+        "--max-connections", "--max-body-bytes"}},
       {"Scheduling",
        {"--max-num-seqs", "--max-num-batched-tokens", "--no-prefix-caching", "--max-queue-ms"}},
       {"Cluster and reliability",
@@ -506,6 +518,8 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   options.open_health_and_metrics = !f.protect_ops;
   options.vllm_metrics = f.vllm_metrics;
   options.audit_log = f.audit_log;
+  options.rate_limits.requests_per_minute = f.key_requests_per_minute;
+  options.rate_limits.tokens_per_minute = f.key_tokens_per_minute;
   options.http.max_connections = f.max_connections;
   options.http.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
   auto gw = gateway::Gateway::Start(*api->engine, executor, *api->tokenizer,

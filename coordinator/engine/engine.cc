@@ -101,6 +101,9 @@ struct Engine::Impl {
   std::vector<RequestState*> gated;  // n > 1: siblings wait for sample 0's prompt
   uint64_t next_seq = 1;
   double step_seconds = 0;
+  // Fair share between tenants (Accept).
+  std::map<std::string, int64_t> tenant_tags;
+  int64_t virtual_time = 0;
   int64_t steps = 0, computed_tokens = 0, cluster_failures = 0, recoveries = 0,
           sequence_faults = 0;
   std::chrono::steady_clock::time_point next_expiry_check;
@@ -245,6 +248,14 @@ void Engine::Cancel(uint64_t request_id) {
 void Engine::Impl::Accept(std::unique_ptr<RequestState> request) {
   RequestState& r = *request;
   const GenerationRequest& g = r.request;
+  // Start-time fair queuing: a request's tag is the later of the virtual time (the tag last
+  // admitted) and its tenant's previous tag + 1, so waiting tenants take turns (ties: arrival).
+  int64_t& last = tenant_tags[g.tenant];
+  const int64_t start_tag = std::max(virtual_time, last + 1);
+  last = start_tag;
+  if (tenant_tags.size() > 4096) {  // forget tenants that are no longer ahead of the clock
+    std::erase_if(tenant_tags, [&](const auto& t) { return t.second <= virtual_time; });
+  }
   for (int32_t i = 0; i < g.n; ++i) {
     auto sample = std::make_unique<SampleState>();
     sample->request = &r;
@@ -252,7 +263,7 @@ void Engine::Impl::Accept(std::unique_ptr<RequestState> request) {
     Sequence& seq = sample->seq;
     seq.owner = sample.get();
     seq.id = next_seq++;
-    seq.arrival = static_cast<int64_t>(r.id) * kMaxSamples + i;
+    seq.arrival = start_tag;
     seq.priority = g.priority;
     seq.sampling = g.sampling;
     seq.sampling.seed = *g.seed;
@@ -560,6 +571,7 @@ void Engine::Impl::Loop() {
       for (size_t i = 0; i < step->seqs.size(); ++i) {
         SampleState* sample = SampleOf(step->seqs[i]);
         if (sample->cached_prompt_tokens < 0) {
+          virtual_time = std::max(virtual_time, step->seqs[i]->arrival);
           sample->cached_prompt_tokens = step->input.seqs[i].num_cached;
           sample->queue_seconds = std::chrono::duration<double>(
                                       std::chrono::steady_clock::now() - sample->request->arrived)

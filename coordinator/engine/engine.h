@@ -76,6 +76,9 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;
   std::vector<std::string> stop;       // stop strings (need the engine's tokenizer)
   int32_t priority = 0;                // higher first
+  // Whose request (an API key's id): within a priority, tenants take turns being admitted
+  // (start-time fair queuing), so one client's burst does not queue everyone behind it.
+  std::string tenant;
   bool return_logits = false;          // each event carries its token's logits (tests, scoring)
 };
 

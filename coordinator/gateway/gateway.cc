@@ -207,6 +207,7 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
 void Gateway::State::NoteUsage(const HttpExchange& exchange, int64_t prompt_tokens,
                                int64_t completion_tokens) {
   metrics->AddTokens(prompt_tokens, completion_tokens);
+  limiter->Charge(KeyId(exchange.request()), prompt_tokens + completion_tokens);
   if (!options.audit_log) return;
   std::lock_guard<std::mutex> lock(usage_mu);
   usage[&exchange] = {prompt_tokens, completion_tokens};
@@ -325,8 +326,8 @@ bool SameKey(std::string_view given, std::string_view key) {
   return diff == 0;
 }
 
-// Who sent a request, for audit lines: the first 12 hex digits of the SHA-256 of its bearer
-// key ("-" without one). Stable across restarts and replicas; the key cannot be recovered.
+}  // namespace
+
 std::string KeyId(const HttpRequestHeader& header) {
   const auto field = header[boost::beast::http::field::authorization];
   absl::string_view value(field.data(), field.size());
@@ -338,6 +339,8 @@ std::string KeyId(const HttpRequestHeader& header) {
              absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)))
       .substr(0, 12);
 }
+
+namespace {
 
 bool Authorized(const Gateway::State& s, const HttpRequestHeader& header) {
   if (s.options.api_keys.empty()) return true;
@@ -368,7 +371,34 @@ std::optional<HttpRefusal> Admit(Gateway::State& s, const HttpRequestHeader& hea
         std::nullopt));
     return refusal;
   }
-  if ((ops && s.options.open_health_and_metrics) || Authorized(s, header)) return std::nullopt;
+  if (ops && s.options.open_health_and_metrics) return std::nullopt;
+  if (Authorized(s, header)) {
+    if (ops) return std::nullopt;
+    const auto refused = s.limiter->Admit(KeyId(header));
+    if (!refused) return std::nullopt;
+    s.metrics->CountRequest(RouteLabel(path), 429);
+    const int64_t seconds = std::max<int64_t>(1, (refused->retry_after.count() + 999) / 1000);
+    if (s.options.audit_log) {
+      STRATA_LOG_INFO("audit key={} route={} model={} status=429 prompt_tokens=0 "
+                      "completion_tokens=0 seconds=0.000",
+                      KeyId(header), RouteLabel(path), s.options.model_name);
+    }
+    const RateLimits& limits = s.limiter->limits();
+    HttpRefusal refusal;
+    refusal.status = 429;
+    refusal.headers = {{"Retry-After", std::to_string(seconds)}};
+    refusal.body = json::serialize(ErrorBody(
+        refused->tokens ? "tokens" : "requests",
+        refused->tokens
+            ? absl::StrCat("Rate limit reached for tokens per minute (limit ",
+                           limits.tokens_per_minute, " for this API key); try again in ",
+                           seconds, " s")
+            : absl::StrCat("Rate limit reached for requests per minute (limit ",
+                           limits.requests_per_minute, " for this API key); try again in ",
+                           seconds, " s"),
+        std::nullopt, "rate_limit_exceeded"));
+    return refusal;
+  }
   s.metrics->CountRequest(RouteLabel(path), 401);
   if (s.options.audit_log) {
     STRATA_LOG_INFO("audit key={} route={} model={} status=401 prompt_tokens=0 "
@@ -540,6 +570,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::Engine& engine,
   state->templates = templates;
   state->options = std::move(options);
   state->metrics = std::make_unique<Metrics>(state->options.vllm_metrics, state->options.model_name);
+  state->limiter = std::make_unique<RateLimiter>(state->options.rate_limits);
   state->created = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();

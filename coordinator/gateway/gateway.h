@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/gateway/rate_limiter.h"
 #include "absl/status/statusor.h"
 #include "coordinator/chat/template_source.h"
 #include "coordinator/engine/engine.h"
@@ -37,6 +38,9 @@ struct GatewayOptions {
   // One log line per API request: key id (a hash, never the key), route, model, status,
   // prompt and completion tokens, seconds; never prompt or completion text.
   bool audit_log = false;
+  // Per API key (all clients together when there are no keys): beyond these, 429 with
+  // Retry-After. Tokens are charged as used (prompt + completion).
+  RateLimits rate_limits;
 };
 
 class Gateway {

@@ -103,6 +103,7 @@ struct Gateway::State {
   // prompt is refused without being encoded.
   size_t max_prompt_bytes = 0;
 
+  std::unique_ptr<RateLimiter> limiter;
   // Tokens each request in progress consumed, for its audit line (keyed by its exchange).
   std::mutex usage_mu;
   std::map<const HttpExchange*, std::pair<int64_t, int64_t>> usage;
@@ -139,6 +140,10 @@ boost::asio::awaitable<void> SendError(HttpExchange& exchange, int status, std::
 
 // Retry-After for a 503 (the service will be back, or the queue shorter, shortly); none else.
 std::vector<std::pair<std::string, std::string>> RetryAfterFor(int http_status);
+
+// Who sent a request: the first 12 hex digits of the SHA-256 of its bearer key, "-" without
+// one. Audit lines, rate limits and fair share go by it; the key cannot be recovered from it.
+std::string KeyId(const HttpRequestHeader& header);
 
 // The HTTP status and OpenAI error type for an engine or cluster error.
 int StatusFor(const absl::Status& status);

@@ -219,6 +219,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   // Connections waiting for their next request: Stop() closes these at once.
   std::mutex idle_mu;
   std::set<std::shared_ptr<beast::tcp_stream>> idle;
+  std::set<std::shared_ptr<beast::tcp_stream>> live;  // every open connection (idle_mu)
 
   void SetIdle(const std::shared_ptr<beast::tcp_stream>& stream, bool is_idle) {
     std::lock_guard<std::mutex> lock(idle_mu);
@@ -295,6 +296,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     auto self = shared_from_this();
     beast::tcp_stream& stream = *owned;
     ++connections;
+    {
+      std::lock_guard<std::mutex> lock(idle_mu);
+      live.insert(owned);
+    }
     bool linger = false;
     beast::flat_buffer buffer;
     while (!stopping) {
@@ -374,6 +379,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       beast::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
+    {
+      std::lock_guard<std::mutex> lock(idle_mu);
+      live.erase(owned);
+    }
     --connections;
   }
 };
@@ -429,6 +438,22 @@ void HttpServer::Stop() {
   const auto deadline = std::chrono::steady_clock::now() + s.options.shutdown_grace;
   while (s.connections > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (s.connections > 0) {
+    // The grace is over: close what is still open, so its clients see the connection end
+    // instead of waiting on a server that no longer runs.
+    {
+      std::lock_guard<std::mutex> lock(s.idle_mu);
+      for (const auto& stream : s.live) {
+        net::post(stream->get_executor(), [weak = std::weak_ptr<beast::tcp_stream>(stream)] {
+          if (auto open = weak.lock()) open->close();
+        });
+      }
+    }
+    const auto closed = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (s.connections > 0 && std::chrono::steady_clock::now() < closed) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
   s.io.stop();
   for (std::thread& t : s.threads) t.join();

@@ -128,6 +128,7 @@ net::awaitable<void> Run(Gateway::State& s, HttpExchange& exchange, bool chat,
   if (request.max_tokens <= 0) {
     request.max_tokens = std::max<int64_t>(1, s.engine->max_model_len() - prompt_tokens);
   }
+  request.tenant = KeyId(exchange.request());
   auto channel = std::make_shared<EventChannel>(exchange.executor(), kEventChannelCapacity);
   auto id = s.engine->Add(std::move(request), [channel](const engine::SampleOutput& e) {
     return channel->try_send(boost::system::error_code(), e);

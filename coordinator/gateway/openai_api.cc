@@ -391,6 +391,7 @@ net::awaitable<void> Generate(Gateway::State& s, HttpExchange& exchange, Api api
   for (size_t p = 0; p < parsed.prompts.size(); ++p) {
     engine::GenerationRequest r = parsed.request;
     r.prompt = parsed.prompts[p];
+    r.tenant = KeyId(exchange.request());
     if (!parsed.max_tokens_given && api == Api::kChat) {
       r.max_tokens = std::max<int64_t>(1, s.engine->max_model_len() -
                                               static_cast<int64_t>(r.prompt.size()));

@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -53,7 +55,11 @@ class FakeExecutor final : public Executor {
   int64_t weight_bytes() const override { return 0; }
 
   absl::StatusOr<Ticket> Submit(const StepInput& step) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    ++submitting_;
+    held_cv_.notify_all();
+    held_cv_.wait(lock, [&] { return !held_; });
+    --submitting_;
     const Ticket ticket = next_++;
     if (fail_steps_ > 0 || !ready_) {  // a rank that died stays dead until WaitReady revives it
       if (fail_steps_ > 0) --fail_steps_;
@@ -108,6 +114,24 @@ class FakeExecutor final : public Executor {
   }
   std::vector<RankStatus> ranks() const override { return {}; }
 
+  // While held, a step submitted waits (the engine thread with it); WaitUntilHeld returns once
+  // one does.
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = true;
+  }
+  bool WaitUntilHeld() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return held_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return submitting_ > 0; });
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = false;
+    }
+    held_cv_.notify_all();
+  }
+
   void FailSteps(int n, bool recovers) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_steps_ = n;
@@ -121,6 +145,9 @@ class FakeExecutor final : public Executor {
  private:
   ModelConfig config_;
   mutable std::mutex mu_;
+  std::condition_variable held_cv_;
+  bool held_ = false;
+  int submitting_ = 0;
   std::map<Ticket, absl::StatusOr<StepOutput>> results_;
   Ticket next_ = 1;
   int fail_steps_ = 0;
@@ -338,6 +365,47 @@ TEST(EngineFakeTest, ARefusedStepEndsItsRequestsAndKeepsTheCache) {
   EXPECT_EQ(stats.recoveries, 0);
   EXPECT_EQ(stats.sequence_faults, 1);
   EXPECT_EQ(stats.kv_blocks_free, stats.kv_blocks);
+}
+
+// Fair share: with room for one sequence at a time, a tenant that queued four requests does
+// not make a second tenant's two wait behind all of them; they take turns.
+TEST(EngineFakeTest, TenantsTakeTurnsInTheQueue) {
+  FakeExecutor executor;
+  EngineOptions options;
+  options.scheduler.max_seqs = 1;
+  auto engine = Engine::Start(executor, nullptr, options);
+  ASSERT_TRUE(engine.ok());
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto add = [&](const std::string& name, const std::string& tenant) {
+    GenerationRequest r = Request(static_cast<int32_t>(order.size() + name.size()), 8, 6);
+    r.tenant = tenant;
+    return (*engine)->Add(r, [&, name](const SampleOutput& e) {
+      if (e.finish != FinishReason::kNone) {
+        std::lock_guard<std::mutex> lock(mu);
+        order.push_back(name);
+      }
+      return true;
+    });
+  };
+  // a1 is being computed while the rest arrive, so the order is the queue's alone.
+  executor.Hold();
+  ASSERT_TRUE(add("a1", "a").ok());
+  ASSERT_TRUE(executor.WaitUntilHeld());
+  for (const char* name : {"a2", "a3", "a4"}) ASSERT_TRUE(add(name, "a").ok());
+  for (const char* name : {"b1", "b2"}) ASSERT_TRUE(add(name, "b").ok());
+  executor.Release();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (order.size() == 6) break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(order, (std::vector<std::string>{"a1", "b1", "a2", "b2", "a3", "a4"}));
 }
 
 TEST(EngineFakeTest, CancellationAndStopIdsFreeEveryBlock) {

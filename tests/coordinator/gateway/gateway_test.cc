@@ -85,6 +85,47 @@ TEST_F(GatewayTest, OperationsEndpoints) {
   }
 }
 
+// Per-key limits: a key over its requests per minute gets 429 with Retry-After and OpenAI's
+// rate_limit_exceeded; another key is not affected; tokens are charged as used.
+TEST_F(GatewayTest, PerKeyLimitsAre429WithRetryAfter) {
+  GatewayOptions options;
+  options.http.host = "127.0.0.1";
+  options.http.port = 0;
+  options.model_name = "tiny";
+  options.api_keys = {"key-a", "key-b"};
+  options.rate_limits.requests_per_minute = 2;
+  auto limited = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  const int port = (*limited)->port();
+  const std::string body = R"({"model": "tiny", "prompt": "Hi", "max_tokens": 2})";
+  EXPECT_EQ(HttpPost(port, "/v1/completions", body, "key-a").status, 200);
+  EXPECT_EQ(HttpPost(port, "/v1/completions", body, "key-a").status, 200);
+  const Response refused = HttpPost(port, "/v1/completions", body, "key-a");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(refused.retry_after, "30");
+  EXPECT_NE(refused.body.find("rate_limit_exceeded"), std::string::npos) << refused.body;
+  EXPECT_NE(refused.body.find("requests per minute (limit 2"), std::string::npos) << refused.body;
+  EXPECT_EQ(HttpPost(port, "/v1/completions", body, "key-b").status, 200);
+  EXPECT_EQ(HttpGet(port, "/health").status, 200) << "operations endpoints are not limited";
+  const std::string metrics = HttpGet(port, "/metrics").body;
+  EXPECT_NE(metrics.find(R"(strata_http_requests_total{endpoint="/v1/completions",status="429"} 1)"),
+            std::string::npos) << metrics;
+  (*limited)->Stop();
+
+  // Tokens: a key whose requests used more than its minute's tokens waits.
+  options.rate_limits = {};
+  options.rate_limits.tokens_per_minute = 3;
+  auto tokens = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_EQ(HttpPost((*tokens)->port(), "/v1/completions", body, "key-a").status, 200);
+  const Response debt = HttpPost((*tokens)->port(), "/v1/completions", body, "key-a");
+  EXPECT_EQ(debt.status, 429) << debt.body;
+  EXPECT_NE(debt.body.find("tokens per minute (limit 3"), std::string::npos) << debt.body;
+  EXPECT_FALSE(debt.retry_after.empty());
+  EXPECT_EQ(HttpPost((*tokens)->port(), "/v1/completions", body, "key-b").status, 200);
+  (*tokens)->Stop();
+}
+
 // A gateway whose engine queue counts as full answers 503 with Retry-After, in OpenAI's shape.
 TEST_F(GatewayTest, OverloadIs503WithRetryAfter) {
   GatewayOptions options;
@@ -108,7 +149,7 @@ TEST_F(GatewayTest, StopLetsRequestsInProgressFinish) {
   Response streamed;
   std::thread client([&] {
     streamed = HttpPost(port, "/v1/completions",
-                        R"({"model": "tiny", "prompt": "Hi", "max_tokens": 1000, "stream": true,
+                        R"({"model": "tiny", "prompt": "Hi", "max_tokens": 300, "stream": true,
                             "ignore_eos": true})",
                         "test-key");
   });

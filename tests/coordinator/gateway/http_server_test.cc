@@ -89,6 +89,24 @@ class HttpServerTest : public ::testing::Test {
   std::atomic<int> admitted_{0}, waiting_{0}, gone_{0};
 };
 
+// A request still in progress when the shutdown grace runs out has its connection closed, so
+// its client sees the end instead of waiting on a server that no longer runs.
+TEST_F(HttpServerTest, StopClosesWhatOutlivesTheGrace) {
+  Start();  // grace: 1 s
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.Send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(WaitFor(waiting_, 1, seconds(10)));
+  const auto start = std::chrono::steady_clock::now();
+  std::thread stopper([this] { server_->Stop(); });
+  bool closed = false;
+  c.ReadToEnd(seconds(15), &closed);
+  const auto took = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  EXPECT_TRUE(closed);
+  EXPECT_LT(took, seconds(5));
+  EXPECT_EQ(server_->open_connections(), 0);
+}
+
 TEST_F(HttpServerTest, AMalformedRequestLineIsAnswered400) {
   Start();
   for (const char* garbage : {"GARBAGE\r\n\r\n", "GET / HTTP/9.Z\r\n\r\n", "\x16\x03\x01\x02\x00\x01\r\n\r\n"}) {
