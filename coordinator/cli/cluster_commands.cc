@@ -262,6 +262,7 @@ struct ClusterFlags {
   int64_t key_requests_per_minute = 0;
   int64_t key_tokens_per_minute = 0;
   int64_t max_connections = 4096;
+  int64_t max_connections_per_client = 0;
   int64_t max_queue_ms = 60000;
   int64_t drain_timeout_s = 30;
   int worker_restarts = 5;  // serve: restarts of one local worker within two minutes
@@ -363,6 +364,11 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
                   "Open HTTP connections at most; more are answered 503 with Retry-After")
       ->envname("STRATA_MAX_CONNECTIONS")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--max-connections-per-client", f.max_connections_per_client,
+                  "Open HTTP connections from one address at most (0: no limit); more are "
+                  "answered 429 with Retry-After")
+      ->envname("STRATA_MAX_CONNECTIONS_PER_CLIENT")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted (413 above)")
       ->envname("STRATA_MAX_BODY_BYTES")->capture_default_str()
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
@@ -391,7 +397,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
         "--vllm-metrics", "--audit-log", "--key-requests-per-minute", "--key-tokens-per-minute",
-        "--max-connections", "--max-body-bytes"}},
+        "--max-connections", "--max-connections-per-client", "--max-body-bytes"}},
       {"Scheduling",
        {"--max-num-seqs", "--max-num-batched-tokens", "--no-prefix-caching", "--max-queue-ms"}},
       {"Cluster and reliability",
@@ -521,6 +527,7 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   options.rate_limits.requests_per_minute = f.key_requests_per_minute;
   options.rate_limits.tokens_per_minute = f.key_tokens_per_minute;
   options.http.max_connections = f.max_connections;
+  options.http.max_connections_per_client = f.max_connections_per_client;
   options.http.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
   auto gw = gateway::Gateway::Start(*api->engine, executor, *api->tokenizer,
                                     api->templates ? &*api->templates : nullptr, options);

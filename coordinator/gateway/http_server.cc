@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <mutex>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -220,6 +221,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::mutex idle_mu;
   std::set<std::shared_ptr<beast::tcp_stream>> idle;
   std::set<std::shared_ptr<beast::tcp_stream>> live;  // every open connection (idle_mu)
+  std::mutex clients_mu;
+  std::map<net::ip::address, int64_t> per_client;  // open connections by remote address
 
   void SetIdle(const std::shared_ptr<beast::tcp_stream>& stream, bool is_idle) {
     std::lock_guard<std::mutex> lock(idle_mu);
@@ -238,11 +241,24 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         continue;  // EMFILE and friends: keep serving the connections we have
       }
       auto executor = socket.get_executor();
+      beast::error_code no_peer;
+      const net::ip::address peer = socket.remote_endpoint(no_peer).address();
       auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
       if (connections >= options.max_connections) {
-        net::co_spawn(executor, Refuse(std::move(stream)), net::detached);
+        net::co_spawn(executor,
+                      Refuse(std::move(stream), 503,
+                             absl::StrCat("too many connections (", options.max_connections,
+                                          "); retry shortly")),
+                      net::detached);
+      } else if (!TakeClientSlot(peer)) {
+        net::co_spawn(executor,
+                      Refuse(std::move(stream), 429,
+                             absl::StrCat("too many connections from your address (",
+                                          options.max_connections_per_client,
+                                          "); close some or retry shortly")),
+                      net::detached);
       } else {
-        net::co_spawn(executor, Session(std::move(stream)), net::detached);
+        net::co_spawn(executor, Session(std::move(stream), peer), net::detached);
       }
     }
   }
@@ -268,14 +284,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     return r;
   }
 
-  // Over `max_connections`: 503 at once, without reading the request.
-  net::awaitable<void> Refuse(std::shared_ptr<beast::tcp_stream> owned) {
+  // Over a connection limit: `status` at once, without reading the request.
+  net::awaitable<void> Refuse(std::shared_ptr<beast::tcp_stream> owned, int status,
+                              std::string message) {
     auto self = shared_from_this();
-    const std::string message =
-        absl::StrCat("too many connections (", options.max_connections, "); retry shortly");
     std::vector<std::pair<std::string, std::string>> retry;
     retry.emplace_back("Retry-After", "1");
-    co_await SendRefusal(*owned, 11, Error(503, message, std::move(retry)));
+    co_await SendRefusal(*owned, 11, Error(status, message, std::move(retry)));
     co_await Linger(*owned, std::chrono::seconds(1));
   }
 
@@ -292,7 +307,23 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     }
   }
 
-  net::awaitable<void> Session(std::shared_ptr<beast::tcp_stream> owned) {
+  // Counts a connection from `peer` against its limit; false when it is reached.
+  bool TakeClientSlot(const net::ip::address& peer) {
+    if (options.max_connections_per_client <= 0) return true;
+    std::lock_guard<std::mutex> lock(clients_mu);
+    int64_t& open = per_client[peer];
+    if (open >= options.max_connections_per_client) return false;
+    ++open;
+    return true;
+  }
+  void ReleaseClientSlot(const net::ip::address& peer) {
+    if (options.max_connections_per_client <= 0) return;
+    std::lock_guard<std::mutex> lock(clients_mu);
+    auto it = per_client.find(peer);
+    if (it != per_client.end() && --it->second <= 0) per_client.erase(it);
+  }
+
+  net::awaitable<void> Session(std::shared_ptr<beast::tcp_stream> owned, net::ip::address peer) {
     auto self = shared_from_this();
     beast::tcp_stream& stream = *owned;
     ++connections;
@@ -383,6 +414,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       std::lock_guard<std::mutex> lock(idle_mu);
       live.erase(owned);
     }
+    ReleaseClientSlot(peer);
     --connections;
   }
 };

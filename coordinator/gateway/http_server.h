@@ -5,6 +5,7 @@
 // Limits, each answered with a status rather than a dropped connection where HTTP allows:
 // a request that is not HTTP (400), headers larger than 16 KiB (431), bodies larger than
 // `max_body_bytes` (413), more than `max_connections` open at once (503 with Retry-After),
+// more than `max_connections_per_client` from one address (429 with Retry-After),
 // headers not received within `header_timeout` or a body not within `body_timeout` (the
 // connection is closed), a write that makes no progress within `write_timeout` (closed).
 // Stop() stops accepting, lets requests in progress finish for up to `shutdown_grace`, then
@@ -90,6 +91,7 @@ struct HttpServerOptions {
   std::chrono::milliseconds write_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds shutdown_grace{std::chrono::seconds(10)};
   int64_t max_connections = 4096;
+  int64_t max_connections_per_client = 0;  // open at once from one remote address; 0: no limit
   // Sees each request's header before the body is read; a refusal is sent and the connection
   // closed. Unset: every request is admitted.
   std::function<std::optional<HttpRefusal>(const HttpRequestHeader&)> admit;

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,9 +22,29 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// PIDs of the processes whose parent is `parent`.
-std::vector<pid_t> Children(pid_t parent) {
-  std::vector<pid_t> out;
+// A process: its pid and start time (/proc/PID/stat field 22, clock ticks since boot). The
+// pair survives pid reuse — the suite forks thousands of processes and pids wrap — so a new
+// process that takes a dead worker's pid is not mistaken for it.
+struct Proc {
+  pid_t pid = -1;
+  std::string start;
+};
+
+std::string StartTime(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string::npos) return "";
+  std::istringstream fields(stat.substr(comm_end + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+  }
+  return field;
+}
+
+// The processes whose parent is `parent`.
+std::vector<Proc> Children(pid_t parent) {
+  std::vector<Proc> out;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -30,7 +52,10 @@ std::vector<pid_t> Children(pid_t parent) {
     std::string line;
     while (std::getline(status, line)) {
       if (line.rfind("PPid:", 0) == 0) {
-        if (std::stoi(line.substr(5)) == parent) out.push_back(std::stoi(name));
+        if (std::stoi(line.substr(5)) == parent) {
+          const pid_t pid = std::stoi(name);
+          out.push_back({pid, StartTime(pid)});
+        }
         break;
       }
     }
@@ -38,46 +63,49 @@ std::vector<pid_t> Children(pid_t parent) {
   return out;
 }
 
-bool Alive(pid_t pid) {
+bool Alive(const Proc& proc) {
   // A zombie still exists until reaped; look at its state.
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::ifstream status("/proc/" + std::to_string(proc.pid) + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("State:", 0) == 0) return line.find('Z') == std::string::npos;
+    if (line.rfind("State:", 0) == 0) {
+      return line.find('Z') == std::string::npos && StartTime(proc.pid) == proc.start;
+    }
   }
   return false;
 }
 
 // Starts `strata serve --tp 2` and waits until both workers exist; returns (serve, workers).
-std::pair<std::unique_ptr<LocalWorkers>, std::vector<pid_t>> StartServe() {
+std::pair<std::unique_ptr<LocalWorkers>, std::vector<Proc>> StartServe() {
   auto serve = LocalWorkers::Spawn(
       testing::StrataBinary(), {"--log-level", "warn", "serve", "--tp", "2", "--pp", "1", "--http", "127.0.0.1:0"}, 1);
   EXPECT_TRUE(serve.ok()) << serve.status();
   if (!serve.ok()) return {};
   const pid_t pid = (*serve)->pids()[0];
-  std::vector<pid_t> workers;
+  std::vector<Proc> workers;
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (Clock::now() < deadline && (workers = Children(pid)).size() < 2) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(workers.size(), 2u);
+  for (const Proc& w : workers) EXPECT_FALSE(w.start.empty()) << "no start time for " << w.pid;
   return {*std::move(serve), workers};
 }
 
-void ExpectGone(const std::vector<pid_t>& pids) {
+void ExpectGone(const std::vector<Proc>& procs) {
   const auto deadline = Clock::now() + std::chrono::seconds(10);
-  for (pid_t pid : pids) {
-    while (Alive(pid) && Clock::now() < deadline) {
+  for (const Proc& proc : procs) {
+    while (Alive(proc) && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    EXPECT_FALSE(Alive(pid)) << "worker " << pid << " outlived strata serve";
+    EXPECT_FALSE(Alive(proc)) << "worker " << proc.pid << " outlived strata serve";
   }
 }
 
 TEST(ServeProcessTest, SigtermStopsTheWorkers) {
   auto [serve, workers] = StartServe();
   ASSERT_NE(serve, nullptr);
-  ASSERT_TRUE(Alive(serve->pids()[0]));
+  ASSERT_TRUE(Alive({serve->pids()[0], StartTime(serve->pids()[0])}));
   serve->Signal(0, SIGTERM);
   ExpectGone(workers);
 }
@@ -85,7 +113,7 @@ TEST(ServeProcessTest, SigtermStopsTheWorkers) {
 TEST(ServeProcessTest, SigkillStillTakesTheWorkersDown) {
   auto [serve, workers] = StartServe();
   ASSERT_NE(serve, nullptr);
-  ASSERT_TRUE(Alive(serve->pids()[0]));
+  ASSERT_TRUE(Alive({serve->pids()[0], StartTime(serve->pids()[0])}));
   serve->Signal(0, SIGKILL);
   ExpectGone(workers);
 }

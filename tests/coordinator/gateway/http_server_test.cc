@@ -3,6 +3,11 @@
 // floods, and clients that leave while their answer is being computed.
 #include "coordinator/gateway/http_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -28,11 +33,12 @@ using testing::RawConnection;
 // (/wait?short: 500 ms) unless the client leaves first; /private/... is refused by `admit`.
 class HttpServerTest : public ::testing::Test {
  protected:
-  void Start(int64_t max_connections = 4096) {
+  void Start(int64_t max_connections = 4096, int64_t max_connections_per_client = 0) {
     HttpServerOptions options;
     options.host = "127.0.0.1";
     options.port = 0;
     options.max_connections = max_connections;
+    options.max_connections_per_client = max_connections_per_client;
     options.shutdown_grace = seconds(1);
     options.admit = [this](const HttpRequestHeader& header) -> std::optional<HttpRefusal> {
       ++admitted_;
@@ -185,6 +191,55 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefused503WithRetryAfter) {
   EXPECT_NE(answer.find("too many connections"), std::string::npos) << answer;
   EXPECT_TRUE(closed);
   held.clear();  // once they close, a new client is served again
+  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+  while (server_->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(testing::HttpPost(server_->port(), "/echo", "{}").status, 200);
+}
+
+// One request over a connection made from `source` (a loopback address) to 127.0.0.1:port: the
+// status line, or "" when the connection failed.
+std::string StatusLineFrom(const char* source, int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in from{}, to{};
+  from.sin_family = to.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &from.sin_addr);
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  std::string answer;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0 &&
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0) {
+    const std::string request = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                "Connection: close\r\n\r\nok";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) > 0) {
+      char buf[512];
+      ssize_t n;
+      while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) answer.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return answer.substr(0, answer.find("\r\n"));
+}
+
+// One address holding its share of connections gets 429 for more; another address does not.
+TEST_F(HttpServerTest, ConnectionsBeyondTheLimitPerClientAreRefused429) {
+  Start(/*max_connections=*/4096, /*max_connections_per_client=*/2);
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<RawConnection>(server_->port()));
+    held.back()->Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok");
+    ASSERT_TRUE(held.back()->ReadUntil("ok", seconds(10)).ends_with("ok"));  // open and counted
+  }
+  RawConnection third(server_->port());
+  bool closed = false;
+  const std::string answer = third.ReadToEnd(seconds(10), &closed);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 429")) << answer;
+  EXPECT_NE(answer.find("Retry-After: 1"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("too many connections from your address (2)"), std::string::npos)
+      << answer;
+  EXPECT_EQ(StatusLineFrom("127.0.0.2", server_->port()), "HTTP/1.1 200 OK");
+  held.clear();  // once they close, the address is served again
   const auto deadline = std::chrono::steady_clock::now() + seconds(10);
   while (server_->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(10));
