@@ -82,6 +82,26 @@ class HttpServerTest : public ::testing::Test {
     }
   }
 
+  // `n` keep-alive connections, each with one request answered (open and counted), or fewer
+  // when one failed.
+  std::vector<std::unique_ptr<RawConnection>> HoldConnections(int n) {
+    std::vector<std::unique_ptr<RawConnection>> held;
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_unique<RawConnection>(server_->port());
+      c->Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok");
+      if (!c->ReadUntil("ok", seconds(10)).ends_with("ok")) break;
+      held.push_back(std::move(c));
+    }
+    return held;
+  }
+
+  void WaitUntilNoConnections() {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+    while (server_->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  }
+
   // Waits up to `limit` for `counter` to reach `value`.
   static bool WaitFor(const std::atomic<int>& counter, int value, milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -177,12 +197,8 @@ TEST_F(HttpServerTest, ARefusedRequestIsAnsweredBeforeItsBodyIsRead) {
 
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefused503WithRetryAfter) {
   Start(/*max_connections=*/2);
-  std::vector<std::unique_ptr<RawConnection>> held;
-  for (int i = 0; i < 2; ++i) {
-    held.push_back(std::make_unique<RawConnection>(server_->port()));
-    held.back()->Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok");
-    ASSERT_TRUE(held.back()->ReadUntil("ok", seconds(10)).ends_with("ok"));  // open and counted
-  }
+  std::vector<std::unique_ptr<RawConnection>> held = HoldConnections(2);
+  ASSERT_EQ(held.size(), 2u);
   RawConnection third(server_->port());
   bool closed = false;
   const std::string answer = third.ReadToEnd(seconds(10), &closed);
@@ -191,10 +207,7 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefused503WithRetryAfter) {
   EXPECT_NE(answer.find("too many connections"), std::string::npos) << answer;
   EXPECT_TRUE(closed);
   held.clear();  // once they close, a new client is served again
-  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
-  while (server_->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(10));
-  }
+  WaitUntilNoConnections();
   EXPECT_EQ(testing::HttpPost(server_->port(), "/echo", "{}").status, 200);
 }
 
@@ -225,12 +238,8 @@ std::string StatusLineFrom(const char* source, int port) {
 // One address holding its share of connections gets 429 for more; another address does not.
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitPerClientAreRefused429) {
   Start(/*max_connections=*/4096, /*max_connections_per_client=*/2);
-  std::vector<std::unique_ptr<RawConnection>> held;
-  for (int i = 0; i < 2; ++i) {
-    held.push_back(std::make_unique<RawConnection>(server_->port()));
-    held.back()->Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok");
-    ASSERT_TRUE(held.back()->ReadUntil("ok", seconds(10)).ends_with("ok"));  // open and counted
-  }
+  std::vector<std::unique_ptr<RawConnection>> held = HoldConnections(2);
+  ASSERT_EQ(held.size(), 2u);
   RawConnection third(server_->port());
   bool closed = false;
   const std::string answer = third.ReadToEnd(seconds(10), &closed);
@@ -240,10 +249,7 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitPerClientAreRefused429) {
       << answer;
   EXPECT_EQ(StatusLineFrom("127.0.0.2", server_->port()), "HTTP/1.1 200 OK");
   held.clear();  // once they close, the address is served again
-  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
-  while (server_->open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(10));
-  }
+  WaitUntilNoConnections();
   EXPECT_EQ(testing::HttpPost(server_->port(), "/echo", "{}").status, 200);
 }
 
