@@ -402,6 +402,17 @@ void ClusterExecutor::State::Watch() {
       std::lock_guard<std::mutex> state(mu);
       old = std::move(ranks);
     }
+    // The failure may have been reported by a survivor (its collective broke) before the dead
+    // worker's stream end or lease said who died: a rank whose process does not answer now is
+    // counted dead, so the reload waits for its replacement instead of rendezvousing with it.
+    for (const auto& rank : old) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + kHealthProbeTimeout);
+      v1::WorkerHealthReply reply;
+      if (!rank->stub->Health(&context, v1::WorkerHealthRequest(), &reply).ok()) {
+        membership.MarkDead(rank->worker_id, "does not answer after the cluster failed");
+      }
+    }
     CloseRanks(old);
     absl::Status status = membership.WaitForAlive(options.tp * options.pp, kRecoveryBackoff);
     if (status.ok()) {

@@ -207,7 +207,9 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
 void Gateway::State::NoteUsage(const HttpExchange& exchange, int64_t prompt_tokens,
                                int64_t completion_tokens) {
   metrics->AddTokens(prompt_tokens, completion_tokens);
-  limiter->Charge(KeyId(exchange.request()), prompt_tokens + completion_tokens);
+  if (limiter->enabled()) {
+    limiter->Charge(KeyId(exchange.request()), prompt_tokens + completion_tokens);
+  }
   if (!options.audit_log) return;
   std::lock_guard<std::mutex> lock(usage_mu);
   usage[&exchange] = {prompt_tokens, completion_tokens};
@@ -342,6 +344,16 @@ std::string KeyId(const HttpRequestHeader& header) {
 
 namespace {
 
+// One audit line (--audit-log): who (a key id), what, the outcome and the cost; never text.
+void Audit(const Gateway::State& s, const HttpRequestHeader& header, std::string_view route,
+           int status, int64_t prompt_tokens, int64_t completion_tokens, double seconds) {
+  STRATA_LOG_INFO(
+      "audit key={} route={} model={} status={} prompt_tokens={} completion_tokens={} "
+      "seconds={:.3f}",
+      KeyId(header), route, s.options.model_name, status, prompt_tokens, completion_tokens,
+      seconds);
+}
+
 bool Authorized(const Gateway::State& s, const HttpRequestHeader& header) {
   if (s.options.api_keys.empty()) return true;
   const auto field = header[boost::beast::http::field::authorization];
@@ -373,16 +385,12 @@ std::optional<HttpRefusal> Admit(Gateway::State& s, const HttpRequestHeader& hea
   }
   if (ops && s.options.open_health_and_metrics) return std::nullopt;
   if (Authorized(s, header)) {
-    if (ops) return std::nullopt;
+    if (ops || !s.limiter->enabled()) return std::nullopt;
     const auto refused = s.limiter->Admit(KeyId(header));
     if (!refused) return std::nullopt;
     s.metrics->CountRequest(RouteLabel(path), 429);
     const int64_t seconds = std::max<int64_t>(1, (refused->retry_after.count() + 999) / 1000);
-    if (s.options.audit_log) {
-      STRATA_LOG_INFO("audit key={} route={} model={} status=429 prompt_tokens=0 "
-                      "completion_tokens=0 seconds=0.000",
-                      KeyId(header), RouteLabel(path), s.options.model_name);
-    }
+    if (s.options.audit_log) Audit(s, header, RouteLabel(path), 429, 0, 0, 0);
     const RateLimits& limits = s.limiter->limits();
     HttpRefusal refusal;
     refusal.status = 429;
@@ -400,11 +408,7 @@ std::optional<HttpRefusal> Admit(Gateway::State& s, const HttpRequestHeader& hea
     return refusal;
   }
   s.metrics->CountRequest(RouteLabel(path), 401);
-  if (s.options.audit_log) {
-    STRATA_LOG_INFO("audit key={} route={} model={} status=401 prompt_tokens=0 "
-                    "completion_tokens=0 seconds=0.000",
-                    KeyId(header), RouteLabel(path), s.options.model_name);
-  }
+  if (s.options.audit_log) Audit(s, header, RouteLabel(path), 401, 0, 0, 0);
   HttpRefusal refusal;
   refusal.status = 401;
   refusal.body = json::serialize(
@@ -481,12 +485,8 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
         s.usage.erase(it);
       }
     }
-    STRATA_LOG_INFO(
-        "audit key={} route={} model={} status={} prompt_tokens={} completion_tokens={} "
-        "seconds={:.3f}",
-        KeyId(exchange.request()), RouteLabel(path), s.options.model_name, exchange.status(),
-        tokens.first, tokens.second,
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    Audit(s, exchange.request(), RouteLabel(path), exchange.status(), tokens.first, tokens.second,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   };
   if (get && path == "/ready" && s.draining) {
     json::object body;

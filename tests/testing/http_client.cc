@@ -47,6 +47,21 @@ HttpResponse HttpRequest(int port, const std::string& method, const std::string&
 struct RawConnection::Impl {
   int fd = -1;
   std::string pending;  // read past the last ReadUntil's needle
+
+  // Waits until `deadline` for bytes and appends them to `out`: > 0 bytes read, 0 the peer
+  // closed or reset the connection, -1 nothing came in time.
+  ssize_t Receive(std::chrono::steady_clock::time_point deadline, std::string& out) const {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (fd < 0 || left.count() <= 0) return -1;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return -1;
+    char buf[16384];
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return 0;
+    out.append(buf, static_cast<size_t>(n));
+    return n;
+  }
 };
 
 RawConnection::RawConnection(int port) : impl_(std::make_unique<Impl>()) {
@@ -88,15 +103,7 @@ std::string RawConnection::ReadUntil(const std::string& needle, std::chrono::mil
         return out;
       }
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{impl_->fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[16384];
-    const ssize_t n = ::recv(impl_->fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    if (impl_->Receive(deadline, out) <= 0) break;
   }
   return out;
 }
@@ -107,18 +114,9 @@ std::string RawConnection::ReadToEnd(std::chrono::milliseconds timeout, bool* cl
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   if (closed != nullptr) *closed = false;
   while (impl_->fd >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{impl_->fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char buf[16384];
-    const ssize_t n = ::recv(impl_->fd, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      if (closed != nullptr) *closed = true;
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
+    const ssize_t n = impl_->Receive(deadline, out);
+    if (n == 0 && closed != nullptr) *closed = true;
+    if (n <= 0) break;
   }
   return out;
 }

@@ -12,6 +12,7 @@
 namespace strata::tokenizer {
 namespace {
 
+using testing::ExpectReferenceIds;
 using testing::ReadVocabCases;
 
 struct VectorSet {
@@ -32,19 +33,7 @@ TEST_P(SpmVectorsTest, EveryCaseMatchesReference) {
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   const auto cases = ReadVocabCases(inp, expected);
   ASSERT_EQ(cases.size(), 46u);
-  int matched = 0;
-  for (const auto& c : cases) {
-    auto ids = (*tokenizer)->Encode(c.text, /*add_special=*/false);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    EXPECT_EQ(*ids, c.ids) << "text: '" << c.text << "'";
-    if (*ids == c.ids) ++matched;    // The reference's ids bound the text's bytes as the gateway assumes when it refuses a prompt
-    // too long for any tokenization (0: the tokenizer claims no bound).
-    EXPECT_GE(c.ids.size() * (*tokenizer)->max_bytes_per_token(),
-              (*tokenizer)->max_bytes_per_token() > 0 ? c.text.size() : 0)
-        << "text: '" << c.text << "'";
-  }
-  std::cout << "[ bound    ] " << set.name << ": at most " << (*tokenizer)->max_bytes_per_token()
-            << " bytes per token\n";
+  const int matched = ExpectReferenceIds(**tokenizer, cases, set.name);
   EXPECT_EQ(matched, static_cast<int>(cases.size())) << set.name;
 }
 

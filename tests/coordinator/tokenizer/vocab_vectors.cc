@@ -1,12 +1,14 @@
 #include "tests/coordinator/tokenizer/vocab_vectors.h"
 
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/testing/shared_data.h"
 
@@ -52,6 +54,22 @@ std::filesystem::path HfTokenizerDir(const std::string& name) {
   fs::copy_file(json, dir / "tokenizer.json");
   fs::copy_file(config, dir / "tokenizer_config.json");
   return dir;
+}
+
+int ExpectReferenceIds(const Tokenizer& tokenizer, const std::vector<VocabCase>& cases,
+                       const std::string& name) {
+  const size_t bound = tokenizer.max_bytes_per_token();
+  int matched = 0;
+  for (const VocabCase& c : cases) {
+    auto ids = tokenizer.Encode(c.text, /*add_special=*/false);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    if (!ids.ok()) continue;
+    EXPECT_EQ(*ids, c.ids) << name << " text: '" << c.text << "'";
+    if (*ids == c.ids) ++matched;
+    EXPECT_GE(c.ids.size() * bound, bound > 0 ? c.text.size() : 0) << "text: '" << c.text << "'";
+  }
+  std::cout << "[ bound    ] " << name << ": at most " << bound << " bytes per token\n";
+  return matched;
 }
 
 }  // namespace strata::tokenizer::testing

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+namespace strata::tokenizer {
+class Tokenizer;
+}
+
 namespace strata::tokenizer::testing {
 
 struct VocabCase {
@@ -21,6 +25,13 @@ std::string ReadTextFile(const std::filesystem::path& path);
 // differ or an id does not parse.
 std::vector<VocabCase> ReadVocabCases(const std::filesystem::path& inp,
                                       const std::filesystem::path& out);
+
+// Encodes every case with `tokenizer` and expects the reference's ids, and that those ids
+// bound the text's bytes as the gateway assumes when it refuses a prompt too long for any
+// tokenization (Tokenizer::max_bytes_per_token; 0 claims no bound). Prints the bound and
+// returns how many cases matched.
+int ExpectReferenceIds(const Tokenizer& tokenizer, const std::vector<VocabCase>& cases,
+                       const std::string& name);
 
 // A temporary model folder holding shared data's tokenizers/hf/<name>/tokenizer.json
 // (decompressed) and tokenizer_config.json, as LoadTokenizer and transformers.js expect. Empty
