@@ -26,7 +26,8 @@ class JsonFields {
       *out = v->as_int64();
     } else if (v->is_uint64() && v->as_uint64() <= INT64_MAX) {
       *out = static_cast<int64_t>(v->as_uint64());
-    } else if (v->is_double() && v->as_double() == std::floor(v->as_double())) {
+    } else if (v->is_double() && v->as_double() == std::floor(v->as_double()) &&
+               std::abs(v->as_double()) < 0x1p63) {  // 131E072 is integral, but no int64
       *out = static_cast<int64_t>(v->as_double());
     } else {
       return Error(key, "an integer");

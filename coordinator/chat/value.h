@@ -42,7 +42,7 @@ class DictData {
   // Inserts or overwrites, keeping the first insertion's position.
   void Set(std::string key, Value value);
   const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
+  size_t size() const;  // defined below Value, which must be complete first
 
  private:
   std::vector<std::pair<std::string, Value>> entries_;
@@ -138,5 +138,7 @@ class Value {
   explicit Value(Rep rep) : rep_(std::move(rep)) {}
   Rep rep_;
 };
+
+inline size_t DictData::size() const { return entries_.size(); }
 
 }  // namespace strata::chat

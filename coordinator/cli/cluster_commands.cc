@@ -239,6 +239,7 @@ struct ClusterFlags {
   std::string listen = "0.0.0.0:50051";
   int tp = 1;
   int pp = 1;
+  int replicas = 1;  // data-parallel copies of the model, each a TP x PP worker group
   bool expert_parallel = false;
   int64_t max_kv_blocks = 4096;
   int64_t max_model_len = 0;
@@ -292,6 +293,13 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       ->envname("STRATA_TP")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--pp", f.pp, "Pipeline stages")
       ->envname("STRATA_PP")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--replicas", f.replicas,
+                  serve ? "Data-parallel replicas: TP x PP local workers each; requests are "
+                          "routed by load and prefix affinity and move to a healthy replica "
+                          "when one fails"
+                        : "Data-parallel replicas: TP x PP workers each; replica r's workers "
+                          "register at the --listen port + r")
+      ->envname("STRATA_REPLICAS")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_flag("--expert-parallel", f.expert_parallel,
                 "Mixture-of-experts models: spread whole experts over each stage's TP ranks "
                 "instead of splitting every expert")->envname("STRATA_EXPERT_PARALLEL");
@@ -401,7 +409,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
       {"Scheduling",
        {"--max-num-seqs", "--max-num-batched-tokens", "--no-prefix-caching", "--max-queue-ms"}},
       {"Cluster and reliability",
-       {"--listen", "--worker-wait-ms", "--step-timeout-ms", "--comm-timeout-ms", "--lease-ms",
+       {"--listen", "--replicas", "--worker-wait-ms", "--step-timeout-ms", "--comm-timeout-ms", "--lease-ms",
         "--heartbeat-ms", "--worker-restarts", "--drain-timeout-s", "--tls-cert", "--tls-key",
         "--tls-ca", "--tls-server-name"}},
       {"One-shot generation", {"--prompt", "--max-tokens", "--temperature", "--seed"}},
@@ -460,13 +468,14 @@ void GenerateOnce(ClusterExecutor& executor, const ClusterFlags& f, const std::s
                1e6 * overhead / std::max<size_t>(1, result->steps.size()));
 }
 
-std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f) {
+// Replica `replica`'s cluster service: at --listen's port + replica (ephemeral stays ephemeral).
+std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f, int replica = 0) {
   CoordinatorServerOptions options;
   std::string host;
   int port = 0;
   ExitIfError(SplitHostPort(f.listen, host, port));
   options.host = host;
-  options.port = port;
+  options.port = port == 0 ? 0 : port + replica;
   options.membership.lease = milliseconds(f.lease_ms);
   options.membership.heartbeat_interval = milliseconds(f.heartbeat_ms);
   options.tls = f.tls;
@@ -479,7 +488,8 @@ std::unique_ptr<CoordinatorServer> StartCoordinator(const ClusterFlags& f) {
 struct ApiStack {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
   std::optional<chat::ChatTemplates> templates;
-  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<engine::ReplicaRouter> router;  // destroyed after the engines
+  std::vector<std::unique_ptr<engine::Engine>> engines;  // one per replica
   std::unique_ptr<gateway::Gateway> gateway;
 };
 
@@ -491,8 +501,8 @@ std::string DefaultModelName(const std::string& path) {
   return name;
 }
 
-std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags& f,
-                                   const std::string& model) {
+std::unique_ptr<ApiStack> StartApi(const std::vector<ClusterExecutor*>& executors,
+                                   const ClusterFlags& f, const std::string& model) {
   auto api = std::make_unique<ApiStack>();
   auto tok = tokenizer::LoadTokenizer(model);
   ExitIfError(tok.status());
@@ -507,9 +517,17 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   engine_options.scheduler.max_batched_tokens = f.max_num_batched_tokens;
   engine_options.prefix_caching = !f.no_prefix_caching;
   engine_options.max_queue_time = milliseconds(f.max_queue_ms);
-  auto engine = engine::Engine::Start(executor, api->tokenizer.get(), engine_options);
-  ExitIfError(engine.status());
-  api->engine = *std::move(engine);
+  engine_options.hand_off_on_failure = executors.size() > 1;
+  std::vector<engine::Replica> replicas;
+  for (ClusterExecutor* executor : executors) {
+    auto engine = engine::Engine::Start(*executor, api->tokenizer.get(), engine_options);
+    ExitIfError(engine.status());
+    api->engines.push_back(*std::move(engine));
+    replicas.push_back({executor, api->engines.back().get()});
+  }
+  auto router = engine::ReplicaRouter::Create(std::move(replicas));
+  ExitIfError(router.status());
+  api->router = *std::move(router);
 
   gateway::GatewayOptions options;
   ExitIfError(SplitHostPort(f.http, options.http.host, options.http.port));
@@ -529,7 +547,7 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
   options.http.max_connections = f.max_connections;
   options.http.max_connections_per_client = f.max_connections_per_client;
   options.http.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
-  auto gw = gateway::Gateway::Start(*api->engine, executor, *api->tokenizer,
+  auto gw = gateway::Gateway::Start(*api->router, *api->tokenizer,
                                     api->templates ? &*api->templates : nullptr, options);
   ExitIfError(gw.status());
   api->gateway = *std::move(gw);
@@ -539,17 +557,27 @@ std::unique_ptr<ApiStack> StartApi(ClusterExecutor& executor, const ClusterFlags
 void RunCoordinator(const ClusterFlags& f) {
   Signals signals;
   const std::string model = ResolveModelPath(f.model);
-  std::unique_ptr<CoordinatorServer> server = StartCoordinator(f);
-  STRATA_LOG_INFO("waiting for {} worker(s) at {}", f.tp * f.pp, server->address());
-  auto executor = ClusterExecutor::Start(server->membership(), ToExecutorOptions(f, model));
-  ExitIfError(executor.status());
+  std::vector<std::unique_ptr<CoordinatorServer>> servers;
+  for (int r = 0; r < f.replicas; ++r) {
+    servers.push_back(StartCoordinator(f, r));
+    STRATA_LOG_INFO("replica {}: waiting for {} worker(s) at {}", r, f.tp * f.pp,
+                    servers.back()->address());
+  }
+  std::vector<std::unique_ptr<ClusterExecutor>> executors;
+  std::vector<ClusterExecutor*> raw;
+  for (auto& server : servers) {
+    auto executor = ClusterExecutor::Start(server->membership(), ToExecutorOptions(f, model));
+    ExitIfError(executor.status());
+    executors.push_back(*std::move(executor));
+    raw.push_back(executors.back().get());
+  }
   if (!f.prompt.empty()) {
-    GenerateOnce(**executor, f, model);
+    GenerateOnce(*raw[0], f, model);
     return;
   }
-  std::unique_ptr<ApiStack> api = StartApi(**executor, f, model);
-  STRATA_LOG_INFO("serving: TP {} x PP {}, HTTP on port {}; stop with SIGINT or SIGTERM", f.tp,
-                  f.pp, api->gateway->port());
+  std::unique_ptr<ApiStack> api = StartApi(raw, f, model);
+  STRATA_LOG_INFO("serving: {} replica(s) of TP {} x PP {}, HTTP on port {}; stop with SIGINT or "
+                  "SIGTERM", f.replicas, f.tp, f.pp, api->gateway->port());
   const int sig = signals.Wait();
   STRATA_LOG_INFO("signal {}: coordinator draining (up to {} s for requests in progress)", sig,
                   f.drain_timeout_s);
@@ -564,13 +592,14 @@ struct LocalProcesses {
   std::unique_ptr<LocalWorkers> workers;
 };
 
-LocalProcesses StartLocalProcesses(ClusterFlags& f) {
+// Replica `replica` of f.replicas: its coordinator service and its workers.
+LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
   if (f.listen == "0.0.0.0:50051") f.listen = "127.0.0.1:0";  // local workers only
   const int world = f.tp * f.pp;
-  if (f.threads == 0) f.threads = std::max(1, HardwareThreads() / world);
+  if (f.threads == 0) f.threads = std::max(1, HardwareThreads() / (world * f.replicas));
   LocalProcesses local;
-  local.server = StartCoordinator(f);
-  const int64_t memory = PhysicalMemory() / 2 / world;
+  local.server = StartCoordinator(f, replica);
+  const int64_t memory = PhysicalMemory() / 2 / (world * f.replicas);
   std::vector<std::string> args = {
       "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
       "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
@@ -581,7 +610,8 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f) {
       LocalWorkers::Spawn(LocalWorkers::SelfPath(), args, world);
   ExitIfError(workers.status());
   local.workers = *std::move(workers);
-  STRATA_LOG_INFO("started {} local worker process(es), {} thread(s) each", world, f.threads);
+  STRATA_LOG_INFO("replica {}: started {} local worker process(es), {} thread(s) each", replica,
+                  world, f.threads);
   return local;
 }
 
@@ -594,15 +624,17 @@ void RunServe(const ClusterFlags& flags) {
   ExitIfError(ProbeDevice(*device).status());
   const std::string model = ResolveModelPath(f.model);
   const int world = f.tp * f.pp;
-  LocalProcesses local = StartLocalProcesses(f);
-  std::unique_ptr<CoordinatorServer>& server = local.server;
-  std::unique_ptr<LocalWorkers>* workers = &local.workers;
+  std::vector<LocalProcesses> local;
+  for (int r = 0; r < f.replicas; ++r) local.push_back(StartLocalProcesses(f, r));
 
   // A signal at any point (loading included) stops the API (letting requests in progress
   // finish), then the workers, and ends the process. So does a worker's crash loop, with an
   // error.
   std::mutex exit_mu;
   std::atomic<gateway::Gateway*> serving{nullptr};
+  auto stop_workers = [&local] {
+    for (LocalProcesses& l : local) l.workers->Stop();
+  };
   auto shut_down = [&, world](const std::string& why, int code, std::chrono::seconds drain) {
     if (gateway::Gateway* g = serving.load()) {
       STRATA_LOG_INFO("{}: draining (up to {} s for requests in progress)", why, drain.count());
@@ -610,8 +642,8 @@ void RunServe(const ClusterFlags& flags) {
       g->Stop();
     }
     std::lock_guard<std::mutex> lock(exit_mu);
-    STRATA_LOG_INFO("{}: stopping {} worker(s)", why, world);
-    (*workers)->Stop();
+    STRATA_LOG_INFO("{}: stopping {} worker(s)", why, world * f.replicas);
+    stop_workers();
     std::fflush(nullptr);
     std::_Exit(code);
   };
@@ -623,34 +655,42 @@ void RunServe(const ClusterFlags& flags) {
   if (f.worker_restarts > 0) {
     RestartPolicy policy;
     policy.max_restarts = f.worker_restarts;
-    (*workers)->Supervise(policy, [shut_down](const absl::Status& loop) {
-      // Not on the supervising thread: stopping the workers joins it.
-      std::thread([shut_down, loop] {
-        STRATA_LOG_ERROR("giving up: {}", std::string(loop.message()));
-        shut_down("crash loop", 1, std::chrono::seconds(0));
-      }).detach();
-    });
+    for (LocalProcesses& l : local) {
+      l.workers->Supervise(policy, [shut_down](const absl::Status& loop) {
+        // Not on the supervising thread: stopping the workers joins it.
+        std::thread([shut_down, loop] {
+          STRATA_LOG_ERROR("giving up: {}", std::string(loop.message()));
+          shut_down("crash loop", 1, std::chrono::seconds(0));
+        }).detach();
+      });
+    }
   }
 
-  auto executor = ClusterExecutor::Start(server->membership(), ToExecutorOptions(f, model));
-  if (!executor.ok()) {
-    std::lock_guard<std::mutex> lock(exit_mu);
-    (*workers)->Stop();
-    ExitIfError(executor.status());
+  std::vector<std::unique_ptr<ClusterExecutor>> executors;
+  std::vector<ClusterExecutor*> raw;
+  for (LocalProcesses& l : local) {
+    auto executor = ClusterExecutor::Start(l.server->membership(), ToExecutorOptions(f, model));
+    if (!executor.ok()) {
+      std::lock_guard<std::mutex> lock(exit_mu);
+      stop_workers();
+      ExitIfError(executor.status());
+    }
+    executors.push_back(*std::move(executor));
+    raw.push_back(executors.back().get());
   }
   if (!f.prompt.empty()) {
-    GenerateOnce(**executor, f, model);
+    GenerateOnce(*raw[0], f, model);
     std::lock_guard<std::mutex> lock(exit_mu);
-    executor->reset();
-    (*workers)->Stop();
+    executors.clear();
+    stop_workers();
     std::fflush(nullptr);
     std::_Exit(0);  // the signal thread may still hold references
   }
-  std::unique_ptr<ApiStack> api = StartApi(**executor, f, model);
+  std::unique_ptr<ApiStack> api = StartApi(raw, f, model);
   serving = api->gateway.get();
-  STRATA_LOG_INFO("serving {}: TP {} x PP {} on {} local worker(s); HTTP API on port {}; stop "
-                  "with SIGINT or SIGTERM",
-                  model, f.tp, f.pp, world, api->gateway->port());
+  STRATA_LOG_INFO("serving {}: {} replica(s) of TP {} x PP {} on {} local worker(s); HTTP API on "
+                  "port {}; stop with SIGINT or SIGTERM",
+                  model, f.replicas, f.tp, f.pp, world * f.replicas, api->gateway->port());
   for (;;) pause();  // the signal thread ends the process
 }
 

@@ -105,7 +105,7 @@ struct Engine::Impl {
   std::map<std::string, int64_t> tenant_tags;
   int64_t virtual_time = 0;
   int64_t steps = 0, computed_tokens = 0, cluster_failures = 0, recoveries = 0,
-          sequence_faults = 0;
+          sequence_faults = 0, handed_off = 0;
   std::chrono::steady_clock::time_point next_expiry_check;
 
   void Loop();
@@ -128,6 +128,8 @@ struct Engine::Impl {
   void OnStepFailed(const ScheduledStep& step, const absl::Status& error,
                     std::deque<InFlight>& in_flight);
   void RecoverOrFail(const absl::Status& error, std::deque<InFlight>& in_flight);
+  // Ends every live sample with a resumable error (EngineOptions::hand_off_on_failure).
+  void HandOffAll(const absl::Status& error);
   void PublishStats();
   static SampleState* SampleOf(Sequence* seq) { return static_cast<SampleState*>(seq->owner); }
 };
@@ -204,6 +206,20 @@ absl::StatusOr<uint64_t> Engine::Add(GenerationRequest request, OutputCallback o
     return absl::InvalidArgumentError(
         absl::StrCat("n must be in [1, ", kMaxSamples, "], got ", request.n));
   }
+  if (!request.resume_output.empty() || !request.resume_held.empty()) {
+    if (request.n != 1) return absl::InvalidArgumentError("a resumed request has n = 1");
+    if (static_cast<int64_t>(request.resume_output.size()) >= request.max_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a resumed request delivered ", request.resume_output.size(),
+          " tokens already, as many as its max_tokens ", request.max_tokens));
+    }
+    for (int32_t id : request.resume_output) {
+      if (id < 0 || id >= config.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("resumed token id ", id, " is outside the vocabulary"));
+      }
+    }
+  }
   STRATA_RETURN_IF_ERROR(request.sampling.Validate(config.vocab_size));
   if (!request.stop.empty() && s.tokenizer == nullptr) {
     return absl::InvalidArgumentError("stop strings need a tokenizer");
@@ -267,12 +283,17 @@ void Engine::Impl::Accept(std::unique_ptr<RequestState> request) {
     seq.priority = g.priority;
     seq.sampling = g.sampling;
     seq.sampling.seed = *g.seed;
-    seq.sampling.stream = static_cast<uint32_t>(i);
+    seq.sampling.stream = g.first_stream + static_cast<uint32_t>(i);
     seq.tokens = g.prompt;
     seq.num_prompt = static_cast<int32_t>(g.prompt.size());
+    // A resumed sample: its delivered tokens are recomputed as if just generated (the sampler
+    // draws by position, so what follows is what the first engine would have drawn).
+    seq.tokens.insert(seq.tokens.end(), g.resume_output.begin(), g.resume_output.end());
+    sample->generated = static_cast<int64_t>(g.resume_output.size());
+    sample->held = g.resume_held;
     if (tokenizer != nullptr) {
       sample->detokenizer = std::make_unique<tokenizer::IncrementalDetokenizer>(
-          *tokenizer, /*skip_special=*/true, g.prompt);
+          *tokenizer, /*skip_special=*/true, seq.tokens);
     }
     r.samples.push_back(std::move(sample));
   }
@@ -445,6 +466,7 @@ void Engine::Impl::RecoverOrFail(const absl::Status& error, std::deque<InFlight>
     scheduler.Abandon(f.step);
   }
   in_flight.clear();
+  if (options.hand_off_on_failure) HandOffAll(error);
   // Wait for the cluster in slices: new requests keep queueing (and time out of the queue) and
   // cancellations are honoured meanwhile.
   constexpr std::chrono::milliseconds kSlice(100);
@@ -484,6 +506,25 @@ void Engine::Impl::RecoverOrFail(const absl::Status& error, std::deque<InFlight>
   }
 }
 
+void Engine::Impl::HandOffAll(const absl::Status& error) {
+  std::vector<SampleState*> live;  // Finish() may destroy a request with its last sample
+  for (auto& [id, r] : requests) {
+    for (auto& sample : r->samples) {
+      if (!sample->done && !r->cancel) live.push_back(sample.get());
+    }
+  }
+  for (SampleState* sample : live) {
+    SampleOutput event;
+    event.error = absl::UnavailableError(
+        absl::StrCat("this replica's cluster was lost: ", error.message()));
+    event.resumable = true;
+    event.held = std::move(sample->held);
+    ++handed_off;
+    Finish(*sample, event, FinishReason::kError);
+  }
+  PublishStats();
+}
+
 void Engine::Impl::PublishStats() {
   std::lock_guard<std::mutex> lock(mu);
   stats.running = scheduler.num_running();
@@ -502,6 +543,7 @@ void Engine::Impl::PublishStats() {
   stats.cluster_failures = cluster_failures;
   stats.recoveries = recoveries;
   stats.sequence_faults = sequence_faults;
+  stats.handed_off = handed_off;
 }
 
 void Engine::Impl::Intake() {

@@ -62,6 +62,9 @@ struct EngineOptions {
   int max_in_flight = 0;  // steps in flight; 0 = the executor's pipeline depth
   std::chrono::milliseconds recovery_timeout{std::chrono::minutes(2)};
   std::chrono::milliseconds max_queue_time{std::chrono::minutes(1)};  // 0: no bound
+  // When the cluster is lost, end every sample at once with a resumable error (a
+  // ReplicaRouter moves it to a healthy replica) instead of holding it through the recovery.
+  bool hand_off_on_failure = false;
   // Called on the engine thread after every completed step (benchmarks); must not block.
   std::function<void(const StepTiming&)> on_step;
 };
@@ -80,6 +83,14 @@ struct GenerationRequest {
   // (start-time fair queuing), so one client's burst does not queue everyone behind it.
   std::string tenant;
   bool return_logits = false;          // each event carries its token's logits (tests, scoring)
+
+  // Resuming a sample another engine began (a replica that failed): sample i samples with
+  // stream first_stream + i; `resume_output` are the tokens it already delivered, recomputed
+  // with the prompt but counted as output (penalties, max_tokens) and not sent again;
+  // `resume_held` is the text it held back (it may begin a stop string). Needs n = 1.
+  uint32_t first_stream = 0;
+  std::vector<int32_t> resume_output;
+  std::string resume_held;
 };
 
 enum class FinishReason { kNone, kLength, kStop, kCancelled, kError };
@@ -99,6 +110,10 @@ struct SampleOutput {
   int64_t cached_prompt_tokens = 0;     // prompt tokens taken from the prefix cache
   double queue_seconds = 0;             // first event: from Add() to the first scheduled step
   std::vector<float> logits;            // with return_logits: the new token's [vocab] logits
+  // With kError under EngineOptions::hand_off_on_failure: the cluster was lost and the sample
+  // can resume elsewhere from what it delivered; `held` is the text it had not yet sent.
+  bool resumable = false;
+  std::string held;
 };
 
 // Called on the engine thread for every event; must not block. Returning false cancels the
@@ -119,6 +134,7 @@ struct EngineStats {
   int64_t cluster_failures = 0;  // steps the cluster failed (a worker died, stalled, ...)
   int64_t recoveries = 0;        // times the cluster came back and running sequences resumed
   int64_t sequence_faults = 0;   // sequences ended alone: non-finite logits, a refused step
+  int64_t handed_off = 0;        // samples handed to another replica when the cluster was lost
 };
 
 class Engine {

@@ -84,6 +84,10 @@ Metrics::Metrics(bool vllm_names, const std::string& model) {
                          .Help("Requests ended alone by a fault of their own (non-finite "
                                "logits, a step the workers refused)")
                          .Register(r).Add({});
+  handoffs = &BuildCounter().Name("strata_replica_handoffs_total")
+                  .Help("Requests (per sample) moved to a healthy replica when their "
+                        "replica's cluster was lost")
+                  .Register(r).Add({});
   steps = &BuildCounter().Name("strata_engine_steps_total")
                .Help("Steps the engine ran (one batch through the model)").Register(r).Add({});
   step_seconds = &BuildCounter().Name("strata_engine_step_seconds_total")
@@ -196,6 +200,8 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
   seen_recoveries = stats.recoveries;
   sequence_faults->Increment(static_cast<double>(stats.sequence_faults - seen_sequence_faults));
   seen_sequence_faults = stats.sequence_faults;
+  handoffs->Increment(static_cast<double>(stats.handed_off - seen_handoffs));
+  seen_handoffs = stats.handed_off;
   steps->Increment(static_cast<double>(stats.steps - seen_steps));
   step_seconds->Increment(std::max(0.0, stats.step_seconds - seen_step_seconds));
   seen_steps = stats.steps;
@@ -429,11 +435,11 @@ json::object ModelObject(const Gateway::State& s) {
 // /ready: the cluster is loaded and a generation has succeeded within a minute (else a probe
 // generates one token now).
 net::awaitable<bool> Ready(Gateway::State& s, HttpExchange& exchange) {
-  if (!s.executor->health().ok()) co_return false;
+  if (!s.engine->health().ok()) co_return false;
   if (NowMillis() - s.last_token_ms.load() < kReadyFreshMs) co_return true;
   auto channel = std::make_shared<EventChannel>(exchange.executor(), 16);
   engine::GenerationRequest probe;
-  probe.prompt = {s.executor->config().bos_token_id >= 0 ? s.executor->config().bos_token_id : 1};
+  probe.prompt = {s.engine->config().bos_token_id >= 0 ? s.engine->config().bos_token_id : 1};
   probe.max_tokens = 1;
   probe.sampling.temperature = 0;
   probe.ignore_eos = true;
@@ -501,14 +507,14 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
     const bool ready = co_await Ready(s, exchange);
     json::object body;
     body["status"] = ready ? "ready" : "not ready";
-    body["detail"] = ready ? std::string() : std::string(s.executor->health().message());
+    body["detail"] = ready ? std::string() : std::string(s.engine->health().message());
     co_await SendJson(exchange, ready ? 200 : 503, body);
   } else if (get && path == "/metrics") {
     std::string text;
     {
       std::lock_guard<std::mutex> lock(s.scrape_mu);
-      s.metrics->Refresh(s.engine->stats(), s.executor->ranks(),
-                         s.executor->health().ok() && !s.draining);
+      s.metrics->Refresh(s.engine->stats(), s.engine->ranks(),
+                         s.engine->health().ok() && !s.draining);
       text = prometheus::TextSerializer().Serialize(s.metrics->registry->Collect());
     }
     co_await exchange.Send(200, "text/plain; version=0.0.4; charset=utf-8", std::move(text));
@@ -558,14 +564,12 @@ net::awaitable<void> Route(std::shared_ptr<Gateway::State> state, HttpExchange& 
 
 Gateway::Gateway(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
-absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::Engine& engine,
-                                                        Executor& executor,
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(engine::ReplicaRouter& engine,
                                                         const tokenizer::Tokenizer& tokenizer,
                                                         const chat::ChatTemplates* templates,
                                                         GatewayOptions options) {
   auto state = std::make_shared<State>();
   state->engine = &engine;
-  state->executor = &executor;
   state->tokenizer = &tokenizer;
   state->templates = templates;
   state->options = std::move(options);

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/chat/template_source.h"
 #include "coordinator/engine/engine.h"
+#include "coordinator/engine/replica_router.h"
 #include "coordinator/gateway/http_server.h"
 
 namespace strata::gateway {
@@ -45,9 +46,9 @@ struct GatewayOptions {
 
 class Gateway {
  public:
-  // `engine`, `tokenizer` and `templates` (may be null: no chat) must outlive the gateway.
-  static absl::StatusOr<std::unique_ptr<Gateway>> Start(engine::Engine& engine,
-                                                        Executor& executor,
+  // `engine` (the model's replicas: one engine or several), `tokenizer` and `templates` (may
+  // be null: no chat) must outlive the gateway.
+  static absl::StatusOr<std::unique_ptr<Gateway>> Start(engine::ReplicaRouter& engine,
                                                         const tokenizer::Tokenizer& tokenizer,
                                                         const chat::ChatTemplates* templates,
                                                         GatewayOptions options);

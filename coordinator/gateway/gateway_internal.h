@@ -46,6 +46,7 @@ struct Metrics {
   prometheus::Counter* cluster_failures = nullptr;
   prometheus::Counter* recoveries = nullptr;
   prometheus::Counter* sequence_faults = nullptr;
+  prometheus::Counter* handoffs = nullptr;
   prometheus::Counter* steps = nullptr;
   prometheus::Counter* step_seconds = nullptr;
   prometheus::Gauge* ready = nullptr;
@@ -68,6 +69,7 @@ struct Metrics {
   // Engine and rank counters last seen, to turn their totals into counter increments.
   int64_t seen_preemptions = 0, seen_prefix_queries = 0, seen_prefix_hits = 0;
   int64_t seen_failures = 0, seen_recoveries = 0, seen_sequence_faults = 0, seen_steps = 0;
+  int64_t seen_handoffs = 0;
   double seen_step_seconds = 0;
   std::map<std::string, std::pair<int64_t, double>> seen_ranks;  // rank -> (steps, seconds)
 
@@ -83,8 +85,7 @@ struct Metrics {
 };
 
 struct Gateway::State {
-  engine::Engine* engine = nullptr;
-  Executor* executor = nullptr;
+  engine::ReplicaRouter* engine = nullptr;  // one replica or several
   const tokenizer::Tokenizer* tokenizer = nullptr;
   const chat::ChatTemplates* templates = nullptr;
   GatewayOptions options;

@@ -356,12 +356,12 @@ net::awaitable<void> HandleOllamaChat(Gateway::State& s, HttpExchange& exchange)
 namespace {
 
 json::object Details(const Gateway::State& s) {
-  const ModelConfig& c = s.executor->config();
+  const ModelConfig& c = s.engine->config();
   json::object d;
-  d["format"] = s.executor->config().torch_dtype.empty() ? "safetensors" : "gguf";
+  d["format"] = s.engine->config().torch_dtype.empty() ? "safetensors" : "gguf";
   d["family"] = c.model_type.empty() ? "llama" : c.model_type;
   d["families"] = json::array{json::value(c.model_type.empty() ? "llama" : c.model_type)};
-  d["parameter_size"] = FormatBytes(s.executor->weight_bytes());
+  d["parameter_size"] = FormatBytes(s.engine->weight_bytes());
   d["quantization_level"] = c.torch_dtype.empty() ? "unknown" : c.torch_dtype;
   return d;
 }
@@ -373,7 +373,7 @@ net::awaitable<void> HandleOllamaTags(Gateway::State& s, HttpExchange& exchange)
   model["name"] = s.options.model_name;
   model["model"] = s.options.model_name;
   model["modified_at"] = Timestamp();
-  model["size"] = s.executor->weight_bytes();
+  model["size"] = s.engine->weight_bytes();
   model["digest"] = "";
   model["details"] = Details(s);
   json::object body;
@@ -384,10 +384,10 @@ net::awaitable<void> HandleOllamaTags(Gateway::State& s, HttpExchange& exchange)
 net::awaitable<void> HandleOllamaShow(Gateway::State& s, HttpExchange& exchange) {
   std::optional<json::object> body = co_await ReadOllamaBody(s, exchange);
   if (!body) co_return;
-  const ModelConfig& c = s.executor->config();
+  const ModelConfig& c = s.engine->config();
   json::object info;
   info["general.architecture"] = c.model_type.empty() ? "llama" : c.model_type;
-  info["general.parameter_count"] = s.executor->weight_bytes() / std::max<int64_t>(1, c.ParamBytes());
+  info["general.parameter_count"] = s.engine->weight_bytes() / std::max<int64_t>(1, c.ParamBytes());
   info["llama.context_length"] = c.max_position_embeddings;
   info["llama.embedding_length"] = c.hidden_size;
   info["llama.block_count"] = c.num_layers;

@@ -2,6 +2,10 @@
 // environment variable, which may only lower the choice).
 #include "kernels/cpu/isa.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <atomic>
 #include <cstdlib>
 #include <string_view>
@@ -22,10 +26,12 @@ const IsaKernels* TableFor(Isa isa) {
 
 bool CpuHas(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
-  // libgcc's __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state.
+  // __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state. F16C (which
+  // Clang's builtin does not know) is read from CPUID leaf 1; every AVX2 CPU has it anyway.
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   switch (isa) {
     case Isa::kScalar: return true;
     case Isa::kAvx2: return avx2;

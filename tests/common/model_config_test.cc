@@ -89,6 +89,9 @@ TEST(ModelConfigTest, BadConfigsNameTheField) {
       {"[]", "JSON object"},
       {R"({"hidden_size": 64})", "architectures"},
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": "64"})", "hidden_size"},
+      // Found by hf_config_fuzz: an integral double beyond int64 was cast (undefined behaviour).
+      {R"({"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 131E072})",
+       "max_position_embeddings"},
       {R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 64,
           "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 8,
           "num_key_value_heads": 3})", "multiple of num_key_value_heads"},

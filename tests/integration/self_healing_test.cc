@@ -69,8 +69,8 @@ void StreamsSurviveASignalToAWorker(testing::ServeProcess* serve, int sig) {
         const testing::HttpResponse r =
             testing::HttpPost(port, "/v1/completions", json::serialize(Request(i, false)));
         ASSERT_EQ(r.status, 200) << r.body;
-        for (const json::value& id :
-             json::parse(r.body).at("choices").at(0).at("token_ids").as_array()) {
+        const json::value body = json::parse(r.body);  // outlives the loop below
+        for (const json::value& id : body.at("choices").at(0).at("token_ids").as_array()) {
           expected[i].push_back(static_cast<int32_t>(id.to_number<int64_t>()));
         }
       });

@@ -40,6 +40,9 @@ class GatewayTest : public ::testing::Test {
     auto engine = engine::Engine::Start(*cluster_->executor, tokenizer_.get(), {});
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
+    auto router = engine::ReplicaRouter::Create({{cluster_->executor.get(), engine_.get()}});
+    ASSERT_TRUE(router.ok()) << router.status();
+    router_ = *std::move(router);
     GatewayOptions gateway;
     gateway.http.host = "127.0.0.1";
     gateway.http.port = 0;
@@ -47,7 +50,7 @@ class GatewayTest : public ::testing::Test {
     gateway.model_name = "tiny";
     gateway.api_keys = {"test-key", "other-key"};
     gateway.vllm_metrics = true;
-    auto started = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, gateway);
+    auto started = Gateway::Start(*router_, *tokenizer_, &templates_, gateway);
     ASSERT_TRUE(started.ok()) << started.status();
     gateway_ = *std::move(started);
   }
@@ -56,6 +59,7 @@ class GatewayTest : public ::testing::Test {
     if (gateway_) gateway_->Stop();
     gateway_.reset();
     engine_.reset();
+    router_.reset();
   }
 
   std::string model_;
@@ -63,6 +67,7 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   chat::ChatTemplates templates_;
   std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<engine::ReplicaRouter> router_;
   std::unique_ptr<Gateway> gateway_;
 };
 

@@ -94,7 +94,7 @@ TEST_F(GatewayTest, PerKeyLimitsAre429WithRetryAfter) {
   options.model_name = "tiny";
   options.api_keys = {"key-a", "key-b"};
   options.rate_limits.requests_per_minute = 2;
-  auto limited = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
+  auto limited = Gateway::Start(*router_, *tokenizer_, &templates_, options);
   ASSERT_TRUE(limited.ok()) << limited.status();
   const int port = (*limited)->port();
   const std::string body = R"({"model": "tiny", "prompt": "Hi", "max_tokens": 2})";
@@ -115,7 +115,7 @@ TEST_F(GatewayTest, PerKeyLimitsAre429WithRetryAfter) {
   // Tokens: a key whose requests used more than its minute's tokens waits.
   options.rate_limits = {};
   options.rate_limits.tokens_per_minute = 3;
-  auto tokens = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
+  auto tokens = Gateway::Start(*router_, *tokenizer_, &templates_, options);
   ASSERT_TRUE(tokens.ok()) << tokens.status();
   EXPECT_EQ(HttpPost((*tokens)->port(), "/v1/completions", body, "key-a").status, 200);
   const Response debt = HttpPost((*tokens)->port(), "/v1/completions", body, "key-a");
@@ -133,7 +133,7 @@ TEST_F(GatewayTest, OverloadIs503WithRetryAfter) {
   options.http.port = 0;
   options.model_name = "tiny";
   options.max_waiting = 0;
-  auto full = Gateway::Start(*engine_, *cluster_->executor, *tokenizer_, &templates_, options);
+  auto full = Gateway::Start(*router_, *tokenizer_, &templates_, options);
   ASSERT_TRUE(full.ok()) << full.status();
   const Response r = HttpPost((*full)->port(), "/v1/completions",
                               R"({"model": "tiny", "prompt": "Hi", "max_tokens": 2})");
