@@ -477,7 +477,13 @@ absl::Status GgufParser::ParseTensorInfo(RawTensorInfo* info) {
                                        Sv(DTypeName(info->dtype)), " block size ",
                                        GetDTypeInfo(info->dtype).block_elems));
   }
-  info->bytes = *CheckedElementsToBytes(info->dtype, *elems);  // <= elems * 4: cannot overflow
+  // Found by gguf_fuzz: a count that fits int64 can still overflow in bytes (f32: x4).
+  const std::optional<int64_t> bytes = CheckedElementsToBytes(info->dtype, *elems);
+  if (!bytes) {
+    return Error(context, absl::StrCat("byte size of ", ShapeToString(info->shape), " ",
+                                       Sv(DTypeName(info->dtype)), " overflows int64"));
+  }
+  info->bytes = *bytes;
   return absl::OkStatus();
 }
 

@@ -100,7 +100,12 @@ absl::Status CheckEntry(const std::string& path, const Entry& e, int64_t buffer_
     return EntryError(path, e.name,
                       absl::StrCat("element count of ", ShapeToString(e.shape), " overflows"));
   }
-  const int64_t expected = *CheckedElementsToBytes(e.dtype, *elems);  // plain types only
+  const std::optional<int64_t> bytes = CheckedElementsToBytes(e.dtype, *elems);
+  if (!bytes) {  // a count that fits int64 can still overflow in bytes (f64: x8)
+    return EntryError(path, e.name,
+                      absl::StrCat("byte size of ", ShapeToString(e.shape), " overflows"));
+  }
+  const int64_t expected = *bytes;
   if (e.end - e.begin != expected) {
     return EntryError(path, e.name,
                       absl::StrCat("data_offsets [", e.begin, ", ", e.end, ") hold ",

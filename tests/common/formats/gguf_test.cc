@@ -302,6 +302,13 @@ std::vector<BadCase> BadCases() {
          g.tensors[0].ne = {int64_t{1} << 62, 8};
        }),
        {"tensor 'a': element count of [8, 4611686018427387904] overflows"}},
+      // Found by gguf_fuzz: 2^62 f32 elements fit int64, their bytes do not.
+      {"byte_size_overflow",
+       with([](RawGguf& g) {
+         g.tensors[0].ne = {int64_t{1} << 61, 2};
+         g.tensors[0].type = 0;
+       }),
+       {"tensor 'a': byte size of [2, 2305843009213693952] f32 overflows int64"}},
       {"unsupported_type",
        with([](RawGguf& g) { g.tensors[1].type = 12; }),
        {"tensor 'b': unsupported ggml type 12"}},

@@ -190,6 +190,11 @@ std::vector<BadCase> BadCases() {
        header(
            R"("a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]})"),
        "tensor 'a': element count of [4294967296, 4294967296] overflows"},
+      // The overflow gguf_fuzz found in the GGUF reader: 2^62 elements fit int64, bytes do not.
+      {"byte_size_overflow",
+       header(
+           R"("a": {"dtype": "F32", "shape": [2, 2305843009213693952], "data_offsets": [0, 8]})"),
+       "tensor 'a': byte size of [2, 2305843009213693952] overflows"},
       {"offsets_reversed", header(R"("a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]})"),
        "\"data_offsets\" must be [begin, end]"},
       {"offsets_huge",
