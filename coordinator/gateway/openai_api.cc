@@ -700,7 +700,13 @@ net::awaitable<void> HandleTokenize(Gateway::State& s, HttpExchange& exchange) {
   if (const json::value* v = body->if_contains("add_special_tokens"); v != nullptr && v->is_bool()) {
     add_special = v->as_bool();
   }
-  if (prompt != nullptr && prompt->is_string()) {
+  if (prompt != nullptr && prompt->is_string() && s.max_prompt_bytes > 0 &&
+      prompt->as_string().size() > s.max_prompt_bytes) {
+    // As vLLM: a prompt longer than the context is refused; here before it is encoded.
+    problem = absl::StrCat("This model's maximum context length is ", s.engine->max_model_len(),
+                           " tokens; the prompt is ", prompt->as_string().size(),
+                           " bytes, more than that many tokens can hold");
+  } else if (prompt != nullptr && prompt->is_string()) {
     auto encoded = s.tokenizer->Encode(std::string_view(prompt->as_string().data(),
                                                         prompt->as_string().size()),
                                        add_special);
@@ -716,8 +722,7 @@ net::awaitable<void> HandleTokenize(Gateway::State& s, HttpExchange& exchange) {
     } else if (s.templates == nullptr || !s.templates->Get()) {
       problem = "this model has no chat template";
     } else {
-      auto encoded = chat::EncodeChat(*s.templates, *s.tokenizer, normalized, nullptr,
-                                      s.options.model_name);
+      auto encoded = s.EncodeChatPrompt(normalized, nullptr);  // bounded as a chat request
       if (encoded.ok()) {
         ids = std::move(encoded->ids);
       } else {

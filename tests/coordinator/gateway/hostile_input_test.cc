@@ -133,6 +133,15 @@ TEST_F(GatewayTest, APromptTooLongForAnyTokenizationIsRefusedBeforeEncoding) {
   EXPECT_NE(r.body.find("context_length_exceeded"), std::string::npos) << r.body.substr(0, 300);
   const json::object ollama{{"model", "tiny"}, {"prompt", text}, {"stream", false}};
   EXPECT_EQ(HttpPost(port, "/api/generate", json::serialize(ollama), "test-key").status, 400);
+  // vLLM's /tokenize refuses what no context holds too (it encoded 8 MiB before).
+  const json::object tokenize{{"model", "tiny"}, {"prompt", text}};
+  r = HttpPost(port, "/tokenize", json::serialize(tokenize), "test-key");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("maximum context length"), std::string::npos) << r.body.substr(0, 300);
+  const json::object tokenize_chat{{"model", "tiny"}, {"messages", chat.at("messages")}};
+  EXPECT_EQ(HttpPost(port, "/tokenize", json::serialize(tokenize_chat), "test-key").status, 400);
+  const json::object fits{{"model", "tiny"}, {"prompt", "Hello"}};
+  EXPECT_EQ(HttpPost(port, "/tokenize", json::serialize(fits), "test-key").status, 200);
 }
 
 // (b) A client that leaves a non-streaming request stops its work (OpenAI and Ollama).
