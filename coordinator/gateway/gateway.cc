@@ -167,7 +167,18 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
   ready->Set(is_ready ? 1 : 0);
   for (const RankStatus& rank : ranks) {
     const std::string label = std::to_string(rank.rank);
-    worker_up->Add({{"rank", label}, {"worker", rank.host}}).Set(rank.up ? 1 : 0);
+    // One series per rank: when a reload gives the rank another worker, the old worker's
+    // series goes (a replaced worker must not stay "up").
+    auto& [host, up] = up_series[label];
+    if (up != nullptr && host != rank.host) {
+      worker_up->Remove(up);
+      up = nullptr;
+    }
+    if (up == nullptr) {
+      host = rank.host;
+      up = &worker_up->Add({{"rank", label}, {"worker", rank.host}});
+    }
+    up->Set(rank.up ? 1 : 0);
     auto& [steps, seconds] = seen_ranks[label];
     // After a reload a rank starts counting again from zero.
     const bool restarted = rank.steps < steps;

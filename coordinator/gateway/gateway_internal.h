@@ -72,6 +72,7 @@ struct Metrics {
   int64_t seen_handoffs = 0;
   double seen_step_seconds = 0;
   std::map<std::string, std::pair<int64_t, double>> seen_ranks;  // rank -> (steps, seconds)
+  std::map<std::string, std::pair<std::string, prometheus::Gauge*>> up_series;  // rank -> worker
 
   void CountRequest(std::string_view endpoint, int status);  // endpoint: a route's label
   void ObserveTtft(double seconds);

@@ -3,7 +3,8 @@
 // network namespace joined to a bridge by a veth pair (made by the test; needs root). Replica 0
 // runs on nodes a1 and a2 (a TP 2 stage on each), replica 1 on b1 and b2. Under 24 streams
 // node a2's link is cut: replica 0 fails, its streams move to replica 1 and end with exactly
-// their undisturbed tokens (or an explicit error event); none hangs.
+// their undisturbed tokens (or an explicit error event); none hangs. When the link comes back
+// the cut node's workers register again and replica 0 is reloaded.
 #include <unistd.h>
 
 #include <chrono>
@@ -69,6 +70,7 @@ class Nodes {
   std::string NodeIp(int i) const { return subnet_ + "." + std::to_string(10 + i); }
   std::string Ns(int i) const { return "strata" + tag_ + "n" + std::to_string(i); }
   bool Cut(int i) { return Sh("ip link set " + HostSide(i) + " down"); }
+  bool Restore(int i) { return Sh("ip link set " + HostSide(i) + " up"); }
 
  private:
   std::string Subnet() const { return "10.213." + std::to_string(getpid() % 250); }
@@ -189,6 +191,24 @@ TEST(PartitionTest, CuttingANodesLinkMovesItsReplicasStreamsToTheOther) {
   const testing::HttpResponse again =
       testing::HttpPost(port, "/v1/completions", json::serialize(Request(2, false)));
   EXPECT_EQ(again.status, 200) << again.body;
+
+  // The link back: a2's workers, declared dead, find the coordinator no longer knows them and
+  // register again; replica 0 is reloaded and all eight ranks are up.
+  ASSERT_TRUE(nodes.Restore(1));
+  const auto deadline = Clock::now() + seconds(60);
+  std::string now;
+  auto ranks_up = [&] {
+    now = testing::HttpGet(port, "/metrics").body;
+    int up = 0;
+    for (size_t at = 0; (at = now.find("\nstrata_worker_up{", at)) != std::string::npos; ++at) {
+      const size_t end = now.find('\n', at + 1);
+      up += now.compare(end - 2, 2, " 1") == 0;
+    }
+    return up;
+  };
+  while (ranks_up() < 8 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(ranks_up(), 8) << now << (*coordinator)->Log();
+  EXPECT_EQ(now.find("strata_cluster_recoveries_total 0\n"), std::string::npos) << now;
   (*coordinator)->Stop(seconds(5));
   for (auto& w : workers) w->Stop(seconds(2));
 }

@@ -107,6 +107,14 @@ void StreamsSurviveASignalToAWorker(testing::ServeProcess* serve, int sig) {
   const std::string metrics = testing::HttpGet(port, "/metrics").body;
   EXPECT_NE(metrics.find("strata_cluster_recoveries_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("strata_kv_cache_usage_ratio 0\n"), std::string::npos) << metrics;
+  // One strata_worker_up series per rank, both up: the killed worker's is gone.
+  size_t series = 0, up = 0;
+  for (size_t at = 0; (at = metrics.find("\nstrata_worker_up{", at)) != std::string::npos; ++at) {
+    ++series;
+    up += metrics.compare(metrics.find('\n', at + 1) - 2, 2, " 1") == 0;
+  }
+  EXPECT_EQ(series, 2u) << metrics;
+  EXPECT_EQ(up, 2u) << metrics;
   const std::string log = serve->Log();
   EXPECT_NE(log.find("recomputing " + std::to_string(kStreams) + " running sequence(s)"),
             std::string::npos) << log;
