@@ -80,7 +80,8 @@ TEST_F(GatewayTest, OperationsEndpoints) {
         "strata_worker_up{rank=\"0\",worker=\"127.0.0.1:", "strata_worker_steps_total{rank=\"0\"}",
         "strata_request_queue_time_seconds_count", "strata_preemptions_total 0",
         "strata_ready 1", "strata_engine_steps_total", "strata_engine_step_seconds_total",
-        "strata_sequence_faults_total 0", "strata_cluster_failures_total 0"}) {
+        "strata_sequence_faults_total 0", "strata_cluster_failures_total 0",
+        "strata_replica_handoffs_total 0"}) {
     EXPECT_NE(metrics.body.find(name), std::string::npos) << name << "\n" << metrics.body;
   }
 }
