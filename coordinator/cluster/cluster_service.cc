@@ -80,6 +80,20 @@ absl::Status ValidateRegisterRequest(const v1::RegisterRequest& request) {
 ClusterServiceImpl::ClusterServiceImpl(Membership& membership, RendezvousStore& store)
     : membership_(membership), store_(store) {}
 
+namespace {
+
+// The rendezvous store (where Gloo and NCCL groups exchange addresses) and deregistration are
+// for registered workers only: a caller proves it with its registration's session token.
+grpc::Status AdmitWorker(const Membership& membership, uint64_t worker_id,
+                         const std::string& token, const char* what) {
+  if (membership.Admits(worker_id, token)) return grpc::Status::OK;
+  return ToGrpcStatus(absl::PermissionDeniedError(absl::StrCat(
+      what, ": worker ", worker_id,
+      " is not a registered, live worker with this session token (register first)")));
+}
+
+}  // namespace
+
 grpc::Status ClusterServiceImpl::Register(grpc::ServerContext*,
                                           const v1::RegisterRequest* request,
                                           v1::RegisterReply* reply) {
@@ -92,6 +106,7 @@ grpc::Status ClusterServiceImpl::Register(grpc::ServerContext*,
   reply->set_heartbeat_interval_ms(
       static_cast<uint32_t>(membership_.options().heartbeat_interval.count()));
   reply->set_lease_ms(static_cast<uint32_t>(membership_.options().lease.count()));
+  reply->set_session_token(membership_.SessionToken(id));
   return grpc::Status::OK;
 }
 
@@ -114,12 +129,22 @@ grpc::Status ClusterServiceImpl::Deregister(grpc::ServerContext*,
   if (request->reason().size() > 256) {
     return ToGrpcStatus(absl::InvalidArgumentError("reason: longer than 256 bytes"));
   }
+  if (grpc::Status admitted = AdmitWorker(membership_, request->worker_id(),
+                                          request->session_token(), "deregister");
+      !admitted.ok()) {
+    return admitted;
+  }
   membership_.MarkDead(request->worker_id(), absl::StrCat("left (", request->reason(), ")"));
   return grpc::Status::OK;
 }
 
 grpc::Status ClusterServiceImpl::StoreSet(grpc::ServerContext*, const v1::StoreSetRequest* request,
                                           v1::StoreSetReply*) {
+  if (grpc::Status admitted = AdmitWorker(membership_, request->worker_id(),
+                                          request->session_token(), "store");
+      !admitted.ok()) {
+    return admitted;
+  }
   absl::Status valid = ValidateKey(request->key());
   if (valid.ok() && request->value().size() > kMaxStoreValueBytes) {
     valid = absl::InvalidArgumentError(absl::StrCat("value of store key '", request->key(),
@@ -134,6 +159,11 @@ grpc::Status ClusterServiceImpl::StoreSet(grpc::ServerContext*, const v1::StoreS
 grpc::Status ClusterServiceImpl::StoreGet(grpc::ServerContext* context,
                                           const v1::StoreGetRequest* request,
                                           v1::StoreGetReply* reply) {
+  if (grpc::Status admitted = AdmitWorker(membership_, request->worker_id(),
+                                          request->session_token(), "store");
+      !admitted.ok()) {
+    return admitted;
+  }
   absl::Status valid = ValidateKey(request->key());
   const std::chrono::milliseconds timeout(request->timeout_ms());
   if (valid.ok() && timeout > kMaxStoreWait) {
@@ -150,6 +180,11 @@ grpc::Status ClusterServiceImpl::StoreGet(grpc::ServerContext* context,
 
 grpc::Status ClusterServiceImpl::StoreAdd(grpc::ServerContext*, const v1::StoreAddRequest* request,
                                           v1::StoreAddReply* reply) {
+  if (grpc::Status admitted = AdmitWorker(membership_, request->worker_id(),
+                                          request->session_token(), "store");
+      !admitted.ok()) {
+    return admitted;
+  }
   const absl::Status valid = ValidateKey(request->key());
   if (!valid.ok()) return ToGrpcStatus(valid);
   absl::StatusOr<int64_t> value = store_.Add(request->key(), request->delta());

@@ -2,6 +2,7 @@
 // shutdown) and flips expired workers to dead, notifying waiters.
 #include "coordinator/cluster/membership.h"
 
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -42,7 +43,12 @@ uint64_t Membership::Register(uint64_t requested_id, const std::string& host,
   }
   // A fresh id, or a reused one: either way no other entry may keep this host.
   for (auto it = workers_.begin(); it != workers_.end();) {
-    it = (it->first != id && it->second.host == host) ? workers_.erase(it) : std::next(it);
+    if (it->first != id && it->second.host == host) {
+      tokens_.erase(it->first);
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
   }
   if (id == 0) id = next_id_;
   next_id_ = std::max(next_id_, id + 1);
@@ -54,10 +60,38 @@ uint64_t Membership::Register(uint64_t requested_id, const std::string& host,
   info.status = "registered";
   info.alive = true;
   info.last_heartbeat = Clock::now();
+  std::random_device random;  // the kernel's CSPRNG
+  std::string& token = tokens_[id];
+  token.resize(16);
+  for (size_t i = 0; i < token.size(); i += 4) {
+    const uint32_t r = random();
+    for (size_t b = 0; b < 4; ++b) token[i + b] = static_cast<char>((r >> (8 * b)) & 0xff);
+  }
   STRATA_LOG_INFO("worker {} registered from {} ({} x {})", id, host, info.inventory.device_count,
                   DeviceKindName(info.inventory.device_kind));
   changed_.notify_all();
   return id;
+}
+
+std::string Membership::SessionToken(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tokens_.find(id);
+  return it == tokens_.end() ? std::string() : it->second;
+}
+
+bool Membership::Admits(uint64_t id, std::string_view token) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto worker = workers_.find(id);
+  auto known = tokens_.find(id);
+  if (worker == workers_.end() || !worker->second.alive || known == tokens_.end() ||
+      known->second.size() != token.size()) {
+    return false;
+  }
+  unsigned char differ = 0;  // constant time in the token's bytes
+  for (size_t i = 0; i < token.size(); ++i) {
+    differ |= static_cast<unsigned char>(known->second[i] ^ token[i]);
+  }
+  return differ == 0;
 }
 
 bool Membership::Heartbeat(uint64_t id, const std::string& status) {

@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -57,6 +58,13 @@ class Membership {
   // The caller has validated the fields.
   uint64_t Register(uint64_t requested_id, const std::string& host, DeviceInventory inventory);
 
+  // The secret of `id`'s current registration (fresh random bytes at each Register), or ""
+  // when it is unknown.
+  std::string SessionToken(uint64_t id) const;
+  // True when `id` is alive and `token` is its registration's secret (compared in constant
+  // time): who may use the rendezvous store.
+  bool Admits(uint64_t id, std::string_view token) const;
+
   // Records a heartbeat. False when `id` is unknown or already dead: the worker must register
   // again (its peers may have moved on).
   bool Heartbeat(uint64_t id, const std::string& status);
@@ -83,6 +91,7 @@ class Membership {
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;  // membership or liveness changed, or stopping
   std::map<uint64_t, WorkerInfo> workers_;
+  std::map<uint64_t, std::string> tokens_;  // each registration's secret (kept out of WorkerInfo)
   uint64_t next_id_ = 1;
   bool stopping_ = false;
   std::thread reaper_;

@@ -42,10 +42,24 @@ GrpcStore::GrpcStore(const std::string& target, std::chrono::milliseconds rpc_ti
 
 GrpcStore::~GrpcStore() = default;
 
+void GrpcStore::SetSession(uint64_t worker_id, std::string token) {
+  std::lock_guard<std::mutex> lock(mu_);
+  worker_id_ = worker_id;
+  token_ = std::move(token);
+}
+
+template <typename Request>
+void GrpcStore::Present(Request& request) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  request.set_worker_id(worker_id_);
+  request.set_session_token(token_);
+}
+
 absl::Status GrpcStore::Set(const std::string& key, const std::string& value) {
   v1::StoreSetRequest request;
   request.set_key(key);
   request.set_value(value);
+  Present(request);
   v1::StoreSetReply reply;
   grpc::ClientContext context;
   SetDeadline(context, rpc_timeout_);
@@ -71,6 +85,7 @@ absl::StatusOr<std::string> GrpcStore::GetOnce(const std::string& key,
   v1::StoreGetRequest request;
   request.set_key(key);
   request.set_timeout_ms(static_cast<uint32_t>(timeout.count()));
+  Present(request);
   v1::StoreGetReply reply;
   grpc::ClientContext context;
   SetDeadline(context, timeout + kGetSlack);
@@ -86,6 +101,7 @@ absl::StatusOr<int64_t> GrpcStore::Add(const std::string& key, int64_t delta) {
   v1::StoreAddRequest request;
   request.set_key(key);
   request.set_delta(delta);
+  Present(request);
   v1::StoreAddReply reply;
   grpc::ClientContext context;
   SetDeadline(context, rpc_timeout_);

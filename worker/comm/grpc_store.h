@@ -1,6 +1,7 @@
 // GrpcStore: a KeyValueStore served by the coordinator's StoreSet / StoreGet / StoreAdd RPCs
 // (strata.v1.ClusterService). Multi-host Gloo and NCCL groups rendezvous through it; a
-// FileStore does the same job for single-host runs.
+// FileStore does the same job for single-host runs. The coordinator serves registered workers
+// only: every call presents the session of SetSession.
 //
 // Calls wait for the channel to be ready (a worker may start before its coordinator) up to
 // their deadline. Get waits longer than the coordinator's per-call limit (kMaxStoreWait) by
@@ -8,7 +9,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "proto/tls.h"
@@ -26,6 +29,10 @@ class GrpcStore : public KeyValueStore {
                      const TlsFiles& tls = {});
   ~GrpcStore() override;
 
+  // The registration every call presents (WorkerAgent's worker_id and session token; the
+  // coordinator admits registered workers only). Updated on each new registration.
+  void SetSession(uint64_t worker_id, std::string token);
+
   absl::Status Set(const std::string& key, const std::string& value) override;
   absl::StatusOr<std::string> Get(const std::string& key,
                                   std::chrono::milliseconds timeout) override;
@@ -35,9 +42,16 @@ class GrpcStore : public KeyValueStore {
   struct Stub;  // the generated stub and its channel
   absl::StatusOr<std::string> GetOnce(const std::string& key, std::chrono::milliseconds timeout);
 
+  // The session the calls present, copied into each request.
+  template <typename Request>
+  void Present(Request& request) const;
+
   std::string target_;
   std::chrono::milliseconds rpc_timeout_;
   std::unique_ptr<Stub> stub_;
+  mutable std::mutex mu_;  // guards the session
+  uint64_t worker_id_ = 0;
+  std::string token_;
 };
 
 }  // namespace strata

@@ -53,7 +53,11 @@ absl::Status WorkerAgent::Deregister(const std::string& reason,
                                      std::chrono::milliseconds timeout) {
   Stop();
   v1::DeregisterRequest request;
-  request.set_worker_id(worker_id());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    request.set_worker_id(worker_id_);
+    request.set_session_token(session_token_);
+  }
   request.set_reason(reason);
   v1::DeregisterReply reply;
   grpc::ClientContext context;
@@ -103,14 +107,18 @@ absl::Status WorkerAgent::Register() {
     status = absl::FailedPreconditionError(
         absl::StrCat("coordinator ", options_.coordinator, " refused us: ", reply.reason()));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  last_error_ = status;
-  if (!status.ok()) return status;
-  worker_id_ = reply.worker_id();
-  ++registrations_;
-  if (reply.heartbeat_interval_ms() > 0) {
-    interval_ = std::chrono::milliseconds(reply.heartbeat_interval_ms());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_error_ = status;
+    if (!status.ok()) return status;
+    worker_id_ = reply.worker_id();
+    session_token_ = reply.session_token();
+    ++registrations_;
+    if (reply.heartbeat_interval_ms() > 0) {
+      interval_ = std::chrono::milliseconds(reply.heartbeat_interval_ms());
+    }
   }
+  if (options_.on_registered) options_.on_registered(reply.worker_id(), reply.session_token());
   return absl::OkStatus();
 }
 

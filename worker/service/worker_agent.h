@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -29,6 +30,9 @@ struct WorkerAgentOptions {
   std::chrono::milliseconds rpc_timeout{5000};
   uint32_t protocol_version = kClusterProtocolVersion;  // overridable for tests only
   TlsFiles tls;  // mutual TLS with the coordinator (none: plaintext)
+  // Called after each successful registration with the worker id and the session token the
+  // coordinator's store and Deregister want (WorkerServer::SetSession). Must not block.
+  std::function<void(uint64_t worker_id, const std::string& session_token)> on_registered;
 };
 
 class WorkerAgent {
@@ -66,6 +70,7 @@ class WorkerAgent {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   uint64_t worker_id_ = 0;
+  std::string session_token_;  // of the current registration
   int registrations_ = 0;
   std::chrono::milliseconds interval_{1000};
   absl::Status last_error_;

@@ -85,6 +85,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   explicit WorkerServiceImpl(const WorkerServerOptions& options)
       : options_(options), store_(options.coordinator, std::chrono::seconds(30), options.tls) {}
 
+  GrpcStore& store() { return store_; }
+
   grpc::Status Load(grpc::ServerContext* context, const v1::LoadRequest* request,
                     grpc::ServerWriter<v1::LoadProgress>* writer) override;
   grpc::Status Step(grpc::ServerContext* context,
@@ -316,6 +318,10 @@ struct WorkerServer::Impl {
 };
 
 WorkerServer::WorkerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+void WorkerServer::SetSession(uint64_t worker_id, std::string token) {
+  impl_->service->store().SetSession(worker_id, std::move(token));
+}
 
 absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     const WorkerServerOptions& options) {

@@ -55,6 +55,18 @@ class ClusterServiceTest : public ::testing::Test {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     return stub_->Register(&context, request, reply);
   }
+  // Registers a fresh worker (alive from now for the 300 ms lease) and has `request` present
+  // its session: the store admits registered workers only.
+  template <typename Request>
+  void Admitted(Request& request) {
+    v1::RegisterReply reply;
+    ASSERT_TRUE(Register(GoodRequest("10.0.9." + std::to_string(++registered_) + ":7000"), &reply)
+                    .ok());
+    request.set_worker_id(reply.worker_id());
+    request.set_session_token(reply.session_token());
+  }
+  int registered_ = 0;
+
   grpc::Status Heartbeat(uint64_t id, v1::HeartbeatReply* reply) {
     v1::HeartbeatRequest request;
     request.set_worker_id(id);
@@ -163,6 +175,7 @@ TEST_F(ClusterServiceTest, StoreRejectsBadKeysValuesAndTimeouts) {
     v1::StoreSetRequest request;
     request.set_key("k");
     request.set_value(std::string(kMaxStoreValueBytes + 1, 'x'));
+    Admitted(request);
     v1::StoreSetReply reply;
     grpc::ClientContext context;
     const grpc::Status status = stub_->StoreSet(&context, request, &reply);
@@ -172,6 +185,7 @@ TEST_F(ClusterServiceTest, StoreRejectsBadKeysValuesAndTimeouts) {
   {
     v1::StoreAddRequest request;
     request.set_key(std::string(kMaxStoreKeyBytes + 1, 'k'));
+    Admitted(request);
     v1::StoreAddReply reply;
     grpc::ClientContext context;
     EXPECT_EQ(stub_->StoreAdd(&context, request, &reply).error_code(),
@@ -181,6 +195,7 @@ TEST_F(ClusterServiceTest, StoreRejectsBadKeysValuesAndTimeouts) {
     v1::StoreGetRequest request;
     request.set_key("k");
     request.set_timeout_ms(static_cast<uint32_t>(kMaxStoreWait.count()) + 1);
+    Admitted(request);
     v1::StoreGetReply reply;
     grpc::ClientContext context;
     const grpc::Status status = stub_->StoreGet(&context, request, &reply);
@@ -189,12 +204,33 @@ TEST_F(ClusterServiceTest, StoreRejectsBadKeysValuesAndTimeouts) {
   }
   {
     v1::StoreGetRequest request;  // empty key
+    Admitted(request);
     v1::StoreGetReply reply;
     grpc::ClientContext context;
     EXPECT_EQ(stub_->StoreGet(&context, request, &reply).error_code(),
               grpc::StatusCode::INVALID_ARGUMENT);
   }
   EXPECT_EQ(server_->store().size(), 0u);
+}
+
+TEST_F(ClusterServiceTest, DeregisterNeedsTheWorkersSessionToken) {
+  v1::RegisterReply reply;
+  ASSERT_TRUE(Register(GoodRequest("10.0.0.1:7000"), &reply).ok());
+  EXPECT_EQ(reply.session_token().size(), 16u);
+  auto deregister = [&](const std::string& token) {
+    v1::DeregisterRequest request;
+    request.set_worker_id(reply.worker_id());
+    request.set_reason("test");
+    request.set_session_token(token);
+    v1::DeregisterReply out;
+    grpc::ClientContext context;
+    return stub_->Deregister(&context, request, &out);
+  };
+  EXPECT_EQ(deregister("").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(deregister(std::string(16, '\0')).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(AliveByHealth(), 1u);  // nobody else can make a worker leave
+  EXPECT_TRUE(deregister(reply.session_token()).ok());
+  EXPECT_EQ(AliveByHealth(), 0u);
 }
 
 TEST_F(ClusterServiceTest, ReRegistrationOfAKnownHostKeepsItsIdAndRevivesIt) {
@@ -219,10 +255,11 @@ TEST_F(ClusterServiceTest, ReRegistrationOfAKnownHostKeepsItsIdAndRevivesIt) {
 }
 
 TEST_F(ClusterServiceTest, StopReleasesBlockedStoreGets) {
+  v1::StoreGetRequest request;
+  request.set_key("never");
+  request.set_timeout_ms(60000);
+  Admitted(request);
   std::thread waiter([&] {
-    v1::StoreGetRequest request;
-    request.set_key("never");
-    request.set_timeout_ms(60000);
     v1::StoreGetReply reply;
     grpc::ClientContext context;
     EXPECT_FALSE(stub_->StoreGet(&context, request, &reply).ok());

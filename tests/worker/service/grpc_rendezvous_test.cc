@@ -1,6 +1,7 @@
 // A Gloo group rendezvousing through GrpcStore against a real coordinator, all in forked
 // processes: rank 2 runs the CoordinatorServer (publishing its ephemeral port through a
-// FileStore), ranks 0 and 1 join a 2-rank GlooCommunicator through GrpcStore and all-reduce.
+// FileStore), ranks 0 and 1 register as workers, join a 2-rank GlooCommunicator through
+// GrpcStore and all-reduce.
 // Its own binary: RunRanks needs a parent with no threads, and gRPC starts threads.
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/worker/comm/gloo_test_util.h"
 #include "worker/comm/grpc_store.h"
+#include "worker/service/worker_agent.h"
 
 namespace strata {
 namespace {
@@ -41,6 +43,16 @@ TEST(GrpcRendezvousTest, TwoProcessGlooAllReduceThroughTheCoordinatorStore) {
     auto port = port_files.Get("port", testing::kTimeout);
     STRATA_CHILD_CHECK_OK(port.status());
     GrpcStore store("127.0.0.1:" + *port);
+    // The coordinator's store serves registered workers only: register as a worker does.
+    WorkerAgentOptions agent_options;
+    agent_options.coordinator = "127.0.0.1:" + *port;
+    agent_options.host = "127.0.0.1:" + std::to_string(9100 + rank);
+    agent_options.inventory = {DeviceKind::kCpu, 1, {int64_t{1} << 30}, "local"};
+    agent_options.on_registered = [&store](uint64_t id, const std::string& token) {
+      store.SetSession(id, token);
+    };
+    auto agent = WorkerAgent::Start(agent_options);
+    STRATA_CHILD_CHECK_OK(agent.status());
     GlooOptions options;
     options.rank = rank;
     options.world_size = kWorld;

@@ -40,6 +40,27 @@ WorkerAgentOptions AgentOptions(const CoordinatorServer& server) {
   return options;
 }
 
+// A GrpcStore presenting a registration made through a real WorkerAgent (the coordinator's
+// store admits registered workers only).
+struct RegisteredStore {
+  std::unique_ptr<GrpcStore> store;
+  std::unique_ptr<WorkerAgent> agent;
+};
+
+RegisteredStore Registered(const CoordinatorServer& server, const std::string& host) {
+  RegisteredStore r;
+  r.store = std::make_unique<GrpcStore>(server.address());
+  WorkerAgentOptions options = AgentOptions(server);
+  options.host = host;
+  options.on_registered = [store = r.store.get()](uint64_t id, const std::string& token) {
+    store->SetSession(id, token);
+  };
+  auto agent = WorkerAgent::Start(options);
+  EXPECT_TRUE(agent.ok()) << agent.status();
+  if (agent.ok()) r.agent = *std::move(agent);
+  return r;
+}
+
 // Polls `pred` every 5 ms; returns the time it took, or `limit` when it never held.
 template <typename Pred>
 milliseconds TimeUntil(Pred pred, milliseconds limit) {
@@ -100,7 +121,8 @@ TEST(WorkerAgentTest, ReRegistersWithARestartedCoordinatorKeepingItsId) {
 TEST(GrpcStoreTest, SetGetAddRoundTrip) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  GrpcStore store(server->address());
+  RegisteredStore registered = Registered(*server, "127.0.0.1:9001");
+  GrpcStore& store = *registered.store;
   ASSERT_TRUE(store.Set("nccl/id", std::string("\0\1binary", 8)).ok());
   auto value = store.Get("nccl/id", milliseconds(100));
   ASSERT_TRUE(value.ok()) << value.status();
@@ -115,11 +137,12 @@ TEST(GrpcStoreTest, SetGetAddRoundTrip) {
 TEST(GrpcStoreTest, GetBlocksUntilAnotherThreadSets) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  GrpcStore store(server->address());
+  RegisteredStore registered = Registered(*server, "127.0.0.1:9001");
+  RegisteredStore other = Registered(*server, "127.0.0.1:9002");
+  GrpcStore& store = *registered.store;
   std::thread setter([&] {
     std::this_thread::sleep_for(milliseconds(200));
-    GrpcStore other(server->address());
-    EXPECT_TRUE(other.Set("gloo/rank1", "addr").ok());
+    EXPECT_TRUE(other.store->Set("gloo/rank1", "addr").ok());
   });
   const auto start = Clock::now();
   auto value = store.Get("gloo/rank1", milliseconds(5000));
@@ -129,10 +152,34 @@ TEST(GrpcStoreTest, GetBlocksUntilAnotherThreadSets) {
   EXPECT_GE(Clock::now() - start, milliseconds(150));
 }
 
+// Only registered, live workers may use the rendezvous store (where Gloo and NCCL groups
+// exchange addresses) or deregister a worker: anyone else who reaches the port is refused.
+TEST(GrpcStoreTest, OnlyRegisteredWorkersMayUseTheStore) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  GrpcStore stranger(server->address());
+  EXPECT_TRUE(absl::IsPermissionDenied(stranger.Set("gloo/rank0", "evil")));
+  EXPECT_TRUE(absl::IsPermissionDenied(stranger.Add("count", 1).status()));
+  EXPECT_TRUE(absl::IsPermissionDenied(stranger.Get("gloo/rank0", milliseconds(100)).status()));
+
+  RegisteredStore worker = Registered(*server, "127.0.0.1:9001");
+  ASSERT_NE(worker.agent, nullptr);
+  const uint64_t id = worker.agent->worker_id();
+  stranger.SetSession(id, std::string(16, 'x'));  // its id, a guessed token
+  EXPECT_TRUE(absl::IsPermissionDenied(stranger.Set("gloo/rank0", "evil")));
+  EXPECT_TRUE(worker.store->Set("gloo/rank0", "good").ok());
+  EXPECT_EQ(*worker.store->Get("gloo/rank0", milliseconds(100)), "good");
+
+  // A worker that left (deregistered) is no longer admitted.
+  ASSERT_TRUE(worker.agent->Deregister("test", milliseconds(2000)).ok());
+  EXPECT_TRUE(absl::IsPermissionDenied(worker.store->Set("gloo/rank0", "late")));
+}
+
 TEST(GrpcStoreTest, GetTimesOutNamingTheKey) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  GrpcStore store(server->address());
+  RegisteredStore registered = Registered(*server, "127.0.0.1:9001");
+  GrpcStore& store = *registered.store;
   const auto start = Clock::now();
   auto value = store.Get("missing/key", milliseconds(300));
   const auto took = Clock::now() - start;
