@@ -29,6 +29,23 @@ absl::Status ModelConfig::Validate(const std::string& source) const {
   STRATA_RETURN_IF_ERROR(positive("num_key_value_heads", num_kv_heads));
   STRATA_RETURN_IF_ERROR(positive("head_dim", head_dim));
   STRATA_RETURN_IF_ERROR(positive("max_position_embeddings", max_position_embeddings));
+  // Far above any real model, low enough that tables sized by them (RoPE, embeddings, plans)
+  // cannot exhaust memory: a corrupt or hostile file fails here (found by gguf_fuzz: a
+  // key_length of 2^40 built a RoPE table for a minute).
+  auto at_most = [&](std::string_view name, int64_t v, int64_t limit) -> absl::Status {
+    if (v <= limit) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", std::string(name), " ", v,
+                                                   " is implausibly large (limit ", limit, ")"));
+  };
+  STRATA_RETURN_IF_ERROR(at_most("vocab_size", vocab_size, int64_t{1} << 24));
+  STRATA_RETURN_IF_ERROR(at_most("hidden_size", hidden_size, int64_t{1} << 18));
+  STRATA_RETURN_IF_ERROR(at_most("intermediate_size", intermediate_size, int64_t{1} << 22));
+  STRATA_RETURN_IF_ERROR(at_most("num_hidden_layers", num_layers, 4096));
+  STRATA_RETURN_IF_ERROR(at_most("num_attention_heads", num_heads, 8192));
+  STRATA_RETURN_IF_ERROR(at_most("num_key_value_heads", num_kv_heads, 8192));
+  STRATA_RETURN_IF_ERROR(at_most("head_dim", head_dim, 8192));
+  STRATA_RETURN_IF_ERROR(at_most("max_position_embeddings", max_position_embeddings,
+                                 int64_t{1} << 26));
   if (num_heads % num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         source, ": num_attention_heads (", num_heads,

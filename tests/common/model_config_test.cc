@@ -89,6 +89,10 @@ TEST(ModelConfigTest, BadConfigsNameTheField) {
       {"[]", "JSON object"},
       {R"({"hidden_size": 64})", "architectures"},
       {R"({"architectures": ["LlamaForCausalLM"], "hidden_size": "64"})", "hidden_size"},
+      // Found by gguf_fuzz: a 2^40 head_dim passed and its RoPE table took a minute to build.
+      {R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 10, "hidden_size": 64,
+          "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 8,
+          "head_dim": 1099511627776})", "head_dim 1099511627776 is implausibly large"},
       // Found by hf_config_fuzz: an integral double beyond int64 was cast (undefined behaviour).
       {R"({"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 131E072})",
        "max_position_embeddings"},
