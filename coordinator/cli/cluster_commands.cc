@@ -217,9 +217,6 @@ void RunWorker(const WorkerFlags& f) {
   agent_options.inventory.node_name = f.node_name.empty() ? hostname : f.node_name;
   agent_options.rpc_timeout = milliseconds(f.register_timeout_ms);
   agent_options.tls = f.tls;
-  agent_options.on_registered = [raw = server->get()](uint64_t id, const std::string& token) {
-    raw->SetSession(id, token);  // the rendezvous store admits registered workers only
-  };
   absl::StatusOr<std::unique_ptr<WorkerAgent>> agent = WorkerAgent::Start(agent_options);
   ExitIfError(agent.status());
   STRATA_LOG_INFO("worker {} registered with {} as {} (node {}, {}, {} of memory)",

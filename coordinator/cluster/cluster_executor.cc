@@ -184,6 +184,8 @@ absl::Status ClusterExecutor::State::Load(uint64_t gen) {
       request.set_protocol_version(kClusterProtocolVersion);
       request.set_generation(gen);
       request.set_comm_timeout_ms(static_cast<uint32_t>(options.comm_timeout.count()));
+      request.set_worker_id(rank.worker_id);
+      request.set_session_token(membership.SessionToken(rank.worker_id));
       v1::ShardAssignment* a = request.mutable_shard();
       a->set_model(options.model);
       a->set_weight_dtype(options.weight_dtype);

@@ -30,8 +30,8 @@ struct WorkerAgentOptions {
   std::chrono::milliseconds rpc_timeout{5000};
   uint32_t protocol_version = kClusterProtocolVersion;  // overridable for tests only
   TlsFiles tls;  // mutual TLS with the coordinator (none: plaintext)
-  // Called after each successful registration with the worker id and the session token the
-  // coordinator's store and Deregister want (WorkerServer::SetSession). Must not block.
+  // Called after each successful registration with the worker id and the session token (the
+  // coordinator's store wants it; a worker's loads carry it too). Must not block.
   std::function<void(uint64_t worker_id, const std::string& session_token)> on_registered;
 };
 

@@ -85,8 +85,6 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   explicit WorkerServiceImpl(const WorkerServerOptions& options)
       : options_(options), store_(options.coordinator, std::chrono::seconds(30), options.tls) {}
 
-  GrpcStore& store() { return store_; }
-
   grpc::Status Load(grpc::ServerContext* context, const v1::LoadRequest* request,
                     grpc::ServerWriter<v1::LoadProgress>* writer) override;
   grpc::Status Step(grpc::ServerContext* context,
@@ -169,6 +167,8 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   progress.set_phase("rendezvous");
   progress.set_bytes_total(a.expected_weight_bytes());
   writer.Write(progress);
+  // The rendezvous store admits this worker under the registration the coordinator names.
+  store_.SetSession(request.worker_id(), request.session_token());
   GlooOptions gloo;
   gloo.hostname = options_.advertise_host;
   gloo.timeout = std::chrono::milliseconds(
@@ -318,10 +318,6 @@ struct WorkerServer::Impl {
 };
 
 WorkerServer::WorkerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-
-void WorkerServer::SetSession(uint64_t worker_id, std::string token) {
-  impl_->service->store().SetSession(worker_id, std::move(token));
-}
 
 absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
     const WorkerServerOptions& options) {

@@ -52,10 +52,6 @@ class WorkerServer {
   // waits up to `timeout` for the one in progress to finish. False when it did not.
   bool Drain(std::chrono::milliseconds timeout);
 
-  // This worker's registration (WorkerAgentOptions::on_registered): the coordinator's
-  // rendezvous store admits registered workers only.
-  void SetSession(uint64_t worker_id, std::string token);
-
   int port() const;
   // "advertise_host:port": what this worker registers with.
   std::string address() const;
