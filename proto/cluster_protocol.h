@@ -14,9 +14,10 @@ namespace strata {
 
 // RegisterRequest.protocol_version and LoadRequest.protocol_version. Bump on any incompatible
 // change to cluster.proto or worker.proto (2: SequenceStep.start, penalties, logprobs; 3: typed
-// device inventory with the KV dtype, step limits in the shard assignment); the coordinator
-// refuses a worker with another version (FAILED_PRECONDITION naming both).
-inline constexpr uint32_t kClusterProtocolVersion = 3;
+// device inventory with the KV dtype, step limits in the shard assignment; 4: the rendezvous
+// store and Deregister need the registration's session token, which loads carry); the
+// coordinator refuses a worker with another version (FAILED_PRECONDITION naming both).
+inline constexpr uint32_t kClusterProtocolVersion = 4;
 
 // Service-edge limits on the rendezvous store, enforced by the coordinator.
 inline constexpr size_t kMaxStoreKeyBytes = 4096;
