@@ -48,9 +48,20 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeTokenizerP
                                             "byte-level input"));
   }
   // The id space: vocabulary and added tokens (which may extend it).
-  int32_t size = 0;
-  for (const auto& [token, id] : parts.model.vocab) size = std::max(size, id + 1);
-  for (const AddedToken& token : parts.added_tokens) size = std::max(size, token.id + 1);
+  int64_t size = 0;
+  for (const auto& [token, id] : parts.model.vocab) size = std::max<int64_t>(size, id + int64_t{1});
+  for (const AddedToken& token : parts.added_tokens) {
+    size = std::max<int64_t>(size, token.id + int64_t{1});
+  }
+  // Ids index tables of `size` entries: a file cannot make them much larger than itself (found
+  // by tokenizer_json_fuzz: one id of 2^31 asked for 14 GB). Real vocabularies are dense.
+  const int64_t entries =
+      static_cast<int64_t>(parts.model.vocab.size()) + static_cast<int64_t>(parts.added_tokens.size());
+  if (size > 2 * entries + 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(source), ": token ids reach ", size - 1, " but there are only ", entries,
+        " tokens (ids must be dense)"));
+  }
   std::vector<std::string> id_to_token(size);
   for (const auto& [token, id] : parts.model.vocab) {
     if (id < 0) {

@@ -1,7 +1,9 @@
 // Our SentencePiece BPE tokenizer against the outputs of the reference implementations:
 // llama.cpp's vectors for its llama-spm vocabulary GGUF, and SentencePiece's own outputs for
 // real tokenizer.model files (tokenizers/expected/*-spm.out).
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 
 #include "coordinator/tokenizer/tokenizer.h"
@@ -68,6 +70,25 @@ TEST(LoadTokenizerTest, PrefersTokenizerJsonOverTokenizerModel) {
   auto tokenizer = LoadTokenizer(dir.string());
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   EXPECT_EQ((*tokenizer)->vocab_size(), 262145);
+}
+
+// Found by tokenizer_json_fuzz: one added token id of 2^31 - 1 sized the id tables (14 GB, and
+// id + 1 overflowed). The fuzz seed, loadable as it is, with that one id changed.
+TEST(LoadTokenizerTest, SparseHugeTokenIdsAreRefused) {
+  std::ifstream seed(::strata::testing::SourceDir() / "tests/fuzz/corpus/tokenizer_json_fuzz/spm_bpe.json");
+  ASSERT_TRUE(seed.good());
+  std::string json((std::istreambuf_iterator<char>(seed)), std::istreambuf_iterator<char>());
+  const std::filesystem::path dir = ::strata::testing::TempDir("sparse_ids");
+  std::ofstream(dir / "tokenizer.json") << json;
+  ASSERT_TRUE(LoadTokenizer(dir.string()).ok());
+  const std::string from = R"({"id": 2, "content": "</s>")";
+  ASSERT_NE(json.find(from), std::string::npos);
+  json.replace(json.find(from), from.size(), R"({"id": 2147483647, "content": "</s>")");
+  std::ofstream(dir / "tokenizer.json", std::ios::trunc) << json;
+  auto tokenizer = LoadTokenizer(dir.string());
+  ASSERT_FALSE(tokenizer.ok());
+  EXPECT_NE(tokenizer.status().message().find("ids must be dense"), std::string::npos)
+      << tokenizer.status();
 }
 
 TEST(LoadTokenizerTest, MissingPathIsNotFoundNamingIt) {
