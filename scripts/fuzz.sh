@@ -2,8 +2,8 @@
 # Coverage-guided fuzzing: libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer (Clang).
 # Builds the targets of tests/fuzz into ./build-fuzz and runs each for RUNS executions (default
 # 1000000, one process per target, one after another), growing build-fuzz/corpus/NAME from the
-# committed seeds in tests/fuzz/corpus/NAME plus, for templates and configs, the real ones in
-# ../shared/data. A crash stops the script; its input is kept in build-fuzz/crashes/NAME.
+# committed seeds in tests/fuzz/corpus/NAME, the generated model-file seeds
+# (tests/fuzz/make_seeds.py) and, for templates and configs, the real ones in ../shared/data. A crash stops the script; its input is kept in build-fuzz/crashes/NAME.
 #
 #   scripts/fuzz.sh [-runs=N] [-max_total_time=S] [TARGET...]
 #
@@ -28,7 +28,7 @@ fi
 
 command -v clang++ >/dev/null || { echo "fuzz: needs clang (apt-get install clang)" >&2; exit 1; }
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DSTRATA_FUZZ=ON -DSTRATA_CUDA=OFF >/dev/null
-ninja -C build-fuzz "${targets[@]}"
+ninja -C build-fuzz "${targets[@]}" strata_fuzz_seeds
 
 shared="${STRATA_SHARED_DATA:-$PWD/../shared/data}"
 export STRATA_SOURCE_DIR="$PWD"
@@ -37,7 +37,9 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 for t in "${targets[@]}"; do
   corpus="build-fuzz/corpus/$t" crashes="build-fuzz/crashes/$t" log="build-fuzz/logs/$t.log"
   mkdir -p "$corpus" "$crashes" "$(dirname "$log")"
-  cp -n tests/fuzz/corpus/"$t"/* "$corpus"/
+  for seeds in tests/fuzz/corpus/"$t" build-fuzz/tests/fuzz/seeds/"$t"; do
+    [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/
+  done
   case "$t" in
     chat_template_fuzz) [ -d "$shared/chat_templates" ] && cp -n "$shared"/chat_templates/*.jinja "$corpus"/ ;;
     hf_config_fuzz)

@@ -15,6 +15,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libpcre2-dev libutf8proc-dev
   libspdlog-dev libfmt-dev libcli11-dev
+  python3  # writes the fuzz targets' model-file seeds at build time (tests/fuzz/make_seeds.py)
 )
 tests="${STRATA_SETUP_TESTS:-1}"
 if [ "$tests" != 0 ]; then

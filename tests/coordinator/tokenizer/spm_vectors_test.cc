@@ -73,9 +73,9 @@ TEST(LoadTokenizerTest, PrefersTokenizerJsonOverTokenizerModel) {
 }
 
 // Found by tokenizer_json_fuzz: one added token id of 2^31 - 1 sized the id tables (14 GB, and
-// id + 1 overflowed). The fuzz seed, loadable as it is, with that one id changed.
+// id + 1 overflowed). The generated fuzz seed, loadable as it is, with that one id changed.
 TEST(LoadTokenizerTest, SparseHugeTokenIdsAreRefused) {
-  std::ifstream seed(::strata::testing::SourceDir() / "tests/fuzz/corpus/tokenizer_json_fuzz/spm_bpe.json");
+  std::ifstream seed(std::filesystem::path(STRATA_FUZZ_SEEDS) / "tokenizer_json_fuzz/spm_bpe.json");
   ASSERT_TRUE(seed.good());
   std::string json((std::istreambuf_iterator<char>(seed)), std::istreambuf_iterator<char>());
   const std::filesystem::path dir = ::strata::testing::TempDir("sparse_ids");
