@@ -1,6 +1,7 @@
 #include "worker/backend/step_batch.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 
@@ -12,18 +13,21 @@ void StepBatch::AddSequence(absl::Span<const int32_t> new_tokens, int32_t num_ca
   if (query_start.empty()) query_start.push_back(0);
   const int32_t first_row = static_cast<int32_t>(tokens.size());
   const int32_t n = static_cast<int32_t>(new_tokens.size());
+  // Positions and slots are computed in 64 bits: a hostile step may carry num_cached or block
+  // ids near 2^31. What does not fit is stored as -1, which Validate rejects.
+  const auto fit = [](int64_t v) { return v > INT32_MAX ? int32_t{-1} : static_cast<int32_t>(v); };
   for (int32_t i = 0; i < n; ++i) {
-    const int32_t pos = num_cached + i;
+    const int64_t pos = int64_t{num_cached} + i;
     tokens.push_back(new_tokens[i]);
-    positions.push_back(pos);
-    const int32_t block_index = pos / block_size;
-    const int32_t block = block_index < static_cast<int32_t>(block_table.size())
+    positions.push_back(fit(pos));
+    const int64_t block_index = pos / block_size;
+    const int32_t block = block_index < static_cast<int64_t>(block_table.size())
                               ? block_table[block_index]
                               : -1;  // rejected by Validate
-    slot_mapping.push_back(block < 0 ? -1 : block * block_size + pos % block_size);
+    slot_mapping.push_back(block < 0 ? -1 : fit(int64_t{block} * block_size + pos % block_size));
   }
   query_start.push_back(first_row + n);
-  context_lens.push_back(num_cached + n);
+  context_lens.push_back(fit(int64_t{num_cached} + n));
 
   // Re-pad the block tables when this sequence needs a wider row.
   const int32_t width = std::max<int32_t>(max_blocks_per_seq, static_cast<int32_t>(block_table.size()));

@@ -33,5 +33,18 @@ TEST(StepBatchTest, ValidateNamesWhatIsWrong) {
   EXPECT_FALSE(short_table.Validate(100, 64, 8, 16).ok());
 }
 
+// Found by worker_step_fuzz: block ids and positions near 2^31 must be refused, not overflow.
+TEST(StepBatchTest, HugeBlockIdsAndPositionsAreRefusedWithoutOverflow) {
+  StepBatch huge_block;
+  huge_block.AddSequence({1, 2}, 0, {218103807}, 16, false);
+  EXPECT_EQ(huge_block.slot_mapping, (std::vector<int32_t>{-1, -1}));
+  EXPECT_NE(huge_block.Validate(100, 64, 8, 16).message().find("KV slot -1"), std::string::npos);
+  StepBatch late;
+  late.AddSequence({1, 2}, INT32_MAX, {0}, 16, false);
+  EXPECT_EQ(late.positions[1], -1);
+  EXPECT_EQ(late.context_lens[0], -1);
+  EXPECT_FALSE(late.Validate(100, 64, 8, 16).ok());
+}
+
 }  // namespace
 }  // namespace strata
