@@ -15,6 +15,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "common/logging.h"
+#include "common/process_stats.h"
 #include "common/strings.h"
 #include "coordinator/gateway/gateway_internal.h"
 #include "openssl/sha.h"
@@ -107,6 +108,27 @@ Metrics::Metrics(bool vllm_names, const std::string& model) {
                       .Help("Steps each rank answered").Register(r);
   worker_compute = &BuildCounter().Name("strata_worker_step_compute_seconds_total")
                         .Help("Time each rank spent inside its steps").Register(r);
+  process_cpu = &BuildCounter().Name("process_cpu_seconds_total")
+                     .Help("User and system CPU time of the serving process").Register(r).Add({});
+  process_resident = &BuildGauge().Name("process_resident_memory_bytes")
+                          .Help("Resident memory of the serving process").Register(r).Add({});
+  process_virtual = &BuildGauge().Name("process_virtual_memory_bytes")
+                         .Help("Virtual memory of the serving process").Register(r).Add({});
+  process_fds = &BuildGauge().Name("process_open_fds")
+                     .Help("Open file descriptors of the serving process").Register(r).Add({});
+  process_max_fds = &BuildGauge().Name("process_max_fds")
+                         .Help("The serving process's limit on open file descriptors")
+                         .Register(r).Add({});
+  process_start = &BuildGauge().Name("process_start_time_seconds")
+                       .Help("Start time of the serving process since the Unix epoch")
+                       .Register(r).Add({});
+  heap_allocated = &BuildGauge().Name("strata_heap_allocated_bytes")
+                        .Help("Bytes the serving process holds from malloc (a leak grows it)")
+                        .Register(r).Add({});
+  heap_free = &BuildGauge().Name("strata_heap_free_bytes")
+                   .Help("Bytes malloc keeps free in its arenas for reuse (resident, but not "
+                         "held by the program)")
+                   .Register(r).Add({});
   if (vllm_names) {
     const prometheus::Labels labels = {{"model_name", model}};
     vllm_running = &BuildGauge().Name("vllm:num_requests_running")
@@ -188,6 +210,17 @@ void Metrics::Refresh(const engine::EngineStats& stats, const std::vector<RankSt
         .Increment(restarted ? rank.compute_seconds : rank.compute_seconds - seconds);
     steps = rank.steps;
     seconds = rank.compute_seconds;
+  }
+  const ProcessStats process = ReadProcessStats();
+  process_cpu->Increment(std::max(0.0, process.cpu_seconds - process_cpu->Value()));
+  process_resident->Set(static_cast<double>(process.resident_bytes));
+  process_virtual->Set(static_cast<double>(process.virtual_bytes));
+  process_fds->Set(static_cast<double>(process.open_fds));
+  process_max_fds->Set(static_cast<double>(process.max_fds));
+  process_start->Set(process.start_time_seconds);
+  if (process.heap_allocated_bytes >= 0) {
+    heap_allocated->Set(static_cast<double>(process.heap_allocated_bytes));
+    heap_free->Set(static_cast<double>(process.heap_free_bytes));
   }
   running->Set(static_cast<double>(stats.running));
   waiting->Set(static_cast<double>(stats.waiting));

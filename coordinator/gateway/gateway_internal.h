@@ -52,6 +52,15 @@ struct Metrics {
   prometheus::Gauge* ready = nullptr;
   prometheus::Counter* prefix_queries = nullptr;
   prometheus::Counter* prefix_hits = nullptr;
+  // The process, under the names of Prometheus's process collector, and malloc's accounting.
+  prometheus::Counter* process_cpu = nullptr;
+  prometheus::Gauge* process_resident = nullptr;
+  prometheus::Gauge* process_virtual = nullptr;
+  prometheus::Gauge* process_fds = nullptr;
+  prometheus::Gauge* process_max_fds = nullptr;
+  prometheus::Gauge* process_start = nullptr;
+  prometheus::Gauge* heap_allocated = nullptr;
+  prometheus::Gauge* heap_free = nullptr;
   // vLLM-compatible duplicates (null unless enabled).
   prometheus::Gauge* vllm_running = nullptr;
   prometheus::Gauge* vllm_waiting = nullptr;

@@ -7,10 +7,12 @@
 #include <thread>
 
 #include "boost/json.hpp"
+#include "common/process_stats.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/gateway/gateway_fixture.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/node_reference.h"
+#include "tests/testing/probes.h"
 #include "tests/testing/shared_data.h"
 
 namespace strata::gateway {
@@ -84,6 +86,19 @@ TEST_F(GatewayTest, OperationsEndpoints) {
         "strata_replica_handoffs_total 0"}) {
     EXPECT_NE(metrics.body.find(name), std::string::npos) << name << "\n" << metrics.body;
   }
+  // The process figures are this (test) process's, as /proc and malloc report them.
+  const ProcessStats self = ReadProcessStats();
+  const double resident = testing::MetricValue(metrics.body, "process_resident_memory_bytes");
+  EXPECT_GT(resident, 0.5 * static_cast<double>(self.resident_bytes)) << metrics.body;
+  EXPECT_LT(resident, 2.0 * static_cast<double>(self.resident_bytes)) << metrics.body;
+  EXPECT_GT(testing::MetricValue(metrics.body, "process_open_fds"), 3);
+  EXPECT_EQ(testing::MetricValue(metrics.body, "process_max_fds"),
+            static_cast<double>(self.max_fds));
+  EXPECT_NEAR(testing::MetricValue(metrics.body, "process_start_time_seconds"),
+              self.start_time_seconds, 1.0);
+  EXPECT_GT(testing::MetricValue(metrics.body, "process_cpu_seconds_total"), 0);
+  EXPECT_GT(testing::MetricValue(metrics.body, "strata_heap_allocated_bytes"), 64 << 10);
+  EXPECT_GE(testing::MetricValue(metrics.body, "strata_heap_free_bytes"), 0);
 }
 
 // Per-key limits: a key over its requests per minute gets 429 with Retry-After and OpenAI's
