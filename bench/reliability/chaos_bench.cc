@@ -3,16 +3,25 @@
 // alternating a worker killed with SIGKILL and a worker stopped with SIGSTOP past the step
 // timeout, then continued. Every answer is checked against the same request's undisturbed
 // tokens (greedy and seeded requests are deterministic). Every 10 s it samples the serving
-// process's resident memory (all of it, and the anonymous part: heap and stacks, where a leak
-// shows; the rest is code and libraries paged in as new paths run) and open descriptors; at
-// the end, with the load stopped, the KV cache must be empty.
+// process: resident memory (all of it, and the anonymous part), malloc's accounting from
+// /metrics (bytes the program holds, and bytes the allocator keeps free for reuse) and open
+// descriptors.
+//
+// Memory is judged idle against idle: once warm (both kinds of fault have happened, so their
+// paths have allocated what they keep) the load pauses until nothing runs, and the footprint
+// then is the baseline; at the end, with the load stopped, the same is read again and the KV
+// cache must be empty.
 //
 //   strata_chaos_bench --duration-s 1800 --fault-every-s 180 --clients 8   # the soak
 //   strata_chaos_bench --duration-s 300 --fault-every-s 20 --clients 24    # chaos
 //
-// Prints one line per sample and a summary; exits 1 if an answer was wrong or hung, anonymous
-// memory drifted more than 5 % after warm-up (once both kinds of fault have happened),
-// descriptors grew, or KV blocks leaked.
+// --linger-s N keeps the server up at rest for N s after the summary, to attach a heap
+// profiler to a process that has been through the run (e.g. heaptrack -p PID).
+//
+// Prints one line per sample and a summary; exits 1 if an answer was wrong or hung, resident
+// memory grew 5 % or more from the idle baseline, descriptors grew, or KV blocks leaked. The
+// bytes held from malloc are reported beside it: on a heap of ~2 MB they move by tens of KB
+// with gRPC's adaptive read buffers, so they are a figure to read, not a threshold.
 #include <signal.h>
 #include <unistd.h>
 
@@ -20,9 +29,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -33,6 +41,7 @@
 #include "boost/json.hpp"
 #include "tests/integration/completion_streams.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/probes.h"
 #include "tests/testing/serve_process.h"
 
 namespace strata {
@@ -50,6 +59,7 @@ struct Flags {
   int replicas = 2, tp = 2, pp = 1;
   int requests = 64;  // distinct requests the clients cycle through
   int step_timeout_ms = 2000;
+  int linger_s = 0;  // keep the server up, at rest, this long after the summary
 };
 
 json::object Request(int i, bool stream) {
@@ -62,29 +72,34 @@ json::object Request(int i, bool stream) {
   return r;
 }
 
-int64_t Status(pid_t pid, const std::string& key) {  // a /proc/PID/status field in kB
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with(key)) return std::atoll(line.c_str() + key.size());
-  }
-  return -1;
+// The serving process at rest: every replica ready, nothing running or waiting.
+struct Footprint {
+  int64_t rss_kb = 0, anon_kb = 0, fds = 0;
+  double heap_held = 0, heap_free = 0;  // malloc: bytes the program holds; kept free for reuse
+  double kv_usage = 0;
+};
+
+Footprint Read(pid_t pid, const std::string& metrics) {
+  return {testing::ProcStatusKb(pid, "VmRSS:"), testing::ProcStatusKb(pid, "RssAnon:"),
+          testing::OpenFds(pid), testing::MetricValue(metrics, "strata_heap_allocated_bytes"),
+          testing::MetricValue(metrics, "strata_heap_free_bytes"),
+          testing::MetricValue(metrics, "strata_kv_cache_usage_ratio")};
 }
 
-int64_t OpenFds(pid_t pid) {
-  std::error_code ec;
-  int64_t n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
+// Waits up to two minutes for the server to be at rest, then reads its footprint.
+std::optional<Footprint> AtRest(const testing::ServeProcess& serve, std::string* metrics) {
+  const bool rested = testing::WaitFor([&] {
+    *metrics = testing::HttpGet(serve.port(), "/metrics").body;
+    return testing::HttpGet(serve.port(), "/ready").status == 200 &&
+           testing::MetricValue(*metrics, "strata_num_requests_running") == 0 &&
+           testing::MetricValue(*metrics, "strata_num_requests_waiting") == 0 &&
+           testing::MetricValue(*metrics, "strata_kv_cache_usage_ratio") == 0;
+  }, std::chrono::seconds(120));
+  if (!rested) return std::nullopt;
+  return Read(serve.pid(), *metrics);
 }
 
-double Metric(const std::string& metrics, const std::string& name) {
-  const size_t at = metrics.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + name.size() + 2));
-}
+double Percent(double now, double then) { return then > 0 ? 100.0 * (now - then) / then : 0; }
 
 int Run(const Flags& f) {
   auto started = testing::ServeProcess::Start(
@@ -114,12 +129,13 @@ int Run(const Flags& f) {
     }
   }
 
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, paused{false};
   std::atomic<int64_t> exact{0}, errors{0}, wrong{0}, hung{0}, tokens{0};
   std::vector<std::thread> clients;
   for (int c = 0; c < f.clients; ++c) {
     clients.emplace_back([&, c] {
       for (int k = c; !stop; k += f.clients) {
+        while (paused && !stop) std::this_thread::sleep_for(milliseconds(50));
         const int i = k % f.requests;
         testing::RawConnection conn(port);
         if (!conn.Send(testing::Http10Post(Request(i, true)))) {
@@ -153,7 +169,7 @@ int Run(const Flags& f) {
     auto next = Clock::now() + seconds(f.fault_every_s);
     while (!stop) {
       std::this_thread::sleep_for(milliseconds(100));
-      if (Clock::now() < next) continue;
+      if (paused || Clock::now() < next) continue;
       next = Clock::now() + seconds(f.fault_every_s);
       std::vector<pid_t> workers = serve.Workers();
       if (workers.empty()) continue;
@@ -174,26 +190,37 @@ int Run(const Flags& f) {
 
   const auto start = Clock::now();
   const auto end = start + seconds(f.duration_s);
-  int64_t rss_warm = -1, anon_warm = -1, fds_warm = -1, rss = 0, anon = 0, fds = 0;
-  while (Clock::now() < end) {
+  // Warm: both kinds of fault have happened once.
+  const double warm = std::min(std::max(120.0, 2.0 * f.fault_every_s + 30), f.duration_s / 3.0);
+  std::optional<Footprint> baseline;
+  std::string metrics;
+  bool rested = true;
+  while (Clock::now() < end && rested) {
     std::this_thread::sleep_for(seconds(10));
-    rss = Status(serve.pid(), "VmRSS:");
-    anon = Status(serve.pid(), "RssAnon:");
-    fds = OpenFds(serve.pid());
     const double t = std::chrono::duration<double>(Clock::now() - start).count();
-    // Warm: both kinds of fault have happened once (their paths allocated what they keep).
-    const double warm = std::min(std::max(120.0, 2.0 * f.fault_every_s + 30), f.duration_s / 3.0);
-    if (rss_warm < 0 && t >= warm) {
-      rss_warm = rss;
-      anon_warm = anon;
-      fds_warm = fds;
+    if (!baseline && t >= warm) {
+      paused = true;
+      baseline = AtRest(serve, &metrics);
+      paused = false;
+      rested = baseline.has_value();
+      std::printf("baseline at rest (t=%.0fs): rss %lld kB, anon %lld kB, heap held %.0f kB, "
+                  "free %.0f kB, fds %lld\n",
+                  t, static_cast<long long>(baseline ? baseline->rss_kb : -1),
+                  static_cast<long long>(baseline ? baseline->anon_kb : -1),
+                  baseline ? baseline->heap_held / 1024 : -1,
+                  baseline ? baseline->heap_free / 1024 : -1,
+                  static_cast<long long>(baseline ? baseline->fds : -1));
+      std::fflush(stdout);
     }
+    metrics = testing::HttpGet(port, "/metrics").body;
+    const Footprint now = Read(serve.pid(), metrics);
     std::printf("t=%5.0fs  exact %lld  errors %lld  wrong %lld  hung %lld  serve rss %lld kB "
-                "(anon %lld kB)  fds %lld  workers %zu\n",
+                "(anon %lld kB)  heap held %.0f kB free %.0f kB  fds %lld  workers %zu\n",
                 t, static_cast<long long>(exact.load()), static_cast<long long>(errors.load()),
                 static_cast<long long>(wrong.load()), static_cast<long long>(hung.load()),
-                static_cast<long long>(rss), static_cast<long long>(anon),
-                static_cast<long long>(fds), serve.Workers().size());
+                static_cast<long long>(now.rss_kb), static_cast<long long>(now.anon_kb),
+                now.heap_held / 1024, now.heap_free / 1024, static_cast<long long>(now.fds),
+                serve.Workers().size());
     std::fflush(stdout);
   }
   stop = true;
@@ -201,40 +228,44 @@ int Run(const Flags& f) {
   for (std::thread& t : clients) t.join();
   const double seconds_run = std::chrono::duration<double>(Clock::now() - start).count();
 
-  // Idle: every replica ready again, nothing left in the KV cache.
-  std::string metrics;
-  const auto idle_deadline = Clock::now() + seconds(120);
-  while (Clock::now() < idle_deadline) {
-    metrics = testing::HttpGet(port, "/metrics").body;
-    if (testing::HttpGet(port, "/ready").status == 200 &&
-        Metric(metrics, "strata_kv_cache_usage_ratio") == 0) {
-      break;
-    }
-    std::this_thread::sleep_for(milliseconds(200));
+  const std::optional<Footprint> last = AtRest(serve, &metrics);
+  if (!baseline || !last) {
+    std::printf("%s\nFAIL: the server did not come to rest within two minutes\n",
+                metrics.c_str());
+    serve.Stop();
+    return 1;
   }
-  rss = Status(serve.pid(), "VmRSS:");
-  anon = Status(serve.pid(), "RssAnon:");
-  fds = OpenFds(serve.pid());
-  const double drift = rss_warm > 0 ? 100.0 * (rss - rss_warm) / rss_warm : 0;
-  const double anon_drift = anon_warm > 0 ? 100.0 * (anon - anon_warm) / anon_warm : 0;
-  const double kv = Metric(metrics, "strata_kv_cache_usage_ratio");
+  const double rss_drift = Percent(static_cast<double>(last->rss_kb),
+                                   static_cast<double>(baseline->rss_kb));
+  const double heap_drift = Percent(last->heap_held, baseline->heap_held);
   std::printf(
       "\nsummary: %.0f s, %d clients, %d replica(s) of TP %d x PP %d, %lld faults\n"
       "  answers: %lld exact (%lld tokens), %lld explicit errors, %lld wrong, %lld hung\n"
       "  cluster failures %.0f, recoveries %.0f, requests moved between replicas %.0f\n"
-      "  serve rss %lld kB after warm-up -> %lld kB at the end (%+.2f %%); anonymous %lld kB "
-      "-> %lld kB (%+.2f %%); fds %lld -> %lld\n"
-      "  KV cache usage when idle: %g\n",
+      "  at rest, baseline -> end:\n"
+      "    serve rss %lld kB -> %lld kB (%+.2f %%); anonymous %lld kB -> %lld kB (%+.2f %%)\n"
+      "    heap held %.0f kB -> %.0f kB (%+.2f %%); heap kept free %.0f kB -> %.0f kB\n"
+      "    fds %lld -> %lld; KV cache usage %g\n",
       seconds_run, f.clients, f.replicas, f.tp, f.pp, static_cast<long long>(faults),
       static_cast<long long>(exact.load()), static_cast<long long>(tokens.load()),
       static_cast<long long>(errors.load()), static_cast<long long>(wrong.load()),
-      static_cast<long long>(hung.load()), Metric(metrics, "strata_cluster_failures_total"),
-      Metric(metrics, "strata_cluster_recoveries_total"),
-      Metric(metrics, "strata_replica_handoffs_total"), static_cast<long long>(rss_warm),
-      static_cast<long long>(rss), drift, static_cast<long long>(anon_warm),
-      static_cast<long long>(anon), anon_drift, static_cast<long long>(fds_warm),
-      static_cast<long long>(fds), kv);
-  const bool ok = wrong == 0 && hung == 0 && anon_drift < 5.0 && fds <= fds_warm + 4 && kv == 0;
+      static_cast<long long>(hung.load()),
+      testing::MetricValue(metrics, "strata_cluster_failures_total"),
+      testing::MetricValue(metrics, "strata_cluster_recoveries_total"),
+      testing::MetricValue(metrics, "strata_replica_handoffs_total"),
+      static_cast<long long>(baseline->rss_kb), static_cast<long long>(last->rss_kb), rss_drift,
+      static_cast<long long>(baseline->anon_kb), static_cast<long long>(last->anon_kb),
+      Percent(static_cast<double>(last->anon_kb), static_cast<double>(baseline->anon_kb)),
+      baseline->heap_held / 1024, last->heap_held / 1024, heap_drift, baseline->heap_free / 1024,
+      last->heap_free / 1024, static_cast<long long>(baseline->fds),
+      static_cast<long long>(last->fds), last->kv_usage);
+  const bool ok = wrong == 0 && hung == 0 && rss_drift < 5.0 && last->fds <= baseline->fds + 4 &&
+                  last->kv_usage == 0;
+  if (f.linger_s > 0) {
+    std::printf("lingering %d s at rest: serve is pid %d\n", f.linger_s, serve.pid());
+    std::fflush(stdout);
+    std::this_thread::sleep_for(seconds(f.linger_s));
+  }
   serve.Stop();
   std::printf("%s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
@@ -260,6 +291,7 @@ int main(int argc, char** argv) {
     else if (name == "--pp") f.pp = std::max(1, value);
     else if (name == "--requests") f.requests = std::max(1, value);
     else if (name == "--step-timeout-ms") f.step_timeout_ms = std::max(100, value);
+    else if (name == "--linger-s") f.linger_s = value;
     else {
       std::fprintf(stderr, "unknown flag %s (see the comment at the top of chaos_bench.cc)\n",
                    name.c_str());

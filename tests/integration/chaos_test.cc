@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/completion_streams.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/probes.h"
 #include "tests/testing/serve_process.h"
 
 namespace strata {
@@ -27,7 +28,6 @@ namespace {
 namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using Clock = std::chrono::steady_clock;
 
 constexpr int kStreams = 50;
 
@@ -43,15 +43,6 @@ json::object Request(int i, bool stream) {
   return r;
 }
 
-std::string Field(pid_t pid, const std::string& file, const std::string& prefix) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with(prefix)) return line.substr(prefix.size());
-  }
-  return {};
-}
-
 // Each worker's replica: the coordinator address it registered at (its --coordinator).
 std::map<std::string, std::vector<pid_t>> WorkersByReplica(const testing::ServeProcess& serve) {
   std::map<std::string, std::vector<pid_t>> out;
@@ -64,20 +55,6 @@ std::map<std::string, std::vector<pid_t>> WorkersByReplica(const testing::ServeP
     }
   }
   return out;
-}
-
-bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return true;
-}
-
-double Metric(const std::string& metrics, const std::string& name) {
-  const size_t at = metrics.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + name.size() + 2));
 }
 
 TEST(ChaosTest, TwoReplicasOfTp2Pp2SurviveAKillAndAStopUnderFiftyStreams) {
@@ -106,7 +83,7 @@ TEST(ChaosTest, TwoReplicasOfTp2Pp2SurviveAKillAndAStopUnderFiftyStreams) {
     for (std::thread& t : clients) t.join();
   }
   std::map<std::string, std::vector<pid_t>> replicas;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(testing::WaitFor([&] {
     replicas = WorkersByReplica(serve);
     return replicas.size() == 2 && replicas.begin()->second.size() == 4 &&
            replicas.rbegin()->second.size() == 4;
@@ -125,7 +102,7 @@ TEST(ChaosTest, TwoReplicasOfTp2Pp2SurviveAKillAndAStopUnderFiftyStreams) {
   for (int i = 0; i < kStreams; ++i) raw[i] = streams[i]->ReadUntil("token_ids", seconds(60));
   ASSERT_EQ(::kill(killed, SIGKILL), 0);
   ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
-  ASSERT_TRUE(WaitFor([&] { return Field(stopped, "status", "State:").find('T') !=
+  ASSERT_TRUE(testing::WaitFor([&] { return testing::ProcField(stopped, "status", "State:").find('T') !=
                                    std::string::npos; }, seconds(5)));
   // Past the step timeout: replica 1's step fails too, while replica 0 is being restarted.
   std::this_thread::sleep_for(milliseconds(2500));
@@ -153,22 +130,22 @@ TEST(ChaosTest, TwoReplicasOfTp2Pp2SurviveAKillAndAStopUnderFiftyStreams) {
   EXPECT_GE(exact, kStreams * 9 / 10) << serve.Log();
 
   // Both replicas come back (the killed worker replaced), the cache is empty, faults counted.
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(testing::WaitFor([&] {
     auto now = WorkersByReplica(serve);
     return now.size() == 2 && now.begin()->second.size() == 4 &&
            now.rbegin()->second.size() == 4 &&
            std::count(now.begin()->second.begin(), now.begin()->second.end(), killed) == 0;
   }, seconds(60))) << serve.Log();
-  EXPECT_TRUE(WaitFor([&] { return testing::HttpGet(port, "/ready").status == 200; },
+  EXPECT_TRUE(testing::WaitFor([&] { return testing::HttpGet(port, "/ready").status == 200; },
                       seconds(60)));
   std::string metrics;
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(testing::WaitFor([&] {
     metrics = testing::HttpGet(port, "/metrics").body;
-    return Metric(metrics, "strata_kv_cache_usage_ratio") == 0 &&
-           Metric(metrics, "strata_cluster_recoveries_total") >= 2;
+    return testing::MetricValue(metrics, "strata_kv_cache_usage_ratio") == 0 &&
+           testing::MetricValue(metrics, "strata_cluster_recoveries_total") >= 2;
   }, seconds(60))) << metrics;
-  EXPECT_GE(Metric(metrics, "strata_cluster_failures_total"), 2) << metrics;
-  EXPECT_GE(Metric(metrics, "strata_replica_handoffs_total"), 1) << metrics;
+  EXPECT_GE(testing::MetricValue(metrics, "strata_cluster_failures_total"), 2) << metrics;
+  EXPECT_GE(testing::MetricValue(metrics, "strata_replica_handoffs_total"), 1) << metrics;
   // And it serves: a new request is exact.
   const testing::HttpResponse again =
       testing::HttpPost(port, "/v1/completions", json::serialize(Request(3, false)));
