@@ -24,6 +24,15 @@ inline constexpr size_t kMaxStoreKeyBytes = 4096;
 inline constexpr size_t kMaxStoreValueBytes = size_t{1} << 20;  // 1 MiB
 inline constexpr std::chrono::milliseconds kMaxStoreWait = std::chrono::minutes(5);
 
+// A load's rendezvous keys all start with "g<generation>/" (the worker's group prefixes). The
+// coordinator's store forgets a generation's keys once one two generations newer is in use.
+inline std::string StoreGenerationPrefix(uint64_t generation) {
+  std::string prefix = "g";
+  prefix += std::to_string(generation);
+  prefix += '/';
+  return prefix;
+}
+
 // What one worker brings to the cluster (proto: strata.v1.Inventory).
 struct DeviceInventory {
   DeviceKind device_kind = DeviceKind::kCpu;

@@ -2,6 +2,7 @@
 // shutdown) and flips expired workers to dead, notifying waiters.
 #include "coordinator/cluster/membership.h"
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -109,7 +110,21 @@ void Membership::MarkDead(uint64_t id, const std::string& reason) {
   if (it == workers_.end() || !it->second.alive) return;
   it->second.alive = false;
   STRATA_LOG_WARN("worker {} ({}) marked dead: {}", id, it->second.host, reason);
+  ForgetOldestDeadLocked();
   changed_.notify_all();
+}
+
+void Membership::ForgetOldestDeadLocked() {
+  std::vector<std::pair<Clock::time_point, uint64_t>> dead;  // (last seen, id)
+  for (const auto& [id, info] : workers_) {
+    if (!info.alive) dead.emplace_back(info.last_heartbeat, id);
+  }
+  if (dead.size() <= options_.max_dead_listed) return;
+  std::sort(dead.begin(), dead.end());
+  for (size_t i = 0; i < dead.size() - options_.max_dead_listed; ++i) {
+    workers_.erase(dead[i].second);
+    tokens_.erase(dead[i].second);
+  }
 }
 
 int Membership::AliveCount() const {
@@ -159,7 +174,10 @@ void Membership::ReapLoop() {
                         options_.lease.count());
       }
     }
-    if (any) changed_.notify_all();
+    if (any) {
+      ForgetOldestDeadLocked();
+      changed_.notify_all();
+    }
   }
 }
 

@@ -3,8 +3,9 @@
 // Workers register (getting an id), then heartbeat. A background reaper marks a worker dead
 // once its last heartbeat is older than the lease; it checks every `check_interval`, so a
 // silent worker is dead within lease + check_interval. Dead workers stay listed (an operator
-// sees what went missing); re-registering from the same host, or with the same id, reuses the
-// entry and makes it alive again. Observers wait for "N workers alive" with a deadline.
+// sees what went missing), the most recently seen `max_dead_listed` of them: workers restarted
+// on new ports must not grow the registry for the life of the cluster. Re-registering from the
+// same host, or with the same id, reuses the entry and makes it alive again. Observers wait for "N workers alive" with a deadline.
 //
 // Thread-safe: every method may be called from any thread (the gRPC handlers do).
 #pragma once
@@ -31,6 +32,8 @@ struct MembershipOptions {
   std::chrono::milliseconds lease{5000};
   // How often the reaper looks for expired leases.
   std::chrono::milliseconds check_interval{250};
+  // Dead workers kept listed; beyond this the longest silent are forgotten.
+  size_t max_dead_listed = 64;
 };
 
 // One registered worker, as the registry saw it at a point in time.
@@ -86,6 +89,7 @@ class Membership {
  private:
   void ReapLoop();
   int AliveCountLocked() const;
+  void ForgetOldestDeadLocked();
 
   const MembershipOptions options_;
   mutable std::mutex mu_;

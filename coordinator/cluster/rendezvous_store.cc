@@ -3,6 +3,8 @@
 #include "coordinator/cluster/rendezvous_store.h"
 
 #include <algorithm>
+#include <iterator>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -13,12 +15,34 @@ namespace {
 
 constexpr std::chrono::milliseconds kCancelPoll(50);
 
+// N for a key "g<N>/...", else nullopt.
+std::optional<uint64_t> GenerationOf(const std::string& key) {
+  const size_t slash = key.find('/');
+  uint64_t generation = 0;
+  if (key.size() < 3 || key[0] != 'g' || slash == std::string::npos ||
+      !absl::SimpleAtoi(key.substr(1, slash - 1), &generation)) {
+    return std::nullopt;
+  }
+  return generation;
+}
+
 }  // namespace
+
+void RendezvousStore::ForgetOldGenerationsLocked(const std::string& written_key) {
+  const std::optional<uint64_t> generation = GenerationOf(written_key);
+  if (!generation || *generation <= newest_generation_) return;
+  newest_generation_ = *generation;
+  for (auto it = values_.begin(); it != values_.end();) {
+    const std::optional<uint64_t> g = GenerationOf(it->first);
+    it = g && *g + 1 < newest_generation_ ? values_.erase(it) : std::next(it);
+  }
+}
 
 void RendezvousStore::Set(const std::string& key, std::string value) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     values_[key] = std::move(value);
+    ForgetOldGenerationsLocked(key);
   }
   changed_.notify_all();
 }
@@ -56,6 +80,7 @@ absl::StatusOr<int64_t> RendezvousStore::Add(const std::string& key, int64_t del
     return absl::OutOfRangeError(absl::StrCat("store counter '", key, "' would overflow"));
   }
   values_[key] = absl::StrCat(value);
+  ForgetOldGenerationsLocked(key);
   changed_.notify_all();
   return value;
 }

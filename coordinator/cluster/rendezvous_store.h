@@ -3,6 +3,10 @@
 // NCCL unique id, Gloo addresses). Same semantics as worker/comm/store.h's KeyValueStore:
 // values are opaque bytes, Get waits for the key, Add keeps a decimal counter.
 //
+// Keys under a load's generation prefix ("g<N>/", proto/cluster_protocol.h) are forgotten once a
+// key of generation N + 2 is written: a reload's groups never read an older generation's
+// addresses, and a coordinator whose workers keep failing must not keep them all.
+//
 // Thread-safe. Close() wakes every waiting Get (with Unavailable) so a server can stop
 // promptly while clients are blocked.
 #pragma once
@@ -42,10 +46,13 @@ class RendezvousStore {
   size_t size() const;
 
  private:
+  void ForgetOldGenerationsLocked(const std::string& written_key);
+
   mutable std::mutex mu_;
   std::condition_variable changed_;
   std::map<std::string, std::string> values_;
   bool closed_ = false;
+  uint64_t newest_generation_ = 0;
 };
 
 }  // namespace strata

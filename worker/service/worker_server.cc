@@ -176,13 +176,15 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   if (a.tp_size() > 1) {
     gloo.rank = a.tp_rank();
     gloo.world_size = a.tp_size();
-    gloo.store_prefix = absl::StrCat("g", request.generation(), "/tp/stage", a.pp_rank());
+    gloo.store_prefix =
+        absl::StrCat(StoreGenerationPrefix(request.generation()), "tp/stage", a.pp_rank());
     STRATA_ASSIGN_OR_RETURN(shard->tp_comm, GlooCommunicator::Create(gloo, store_));
   }
   if (a.pp_size() > 1) {
     gloo.rank = a.pp_rank();
     gloo.world_size = a.pp_size();
-    gloo.store_prefix = absl::StrCat("g", request.generation(), "/pp/tp", a.tp_rank());
+    gloo.store_prefix =
+        absl::StrCat(StoreGenerationPrefix(request.generation()), "pp/tp", a.tp_rank());
     STRATA_ASSIGN_OR_RETURN(shard->pp_comm, GlooCommunicator::Create(gloo, store_));
   }
 

@@ -1,9 +1,13 @@
 // Membership without gRPC: ids, waiting for N alive, leases and revival, restart re-ids.
 #include "coordinator/cluster/membership.h"
 
+#include <set>
+
 #include <thread>
 
+#include "coordinator/cluster/rendezvous_store.h"
 #include "gtest/gtest.h"
+#include "proto/cluster_protocol.h"
 
 namespace strata {
 namespace {
@@ -52,6 +56,45 @@ TEST(MembershipTest, HeartbeatsKeepAWorkerAliveAcrossSeveralLeases) {
     ASSERT_TRUE(membership.Heartbeat(id, "busy"));
   }
   EXPECT_EQ(membership.AliveCount(), 1);
+}
+
+// Workers restarted on new ports leave dead entries behind: only the most recently seen
+// `max_dead_listed` stay, so a long-lived coordinator's registry does not grow with restarts.
+TEST(MembershipTest, OnlyTheMostRecentDeadWorkersStayListed) {
+  MembershipOptions options = Short();
+  options.max_dead_listed = 3;
+  Membership membership(options);
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 6; ++i) {
+    std::string host = "w:";
+    host += std::to_string(1000 + i);
+    ids.push_back(membership.Register(0, host, Cpu()));
+    std::this_thread::sleep_for(milliseconds(2));  // distinct last-seen times
+  }
+  const uint64_t alive = membership.Register(0, "alive:1", Cpu());
+  for (uint64_t id : ids) membership.MarkDead(id, "test");
+  std::set<uint64_t> listed;
+  for (const WorkerInfo& w : membership.Snapshot()) listed.insert(w.id);
+  EXPECT_EQ(listed, (std::set<uint64_t>{ids[3], ids[4], ids[5], alive}));
+  EXPECT_TRUE(membership.SessionToken(ids[0]).empty());  // its secret is gone with it
+  EXPECT_FALSE(membership.SessionToken(alive).empty());
+}
+
+// A reload's keys live under its generation's prefix; two generations on, they are forgotten.
+TEST(RendezvousStoreTest, ForgetsKeysTwoGenerationsOld) {
+  RendezvousStore store;
+  store.Set(StoreGenerationPrefix(1) + "tp/stage0/0", "a");
+  store.Set("other", "kept");  // not a generation key
+  ASSERT_TRUE(store.Add(StoreGenerationPrefix(2) + "tp/stage0/count", 1).ok());
+  EXPECT_EQ(store.size(), 3u);  // generation 1 is still the one before
+  store.Set(StoreGenerationPrefix(3) + "tp/stage0/0", "c");
+  EXPECT_EQ(store.size(), 3u);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(
+      store.Get(StoreGenerationPrefix(1) + "tp/stage0/0", milliseconds(1)).status()));
+  EXPECT_EQ(*store.Get(StoreGenerationPrefix(2) + "tp/stage0/count", milliseconds(1)), "1");
+  EXPECT_EQ(*store.Get("other", milliseconds(1)), "kept");
+  store.Set("g12x/not-a-generation", "y");  // malformed prefixes are ordinary keys
+  EXPECT_EQ(store.size(), 4u);
 }
 
 }  // namespace
