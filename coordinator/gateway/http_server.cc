@@ -351,9 +351,15 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       } else if (ec == http::error::body_limit ||  // Beast checks a declared Content-Length here
                  (!ec && parser.content_length() &&
                   *parser.content_length() > options.max_body_bytes)) {
-        const auto length = parser.content_length();
-        refusal = Error(413, absl::StrCat("request body of ", length ? *length : 0,
-                                          " bytes exceeds the limit of ", options.max_body_bytes));
+        // Beast refuses a declared length over the limit before the header is complete, when
+        // the parser may not be asked for it (and the length may not fit 64 bits).
+        const auto length =
+            parser.is_header_done() ? parser.content_length() : boost::optional<std::uint64_t>();
+        refusal = Error(413, length ? absl::StrCat("request body of ", *length,
+                                                   " bytes exceeds the limit of ",
+                                                   options.max_body_bytes)
+                                    : absl::StrCat("request body exceeds the limit of ",
+                                                   options.max_body_bytes, " bytes"));
       } else if (IsMalformedRequest(ec)) {
         refusal = Error(400, absl::StrCat("malformed HTTP request: ", ec.message()));
       } else if (ec) {
