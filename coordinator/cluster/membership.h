@@ -5,7 +5,8 @@
 // silent worker is dead within lease + check_interval. Dead workers stay listed (an operator
 // sees what went missing), the most recently seen `max_dead_listed` of them: workers restarted
 // on new ports must not grow the registry for the life of the cluster. Re-registering from the
-// same host, or with the same id, reuses the entry and makes it alive again. Observers wait for "N workers alive" with a deadline.
+// same host, or with the same id, reuses the entry and makes it alive again. Observers wait
+// for "N workers alive" with a deadline.
 //
 // Thread-safe: every method may be called from any thread (the gRPC handlers do).
 #pragma once

@@ -46,7 +46,8 @@ TEST(ProcessStatsTest, HeapAllocatedFollowsMallocAndFree) {
   EXPECT_GE(held.resident_bytes - before.resident_bytes, static_cast<int64_t>(kBytes) / 2);
   std::free(block);
   const ProcessStats after = ReadProcessStats();
-  EXPECT_LT(after.heap_allocated_bytes, held.heap_allocated_bytes - static_cast<int64_t>(kBytes) / 2);
+  EXPECT_LT(after.heap_allocated_bytes,
+            held.heap_allocated_bytes - static_cast<int64_t>(kBytes) / 2);
   EXPECT_GE(after.heap_free_bytes, 0);
 }
 

@@ -102,8 +102,9 @@ TEST(ChaosTest, TwoReplicasOfTp2Pp2SurviveAKillAndAStopUnderFiftyStreams) {
   for (int i = 0; i < kStreams; ++i) raw[i] = streams[i]->ReadUntil("token_ids", seconds(60));
   ASSERT_EQ(::kill(killed, SIGKILL), 0);
   ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
-  ASSERT_TRUE(testing::WaitFor([&] { return testing::ProcField(stopped, "status", "State:").find('T') !=
-                                   std::string::npos; }, seconds(5)));
+  const auto stopped_state = [&] { return testing::ProcField(stopped, "status", "State:"); };
+  ASSERT_TRUE(testing::WaitFor([&] { return stopped_state().find('T') != std::string::npos; },
+                               seconds(5)));
   // Past the step timeout: replica 1's step fails too, while replica 0 is being restarted.
   std::this_thread::sleep_for(milliseconds(2500));
   ASSERT_EQ(::kill(stopped, SIGCONT), 0);
