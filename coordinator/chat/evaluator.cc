@@ -205,6 +205,7 @@ Value LoopInfo(const std::vector<Value>& items, size_t i) {
   const auto k = static_cast<int64_t>(i);
   Value loop = Value::MakeDict();
   DictData& d = loop.mutable_dict();
+  d.Reserve(9);
   d.Set("index", Value::Int(k + 1));
   d.Set("index0", Value::Int(k));
   d.Set("revindex", Value::Int(n - k));

@@ -1,15 +1,22 @@
 #include "coordinator/chat/value.h"
 
+#include <utility>
+
 namespace strata::chat {
 
 const Value* DictData::Find(std::string_view key) const {
+  if (index_.empty()) {
+    for (const auto& [name, value] : entries_) {
+      if (name == key) return &value;
+    }
+    return nullptr;
+  }
   auto it = index_.find(absl::string_view(key.data(), key.size()));
   return it == index_.end() ? nullptr : &entries_[it->second].second;
 }
 
 Value* DictData::Find(std::string_view key) {
-  auto it = index_.find(absl::string_view(key.data(), key.size()));
-  return it == index_.end() ? nullptr : &entries_[it->second].second;
+  return const_cast<Value*>(std::as_const(*this).Find(key));
 }
 
 void DictData::Set(std::string key, Value value) {
@@ -17,8 +24,13 @@ void DictData::Set(std::string key, Value value) {
     *existing = std::move(value);
     return;
   }
-  index_.emplace(key, entries_.size());
   entries_.emplace_back(std::move(key), std::move(value));
+  if (entries_.size() <= kScannedSize) return;
+  if (index_.empty()) {
+    for (size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].first, i);
+  } else {
+    index_.emplace(entries_.back().first, entries_.size() - 1);
+  }
 }
 
 const Value* CallArgs::Keyword(std::string_view name) const {

@@ -33,7 +33,9 @@ struct ListData {
   bool is_tuple = false;
 };
 
-// An insertion-ordered string-keyed map: dicts, namespaces and keyword-argument bundles.
+// An insertion-ordered string-keyed map: dicts, namespaces and keyword-argument bundles. Small
+// ones (most: message objects, `loop`, keyword arguments) are scanned; a hash index is built
+// once a dict outgrows kScannedSize.
 class DictData {
  public:
   // The value under `key`, or nullptr.
@@ -41,12 +43,15 @@ class DictData {
   Value* Find(std::string_view key);
   // Inserts or overwrites, keeping the first insertion's position.
   void Set(std::string key, Value value);
+  void Reserve(size_t n);
   const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
   size_t size() const;  // defined below Value, which must be complete first
 
  private:
+  static constexpr size_t kScannedSize = 16;
+
   std::vector<std::pair<std::string, Value>> entries_;
-  absl::flat_hash_map<std::string, size_t> index_;
+  absl::flat_hash_map<std::string, size_t> index_;  // empty until size() > kScannedSize
 };
 
 // Arguments of one call: positional values, then keyword arguments in source order.
@@ -140,5 +145,6 @@ class Value {
 };
 
 inline size_t DictData::size() const { return entries_.size(); }
+inline void DictData::Reserve(size_t n) { entries_.reserve(n); }
 
 }  // namespace strata::chat

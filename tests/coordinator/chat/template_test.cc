@@ -64,6 +64,15 @@ const Case kCases[] = {
      "v dflt  3"},
     {"{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", "k=v;z=1;a=[1, 2];"},
     {"{{ d.keys() }} {{ d.values() | length }}", "[\"k\", \"z\", \"a\"] 3"},
+    // Small dicts are scanned, large ones indexed: both keep first-insertion order on overwrite.
+    {"{% set e = {'a': 1, 'b': 2, 'a': 3} %}{{ e.a }}{{ e | length }}{{ e.keys() | first }}",
+     "32a"},
+    {"{% set e = {'k0': 0, 'k1': 1, 'k2': 2, 'k3': 3, 'k4': 4, 'k5': 5, 'k6': 6, 'k7': 7, "
+     "'k8': 8, 'k9': 9, 'k10': 10, 'k11': 11, 'k12': 12, 'k13': 13, 'k14': 14, 'k15': 15, "
+     "'k16': 16, 'k17': 17, 'k18': 18, 'k19': 19, 'k3': 33} %}"
+     "{{ e.k3 }} {{ e['k19'] }} {{ e.k0 }} {{ e | length }} [{{ e.k20 }}] "
+     "{% for k in e %}{% if loop.index0 == 3 %}{{ k }}={{ e[k] }}{% endif %}{% endfor %}",
+     "33 19 0 20 [] k3=33"},
     // String methods.
     {"[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip('x') }}]",
      "[Hello World][Hello World  ][  Hello World]"},
