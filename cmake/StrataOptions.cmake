@@ -32,7 +32,8 @@ if(STRATA_FUZZ)
   # handlers): "Cannot represent a difference across sections".
   set(STRATA_SANITIZERS -fsanitize=address,undefined -fno-sanitize=function
       -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-  add_compile_options(${STRATA_SANITIZERS} -fsanitize=fuzzer-no-link)
+  add_compile_options(${STRATA_SANITIZERS} -fsanitize=fuzzer-no-link
+      -fsanitize-coverage-ignorelist=${CMAKE_SOURCE_DIR}/tests/fuzz/coverage_ignorelist.txt)
   add_link_options(${STRATA_SANITIZERS})
   set(STRATA_ASAN_TESTS OFF CACHE BOOL "" FORCE)  # everything is instrumented already
 endif()

@@ -3,32 +3,35 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 
 #include "common/formats/gguf.h"
 #include "common/formats/weight_source.h"
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "tests/testing/shared_data.h"
 #include "worker/model/synthetic_model.h"
 
 namespace strata::fuzz {
 
-const std::string& SmallModel() {
-  static const std::string path = [] {
-    SyntheticModelSpec spec = *SyntheticPreset("tiny");
-    spec.name = "strata-fuzz-random";
-    spec.hidden_size = 64;
-    spec.intermediate_size = 128;
-    spec.num_layers = 2;
-    spec.num_heads = 4;
-    spec.num_kv_heads = 2;
-    spec.context_length = 256;
-    const std::string file = (testing::TempDir("fuzz") / "small.gguf").string();
-    if (absl::Status written = WriteSyntheticModel(spec, file); !written.ok()) {
-      PropertyFailed(std::string(written.message()));
-    }
-    return file;
-  }();
-  return path;
+const std::string& SmallModel(int64_t context_length) {
+  static auto* paths = new std::map<int64_t, std::string>;
+  auto [it, added] = paths->try_emplace(context_length);
+  if (!added) return it->second;
+  SyntheticModelSpec spec = *SyntheticPreset("tiny");
+  spec.name = "strata-fuzz-random";
+  spec.hidden_size = 64;
+  spec.intermediate_size = 128;
+  spec.num_layers = 2;
+  spec.num_heads = 4;
+  spec.num_kv_heads = 2;
+  spec.context_length = context_length;
+  it->second =
+      (testing::TempDir("fuzz") / absl::StrCat("small-", context_length, ".gguf")).string();
+  if (absl::Status written = WriteSyntheticModel(spec, it->second); !written.ok()) {
+    PropertyFailed(std::string(written.message()));
+  }
+  return it->second;
 }
 
 std::filesystem::path SharedData(const std::string& relative) {

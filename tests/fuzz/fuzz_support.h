@@ -13,10 +13,10 @@ class WeightSource;
 
 namespace strata::fuzz {
 
-// A synthetic Llama (the tiny preset's vocabulary, 2 layers, context 256) written on first use
-// to a temporary folder: a real model that runs fast under the sanitizers. Aborts if it cannot
-// be written.
-const std::string& SmallModel();
+// A synthetic Llama (the tiny preset's vocabulary, 2 layers, context `context_length`) written
+// on first use to a temporary folder: a real model that runs fast under the sanitizers. Aborts
+// if it cannot be written.
+const std::string& SmallModel(int64_t context_length = 256);
 
 // A file or folder under ../shared/data (decompressed when only its .xz exists), or empty.
 std::filesystem::path SharedData(const std::string& relative);

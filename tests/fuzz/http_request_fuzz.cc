@@ -46,7 +46,11 @@ Server& TheServer() {
     QuietLogs();
     auto* s = new Server;
     LocalExecutorOptions local;
-    local.model = SmallModel();
+    // Context 96: a chat request without max_tokens generates what is left of it, and the
+    // paths under test (codecs, streaming, stops, cancellation) are all reached within a few
+    // tokens; one compute thread leaves the other core to the fuzzer.
+    local.model = SmallModel(96);
+    local.backend.threads = 1;
     local.kv_tokens = 4096;
     local.max_step_tokens = 512;
     s->executor = Check(LocalExecutor::Create(local));
