@@ -8,9 +8,11 @@
 // take for a leak (ASan still checks every access).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -77,8 +79,24 @@ Server& TheServer() {
   return *server;
 }
 
+// connect() that survives a signal: libFuzzer's -timeout alarm (SIGALRM every timeout/2 + 1 s,
+// installed without SA_RESTART) interrupts this thread's system calls, and an interrupted
+// connect() goes on in the background. Returns 0 or the errno.
+int Connect(int fd, const sockaddr_in& addr) {
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return 0;
+  if (errno != EINTR) return errno;
+  pollfd wait{.fd = fd, .events = POLLOUT, .revents = 0};
+  while (poll(&wait, 1, -1) < 0) {
+    if (errno != EINTR) return errno;
+  }
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
+  return error;
+}
+
 // Sends `bytes` on a new connection, half-closes it, and returns what came back before the
-// server closed (or 2 s passed).
+// server closed (or 2 s passed without a byte). System calls interrupted by a signal are retried.
 std::string Exchange(int port, const uint8_t* data, size_t size) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) PropertyFailed("socket() failed");
@@ -86,9 +104,10 @@ std::string Exchange(int port, const uint8_t* data, size_t size) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+  if (const int error = Connect(fd, addr); error != 0) {
     close(fd);
-    PropertyFailed("the gateway refused a connection (did it die?)");
+    PropertyFailed(std::string("the gateway refused a connection (did it die?): ") +
+                   std::strerror(error));
   }
   timeval timeout{.tv_sec = 2, .tv_usec = 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
@@ -96,6 +115,7 @@ std::string Exchange(int port, const uint8_t* data, size_t size) {
   size_t sent = 0;
   while (sent < size) {
     const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the server answered early (a refusal) and closed
     sent += static_cast<size_t>(n);
   }
@@ -104,6 +124,7 @@ std::string Exchange(int port, const uint8_t* data, size_t size) {
   char buffer[16384];
   for (;;) {
     const ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     reply.append(buffer, static_cast<size_t>(n));
   }
