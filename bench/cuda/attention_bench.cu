@@ -1,0 +1,219 @@
+// strata_attention_bench: our CUDA attention kernels on Llama-3-8B-shaped heads (32 query heads,
+// 8 KV heads, head dim 128, bf16, paged cache with 16-token blocks in shuffled order).
+//
+//   prefill: causal, batch x seq tokens, TFLOP/s = 4 * d * heads * sum(visible keys) / time,
+//            against --peak_tflops (dense bf16 of the device);
+//   decode:  one query per sequence, GB/s = K/V bytes read (+ q, out) / time, against the
+//            device-to-device copy bandwidth measured here first (bytes read + written).
+// Times are medians of --iters launches after warm-up, with CUDA events; inputs are random
+// (hashed), never zeros. Prints one line per case; the same shapes run through PyTorch's
+// scaled_dot_product_attention in bench/cuda/sdpa_peer.py.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+
+namespace strata::kernels::cuda {
+namespace {
+
+#define BENCH_CHECK(expr)                                                              \
+  do {                                                                                 \
+    const cudaError_t err_ = (expr);                                                   \
+    if (err_ != cudaSuccess) {                                                         \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,               \
+                   cudaGetErrorString(err_));                                          \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+
+// Uniform values in [-1, 1) from a hash of the index, as bf16.
+__global__ void FillRandom(__nv_bfloat16* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    x[i] = __float2bfloat16(static_cast<float>(h) * (2.0f / 4294967296.0f) - 1.0f);
+  }
+}
+
+struct Options {
+  int iters = 20;
+  double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, datasheet
+};
+
+struct Buffer {
+  void* ptr = nullptr;
+  explicit Buffer(size_t bytes) { BENCH_CHECK(cudaMalloc(&ptr, bytes == 0 ? 16 : bytes)); }
+  ~Buffer() { cudaFree(ptr); }
+};
+
+void Random(void* p, int64_t n, uint32_t seed) {
+  FillRandom<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), n, seed);
+  BENCH_CHECK(cudaGetLastError());
+}
+
+template <class Fn>
+double MedianMs(int iters, Fn&& fn) {
+  cudaEvent_t start, stop;
+  BENCH_CHECK(cudaEventCreate(&start));
+  BENCH_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 3; ++i) fn();
+  BENCH_CHECK(cudaDeviceSynchronize());
+  std::vector<float> ms(iters);
+  for (float& t : ms) {
+    BENCH_CHECK(cudaEventRecord(start));
+    fn();
+    BENCH_CHECK(cudaEventRecord(stop));
+    BENCH_CHECK(cudaEventSynchronize(stop));
+    BENCH_CHECK(cudaEventElapsedTime(&t, start, stop));
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Device-to-device copy of 2 GiB: bytes read + written per second.
+double CopyBandwidthGBs(const Options& opt) {
+  const size_t bytes = size_t{2} << 30;
+  Buffer a(bytes), b(bytes);
+  Random(a.ptr, bytes / 2, 1);
+  const double ms = MedianMs(opt.iters, [&] {
+    BENCH_CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice));
+  });
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;
+}
+
+constexpr int64_t kHeads = 32, kKvHeads = 8, kDim = 128, kBlock = 16;
+
+// A paged batch of `num_seqs` sequences of `n_q` queries over `ctx` tokens each, random data.
+struct PagedBatch {
+  std::unique_ptr<Buffer> q, k, v, out, tables, starts, lens, workspace;
+  PagedAttentionArgs args;
+
+  PagedBatch(int64_t num_seqs, int32_t n_q, int32_t ctx) {
+    const int64_t blocks_per_seq = (ctx + kBlock - 1) / kBlock;
+    const int64_t num_blocks = num_seqs * blocks_per_seq;
+    std::vector<int32_t> table(num_blocks), start(num_seqs + 1), len(num_seqs, ctx);
+    std::iota(table.begin(), table.end(), 0);
+    std::shuffle(table.begin(), table.end(), std::mt19937(7));
+    for (int64_t s = 0; s <= num_seqs; ++s) start[s] = static_cast<int32_t>(s * n_q);
+    const int64_t tokens = num_seqs * n_q;
+    const int64_t cache = num_blocks * kBlock * kKvHeads * kDim;
+    q = std::make_unique<Buffer>(tokens * kHeads * kDim * 2);
+    out = std::make_unique<Buffer>(tokens * kHeads * kDim * 2);
+    k = std::make_unique<Buffer>(cache * 2);
+    v = std::make_unique<Buffer>(cache * 2);
+    Random(q->ptr, tokens * kHeads * kDim, 2);
+    Random(k->ptr, cache, 3);
+    Random(v->ptr, cache, 4);
+    tables = Upload(table);
+    starts = Upload(start);
+    lens = Upload(len);
+    const int64_t ws = AttentionWorkspaceBytes(num_seqs, kHeads, kDim, ctx);
+    workspace = std::make_unique<Buffer>(ws);
+    args.q = q->ptr;
+    args.k_cache = k->ptr;
+    args.v_cache = v->ptr;
+    args.out = out->ptr;
+    args.block_tables = static_cast<const int32_t*>(tables->ptr);
+    args.query_start = static_cast<const int32_t*>(starts->ptr);
+    args.context_lens = static_cast<const int32_t*>(lens->ptr);
+    args.num_seqs = num_seqs;
+    args.max_blocks_per_seq = blocks_per_seq;
+    args.num_heads = kHeads;
+    args.num_kv_heads = kKvHeads;
+    args.head_dim = kDim;
+    args.block_size = kBlock;
+    args.max_query_len = n_q;
+    args.max_context_len = ctx;
+    args.scale = 1.0f / std::sqrt(static_cast<float>(kDim));
+    args.workspace = workspace->ptr;
+    args.workspace_bytes = ws;
+  }
+
+  static std::unique_ptr<Buffer> Upload(const std::vector<int32_t>& host) {
+    auto buffer = std::make_unique<Buffer>(host.size() * 4);
+    BENCH_CHECK(cudaMemcpy(buffer->ptr, host.data(), host.size() * 4, cudaMemcpyHostToDevice));
+    return buffer;
+  }
+
+  double Run(int iters) {
+    return MedianMs(iters, [&] {
+      const absl::Status status = LaunchPagedAttention(args, AttentionDType::kBf16, nullptr);
+      if (!status.ok()) {
+        std::fprintf(stderr, "attention: %s\n", std::string(status.message()).c_str());
+        std::exit(1);
+      }
+    });
+  }
+};
+
+void Prefill(const Options& opt, int64_t batch, int32_t seq) {
+  PagedBatch b(batch, seq, seq);
+  const double ms = b.Run(opt.iters);
+  const double keys = static_cast<double>(batch) * seq * (seq + 1.0) / 2.0;
+  const double tflops = 4.0 * kDim * kHeads * keys / (ms * 1e-3) / 1e12;
+  std::printf("prefill d128 bf16 causal batch=%ld seq=%d heads=32/8: %.3f ms, %.1f TFLOP/s "
+              "(%.1f %% of %.0f)\n",
+              static_cast<long>(batch), seq, ms, tflops, 100.0 * tflops / opt.peak_tflops,
+              opt.peak_tflops);
+}
+
+void Decode(const Options& opt, double copy_gbs, int64_t batch, int32_t ctx) {
+  PagedBatch b(batch, 1, ctx);
+  const double ms = b.Run(opt.iters);
+  const double bytes = batch * (2.0 * ctx * kKvHeads * kDim * 2 + 2.0 * kHeads * kDim * 2);
+  const double gbs = bytes / (ms * 1e-3) / 1e9;
+  std::printf("decode  d128 bf16 paged  batch=%ld ctx=%d heads=32/8: %.3f ms, %.0f GB/s "
+              "(%.1f %% of the %.0f GB/s copy)\n",
+              static_cast<long>(batch), ctx, ms, gbs, 100.0 * gbs / copy_gbs, copy_gbs);
+}
+
+}  // namespace
+}  // namespace strata::kernels::cuda
+
+int main(int argc, char** argv) {
+  using namespace strata::kernels::cuda;
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--iters=", 8) == 0) {
+      opt.iters = std::max(1, std::atoi(argv[i] + 8));
+    } else if (std::strncmp(argv[i], "--peak_tflops=", 14) == 0) {
+      opt.peak_tflops = std::atof(argv[i] + 14);
+    } else {
+      std::fprintf(stderr, "usage: %s [--iters=N] [--peak_tflops=T]\n", argv[0]);
+      return 2;
+    }
+  }
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::fprintf(stderr, "strata_attention_bench: no CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop;
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, %.0f MiB\n", prop.name, prop.multiProcessorCount,
+              prop.totalGlobalMem / 1048576.0);
+  const double copy = CopyBandwidthGBs(opt);
+  std::printf("copy: %.0f GB/s (device to device, read + write)\n", copy);
+  for (int32_t seq : {1024, 4096}) Prefill(opt, seq == 1024 ? 16 : 4, seq);
+  Prefill(opt, 1, 16384);
+  for (int64_t batch : {1, 32, 128}) Decode(opt, copy, batch, 4096);
+  for (int32_t ctx : {16384, 65536}) Decode(opt, copy, 1, ctx);
+  Decode(opt, copy, 32, 16384);
+  return 0;
+}

@@ -1,0 +1,116 @@
+// Device helpers of the attention kernels: element types, 16-byte asynchronous copies, the
+// swizzled shared-memory tile layout, warp reductions and the paged-cache row address.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/attention.h"
+
+namespace strata::kernels::cuda::attention {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr int kWarps = 4;
+inline constexpr int kThreads = kWarps * 32;
+
+// The element types by registry dtype, and their conversions.
+template <AttentionDType kDType>
+struct Elem;
+template <>
+struct Elem<AttentionDType::kBf16> {
+  using T = __nv_bfloat16;
+  using T2 = __nv_bfloat162;
+  static __device__ float ToFloat(T x) { return __bfloat162float(x); }
+  static __device__ float2 ToFloat2(T2 x) { return __bfloat1622float2(x); }
+  static __device__ T FromFloat(float x) { return __float2bfloat16_rn(x); }
+  static __device__ T2 FromFloat2(float lo, float hi) { return __floats2bfloat162_rn(lo, hi); }
+};
+template <>
+struct Elem<AttentionDType::kFp16> {
+  using T = __half;
+  using T2 = __half2;
+  static __device__ float ToFloat(T x) { return __half2float(x); }
+  static __device__ float2 ToFloat2(T2 x) { return __half22float2(x); }
+  static __device__ T FromFloat(float x) { return __float2half_rn(x); }
+  static __device__ T2 FromFloat2(float lo, float hi) { return __floats2half2_rn(lo, hi); }
+};
+
+// Converts 8 packed 16-bit elements (one 16-byte load) to floats.
+template <AttentionDType kDType>
+__device__ inline void Unpack8(const uint4& raw, float* out) {
+  using E = Elem<kDType>;
+  const auto* pairs = reinterpret_cast<const typename E::T2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = E::ToFloat2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// The cache row of key position `key` of a sequence whose block table is `table`: the element
+// offset of its KV head `kv_head` in [num_blocks, block_size, num_kv_heads, head_dim].
+__device__ inline int64_t CacheRow(const int32_t* table, int32_t key, int64_t block_size,
+                                   int64_t num_kv_heads, int64_t kv_head, int64_t head_dim) {
+  const int64_t block = table[key / block_size];
+  const int64_t slot = block * block_size + key % block_size;
+  return (slot * num_kv_heads + kv_head) * head_dim;
+}
+
+// 16-byte global -> shared copy that completes asynchronously (cp.async); src_bytes 0 fills the
+// destination with zeros (rows past the end, so no garbage, NaN included, enters a product).
+__device__ inline void CopyAsync16(void* smem, const void* gmem, bool valid) {
+  const auto dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(src_bytes));
+}
+__device__ inline void CopyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ inline void CopyAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// A [rows, kDim] tile of 16-bit elements in shared memory, stored by 16-byte chunks with chunk
+// c of row r at chunk position c ^ (r % 8): the 8 rows an ldmatrix reads at one column then sit
+// in 8 different bank groups (unswizzled, rows 2*kDim bytes apart would all hit one).
+template <int kDim>
+struct SwizzledTile {
+  static_assert(kDim % 64 == 0, "the swizzle needs at least 8 chunks per row");
+  static constexpr int kChunks = kDim / 8;
+  __device__ static int Offset(int row, int chunk) {  // in elements
+    return row * kDim + ((chunk ^ (row & 7)) * 8);
+  }
+};
+
+__device__ inline float WarpMax(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+__device__ inline float WarpSum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// The keys a query at `pos` sees: [first, pos].
+__device__ inline int32_t FirstVisibleKey(int32_t pos, int64_t sliding_window) {
+  if (sliding_window <= 0) return 0;
+  const int64_t first = pos - sliding_window + 1;
+  return first > 0 ? static_cast<int32_t>(first) : 0;
+}
+
+// A raw score (q.k) -> the log2-domain logit the softmax exponentiates.
+__device__ inline float Logit2(float dot, float scale, float softcap) {
+  float s = dot * scale;
+  if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+  return s * kLog2e;
+}
+
+}  // namespace strata::kernels::cuda::attention

@@ -1,0 +1,59 @@
+// Tensor-core building blocks of the prefill kernel (sm_80+): ldmatrix loads of 8x8 tiles of
+// 16-bit elements from shared memory and the m16n8k16 matrix multiply-accumulate, f32
+// accumulators. Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"), lane l:
+//   A (16x16, row-major) a0: row l/4, cols 2(l%4)+{0,1}; a1: row +8; a2: col +8; a3: both +8
+//   B (16x8, "col")      b0: rows 2(l%4)+{0,1}, col l/4;  b1: rows +8
+//   C (16x8)             c0,c1: row l/4, cols 2(l%4)+{0,1}; c2,c3: row l/4 + 8
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/attention_common.cuh"
+
+namespace strata::kernels::cuda::attention {
+
+// Four 8x8 matrices; lanes 8i..8i+7 give the row addresses of matrix i, lane l receives
+// elements (l/4, 2(l%4)+{0,1}) of each.
+__device__ inline void LdMatrixX4(uint32_t (&r)[4], const void* smem) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// As LdMatrixX4, transposed: lane l receives elements (2(l%4)+{0,1}, l/4) of each matrix.
+__device__ inline void LdMatrixX4Trans(uint32_t (&r)[4], const void* smem) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// d += a * b for one 16x8 tile.
+template <AttentionDType kDType>
+__device__ inline void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (kDType == AttentionDType::kBf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats as one register of two 16-bit elements (lo in the low half).
+template <AttentionDType kDType>
+__device__ inline uint32_t Pack2(float lo, float hi) {
+  auto v = Elem<kDType>::FromFloat2(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+}  // namespace strata::kernels::cuda::attention

@@ -1,0 +1,226 @@
+// Prefill attention, FlashAttention-2 style, over the paged KV cache.
+//
+// A block of 4 warps owns one (query tile of 64 rows, sequence, query head); warp w owns rows
+// 16w..16w+15. The tile's Q is copied to shared memory once; then for each tile of kBc keys in
+// the rows' visible range, K and V are gathered from the cache's blocks with cp.async (V's copy
+// overlaps S = Q K^T), S is computed on the tensor cores, masked (causal, window), soft-capped,
+// and folded into a running max / sum per row (the online softmax, exp2 domain); P, rounded to
+// the input type, multiplies V into f32 accumulators rescaled as the max moves. Shared tiles are
+// swizzled (attention_common.cuh) so ldmatrix reads them without bank conflicts.
+//
+// Every block works on its own sequence's rows only, in a fixed key order: the result of a
+// sequence does not depend on the rest of the batch. Sequences with one query token are the
+// decode kernel's and are skipped here.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace strata::kernels::cuda::attention {
+
+inline constexpr int kPrefillRows = 64;  // query rows per block
+__host__ __device__ constexpr int PrefillKeys(int dim) { return dim >= 256 ? 32 : 64; }  // keys per tile
+template <int kDim, AttentionDType kDType>
+constexpr size_t PrefillSmemBytes() {
+  return static_cast<size_t>(kPrefillRows + 2 * PrefillKeys(kDim)) * kDim * 2;
+}
+
+// Gathers keys [k0, k0 + kRows) of one KV head (zeros from key_end on) into a swizzled tile.
+template <int kDim, int kRows, class T>
+__device__ inline void LoadKvTile(T* tile, const T* cache, const int32_t* table, int32_t k0,
+                                  int32_t key_end, const PagedAttentionArgs& a,
+                                  int64_t kv_head) {
+  using Tile = SwizzledTile<kDim>;
+  for (int i = threadIdx.x; i < kRows * Tile::kChunks; i += kThreads) {
+    const int r = i / Tile::kChunks;
+    const int c = i % Tile::kChunks;
+    const int32_t key = k0 + r;
+    const bool valid = key < key_end;
+    const T* src =
+        valid ? cache + CacheRow(table, key, a.block_size, a.num_kv_heads, kv_head, kDim) + c * 8
+              : cache;
+    CopyAsync16(tile + Tile::Offset(r, c), src, valid);
+  }
+}
+
+template <int kDim, AttentionDType kDType>
+__global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionArgs a) {
+  using E = Elem<kDType>;
+  using T = typename E::T;
+  using Tile = SwizzledTile<kDim>;
+  constexpr int kBc = PrefillKeys(kDim);
+  constexpr int kSTiles = kBc / 8;   // n8 tiles of S per warp
+  constexpr int kOTiles = kDim / 8;  // n8 tiles of O per warp
+
+  const int seq = blockIdx.y;
+  const int32_t q_start = a.query_start[seq];
+  const int32_t n_q = a.query_start[seq + 1] - q_start;
+  const int32_t tile_q = static_cast<int32_t>(blockIdx.x) * kPrefillRows;
+  if (n_q <= 1 || tile_q >= n_q) return;
+  const int32_t pos0 = a.context_lens[seq] - n_q + tile_q;  // position of the tile's row 0
+  const int32_t rows = min(kPrefillRows, n_q - tile_q);
+  // Key tiles start at multiples of kBc whatever the tile's first row, so a row's running
+  // softmax (its tile order and rounding) is the same however its prompt was chunked.
+  const int32_t key_begin = FirstVisibleKey(pos0, a.sliding_window) / kBc * kBc;
+  const int32_t key_end = pos0 + rows;  // one past the last row's position
+  const int64_t head = blockIdx.z;
+  const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
+  const int32_t* table = a.block_tables + seq * a.max_blocks_per_seq;
+  const T* k_cache = static_cast<const T*>(a.k_cache);
+  const T* v_cache = static_cast<const T*>(a.v_cache);
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* q_s = reinterpret_cast<T*>(smem);  // [kPrefillRows, kDim]
+  T* k_s = q_s + kPrefillRows * kDim;   // [kBc, kDim]
+  T* v_s = k_s + kBc * kDim;            // [kBc, kDim]
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const T* q = static_cast<const T*>(a.q);
+  for (int i = threadIdx.x; i < kPrefillRows * Tile::kChunks; i += kThreads) {
+    const int r = i / Tile::kChunks;
+    const int c = i % Tile::kChunks;
+    const bool valid = r < rows;
+    const T* src = q + (int64_t{q_start + tile_q + (valid ? r : 0)} * a.num_heads + head) * kDim;
+    CopyAsync16(q_s + Tile::Offset(r, c), src + c * 8, valid);
+  }
+  CopyAsyncCommit();
+
+  // This lane's two rows (C fragment rows l/4 and l/4 + 8 of the warp's slab).
+  const int32_t pos[2] = {pos0 + warp * 16 + lane / 4, pos0 + warp * 16 + lane / 4 + 8};
+  const int32_t first[2] = {FirstVisibleKey(pos[0], a.sliding_window),
+                            FirstVisibleKey(pos[1], a.sliding_window)};
+  float o[kOTiles][4] = {};
+  float m[2] = {-INFINITY, -INFINITY};
+  float l[2] = {0.0f, 0.0f};
+
+  for (int32_t k0 = key_begin; k0 < key_end; k0 += kBc) {
+    LoadKvTile<kDim, kBc>(k_s, k_cache, table, k0, key_end, a, kv_head);
+    CopyAsyncCommit();
+    LoadKvTile<kDim, kBc>(v_s, v_cache, table, k0, key_end, a, kv_head);
+    CopyAsyncCommit();
+    CopyAsyncWait<1>();  // Q and K have landed; V may still be in flight
+    __syncthreads();
+
+    float s[kSTiles][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < kDim / 16; ++kk) {
+      uint32_t qa[4];
+      LdMatrixX4(qa, q_s + Tile::Offset(warp * 16 + lane % 16, kk * 2 + lane / 16));
+#pragma unroll
+      for (int np = 0; np < kSTiles / 2; ++np) {
+        uint32_t kb[4];
+        LdMatrixX4(kb, k_s + Tile::Offset(np * 16 + lane % 8 + (lane / 16) * 8,
+                                          kk * 2 + (lane / 8) % 2));
+        Mma<kDType>(s[2 * np], qa, kb[0], kb[1]);
+        Mma<kDType>(s[2 * np + 1], qa, kb[2], kb[3]);
+      }
+    }
+
+    // Mask, cap and fold the tile into each row's running max and sum.
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kSTiles; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e / 2;
+        const int32_t key = k0 + n * 8 + 2 * (lane % 4) + e % 2;
+        float v = Logit2(s[n][e], a.scale, a.softcap);
+        if (key > pos[r] || key < first[r]) v = -INFINITY;
+        s[n][e] = v;
+        tile_max[r] = fmaxf(tile_max[r], v);
+      }
+    }
+    float base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float m_new = fmaxf(m[r], tile_max[r]);
+      base[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet
+      const float alpha = exp2f(m[r] - base[r]);
+      m[r] = m_new;
+      l[r] *= alpha;
+#pragma unroll
+      for (int n = 0; n < kOTiles; ++n) {
+        o[n][2 * r] *= alpha;
+        o[n][2 * r + 1] *= alpha;
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < kSTiles; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[n][e] = exp2f(s[n][e] - base[e / 2]);
+        l[e / 2] += s[n][e];
+      }
+    }
+
+    CopyAsyncWait<0>();  // V has landed
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk) {
+      const uint32_t pa[4] = {Pack2<kDType>(s[2 * kk][0], s[2 * kk][1]),
+                              Pack2<kDType>(s[2 * kk][2], s[2 * kk][3]),
+                              Pack2<kDType>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              Pack2<kDType>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < kOTiles / 2; ++dp) {
+        uint32_t vb[4];
+        LdMatrixX4Trans(vb, v_s + Tile::Offset(kk * 16 + lane % 8 + ((lane / 8) % 2) * 8,
+                                               dp * 2 + lane / 16));
+        Mma<kDType>(o[2 * dp], pa, vb[0], vb[1]);
+        Mma<kDType>(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // the next tile's copies overwrite K and V
+  }
+
+  T* out = static_cast<T*>(a.out);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const int row = warp * 16 + lane / 4 + 8 * r;
+    if (row >= rows) continue;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    T* dst = out + (int64_t{q_start + tile_q + row} * a.num_heads + head) * kDim;
+#pragma unroll
+    for (int n = 0; n < kOTiles; ++n) {
+      *reinterpret_cast<typename E::T2*>(dst + n * 8 + 2 * (lane % 4)) =
+          E::FromFloat2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    }
+  }
+}
+
+// Launches the prefill kernel over the step's sequences with more than one query token.
+template <int kDim, AttentionDType kDType>
+absl::Status LaunchPrefill(const PagedAttentionArgs& a, void* stream) {
+  if (a.head_dim != kDim) {
+    return absl::InvalidArgumentError("prefill attention instance for head_dim " +
+                                      std::to_string(kDim) + " given head_dim " +
+                                      std::to_string(a.head_dim));
+  }
+  if (a.max_query_len <= 1 || a.num_seqs == 0) return absl::OkStatus();
+  constexpr size_t kSmem = PrefillSmemBytes<kDim, kDType>();
+  if constexpr (kSmem > 48 * 1024) {
+    const cudaError_t err = cudaFuncSetAttribute(
+        PrefillKernel<kDim, kDType>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) {
+      return absl::InternalError(std::string("prefill attention: shared memory of ") +
+                                 std::to_string(kSmem) + " bytes refused: " +
+                                 cudaGetErrorString(err));
+    }
+  }
+  const dim3 grid(static_cast<unsigned>((a.max_query_len + kPrefillRows - 1) / kPrefillRows),
+                  static_cast<unsigned>(a.num_seqs), static_cast<unsigned>(a.num_heads));
+  PrefillKernel<kDim, kDType><<<grid, kThreads, kSmem, AsStream(stream)>>>(a);
+  return LaunchStatus("PrefillKernel");
+}
+
+}  // namespace strata::kernels::cuda::attention

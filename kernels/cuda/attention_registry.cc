@@ -1,0 +1,163 @@
+// The attention kernel registry: one row per compiled instance (kernels/cuda/CMakeLists.txt
+// generates one .cu per row), looked up by descriptor. Validation of a step's arguments
+// happens here, once, before any launch.
+#include <array>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/attention.h"
+
+namespace strata::kernels::cuda {
+namespace attention {
+// Defined in attention_prefill.cuh / attention_decode.cuh, instantiated in generated units.
+template <int kDim, AttentionDType kDType>
+absl::Status LaunchPrefill(const PagedAttentionArgs& args, void* stream);
+template <int kDim, AttentionDType kDType>
+absl::Status LaunchDecode(const PagedAttentionArgs& args, void* stream);
+}  // namespace attention
+
+namespace {
+
+using attention::LaunchDecode;
+using attention::LaunchPrefill;
+constexpr AttentionKind kPrefill = AttentionKind::kPrefill;
+constexpr AttentionKind kDecode = AttentionKind::kDecode;
+constexpr AttentionDType kBf16 = AttentionDType::kBf16;
+constexpr AttentionDType kFp16 = AttentionDType::kFp16;
+
+// name, kind, head_dim, dtype, sliding window, softcap, launch
+constexpr std::array kKernels = {
+    AttentionKernel{"prefill_d64_bf16", kPrefill, 64, kBf16, true, true, LaunchPrefill<64, kBf16>},
+    AttentionKernel{"prefill_d128_bf16", kPrefill, 128, kBf16, true, true,
+                    LaunchPrefill<128, kBf16>},
+    AttentionKernel{"prefill_d256_bf16", kPrefill, 256, kBf16, true, true,
+                    LaunchPrefill<256, kBf16>},
+    AttentionKernel{"prefill_d64_fp16", kPrefill, 64, kFp16, true, true, LaunchPrefill<64, kFp16>},
+    AttentionKernel{"prefill_d128_fp16", kPrefill, 128, kFp16, true, true,
+                    LaunchPrefill<128, kFp16>},
+    AttentionKernel{"prefill_d256_fp16", kPrefill, 256, kFp16, true, true,
+                    LaunchPrefill<256, kFp16>},
+    AttentionKernel{"decode_d64_bf16", kDecode, 64, kBf16, true, true, LaunchDecode<64, kBf16>},
+    AttentionKernel{"decode_d128_bf16", kDecode, 128, kBf16, true, true, LaunchDecode<128, kBf16>},
+    AttentionKernel{"decode_d256_bf16", kDecode, 256, kBf16, true, true, LaunchDecode<256, kBf16>},
+    AttentionKernel{"decode_d64_fp16", kDecode, 64, kFp16, true, true, LaunchDecode<64, kFp16>},
+    AttentionKernel{"decode_d128_fp16", kDecode, 128, kFp16, true, true, LaunchDecode<128, kFp16>},
+    AttentionKernel{"decode_d256_fp16", kDecode, 256, kFp16, true, true, LaunchDecode<256, kFp16>},
+};
+
+const char* KindName(AttentionKind kind) {
+  return kind == AttentionKind::kPrefill ? "prefill" : "decode";
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+const char* AttentionDTypeName(AttentionDType dtype) {
+  return dtype == AttentionDType::kBf16 ? "bf16" : "fp16";
+}
+
+std::string AttentionDesc::ToString() const {
+  return absl::StrCat(KindName(kind), " head_dim=", head_dim,
+                      v_head_dim > 0 ? absl::StrCat(" v_head_dim=", v_head_dim) : "", " ",
+                      AttentionDTypeName(dtype), causal ? " causal" : " non-causal",
+                      paged ? " paged" : " contiguous", sliding_window ? " window" : "",
+                      softcap ? " softcap" : "");
+}
+
+absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& desc) {
+  const std::string what = desc.ToString();
+  if (!desc.causal) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no attention kernel for ", what, ": only causal attention is built"));
+  }
+  if (!desc.paged) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "no attention kernel for ", what, ": the kernels read K/V from the paged cache only"));
+  }
+  if (desc.v_head_dim > 0 && desc.v_head_dim != desc.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "no attention kernel for ", what, ": v_head_dim must equal head_dim on the GPU"));
+  }
+  std::string dims;
+  for (const AttentionKernel& kernel : kKernels) {
+    if (kernel.kind != desc.kind || kernel.dtype != desc.dtype) continue;
+    absl::StrAppend(&dims, dims.empty() ? "" : ", ", kernel.head_dim);
+    if (kernel.head_dim != desc.head_dim) continue;
+    if (desc.sliding_window && !kernel.sliding_window) continue;
+    if (desc.softcap && !kernel.softcap) continue;
+    return &kernel;
+  }
+  return absl::NotFoundError(absl::StrCat("no attention kernel for ", what,
+                                          " (built head dims for this kind and dtype: ",
+                                          dims.empty() ? "none" : dims, ")"));
+}
+
+int64_t AttentionWorkspaceBytes(int64_t num_seqs, int64_t num_heads, int64_t head_dim,
+                                int64_t max_context_len) {
+  const int64_t splits = DecodeMaxSplits(max_context_len);
+  if (splits <= 1) return 0;
+  return num_seqs * num_heads * splits * (head_dim + 2) * static_cast<int64_t>(sizeof(float));
+}
+
+absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
+  auto bad = [](auto&&... what) {
+    return absl::InvalidArgumentError(absl::StrCat("paged attention: ", what...));
+  };
+  if (a.num_seqs < 0 || a.num_seqs > 65535) return bad("num_seqs ", a.num_seqs, " not in [0, 65535]");
+  if (a.num_heads <= 0 || a.num_heads > 65535 || a.num_kv_heads <= 0 ||
+      a.num_heads % a.num_kv_heads != 0) {
+    return bad("num_heads ", a.num_heads, " must be a positive multiple of num_kv_heads ",
+               a.num_kv_heads, " (at most 65535)");
+  }
+  if (a.block_size <= 0 || a.max_blocks_per_seq <= 0) {
+    return bad("block_size ", a.block_size, " and max_blocks_per_seq ", a.max_blocks_per_seq,
+               " must be positive");
+  }
+  if (a.max_query_len < 0 || a.max_context_len < a.max_query_len ||
+      a.max_context_len > a.block_size * a.max_blocks_per_seq || a.max_context_len > (1 << 30)) {
+    return bad("max_query_len ", a.max_query_len, " and max_context_len ", a.max_context_len,
+               " must satisfy 0 <= query <= context <= block_size * max_blocks_per_seq (",
+               a.block_size * a.max_blocks_per_seq, ")");
+  }
+  if (!(a.scale > 0.0f) || !(a.softcap >= 0.0f) || a.sliding_window < 0) {
+    return bad("scale ", a.scale, " must be positive, softcap ", a.softcap,
+               " and sliding_window ", a.sliding_window, " not negative");
+  }
+  if (a.num_seqs == 0) return absl::OkStatus();
+  if (a.q == nullptr || a.k_cache == nullptr || a.v_cache == nullptr || a.out == nullptr ||
+      a.block_tables == nullptr || a.query_start == nullptr || a.context_lens == nullptr) {
+    return bad("a null tensor pointer");
+  }
+  if (!Aligned16(a.q) || !Aligned16(a.k_cache) || !Aligned16(a.v_cache) || !Aligned16(a.out)) {
+    return bad("q, the KV cache and out must be 16-byte aligned");
+  }
+  const int64_t need =
+      AttentionWorkspaceBytes(a.num_seqs, a.num_heads, a.head_dim, a.max_context_len);
+  if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need || !Aligned16(a.workspace))) {
+    return bad("workspace of ", a.workspace_bytes, " bytes; ", need, " needed for ", a.num_seqs,
+               " sequences of up to ", a.max_context_len, " tokens, 16-byte aligned");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LaunchPagedAttention(const PagedAttentionArgs& args, AttentionDType dtype,
+                                  void* stream) {
+  if (absl::Status status = ValidateAttentionArgs(args); !status.ok()) return status;
+  AttentionDesc desc;
+  desc.head_dim = args.head_dim;
+  desc.dtype = dtype;
+  desc.sliding_window = args.sliding_window > 0;
+  desc.softcap = args.softcap > 0.0f;
+  desc.kind = AttentionKind::kDecode;
+  absl::StatusOr<const AttentionKernel*> decode = FindAttentionKernel(desc);
+  if (!decode.ok()) return decode.status();
+  if (absl::Status status = (*decode)->launch(args, stream); !status.ok()) return status;
+  if (args.max_query_len <= 1) return absl::OkStatus();
+  desc.kind = AttentionKind::kPrefill;
+  absl::StatusOr<const AttentionKernel*> prefill = FindAttentionKernel(desc);
+  if (!prefill.ok()) return prefill.status();
+  return (*prefill)->launch(args, stream);
+}
+
+}  // namespace strata::kernels::cuda

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The GPU check: the CUDA tests and benchmarks on a machine with a GPU, in one bounded call.
+#
+#   scripts/gpu-check.sh pack   here (no GPU needed): builds the GPU test and benchmark binaries
+#                               and packs them, with the non-system shared libraries they load,
+#                               into gpu-pack/ (git-ignored, < 64 MiB), plus what a rebuild
+#                               there needs (Abseil headers, GoogleTest sources, the generated
+#                               kernel instances).
+#   scripts/gpu-check.sh run    on the GPU machine, from the repository root with gpu-pack/
+#                               beside it: runs every GPU test binary (the tests `ctest -L gpu`
+#                               runs here), compute-sanitizer's memcheck on a few attention
+#                               cases, the attention benchmark and its PyTorch peer; writes logs
+#                               under $OUT and prints a summary last. If the packed binaries
+#                               cannot start there (other system libraries), the attention tests
+#                               and benchmark are rebuilt from the packed sources with that
+#                               machine's nvcc first (GPU_CHECK_REBUILD=1 forces it).
+#
+# The device tool's call: command "bash scripts/gpu-check.sh run", carry ["gpu-pack"].
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PACK=gpu-pack
+BUILD=${STRATA_BUILD_DIR:-build}
+GPU_TESTS=(cuda_attention_registry_test cuda_attention_test cuda_ops_test)
+BENCH=strata_attention_bench
+
+pack() {
+  set -e
+  ninja -C "$BUILD" "${GPU_TESTS[@]}" "$BENCH"
+  rm -rf "$PACK"
+  mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/src/gen" "$PACK/src/include"
+  for t in "${GPU_TESTS[@]}"; do cp "$BUILD/tests/kernels/$t" "$PACK/bin/"; done
+  cp "$BUILD/bench/cuda/$BENCH" "$PACK/bin/"
+  # Shared libraries outside the C and C++ runtimes (which the GPU machine has, newer).
+  for b in "$PACK"/bin/*; do
+    ldd "$b" | awk '$3 ~ /^\// {print $3}'
+  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s)\.so' |
+    while read -r lib; do cp -L "$lib" "$PACK/lib/"; done
+  strip --strip-debug "$PACK"/bin/* "$PACK"/lib/*
+  cp "$BUILD"/kernels/cuda/attention_*.cu "$PACK/src/gen/"
+  cp -r /usr/include/absl "$PACK/src/include/"
+  cp -r /usr/src/googletest/googletest /usr/src/googletest/googlemock "$PACK/src/"
+  du -sh "$PACK"
+}
+
+# Rebuilds the attention tests and benchmark with this machine's nvcc (sm_90a) from the packed
+# sources: the kernels, the registry, GoogleTest, and the packed Abseil libraries.
+rebuild() {
+  local out=$1 src=$PACK/src obj=$1/obj
+  mkdir -p "$obj"
+  local flags=(-std=c++17 -O2 -I. -I"$src/include" -I"$src/googletest/include" -I"$src/googletest"
+               -I"$src/googlemock/include" -I"$src/googlemock"
+               -gencode=arch=compute_90a,code=sm_90a)
+  local kernels=() gtest=() pids=()
+  for f in "$src"/gen/attention_*.cu kernels/cuda/attention_registry.cc; do
+    kernels+=("$obj/$(basename "$f").o")
+    nvcc "${flags[@]}" -c "$f" -o "${kernels[-1]}" & pids+=($!)
+  done
+  for f in "$src/googletest/src/gtest-all.cc" "$src/googlemock/src/gmock-all.cc" \
+           "$src/googletest/src/gtest_main.cc"; do
+    gtest+=("$obj/$(basename "$f").o")
+    nvcc "${flags[@]}" -c "$f" -o "${gtest[-1]}" & pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || return 1; done
+  local absl=()  # versioned names, which nvcc only passes on through -Xlinker
+  for lib in "$PACK"/lib/libabsl_*; do absl+=(-Xlinker "$lib"); done
+  for t in cuda_attention_registry_test cuda_attention_test; do
+    nvcc "${flags[@]}" "tests/kernels/$t.cc" "${kernels[@]}" "${gtest[@]}" "${absl[@]}" \
+      -o "$out/$t" || return 1
+  done
+  nvcc "${flags[@]}" bench/cuda/attention_bench.cu "${kernels[@]}" "${absl[@]}" -o "$out/$BENCH"
+}
+
+run() {
+  local out=${OUT:-/tmp/gpu-check}
+  mkdir -p "$out"
+  export LD_LIBRARY_PATH=$PWD/$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local bin=$PACK/bin summary=$out/summary.txt
+  : > "$summary"
+  nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+  head -12 "$out/nvidia-smi.txt"
+  if [ -n "${GPU_CHECK_REBUILD:-}" ] ||
+     ! "$bin/cuda_attention_registry_test" --gtest_brief=1 > "$out/start-check.log" 2>&1; then
+    echo "rebuilding with this machine's nvcc (packed binaries did not start, or" \
+         "GPU_CHECK_REBUILD is set; see start-check.log)" | tee -a "$summary"
+    bin=$out/rebuilt
+    mkdir -p "$bin"
+    if ! (time rebuild "$bin") > "$out/rebuild.log" 2>&1; then
+      echo "rebuild failed: tail of rebuild.log:" | tee -a "$summary"
+      tail -30 "$out/rebuild.log"
+      return 1
+    fi
+  fi
+  for t in "${GPU_TESTS[@]}"; do
+    [ -x "$bin/$t" ] || { echo "$t: not built for this run" | tee -a "$summary"; continue; }
+    timeout 300 "$bin/$t" --gtest_output="xml:$out/$t.xml" > "$out/$t.log" 2>&1
+    local rc=$?
+    echo "$t: rc=$rc$(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$t.log" |
+      sed -E 's/^\[ +([A-Z]+) +\] ([0-9]+) tests?.*/, \2 \1/' | tr -d '\n')" | tee -a "$summary"
+    if grep -q 'no CUDA device' "$out/$t.log"; then
+      echo "$t: SKIPPED tests for want of a device: this is not a GPU run" | tee -a "$summary"
+    fi
+  done
+  if command -v compute-sanitizer > /dev/null; then
+    timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/cuda_attention_test" \
+      --gtest_filter='*decode_d128_gqa4*:*prefill_d128_mixed*:*window_37*:*decode_d256_gqa8*' \
+      > "$out/memcheck.log" 2>&1
+    echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | head -1)" | tee -a "$summary"
+  fi
+  timeout 150 "$bin/$BENCH" > "$out/attention_bench.txt" 2>&1
+  echo "attention bench: rc=$?" >> "$summary"
+  timeout 150 python3 bench/cuda/sdpa_peer.py > "$out/sdpa_peer.txt" 2>&1
+  echo "sdpa peer: rc=$?" >> "$summary"
+  echo "=== summary"
+  cat "$summary" "$out/attention_bench.txt" "$out/sdpa_peer.txt"
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) run ;;
+  *) echo "usage: $0 pack|run" >&2; exit 2 ;;
+esac

@@ -1,0 +1,151 @@
+// The attention registry, the decode split and argument validation: host code, runs without a
+// device (nothing here launches a kernel).
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda/attention.h"
+
+namespace strata::kernels::cuda {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(AttentionRegistry, FindsEveryBuiltInstance) {
+  for (AttentionKind kind : {AttentionKind::kPrefill, AttentionKind::kDecode}) {
+    for (int64_t d : {64, 128, 256}) {
+      for (AttentionDType dtype : {AttentionDType::kBf16, AttentionDType::kFp16}) {
+        AttentionDesc desc;
+        desc.kind = kind;
+        desc.head_dim = d;
+        desc.dtype = dtype;
+        desc.sliding_window = true;
+        desc.softcap = true;
+        absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+        ASSERT_TRUE(kernel.ok()) << desc.ToString() << ": " << kernel.status();
+        const std::string want = std::string(kind == AttentionKind::kPrefill ? "prefill" : "decode") +
+                                 "_d" + std::to_string(d) + "_" + AttentionDTypeName(dtype);
+        EXPECT_EQ((*kernel)->name, want);
+        EXPECT_EQ((*kernel)->head_dim, d);
+      }
+    }
+  }
+}
+
+TEST(AttentionRegistry, RefusesWhatNoKernelHasNamingIt) {
+  AttentionDesc desc;
+  desc.head_dim = 96;
+  absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+  EXPECT_EQ(kernel.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(kernel.status().message(), HasSubstr("head_dim=96"));
+  EXPECT_THAT(kernel.status().message(), HasSubstr("built head dims for this kind and dtype: 64, 128, 256"));
+
+  desc.head_dim = 128;
+  desc.causal = false;
+  EXPECT_THAT(FindAttentionKernel(desc).status().message(), HasSubstr("only causal"));
+  desc.causal = true;
+  desc.paged = false;
+  EXPECT_THAT(FindAttentionKernel(desc).status().message(), HasSubstr("paged cache only"));
+  desc.paged = true;
+  desc.v_head_dim = 512;  // latent attention's layout
+  EXPECT_THAT(FindAttentionKernel(desc).status().message(),
+              HasSubstr("v_head_dim must equal head_dim"));
+}
+
+TEST(AttentionDecodeSplit, CoversTheSpanInBoundedAlignedChunks) {
+  EXPECT_EQ(DecodeSplit(0).splits, 0);
+  for (int32_t span = 1; span <= 70000; span += (span < 2000 ? 1 : 97)) {
+    const DecodeSplitInfo split = DecodeSplit(span);
+    ASSERT_GE(split.splits, 1) << span;
+    EXPECT_LE(split.splits, DecodeMaxSplits(span)) << span;
+    EXPECT_LE(split.splits, kDecodeMaxSplits) << span;
+    EXPECT_EQ(split.chunk % 32, 0) << span;
+    EXPECT_LT(int64_t{split.splits - 1} * split.chunk, span) << span << ": an empty split";
+    EXPECT_GE(int64_t{split.splits} * split.chunk, span) << span << ": keys left over";
+    if (split.splits > 1) {
+      EXPECT_GE(split.chunk, kDecodeMinSplitKeys / 2) << span;
+    }
+    // The workspace bound of a longer maximum covers this span.
+    EXPECT_LE(split.splits, DecodeMaxSplits(span + 1000)) << span;
+  }
+  EXPECT_EQ(DecodeSplit(256).splits, 1);
+  EXPECT_EQ(DecodeSplit(257).splits, 2);
+  EXPECT_EQ(DecodeSplit(1 << 20).splits, kDecodeMaxSplits);
+}
+
+TEST(AttentionWorkspace, OnlyWhenAContextCanBeSplit) {
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 256), 0);
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 4096), 64 * 32 * 16 * (128 + 2) * 4);
+  EXPECT_EQ(AttentionWorkspaceBytes(1, 1, 128, 1 << 20), 32 * (128 + 2) * 4);
+}
+
+PagedAttentionArgs ValidArgs() {
+  alignas(16) static char memory[64];  // never dereferenced: validation fails before a launch
+  PagedAttentionArgs a;
+  a.q = a.k_cache = a.v_cache = a.out = memory;
+  a.block_tables = a.query_start = a.context_lens = reinterpret_cast<const int32_t*>(memory);
+  a.num_seqs = 2;
+  a.max_blocks_per_seq = 4;
+  a.num_heads = 8;
+  a.num_kv_heads = 2;
+  a.head_dim = 128;
+  a.block_size = 16;
+  a.max_query_len = 10;
+  a.max_context_len = 64;
+  a.scale = 0.1f;
+  return a;
+}
+
+TEST(AttentionValidation, NamesTheBadArgument) {
+  EXPECT_TRUE(ValidateAttentionArgs(ValidArgs()).ok());
+  struct Bad {
+    std::string want;
+    void (*mutate)(PagedAttentionArgs&);
+  };
+  const Bad cases[] = {
+      {"num_heads 8 must be a positive multiple of num_kv_heads 3",
+       [](PagedAttentionArgs& a) { a.num_kv_heads = 3; }},
+      {"block_size * max_blocks_per_seq (64)", [](PagedAttentionArgs& a) { a.max_context_len = 65; }},
+      {"max_query_len 10 and max_context_len 5", [](PagedAttentionArgs& a) { a.max_context_len = 5; }},
+      {"a null tensor pointer", [](PagedAttentionArgs& a) { a.context_lens = nullptr; }},
+      {"16-byte aligned",
+       [](PagedAttentionArgs& a) { a.out = static_cast<char*>(a.out) + 2; }},
+      {"scale 0 must be positive", [](PagedAttentionArgs& a) { a.scale = 0.0f; }},
+      {"num_seqs 70000", [](PagedAttentionArgs& a) { a.num_seqs = 70000; }},
+      {"workspace of 0 bytes; 58240 needed for 2 sequences of up to 1600 tokens",
+       [](PagedAttentionArgs& a) {
+         a.max_blocks_per_seq = 100;
+         a.max_context_len = 1600;
+       }},
+  };
+  for (const Bad& bad : cases) {
+    PagedAttentionArgs a = ValidArgs();
+    bad.mutate(a);
+    const absl::Status status = ValidateAttentionArgs(a);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad.want;
+    EXPECT_THAT(status.message(), HasSubstr(bad.want));
+  }
+}
+
+TEST(AttentionLaunch, AnUnbuiltHeadDimFailsBeforeAnyLaunch) {
+  PagedAttentionArgs a = ValidArgs();
+  a.head_dim = 80;
+  const absl::Status status = LaunchPagedAttention(a, AttentionDType::kBf16, nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.message(), HasSubstr("decode head_dim=80 bf16"));
+}
+
+TEST(AttentionLaunch, AnInstanceRefusesAnotherHeadDim) {
+  AttentionDesc desc;
+  desc.head_dim = 128;
+  absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+  ASSERT_TRUE(kernel.ok());
+  PagedAttentionArgs a = ValidArgs();
+  a.head_dim = 64;
+  const absl::Status status = (*kernel)->launch(a, nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("for head_dim 128 given head_dim 64"));
+}
+
+}  // namespace
+}  // namespace strata::kernels::cuda

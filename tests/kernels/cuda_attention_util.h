@@ -1,0 +1,223 @@
+// Host side of the CUDA attention tests and benchmark: a random paged batch (Q, K/V cache in
+// shuffled blocks, block tables, query/context lengths) in 16-bit floats, its float64
+// reference, and a device copy with PagedAttentionArgs pointing into it.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+
+namespace strata::kernels::cuda::testing {
+
+struct SeqShape {
+  int32_t n_q = 1;  // query tokens this step
+  int32_t ctx = 1;  // context after this step (>= n_q)
+};
+
+struct AttentionShape {
+  int64_t head_dim = 128;
+  int64_t num_heads = 8;
+  int64_t num_kv_heads = 2;
+  int64_t block_size = 16;
+  AttentionDType dtype = AttentionDType::kBf16;
+  float softcap = 0.0f;
+  int64_t sliding_window = 0;
+  std::vector<SeqShape> seqs;
+};
+
+inline uint16_t ToHalfBits(float x, AttentionDType dtype) {
+  if (dtype == AttentionDType::kBf16) return __nv_bfloat16_raw(__float2bfloat16_rn(x)).x;
+  return __half_raw(__float2half_rn(x)).x;
+}
+inline float FromHalfBits(uint16_t bits, AttentionDType dtype) {
+  if (dtype == AttentionDType::kBf16) {
+    __nv_bfloat16_raw raw;
+    raw.x = bits;
+    return __bfloat162float(__nv_bfloat16(raw));
+  }
+  __half_raw raw;
+  raw.x = bits;
+  return __half2float(__half(raw));
+}
+
+// A batch on the host: 16-bit tensors as bits, and the metadata.
+struct HostBatch {
+  AttentionShape shape;
+  int64_t num_tokens = 0;
+  int64_t num_blocks = 0;
+  int64_t max_blocks_per_seq = 0;
+  std::vector<uint16_t> q, k, v;  // q [tokens, heads, d]; k, v [blocks, block_size, kv, d]
+  std::vector<int32_t> block_tables, query_start, context_lens;
+};
+
+// Random Q (uniform in [-q_range, q_range]), K and V ([-1, 1]); every sequence's blocks are
+// distinct physical blocks in a shuffled order (plus a few unused ones).
+inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_range = 3.0f) {
+  HostBatch b;
+  b.shape = shape;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  const int64_t d = shape.head_dim;
+  b.query_start.push_back(0);
+  int64_t blocks_needed = 0;
+  for (const SeqShape& s : shape.seqs) {
+    b.query_start.push_back(b.query_start.back() + s.n_q);
+    b.context_lens.push_back(s.ctx);
+    const int64_t blocks = (s.ctx + shape.block_size - 1) / shape.block_size;
+    blocks_needed += blocks;
+    b.max_blocks_per_seq = std::max(b.max_blocks_per_seq, blocks);
+  }
+  b.max_blocks_per_seq = std::max<int64_t>(b.max_blocks_per_seq, 1);
+  b.num_tokens = b.query_start.back();
+  b.num_blocks = blocks_needed + 3;
+  std::vector<int32_t> physical(b.num_blocks);
+  std::iota(physical.begin(), physical.end(), 0);
+  std::shuffle(physical.begin(), physical.end(), rng);
+  b.block_tables.assign(shape.seqs.size() * b.max_blocks_per_seq, -1);
+  int64_t next = 0;
+  for (size_t s = 0; s < shape.seqs.size(); ++s) {
+    const int64_t blocks = (shape.seqs[s].ctx + shape.block_size - 1) / shape.block_size;
+    for (int64_t i = 0; i < blocks; ++i) {
+      b.block_tables[s * b.max_blocks_per_seq + i] = physical[next++];
+    }
+  }
+  auto fill = [&](std::vector<uint16_t>& t, int64_t n, float range) {
+    t.resize(n);
+    for (uint16_t& x : t) x = ToHalfBits(range * unit(rng), shape.dtype);
+  };
+  fill(b.q, b.num_tokens * shape.num_heads * d, q_range);
+  const int64_t cache = b.num_blocks * shape.block_size * shape.num_kv_heads * d;
+  fill(b.k, cache, 1.0f);
+  fill(b.v, cache, 1.0f);
+  return b;
+}
+
+// The float64 reference output [tokens, heads, d] of the batch's (rounded) inputs.
+inline std::vector<double> ReferenceAttention(const HostBatch& b) {
+  const AttentionShape& sh = b.shape;
+  const int64_t d = sh.head_dim;
+  const int64_t group = sh.num_heads / sh.num_kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  std::vector<double> out(b.num_tokens * sh.num_heads * d, 0.0);
+  auto at = [&](const std::vector<uint16_t>& t, int64_t i) { return FromHalfBits(t[i], sh.dtype); };
+  for (size_t s = 0; s < sh.seqs.size(); ++s) {
+    const SeqShape seq = sh.seqs[s];
+    const int32_t* table = b.block_tables.data() + s * b.max_blocks_per_seq;
+    auto row = [&](int64_t key, int64_t kvh) {
+      const int64_t slot = int64_t{table[key / sh.block_size]} * sh.block_size + key % sh.block_size;
+      return (slot * sh.num_kv_heads + kvh) * d;
+    };
+    for (int32_t j = 0; j < seq.n_q; ++j) {
+      const int64_t token = b.query_start[s] + j;
+      const int64_t pos = seq.ctx - seq.n_q + j;
+      const int64_t first = sh.sliding_window > 0 ? std::max<int64_t>(0, pos - sh.sliding_window + 1) : 0;
+      for (int64_t h = 0; h < sh.num_heads; ++h) {
+        const int64_t q0 = (token * sh.num_heads + h) * d;
+        std::vector<double> p(pos + 1 - first);
+        double top = -INFINITY;
+        for (int64_t t = first; t <= pos; ++t) {
+          double dot = 0.0;
+          for (int64_t i = 0; i < d; ++i) dot += double{at(b.q, q0 + i)} * at(b.k, row(t, h / group) + i);
+          dot *= scale;
+          if (sh.softcap > 0.0f) dot = sh.softcap * std::tanh(dot / sh.softcap);
+          p[t - first] = dot;
+          top = std::max(top, dot);
+        }
+        double sum = 0.0;
+        for (double& x : p) sum += (x = std::exp(x - top));
+        for (int64_t t = first; t <= pos; ++t) {
+          const double w = p[t - first] / sum;
+          const int64_t v0 = row(t, h / group);
+          for (int64_t i = 0; i < d; ++i) out[q0 + i] += w * at(b.v, v0 + i);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// A device allocation freed on destruction.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  explicit DeviceMemory(size_t bytes) : bytes_(bytes) {
+    if (bytes > 0 && cudaMalloc(&ptr_, bytes) != cudaSuccess) ptr_ = nullptr;
+  }
+  template <class T>
+  explicit DeviceMemory(const std::vector<T>& host) : DeviceMemory(host.size() * sizeof(T)) {
+    if (ptr_ != nullptr) cudaMemcpy(ptr_, host.data(), bytes_, cudaMemcpyHostToDevice);
+  }
+  ~DeviceMemory() { cudaFree(ptr_); }
+  DeviceMemory(DeviceMemory&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_) {
+    other.ptr_ = nullptr;
+  }
+  DeviceMemory& operator=(DeviceMemory&& other) noexcept {
+    std::swap(ptr_, other.ptr_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// The batch on the device, the output poisoned with NaN (0xFFFF) so an unwritten element shows.
+struct DeviceBatch {
+  DeviceMemory q, k, v, out, block_tables, query_start, context_lens, workspace;
+  PagedAttentionArgs args;
+
+  explicit DeviceBatch(const HostBatch& b)
+      : q(b.q), k(b.k), v(b.v), out(b.q.size() * 2), block_tables(b.block_tables),
+        query_start(b.query_start), context_lens(b.context_lens) {
+    const AttentionShape& sh = b.shape;
+    int64_t max_q = 0, max_ctx = 0;
+    for (const SeqShape& s : sh.seqs) {
+      max_q = std::max<int64_t>(max_q, s.n_q);
+      max_ctx = std::max<int64_t>(max_ctx, s.ctx);
+    }
+    workspace = DeviceMemory(static_cast<size_t>(AttentionWorkspaceBytes(
+        static_cast<int64_t>(sh.seqs.size()), sh.num_heads, sh.head_dim, max_ctx)));
+    cudaMemset(out.get(), 0xFF, out.bytes());
+    args.q = q.get();
+    args.k_cache = k.get();
+    args.v_cache = v.get();
+    args.out = out.get();
+    args.block_tables = static_cast<const int32_t*>(block_tables.get());
+    args.query_start = static_cast<const int32_t*>(query_start.get());
+    args.context_lens = static_cast<const int32_t*>(context_lens.get());
+    args.num_seqs = static_cast<int64_t>(sh.seqs.size());
+    args.max_blocks_per_seq = b.max_blocks_per_seq;
+    args.num_heads = sh.num_heads;
+    args.num_kv_heads = sh.num_kv_heads;
+    args.head_dim = sh.head_dim;
+    args.block_size = sh.block_size;
+    args.max_query_len = max_q;
+    args.max_context_len = max_ctx;
+    args.scale = 1.0f / std::sqrt(static_cast<float>(sh.head_dim));
+    args.softcap = sh.softcap;
+    args.sliding_window = sh.sliding_window;
+    args.workspace = workspace.get();
+    args.workspace_bytes = static_cast<int64_t>(workspace.bytes());
+  }
+
+  std::vector<uint16_t> Output() const {
+    std::vector<uint16_t> host(out.bytes() / 2);
+    cudaMemcpy(host.data(), out.get(), out.bytes(), cudaMemcpyDeviceToHost);
+    return host;
+  }
+};
+
+}  // namespace strata::kernels::cuda::testing
