@@ -3,12 +3,14 @@
 #
 #   scripts/gpu-check.sh pack   here (no GPU needed): builds the GPU test and benchmark binaries
 #                               and packs them, with the non-system shared libraries they load,
-#                               into gpu-pack/ (git-ignored, < 64 MiB), plus what a rebuild
+#                               into gpu-pack/pack.tar.gz (git-ignored, < 64 MiB), plus what a rebuild
 #                               there needs (Abseil headers, GoogleTest sources, the generated
 #                               kernel instances).
 #   scripts/gpu-check.sh run    on the GPU machine, from the repository root with gpu-pack/
 #                               beside it: runs every GPU test binary (the tests `ctest -L gpu`
-#                               runs here), compute-sanitizer's memcheck on a few attention
+#                               runs here, the backend parity table's cuda rows, the registry
+#                               tests; the model tests read the packed copies of the shared
+#                               files they need), compute-sanitizer's memcheck on a few attention
 #                               cases, the attention benchmark and its PyTorch peer; writes logs
 #                               under $OUT and prints a summary last. If the packed binaries
 #                               cannot start there (other system libraries), the attention tests
@@ -19,28 +21,45 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
-PACK=gpu-pack
 BUILD=${STRATA_BUILD_DIR:-build}
-GPU_TESTS=(cuda_attention_registry_test cuda_attention_test cuda_ops_test)
+CARRY=gpu-pack/pack.tar.gz  # what travels (gzip: the binaries and models halve)
+PACK=$BUILD/gpu-pack        # the tree it holds (here: assembled; there: unpacked)
+GPU_TESTS=(cuda_attention_registry_test cuda_attention_test cuda_ops_test backends_test
+           backend_parity_test cuda_model_test)
 BENCH=strata_attention_bench
+SHARED=${STRATA_SHARED_DATA:-../shared/data}
+# The shared files the model tests read there (../shared does not travel): stories260K and
+# its golden ids, the dense fixtures (Hugging Face layout) and their goldens.
+SHARED_FILES=(models/stories260K/hf models/stories260K/stories260K.gguf golden/stories260K.jsonl
+              fixtures/llama/model.gguf fixtures/mixtral/hf)
+for family in llama mistral qwen2 qwen3 phi3 phi2 gemma2 olmo2 falcon mixtral; do
+  SHARED_FILES+=("fixtures/$family/golden.json")
+  [ "$family" = mixtral ] || SHARED_FILES+=("fixtures/$family/hf")
+done
 
 pack() {
   set -e
   ninja -C "$BUILD" "${GPU_TESTS[@]}" "$BENCH"
-  rm -rf "$PACK"
-  mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/src/gen" "$PACK/src/include"
-  for t in "${GPU_TESTS[@]}"; do cp "$BUILD/tests/kernels/$t" "$PACK/bin/"; done
+  rm -rf "$PACK" "$(dirname "$CARRY")"
+  mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/src/gen" "$PACK/src/include" "$(dirname "$CARRY")"
+  for t in "${GPU_TESTS[@]}"; do cp "$(find "$BUILD/tests" -name "$t" -type f -executable)" "$PACK/bin/"; done
   cp "$BUILD/bench/cuda/$BENCH" "$PACK/bin/"
-  # Shared libraries outside the C and C++ runtimes (which the GPU machine has, newer).
+  # Shared libraries outside the C and C++ runtimes (which the GPU machine has, newer), except
+  # cuBLASLt (hundreds of MiB; the GPU machine's CUDA or PyTorch provides it).
   for b in "$PACK"/bin/*; do
     ldd "$b" | awk '$3 ~ /^\// {print $3}'
-  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s)\.so' |
+  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublasLt)\.so' |
     while read -r lib; do cp -L "$lib" "$PACK/lib/"; done
   strip --strip-debug "$PACK"/bin/* "$PACK"/lib/*
   cp "$BUILD"/kernels/cuda/attention_*.cu "$PACK/src/gen/"
   cp -r /usr/include/absl "$PACK/src/include/"
   cp -r /usr/src/googletest/googletest /usr/src/googletest/googlemock "$PACK/src/"
-  du -sh "$PACK"
+  for f in "${SHARED_FILES[@]}"; do
+    mkdir -p "$PACK/data/$(dirname "$f")"
+    cp -rL "$SHARED/$f" "$PACK/data/$f"
+  done
+  tar -C "$PACK" -czf "$CARRY" .
+  du -sh "$PACK"/* "$CARRY"
 }
 
 # Rebuilds the attention tests and benchmark with this machine's nvcc (sm_90a) from the packed
@@ -74,7 +93,14 @@ rebuild() {
 run() {
   local out=${OUT:-/tmp/gpu-check}
   mkdir -p "$out"
-  export LD_LIBRARY_PATH=$PWD/$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  PACK=/tmp/strata-gpu-pack
+  rm -rf "$PACK" && mkdir -p "$PACK" && tar -C "$PACK" -xzf "$CARRY" || return 1
+  export LD_LIBRARY_PATH=$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export STRATA_SHARED_DATA=$PACK/data STRATA_REQUIRE_SHARED_DATA=1
+  # cuBLASLt is not carried (hundreds of MiB): the machine's CUDA or PyTorch has it.
+  local cublas
+  cublas=$(find /usr/local/cuda*/ /usr/lib /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
+  [ -z "$cublas" ] || LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$cublas")
   local bin=$PACK/bin summary=$out/summary.txt
   : > "$summary"
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1
@@ -93,11 +119,17 @@ run() {
   fi
   for t in "${GPU_TESTS[@]}"; do
     [ -x "$bin/$t" ] || { echo "$t: not built for this run" | tee -a "$summary"; continue; }
-    timeout 300 "$bin/$t" --gtest_output="xml:$out/$t.xml" > "$out/$t.log" 2>&1
+    local filter='*'
+    [ "$t" = backend_parity_test ] && filter='*cuda*'  # the CPU rows ran here
+    timeout 300 "$bin/$t" --gtest_filter="$filter" --gtest_output="xml:$out/$t.xml" \
+      > "$out/$t.log" 2>&1
     local rc=$?
     echo "$t: rc=$rc$(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$t.log" |
       sed -E 's/^\[ +([A-Z]+) +\] ([0-9]+) tests?.*/, \2 \1/' | tr -d '\n')" | tee -a "$summary"
-    if grep -q 'no CUDA device' "$out/$t.log"; then
+    if [ "$t" = backend_parity_test ] && ! grep -q '^\[       OK \]' "$out/$t.log"; then
+      echo "$t: no cuda rows ran (the backend saw no device): this is not a GPU run" | tee -a "$summary"
+    fi
+    if grep -q 'no CUDA device\|built without CUDA' "$out/$t.log"; then
       echo "$t: SKIPPED tests for want of a device: this is not a GPU run" | tee -a "$summary"
     fi
   done

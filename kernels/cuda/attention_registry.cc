@@ -14,18 +14,22 @@ template <int kDim, AttentionDType kDType>
 absl::Status LaunchPrefill(const PagedAttentionArgs& args, void* stream);
 template <int kDim, AttentionDType kDType>
 absl::Status LaunchDecode(const PagedAttentionArgs& args, void* stream);
+template <int kDim, AttentionDType kDType>
+absl::Status LaunchGeneric(const PagedAttentionArgs& args, void* stream);
 }  // namespace attention
 
 namespace {
 
 using attention::LaunchDecode;
+using attention::LaunchGeneric;
 using attention::LaunchPrefill;
 constexpr AttentionKind kPrefill = AttentionKind::kPrefill;
 constexpr AttentionKind kDecode = AttentionKind::kDecode;
 constexpr AttentionDType kBf16 = AttentionDType::kBf16;
 constexpr AttentionDType kFp16 = AttentionDType::kFp16;
 
-// name, kind, head_dim, dtype, sliding window, softcap, launch
+// name, kind, head_dim (0: any up to 256), dtype, sliding window, softcap, launch. The generic
+// rows serve both kinds where no tuned instance has the head dim.
 constexpr std::array kKernels = {
     AttentionKernel{"prefill_d64_bf16", kPrefill, 64, kBf16, true, true, LaunchPrefill<64, kBf16>},
     AttentionKernel{"prefill_d128_bf16", kPrefill, 128, kBf16, true, true,
@@ -43,7 +47,10 @@ constexpr std::array kKernels = {
     AttentionKernel{"decode_d64_fp16", kDecode, 64, kFp16, true, true, LaunchDecode<64, kFp16>},
     AttentionKernel{"decode_d128_fp16", kDecode, 128, kFp16, true, true, LaunchDecode<128, kFp16>},
     AttentionKernel{"decode_d256_fp16", kDecode, 256, kFp16, true, true, LaunchDecode<256, kFp16>},
+    AttentionKernel{"generic_bf16", kPrefill, 0, kBf16, true, true, LaunchGeneric<0, kBf16>},
+    AttentionKernel{"generic_fp16", kPrefill, 0, kFp16, true, true, LaunchGeneric<0, kFp16>},
 };
+constexpr int64_t kGenericMaxHeadDim = 256;
 
 const char* KindName(AttentionKind kind) {
   return kind == AttentionKind::kPrefill ? "prefill" : "decode";
@@ -80,17 +87,27 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
         "no attention kernel for ", what, ": v_head_dim must equal head_dim on the GPU"));
   }
   std::string dims;
+  const AttentionKernel* generic = nullptr;
   for (const AttentionKernel& kernel : kKernels) {
-    if (kernel.kind != desc.kind || kernel.dtype != desc.dtype) continue;
-    absl::StrAppend(&dims, dims.empty() ? "" : ", ", kernel.head_dim);
-    if (kernel.head_dim != desc.head_dim) continue;
+    if (kernel.dtype != desc.dtype) continue;
     if (desc.sliding_window && !kernel.sliding_window) continue;
     if (desc.softcap && !kernel.softcap) continue;
-    return &kernel;
+    if (kernel.head_dim == 0) {
+      generic = &kernel;
+      continue;
+    }
+    if (kernel.kind != desc.kind) continue;
+    absl::StrAppend(&dims, dims.empty() ? "" : ", ", kernel.head_dim);
+    if (kernel.head_dim == desc.head_dim) return &kernel;
+  }
+  if (generic != nullptr && desc.head_dim > 0 && desc.head_dim <= kGenericMaxHeadDim) {
+    return generic;
   }
   return absl::NotFoundError(absl::StrCat("no attention kernel for ", what,
-                                          " (built head dims for this kind and dtype: ",
-                                          dims.empty() ? "none" : dims, ")"));
+                                          " (tuned head dims for this kind and dtype: ",
+                                          dims.empty() ? "none" : dims,
+                                          "; the generic kernel takes up to ",
+                                          kGenericMaxHeadDim, ")"));
 }
 
 int64_t AttentionWorkspaceBytes(int64_t num_seqs, int64_t num_heads, int64_t head_dim,
@@ -152,11 +169,14 @@ absl::Status LaunchPagedAttention(const PagedAttentionArgs& args, AttentionDType
   desc.kind = AttentionKind::kDecode;
   absl::StatusOr<const AttentionKernel*> decode = FindAttentionKernel(desc);
   if (!decode.ok()) return decode.status();
-  if (absl::Status status = (*decode)->launch(args, stream); !status.ok()) return status;
-  if (args.max_query_len <= 1) return absl::OkStatus();
   desc.kind = AttentionKind::kPrefill;
   absl::StatusOr<const AttentionKernel*> prefill = FindAttentionKernel(desc);
   if (!prefill.ok()) return prefill.status();
+  // Without tuned instances for this head dim, the generic kernel takes every query token (the
+  // choice depends on the head dim alone, never on the batch).
+  if ((*decode)->head_dim == 0) return (*decode)->launch(args, stream);
+  if (absl::Status status = (*decode)->launch(args, stream); !status.ok()) return status;
+  if (args.max_query_len <= 1) return absl::OkStatus();
   return (*prefill)->launch(args, stream);
 }
 

@@ -1,7 +1,9 @@
-// CUDA operators (fp32) behind plain parameter structs. This header has no CUDA types, so CPU
-// code may include it; device pointers are raw pointers and streams are passed as `void*`
-// (a cudaStream_t, nullptr for the default stream). Launches are asynchronous on that stream;
-// the returned Status covers argument validation and launch errors only.
+// CUDA element-wise operators of the decoder behind plain parameter structs. This header has no
+// CUDA types, so host code may include it: device pointers are raw (`void*` for activations,
+// whose element type is `elem`), streams are `void*` (a cudaStream_t, nullptr for the default
+// stream). Launches are asynchronous on that stream; the returned Status covers argument
+// validation and launch errors only. Arithmetic is f32 whatever the element type; results are
+// rounded once, on store.
 #pragma once
 
 #include <cstdint>
@@ -10,39 +12,133 @@
 
 namespace strata::kernels::cuda {
 
-// y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight.   y may be x.
-struct RmsNormParams {
-  const float* x = nullptr;       // [rows, dim], device
-  const float* weight = nullptr;  // [dim], device
-  float* y = nullptr;             // [rows, dim], device
+// Element types of activations.
+enum class Elem : uint8_t { kF32, kBf16 };
+
+// Normalisation of each row, optionally after a fused residual add:
+//   if delta: x += delta (x is the residual stream, updated in place)
+//   RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
+//   LayerNorm: y = (x - mean(x)) / sqrt(var(x) + eps) * w (+ b)
+struct NormParams {
+  void* x = nullptr;             // [rows, dim], elem
+  const void* delta = nullptr;   // [rows, dim], elem, or null
+  const float* weight = nullptr;  // [dim]
+  const float* bias = nullptr;    // [dim], LayerNorm only, or null
+  void* y = nullptr;             // [rows, dim], elem; may be x
   int64_t rows = 0;
   int64_t dim = 0;
   float eps = 1e-5f;
+  bool layer_norm = false;
+  Elem elem = Elem::kF32;
 };
-absl::Status LaunchRmsNorm(const RmsNormParams& params, void* stream);
+absl::Status LaunchNorm(const NormParams& params, void* stream);
 
 // Rotates the first rotary_dim dims of every head in place, as cpu::ApplyRope: the angle of
-// pair i at position p is p * inv_freq[i] in fp32; cos/sin are scaled by mscale.
+// pair i at position p is p * inv_freq[i] in f32, cos/sin (accurate, not fast-math) scaled by
+// mscale. With a long table, tokens of a sequence whose context exceeds long_threshold use
+// long_inv_freq and long_mscale (chosen per sequence).
 struct RopeParams {
-  float* x = nullptr;                  // [num_tokens, num_heads, head_dim], device
-  const int32_t* positions = nullptr;  // [num_tokens], device
-  const float* inv_freq = nullptr;     // [rotary_dim / 2], device
+  void* x = nullptr;                      // [num_tokens, num_heads, head_dim], elem
+  const int32_t* positions = nullptr;     // [num_tokens]
+  const float* inv_freq = nullptr;        // [rotary_dim / 2]
+  const float* long_inv_freq = nullptr;   // [rotary_dim / 2], or null
+  const int32_t* token_seq = nullptr;     // [num_tokens] (with a long table)
+  const int32_t* context_lens = nullptr;  // [num_seqs] (with a long table)
+  int64_t long_threshold = 0;
+  float mscale = 1.0f;
+  float long_mscale = 1.0f;
   int64_t num_tokens = 0;
   int64_t num_heads = 0;
   int64_t head_dim = 0;
   int64_t rotary_dim = 0;
   bool interleaved = false;  // false: pairs (i, i + rotary_dim/2) (HF); true: (2i, 2i + 1)
-  float mscale = 1.0f;
+  Elem elem = Elem::kF32;
 };
 absl::Status LaunchRope(const RopeParams& params, void* stream);
 
-// out[i] = silu(gate[i]) * up[i].   out may alias gate.
-struct SiluMulParams {
-  const float* gate = nullptr;  // [n], device
-  const float* up = nullptr;    // [n], device
-  float* out = nullptr;         // [n], device
+enum class Act : uint8_t {
+  kSilu,      // x * sigmoid(x)
+  kGeluTanh,  // x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+  kGeluErf,   // x/2 * (1 + erf(x / sqrt 2))
+};
+
+// out[i] = act(gate[i]) * up[i].   out may alias gate.
+struct GatedActParams {
+  const void* gate = nullptr;  // [n], elem
+  const void* up = nullptr;    // [n], elem
+  void* out = nullptr;         // [n], elem
+  int64_t n = 0;
+  Act act = Act::kSilu;
+  Elem elem = Elem::kF32;
+};
+absl::Status LaunchGatedAct(const GatedActParams& params, void* stream);
+
+// Element-wise updates of x in place ([n], elem):
+//   kAct: x = act(x);  kAdd: x += y;  kSoftcap: x = cap * tanh(x / cap);
+//   kBias: x[r, c] += bias[c] for rows of `cols` values (bias f32).
+struct UpdateParams {
+  enum class Op : uint8_t { kAct, kAdd, kSoftcap, kBias };
+  Op op = Op::kAdd;
+  void* x = nullptr;
+  const void* y = nullptr;       // kAdd: [n], elem
+  const float* bias = nullptr;   // kBias: [cols]
+  int64_t n = 0;
+  int64_t cols = 0;              // kBias
+  float cap = 0.0f;              // kSoftcap
+  Act act = Act::kSilu;          // kAct
+  Elem elem = Elem::kF32;
+};
+absl::Status LaunchUpdate(const UpdateParams& params, void* stream);
+
+// dst[i] = src[i] converted between element types (rounded to nearest even for bf16).
+struct ConvertParams {
+  const void* src = nullptr;
+  Elem src_elem = Elem::kF32;
+  void* dst = nullptr;
+  Elem dst_elem = Elem::kBf16;
   int64_t n = 0;
 };
-absl::Status LaunchSiluMul(const SiluMulParams& params, void* stream);
+absl::Status LaunchConvert(const ConvertParams& params, void* stream);
+
+// out[i, :] = table[tokens[i] - vocab_begin, :] * scale for tokens inside this slice of the
+// vocabulary, zeros for the others.
+struct EmbeddingParams {
+  const int32_t* tokens = nullptr;  // [num_tokens]
+  const void* table = nullptr;      // [table_rows, dim], bf16
+  void* out = nullptr;              // [num_tokens, dim], elem
+  int64_t num_tokens = 0;
+  int64_t table_rows = 0;
+  int64_t dim = 0;
+  int64_t vocab_begin = 0;
+  float scale = 1.0f;
+  Elem elem = Elem::kF32;
+};
+absl::Status LaunchEmbedding(const EmbeddingParams& params, void* stream);
+
+// dst[i, :] = src[rows[i], :] for rows of row_bytes bytes (a multiple of 2).
+struct GatherRowsParams {
+  const void* src = nullptr;
+  void* dst = nullptr;
+  const int32_t* rows = nullptr;  // [num_rows]
+  int64_t num_rows = 0;
+  int64_t row_bytes = 0;
+};
+absl::Status LaunchGatherRows(const GatherRowsParams& params, void* stream);
+
+// Stores token t's K (and V) at cache slot slot_mapping[t] of a bf16 paged cache
+// [num_blocks, block_size, num_kv_heads, head_dim]; slot = block * block_size + offset.
+struct WriteKvParams {
+  const void* k = nullptr;              // [num_tokens, num_kv_heads, head_dim], elem
+  const void* v = nullptr;              // [num_tokens, num_kv_heads, v_head_dim], elem
+  void* k_cache = nullptr;              // bf16
+  void* v_cache = nullptr;              // bf16, or null when the cache stores no V
+  const int32_t* slot_mapping = nullptr;  // [num_tokens]
+  int64_t num_tokens = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t v_head_dim = 0;
+  Elem elem = Elem::kF32;
+};
+absl::Status LaunchWriteKv(const WriteKvParams& params, void* stream);
 
 }  // namespace strata::kernels::cuda

@@ -32,13 +32,27 @@ TEST(AttentionRegistry, FindsEveryBuiltInstance) {
   }
 }
 
+TEST(AttentionRegistry, OtherHeadDimsGoToTheGenericKernelUpTo256) {
+  AttentionDesc desc;
+  for (int64_t d : {8, 16, 20, 80, 96, 256}) {
+    desc.head_dim = d;
+    desc.dtype = d == 96 ? AttentionDType::kFp16 : AttentionDType::kBf16;
+    absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+    ASSERT_TRUE(kernel.ok()) << d;
+    EXPECT_EQ(std::string((*kernel)->name), d == 256 ? "prefill_d256_bf16"
+                                            : d == 96 ? "generic_fp16" : "generic_bf16");
+  }
+}
+
 TEST(AttentionRegistry, RefusesWhatNoKernelHasNamingIt) {
   AttentionDesc desc;
-  desc.head_dim = 96;
+  desc.head_dim = 288;
   absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
   EXPECT_EQ(kernel.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(kernel.status().message(), HasSubstr("head_dim=96"));
-  EXPECT_THAT(kernel.status().message(), HasSubstr("built head dims for this kind and dtype: 64, 128, 256"));
+  EXPECT_THAT(kernel.status().message(), HasSubstr("head_dim=288"));
+  EXPECT_THAT(kernel.status().message(),
+              HasSubstr("tuned head dims for this kind and dtype: 64, 128, 256; the generic kernel "
+                        "takes up to 256"));
 
   desc.head_dim = 128;
   desc.causal = false;
@@ -129,10 +143,10 @@ TEST(AttentionValidation, NamesTheBadArgument) {
 
 TEST(AttentionLaunch, AnUnbuiltHeadDimFailsBeforeAnyLaunch) {
   PagedAttentionArgs a = ValidArgs();
-  a.head_dim = 80;
+  a.head_dim = 300;
   const absl::Status status = LaunchPagedAttention(a, AttentionDType::kBf16, nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(status.message(), HasSubstr("decode head_dim=80 bf16"));
+  EXPECT_THAT(status.message(), HasSubstr("decode head_dim=300 bf16"));
 }
 
 TEST(AttentionLaunch, AnInstanceRefusesAnotherHeadDim) {

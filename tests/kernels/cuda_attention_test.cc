@@ -64,6 +64,11 @@ std::vector<Case> Cases() {
       {"decode_d128_fp16", Shape(128, 8, 4, 16, {{1, 5000}, {1, 9}}, AttentionDType::kFp16)},
       {"prefill_block1", Shape(128, 2, 1, 1, {{70, 70}, {3, 90}})},
       {"prefill_long", Shape(128, 4, 1, 16, {{2048, 4096}})},
+      // The generic kernel (head dims without a tuned instance).
+      {"generic_d16_mixed", Shape(16, 8, 2, 16, mixed)},
+      {"generic_d8_decode_long", Shape(8, 8, 4, 16, {{1, 3000}, {1, 5}, {40, 40}})},
+      {"generic_d80_fp16", Shape(80, 4, 2, 16, mixed, AttentionDType::kFp16)},
+      {"generic_d96_block1", Shape(96, 4, 4, 1, {{30, 30}, {1, 77}})},
   };
   Case window{"window_37", Shape(128, 8, 2, 16, mixed)};
   window.shape.sliding_window = 37;
@@ -74,6 +79,10 @@ std::vector<Case> Cases() {
   Case capped{"softcap_30", Shape(256, 8, 4, 16, mixed)};
   capped.shape.softcap = 30.0f;
   cases.push_back(capped);
+  Case generic{"generic_d20_window_softcap", Shape(20, 4, 2, 16, mixed)};
+  generic.shape.sliding_window = 25;
+  generic.shape.softcap = 5.0f;
+  cases.push_back(generic);
   return cases;
 }
 

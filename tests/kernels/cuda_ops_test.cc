@@ -1,13 +1,18 @@
-// Each CUDA kernel against the CPU reference (reference_ops.h) on the device. Skips when no
-// CUDA device is present. Tolerances: 1e-5 relative (+1e-6): the GPU's rsqrtf, expf and
-// sincosf differ from glibc's by a few ulp.
+// The CUDA element-wise kernels against the CPU's formulas (reference_ops.h and kernels/cpu's
+// scalar functions), for f32 and bf16 activations. The references run on the inputs as the
+// device sees them (rounded to bf16 where the type is bf16). Tolerances: f32 1e-5 relative
+// (+1e-6; the GPU's expf, tanhf and sincosf differ from glibc's by a few ulp); bf16 one rounding
+// of the result, 8e-3 relative (+1e-3 of the row scale for norms). Skips without a device.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/reference_ops.h"
 #include "kernels/cuda/ops.h"
 #include "tests/kernels/isa_test_util.h"
@@ -15,107 +20,308 @@
 namespace strata::kernels {
 namespace {
 
-// A device copy of a host vector, freed on destruction.
-template <class T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(const std::vector<T>& host) : size_(host.size()) {
-    EXPECT_EQ(cudaMalloc(&ptr_, size_ * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(ptr_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+using cuda::Elem;
+using Vec = std::vector<float>;
 
-  T* get() const { return ptr_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(size_);
+bool HaveDevice() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+float RoundBf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+Vec Rounded(const Vec& v, Elem elem) {
+  if (elem == Elem::kF32) return v;
+  Vec out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = RoundBf16(v[i]);
+  return out;
+}
+const char* Name(Elem elem) { return elem == Elem::kF32 ? "f32" : "bf16"; }
+
+// Device memory holding values of an element type, freed on destruction.
+class DeviceValues {
+ public:
+  DeviceValues(const Vec& host, Elem elem) : elem_(elem), n_(host.size()) {
+    const size_t bytes = n_ * Size();
+    EXPECT_EQ(cudaMalloc(&ptr_, bytes == 0 ? 4 : bytes), cudaSuccess);
+    if (elem == Elem::kF32) {
+      cudaMemcpy(ptr_, host.data(), bytes, cudaMemcpyHostToDevice);
+    } else {
+      std::vector<__nv_bfloat16> b(n_);
+      for (size_t i = 0; i < n_; ++i) b[i] = __float2bfloat16_rn(host[i]);
+      cudaMemcpy(ptr_, b.data(), bytes, cudaMemcpyHostToDevice);
+    }
+  }
+  ~DeviceValues() { cudaFree(ptr_); }
+  DeviceValues(const DeviceValues&) = delete;
+  DeviceValues& operator=(const DeviceValues&) = delete;
+
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  Vec ToHost() const {
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, size_ * sizeof(T), cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    return host;
+    Vec out(n_);
+    if (elem_ == Elem::kF32) {
+      cudaMemcpy(out.data(), ptr_, n_ * 4, cudaMemcpyDeviceToHost);
+    } else {
+      std::vector<__nv_bfloat16> b(n_);
+      cudaMemcpy(b.data(), ptr_, n_ * 2, cudaMemcpyDeviceToHost);
+      for (size_t i = 0; i < n_; ++i) out[i] = __bfloat162float(b[i]);
+    }
+    return out;
   }
 
  private:
-  T* ptr_ = nullptr;
-  size_t size_;
+  size_t Size() const { return elem_ == Elem::kF32 ? 4 : 2; }
+  void* ptr_ = nullptr;
+  Elem elem_;
+  size_t n_;
 };
 
-class CudaOpsTest : public testing::Test {
+// Device copies of f32 / i32 tables.
+template <class T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(const std::vector<T>& host) {
+    EXPECT_EQ(cudaMalloc(&ptr_, host.size() * sizeof(T) + 4), cudaSuccess);
+    cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  ~DeviceArray() { cudaFree(ptr_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  const T* get() const { return ptr_; }
+
+ private:
+  T* ptr_ = nullptr;
+};
+
+class CudaOpsTest : public ::testing::TestWithParam<Elem> {
  protected:
   void SetUp() override {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no CUDA device";
-    }
+    if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  }
+  Elem elem() const { return GetParam(); }
+  float rtol() const { return elem() == Elem::kF32 ? 1e-5f : 8e-3f; }
+  float atol() const { return elem() == Elem::kF32 ? 1e-6f : 1e-4f; }
+  void Expect(const Vec& got, const Vec& want, const std::string& what, const Vec& scale = {}) {
+    cpu::ExpectClose(got, want, scale, rtol(), atol(), std::string(Name(elem())) + " " + what);
   }
 };
 
-TEST_F(CudaOpsTest, RmsNorm) {
+TEST_P(CudaOpsTest, RmsNormAndLayerNormWithFusedAdd) {
   for (int64_t dim : {1, 31, 256, 4099}) {
-    const int64_t rows = 5;
-    const std::vector<float> x = cpu::RandomFloats(rows * dim, 1, -3.0f, 3.0f);
-    const std::vector<float> w = cpu::RandomFloats(dim, 2);
-    std::vector<float> want(rows * dim);
-    cpu::reference::RmsNorm(x.data(), w.data(), rows, dim, 1e-5f, want.data());
-    DeviceBuffer<float> dx(x), dw(w), dy{std::vector<float>(rows * dim)};
-    cuda::RmsNormParams p{dx.get(), dw.get(), dy.get(), rows, dim, 1e-5f};
-    ASSERT_TRUE(cuda::LaunchRmsNorm(p, nullptr).ok());
-    cpu::ExpectClose(dy.ToHost(), want, {}, 1e-5f, 1e-6f, "dim=" + std::to_string(dim));
+    for (bool layer : {false, true}) {
+      for (bool fused : {false, true}) {
+        const int64_t rows = 5;
+        const std::string what = "dim=" + std::to_string(dim) + (layer ? " layer" : " rms") +
+                                 (fused ? " +add" : "");
+        const Vec x = Rounded(cpu::RandomFloats(rows * dim, 1, -3.0f, 3.0f), elem());
+        const Vec delta = Rounded(cpu::RandomFloats(rows * dim, 2), elem());
+        const Vec w = cpu::RandomFloats(dim, 3), b = cpu::RandomFloats(dim, 4);
+        Vec residual = x;
+        if (fused) {
+          for (size_t i = 0; i < x.size(); ++i) residual[i] = x[i] + delta[i];
+          residual = Rounded(residual, elem());
+        }
+        Vec want(rows * dim);
+        if (layer) {
+          cpu::LayerNorm(residual.data(), w.data(), b.data(), rows, dim, 1e-5f, want.data());
+        } else {
+          cpu::reference::RmsNorm(residual.data(), w.data(), rows, dim, 1e-5f, want.data());
+        }
+        DeviceValues dx(x, elem()), dd(delta, elem()), dy(Vec(rows * dim), elem());
+        DeviceArray<float> dw(w), db(b);
+        cuda::NormParams p;
+        p.x = dx.get();
+        p.delta = fused ? dd.get() : nullptr;
+        p.weight = dw.get();
+        p.bias = layer ? db.get() : nullptr;
+        p.y = dy.get();
+        p.rows = rows;
+        p.dim = dim;
+        p.layer_norm = layer;
+        p.elem = elem();
+        ASSERT_TRUE(cuda::LaunchNorm(p, nullptr).ok());
+        Vec scale(want.size());
+        for (size_t i = 0; i < want.size(); ++i) scale[i] = std::fabs(want[i]) + 1.0f;
+        Expect(dy.ToHost(), want, what, scale);
+        if (fused) Expect(dx.ToHost(), residual, what + " residual");
+      }
+    }
   }
 }
 
-TEST_F(CudaOpsTest, Rope) {
+TEST_P(CudaOpsTest, RopeLayoutsAndLongTable) {
   const int64_t tokens = 4, heads = 3, head_dim = 128;
   const std::vector<int32_t> positions = {0, 1, 77, 8191};
+  const std::vector<int32_t> token_seq = {0, 0, 1, 1};
+  const std::vector<int32_t> context_lens = {2, 9000};  // sequence 1 is past the threshold
   for (bool interleaved : {false, true}) {
     for (int64_t rotary_dim : {int64_t{64}, head_dim}) {
-      std::vector<float> inv_freq(rotary_dim / 2);
+      Vec inv_freq(rotary_dim / 2), long_freq(rotary_dim / 2);
       for (int64_t i = 0; i < rotary_dim / 2; ++i) {
         inv_freq[i] = 1.0f / std::pow(10000.0f, 2.0f * i / rotary_dim);
+        long_freq[i] = inv_freq[i] / 4.0f;
       }
-      std::vector<float> want = cpu::RandomFloats(tokens * heads * head_dim, 3);
-      DeviceBuffer<float> dx(want), dfreq(inv_freq);
-      DeviceBuffer<int32_t> dpos(positions);
-      cpu::reference::ApplyRope(want.data(), tokens, heads, head_dim, positions.data(),
-                                inv_freq.data(), rotary_dim,
-                                interleaved ? RopeLayout::kInterleaved
-                                            : RopeLayout::kHalfSplit,
-                                1.1f);
+      const Vec x = Rounded(cpu::RandomFloats(tokens * heads * head_dim, 3), elem());
+      const RopeLayout layout = interleaved ? RopeLayout::kInterleaved : RopeLayout::kHalfSplit;
+      Vec want = x;
+      const int64_t row = heads * head_dim;
+      cpu::reference::ApplyRope(want.data(), 2, heads, head_dim, positions.data(),
+                                inv_freq.data(), rotary_dim, layout, 1.1f);
+      cpu::reference::ApplyRope(want.data() + 2 * row, 2, heads, head_dim, positions.data() + 2,
+                                long_freq.data(), rotary_dim, layout, 1.3f);
+      DeviceValues dx(x, elem());
+      DeviceArray<float> dfreq(inv_freq), dlong(long_freq);
+      DeviceArray<int32_t> dpos(positions), dseq(token_seq), dctx(context_lens);
       cuda::RopeParams p;
       p.x = dx.get();
       p.positions = dpos.get();
       p.inv_freq = dfreq.get();
+      p.long_inv_freq = dlong.get();
+      p.token_seq = dseq.get();
+      p.context_lens = dctx.get();
+      p.long_threshold = 4096;
+      p.mscale = 1.1f;
+      p.long_mscale = 1.3f;
       p.num_tokens = tokens;
       p.num_heads = heads;
       p.head_dim = head_dim;
       p.rotary_dim = rotary_dim;
       p.interleaved = interleaved;
-      p.mscale = 1.1f;
+      p.elem = elem();
       ASSERT_TRUE(cuda::LaunchRope(p, nullptr).ok());
-      cpu::ExpectClose(dx.ToHost(), want, {}, 1e-5f, 1e-6f,
-                       "rotary_dim=" + std::to_string(rotary_dim));
+      Expect(dx.ToHost(), want, "rotary_dim=" + std::to_string(rotary_dim));
     }
   }
 }
 
-TEST_F(CudaOpsTest, SiluMul) {
-  for (int64_t n : {1, 1000, 1 << 20}) {
-    const std::vector<float> gate = cpu::RandomFloats(n, 4, -10.0f, 10.0f);
-    const std::vector<float> up = cpu::RandomFloats(n, 5);
-    std::vector<float> want(n);
-    cpu::reference::SiluMul(gate.data(), up.data(), n, want.data());
-    DeviceBuffer<float> dg(gate), du(up), dout{std::vector<float>(n)};
-    ASSERT_TRUE(cuda::LaunchSiluMul({dg.get(), du.get(), dout.get(), n}, nullptr).ok());
-    cpu::ExpectClose(dout.ToHost(), want, {}, 1e-5f, 1e-6f, "n=" + std::to_string(n));
+TEST_P(CudaOpsTest, GatedActivations) {
+  for (cuda::Act act : {cuda::Act::kSilu, cuda::Act::kGeluTanh, cuda::Act::kGeluErf}) {
+    for (int64_t n : {1, 1000, 1 << 20}) {
+      const Vec gate = Rounded(cpu::RandomFloats(n, 4, -10.0f, 10.0f), elem());
+      const Vec up = Rounded(cpu::RandomFloats(n, 5), elem());
+      Vec want(n);
+      if (act == cuda::Act::kSilu) {
+        cpu::reference::SiluMul(gate.data(), up.data(), n, want.data());
+      } else {
+        cpu::GeluMul(gate.data(), up.data(), n, act == cuda::Act::kGeluTanh, want.data());
+      }
+      DeviceValues dg(gate, elem()), du(up, elem()), dout(Vec(n), elem());
+      cuda::GatedActParams p{dg.get(), du.get(), dout.get(), n, act, elem()};
+      ASSERT_TRUE(cuda::LaunchGatedAct(p, nullptr).ok());
+      Expect(dout.ToHost(), want, "act " + std::to_string(static_cast<int>(act)) + " n=" +
+                                      std::to_string(n));
+    }
   }
 }
 
+TEST_P(CudaOpsTest, InPlaceUpdates) {
+  using Op = cuda::UpdateParams::Op;
+  const int64_t rows = 7, cols = 300, n = rows * cols;
+  const Vec x = Rounded(cpu::RandomFloats(n, 6, -40.0f, 40.0f), elem());
+  const Vec y = Rounded(cpu::RandomFloats(n, 7), elem());
+  const Vec bias = cpu::RandomFloats(cols, 8);
+  for (Op op : {Op::kAct, Op::kAdd, Op::kSoftcap, Op::kBias}) {
+    Vec want = x;
+    if (op == Op::kAct) cpu::GeluInPlace(want.data(), n, true);
+    if (op == Op::kAdd) cpu::AddInPlace(want.data(), y.data(), n);
+    if (op == Op::kSoftcap) cpu::Softcap(want.data(), n, 30.0f);
+    if (op == Op::kBias) cpu::AddBias(want.data(), bias.data(), rows, cols);
+    DeviceValues dx(x, elem()), dy(y, elem());
+    DeviceArray<float> db(bias);
+    cuda::UpdateParams p;
+    p.op = op;
+    p.x = dx.get();
+    p.y = dy.get();
+    p.bias = db.get();
+    p.n = n;
+    p.cols = cols;
+    p.cap = 30.0f;
+    p.act = cuda::Act::kGeluTanh;
+    p.elem = elem();
+    ASSERT_TRUE(cuda::LaunchUpdate(p, nullptr).ok());
+    Expect(dx.ToHost(), want, "op " + std::to_string(static_cast<int>(op)));
+  }
+}
+
+TEST_P(CudaOpsTest, EmbeddingGatherAndKvWrites) {
+  // Embedding from a bf16 table, tokens outside this vocabulary slice give zeros.
+  const int64_t rows = 50, dim = 96, vocab_begin = 100;
+  const Vec table = Rounded(cpu::RandomFloats(rows * dim, 9), Elem::kBf16);
+  const std::vector<int32_t> tokens = {100, 149, 99, 150, 120};
+  Vec want(tokens.size() * dim, 0.0f);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const int64_t id = tokens[t] - vocab_begin;
+    if (id < 0 || id >= rows) continue;
+    for (int64_t i = 0; i < dim; ++i) want[t * dim + i] = table[id * dim + i] * 0.5f;
+  }
+  DeviceValues dtable(table, Elem::kBf16), dout(Vec(want.size(), 7.0f), elem());
+  DeviceArray<int32_t> dtokens(tokens);
+  cuda::EmbeddingParams e{dtokens.get(), dtable.get(), dout.get(), static_cast<int64_t>(tokens.size()),
+                          rows, dim, vocab_begin, 0.5f, elem()};
+  ASSERT_TRUE(cuda::LaunchEmbedding(e, nullptr).ok());
+  Expect(dout.ToHost(), want, "embedding");
+
+  // Gather rows 4, 0, 4 of the embedding output.
+  const std::vector<int32_t> pick = {4, 0, 4};
+  DeviceArray<int32_t> dpick(pick);
+  DeviceValues gathered(Vec(pick.size() * dim), elem());
+  cuda::GatherRowsParams g{dout.get(), gathered.get(), dpick.get(), 3,
+                           dim * (elem() == Elem::kF32 ? 4 : 2)};
+  ASSERT_TRUE(cuda::LaunchGatherRows(g, nullptr).ok());
+  Vec want_rows;
+  for (int32_t r : pick) want_rows.insert(want_rows.end(), want.begin() + r * dim, want.begin() + (r + 1) * dim);
+  Expect(gathered.ToHost(), want_rows, "gather");
+
+  // KV writes into a bf16 cache of 4 blocks of 2 slots, 2 heads of 64 (V of 32).
+  const int64_t kv_heads = 2, hd = 64, vd = 32, slots = 8;
+  const std::vector<int32_t> slot_mapping = {5, 0, 7};
+  const Vec k = Rounded(cpu::RandomFloats(3 * kv_heads * hd, 10), elem());
+  const Vec v = Rounded(cpu::RandomFloats(3 * kv_heads * vd, 11), elem());
+  Vec k_want(slots * kv_heads * hd, 0.0f), v_want(slots * kv_heads * vd, 0.0f);
+  for (int t = 0; t < 3; ++t) {
+    for (int64_t i = 0; i < kv_heads * hd; ++i) {
+      k_want[slot_mapping[t] * kv_heads * hd + i] = RoundBf16(k[t * kv_heads * hd + i]);
+    }
+    for (int64_t i = 0; i < kv_heads * vd; ++i) {
+      v_want[slot_mapping[t] * kv_heads * vd + i] = RoundBf16(v[t * kv_heads * vd + i]);
+    }
+  }
+  DeviceValues dk(k, elem()), dv(v, elem());
+  DeviceValues kc(Vec(k_want.size()), Elem::kBf16), vc(Vec(v_want.size()), Elem::kBf16);
+  DeviceArray<int32_t> dslots(slot_mapping);
+  cuda::WriteKvParams w{dk.get(), dv.get(), kc.get(), vc.get(), dslots.get(), 3, kv_heads, hd, vd, elem()};
+  ASSERT_TRUE(cuda::LaunchWriteKv(w, nullptr).ok());
+  EXPECT_EQ(kc.ToHost(), k_want);
+  EXPECT_EQ(vc.ToHost(), v_want);
+}
+
+INSTANTIATE_TEST_SUITE_P(Elems, CudaOpsTest, ::testing::Values(Elem::kF32, Elem::kBf16),
+                         [](const auto& param_info) { return std::string(Name(param_info.param)); });
+
+TEST(CudaOpsConvert, RoundsToNearestEven) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  const Vec x = cpu::RandomFloats(1000, 12, -100.0f, 100.0f);
+  DeviceValues src(x, Elem::kF32), dst(Vec(x.size()), Elem::kBf16);
+  ASSERT_TRUE(cuda::LaunchConvert({src.get(), Elem::kF32, dst.get(), Elem::kBf16, 1000}, nullptr).ok());
+  EXPECT_EQ(dst.ToHost(), Rounded(x, Elem::kBf16));
+}
+
 TEST(CudaOpsValidationTest, RejectsBadParams) {
-  EXPECT_FALSE(cuda::LaunchRmsNorm({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchNorm({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchRope({}, nullptr).ok());
-  EXPECT_FALSE(cuda::LaunchSiluMul({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchGatedAct({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchUpdate({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchEmbedding({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchWriteKv({}, nullptr).ok());
+  cuda::UpdateParams softcap;
+  softcap.op = cuda::UpdateParams::Op::kSoftcap;
+  softcap.x = &softcap;
+  softcap.n = 1;
+  EXPECT_FALSE(cuda::LaunchUpdate(softcap, nullptr).ok()) << "a cap of 0";
 }
 
 }  // namespace

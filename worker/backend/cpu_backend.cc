@@ -23,7 +23,7 @@
 #include "common/thread_pool.h"
 #include "kernels/cpu/ops.h"
 #include "worker/backend/cpu_moe.h"
-#include "worker/sampling/sampler.h"
+#include "worker/backend/host_sampling.h"
 
 namespace strata {
 namespace {
@@ -194,7 +194,6 @@ class CpuBackend : public Backend {
   StepBatch batch_;
   std::vector<int32_t> token_seq_;
   StepPlan plan_;
-  std::vector<float> row_scratch_;
 };
 
 absl::StatusOr<Weight> CpuBackend::LoadWeight(const TensorView& host, DType dtype) {
@@ -451,44 +450,13 @@ void CpuBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weight
   RunExperts(*this, x, ids, weights, experts, y);
 }
 
-// Logits a softmax can be taken of: no NaN, no +infinity, something finite.
-static bool IsDistribution(absl::Span<const float> logits) {
-  bool finite = false;
-  for (float x : logits) {
-    if (std::isnan(x) || x == std::numeric_limits<float>::infinity()) return false;
-    finite = finite || std::isfinite(x);
-  }
-  return finite;
-}
-
 absl::Status CpuBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                                 std::vector<SampledToken>& out) {
   STRATA_RETURN_IF_ERROR(Sync());
-  const int64_t vocab = logits.Cols();
   if (logits.dtype != DType::kF32 || logits.Rows() != static_cast<int64_t>(rows.size())) {
     return absl::InvalidArgumentError("cpu backend: Sample: one f32 logits row per sample");
   }
-  out.assign(rows.size(), SampledToken{});
-  static const TokenHistory kNoHistory;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const SamplingParams& params = *rows[r].params;
-    const absl::Span<const float> raw(logits.As<float>() + r * vocab, vocab);
-    if (!IsDistribution(raw)) {
-      out[r].token = kNonFiniteLogits;
-      continue;
-    }
-    absl::Span<const float> row = raw;
-    if (!params.logit_bias.empty() || params.HasPenalties()) {
-      row_scratch_.assign(raw.begin(), raw.end());
-      ApplyLogitsProcessors(absl::MakeSpan(row_scratch_), params,
-                            rows[r].history != nullptr ? *rows[r].history : kNoHistory);
-      row = row_scratch_;
-    }
-    thread_local std::vector<float> scratch;
-    out[r].token = SampleToken(row, params, rows[r].position, scratch);
-    if (params.logprobs >= 0) out[r].logprobs = ComputeLogprobs(raw, out[r].token, params.logprobs);
-  }
-  return absl::OkStatus();
+  return SampleHostLogits(logits.As<float>(), logits.Cols(), rows, out);
 }
 
 }  // namespace

@@ -82,7 +82,17 @@ absl::Status ShardRuntime::Run(const StepInput& step, StepOutput& out) {
     }
   }
 
-  // 2-3. Plan, receive, run, send.
+  // 2-3. Plan, receive, run, send. The hand-off moves f32 values in the communicator's memory
+  // (Gloo: host); anything else (a GPU's bf16 activations) needs NCCL, which is not wired yet.
+  if (role_.pp_comm != nullptr &&
+      (backend_->device().activation_dtype != DType::kF32 ||
+       role_.pp_comm->device_memory() == backend_->device().host_memory)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pipeline hand-off of ", DTypeName(backend_->device().activation_dtype), " activations in ",
+        backend_->device().host_memory ? "host" : "device", " memory over a ",
+        role_.pp_comm->device_memory() ? "device" : "host",
+        "-memory communicator: pipeline parallelism on GPUs needs NCCL in the worker service"));
+  }
   STRATA_ASSIGN_OR_RETURN(const StepPlan* plan, backend_->PlanStep(batch));
   if (role_.pp_rank > 0) {
     const Tensor in = runner_->HiddenInput(batch.num_tokens());

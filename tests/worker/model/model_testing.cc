@@ -7,15 +7,15 @@
 
 #include "common/status.h"
 #include "coordinator/engine/batch_generate.h"
-#include "worker/backend/cpu_backend.h"
+#include "worker/backend/backends.h"
 #include "worker/runtime/local_executor.h"
 
 namespace strata::testing {
 
 absl::StatusOr<LoadedModel> LoadForTest(const std::string& path, ModelLoadOptions options,
-                                        int threads) {
+                                        int threads, DeviceSpec device) {
   LoadedModel m;
-  m.backend = MakeCpuBackend(threads);
+  STRATA_ASSIGN_OR_RETURN(m.backend, MakeBackend(BackendOptions{device, threads}));
   STRATA_ASSIGN_OR_RETURN(m.runner, LoadModel(path, *m.backend, options));
   return m;
 }
@@ -53,10 +53,11 @@ StepBatch OneSequence(const ModelRunner& runner, const std::vector<int32_t>& tok
 
 absl::StatusOr<std::vector<int32_t>> GreedyIds(const std::string& path,
                                                const std::vector<int32_t>& prompt, int64_t n,
-                                               int threads) {
+                                               int threads, DeviceSpec device) {
   LocalExecutorOptions options;
   options.model = path;
   options.backend.threads = threads;
+  options.backend.device = device;
   options.kv_tokens = static_cast<int64_t>(prompt.size()) + n + 16;
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<LocalExecutor> executor, LocalExecutor::Create(options));
   engine::BatchGenerateOptions generate;

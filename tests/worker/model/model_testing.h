@@ -1,4 +1,4 @@
-// Helpers for the model tests: load a runner with its own CPU backend, run one step and read
+// Helpers for the model tests: load a runner with its own backend (the CPU unless asked), run one step and read
 // its logits on the host, and decode greedily through the engine on an in-process executor
 // (the one generation loop Strata has).
 #pragma once
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/device.h"
 #include "worker/backend/backend.h"
 #include "worker/model/model_runner.h"
 
@@ -19,9 +20,9 @@ struct LoadedModel {
   std::unique_ptr<ModelRunner> runner;
 };
 
-// `path` on a CPU backend of `threads` threads.
+// `path` on a backend for `device` (the CPU by default, with `threads` threads).
 absl::StatusOr<LoadedModel> LoadForTest(const std::string& path, ModelLoadOptions options = {},
-                                        int threads = 2);
+                                        int threads = 2, DeviceSpec device = {});
 
 // Runs `batch` (validated first) through `runner` and returns its output on the host: logits
 // [logit rows, vocab] on the last stage, hidden states [tokens, hidden] elsewhere. A later
@@ -36,7 +37,7 @@ StepBatch OneSequence(const ModelRunner& runner, const std::vector<int32_t>& tok
 // Greedy ids of `prompt` (n new tokens, EOS ignored) through the engine on a LocalExecutor.
 absl::StatusOr<std::vector<int32_t>> GreedyIds(const std::string& path,
                                                const std::vector<int32_t>& prompt, int64_t n,
-                                               int threads = 2);
+                                               int threads = 2, DeviceSpec device = {});
 
 float MaxAbsDiff(const float* a, const float* b, int64_t n);
 

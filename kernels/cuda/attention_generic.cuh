@@ -1,0 +1,125 @@
+// Generic paged attention: any head dim up to 256, any query length, on CUDA cores. The
+// registry uses it where no tuned instance exists for a head dim (small test models, Phi-2's
+// 80, Phi-3's 96); it is simple rather than fast.
+//
+// One warp per (query token, head), two passes over the visible keys in fixed order:
+//   1. lane j scores keys j, j + 32, ... (a full dot product each) and keeps a running max and
+//      sum; the warp merges the lanes' (max, sum) pairs by butterfly;
+//   2. for each chunk of 32 keys, every lane recomputes its key's probability, then the warp
+//      walks the chunk, each lane accumulating the dims it owns (lane + 32 t).
+// A query's result depends on its own sequence only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace strata::kernels::cuda::attention {
+
+inline constexpr int kGenericMaxDim = 256;
+inline constexpr int kGenericWarps = 4;  // (token, head) pairs per block
+
+template <AttentionDType kDType>
+__global__ void __launch_bounds__(kGenericWarps * 32) GenericKernel(const PagedAttentionArgs a) {
+  using E = Elem<kDType>;
+  using T = typename E::T;
+  constexpr int kSlots = kGenericMaxDim / 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t item = int64_t{blockIdx.x} * kGenericWarps + warp;  // token * heads + head
+  const int64_t token = item / a.num_heads, head = item % a.num_heads;
+  // The token's sequence: the last s with query_start[s] <= token.
+  int lo = 0, hi = static_cast<int>(a.num_seqs);
+  if (token >= a.query_start[a.num_seqs]) return;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (a.query_start[mid] <= token) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  const int seq = lo;
+  const int32_t n_q = a.query_start[seq + 1] - a.query_start[seq];
+  const int32_t pos = a.context_lens[seq] - n_q + static_cast<int32_t>(token - a.query_start[seq]);
+  const int32_t first = FirstVisibleKey(pos, a.sliding_window);
+  const int64_t d = a.head_dim;
+  const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
+  const int32_t* table = a.block_tables + seq * a.max_blocks_per_seq;
+  const T* q = static_cast<const T*>(a.q) + (token * a.num_heads + head) * d;
+  const T* k_cache = static_cast<const T*>(a.k_cache);
+  const T* v_cache = static_cast<const T*>(a.v_cache);
+
+  __shared__ float q_s[kGenericWarps][kGenericMaxDim];
+  for (int64_t i = lane; i < d; i += 32) q_s[warp][i] = E::ToFloat(q[i]);
+  __syncwarp();
+  auto logit = [&](int32_t key) {
+    const T* k = k_cache + CacheRow(table, key, a.block_size, a.num_kv_heads, kv_head, d);
+    float dot = 0.0f;
+    for (int64_t i = 0; i < d; ++i) dot += q_s[warp][i] * E::ToFloat(k[i]);
+    return Logit2(dot, a.scale, a.softcap);
+  };
+
+  // Pass 1: the max and the sum of exp2(logit - max) over the visible keys.
+  float m = -INFINITY, l = 0.0f;
+  for (int32_t key = first + lane; key <= pos; key += 32) {
+    const float s = logit(key);
+    const float m_new = fmaxf(m, s);
+    l = l * exp2f(m - m_new) + exp2f(s - m_new);
+    m = m_new;
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float m_other = __shfl_xor_sync(0xffffffffu, m, offset);
+    const float l_other = __shfl_xor_sync(0xffffffffu, l, offset);
+    const float m_new = fmaxf(m, m_other);
+    if (m_new == -INFINITY) continue;  // both lanes saw nothing
+    l = l * exp2f(m - m_new) + l_other * exp2f(m_other - m_new);
+    m = m_new;
+  }
+  const float inv = 1.0f / l;  // every query sees at least its own key
+
+  // Pass 2: out = sum_k p_k v_k, lane owning dims lane + 32 t.
+  float acc[kSlots] = {};
+  for (int32_t chunk = first; chunk <= pos; chunk += 32) {
+    const int32_t key = chunk + lane;
+    const float p = key <= pos ? exp2f(logit(key) - m) * inv : 0.0f;
+    const int n = min(32, pos + 1 - chunk);
+    for (int j = 0; j < n; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, p, j);
+      const T* v = v_cache + CacheRow(table, chunk + j, a.block_size, a.num_kv_heads, kv_head, d);
+#pragma unroll
+      for (int t = 0; t < kSlots; ++t) {
+        const int64_t i = lane + 32 * t;
+        if (i < d) acc[t] += pj * E::ToFloat(v[i]);
+      }
+    }
+  }
+  T* out = static_cast<T*>(a.out) + (token * a.num_heads + head) * d;
+#pragma unroll
+  for (int t = 0; t < kSlots; ++t) {
+    const int64_t i = lane + 32 * t;
+    if (i < d) out[i] = E::FromFloat(acc[t]);
+  }
+}
+
+// Launches the generic kernel over every query token of the step (both kinds).
+template <int kDim, AttentionDType kDType>
+absl::Status LaunchGeneric(const PagedAttentionArgs& a, void* stream) {
+  static_assert(kDim == 0, "the generic kernel takes its head dim at run time");
+  if (a.head_dim <= 0 || a.head_dim > kGenericMaxDim) {
+    return absl::InvalidArgumentError("generic attention: head_dim " + std::to_string(a.head_dim) +
+                                      " not in [1, 256]");
+  }
+  if (a.num_seqs == 0) return absl::OkStatus();
+  // Query tokens are bounded by the host's bounds: num_seqs * max_query_len.
+  const int64_t items = a.num_seqs * a.max_query_len * a.num_heads;
+  if (items == 0) return absl::OkStatus();
+  const int64_t blocks = (items + kGenericWarps - 1) / kGenericWarps;
+  if (blocks > 0x7fffffff) return absl::InvalidArgumentError("generic attention: step too large");
+  GenericKernel<kDType><<<static_cast<unsigned>(blocks), kGenericWarps * 32, 0, AsStream(stream)>>>(a);
+  return LaunchStatus("GenericKernel");
+}
+
+}  // namespace strata::kernels::cuda::attention

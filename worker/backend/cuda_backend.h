@@ -1,0 +1,28 @@
+// The CUDA backend: kernels/cuda and cuBLASLt on one GPU, ops queued on one stream.
+//
+// Memory: matrices (every 2-D weight) are stored in bf16 and vectors (norm weights, biases,
+// RoPE tables) in f32, whatever the checkpoint's dtype (quantized blocks are expanded to bf16
+// at load); activations are bf16 (f32 tensors are accepted by the element-wise ops, and logits
+// are f32); the KV cache is bf16. Attention runs our kernels (kernels/cuda/attention.h);
+// sampling copies the sampled rows of logits to the host and runs the CPU's sampler there
+// (host_sampling.h), so seeded requests draw the same numbers as on the CPU.
+//
+// Not on the GPU yet (the step fails with Unimplemented, naming the op): mixture-of-experts
+// layers, attention whose V head dim differs from K's (multi-head latent attention).
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "common/device.h"
+#include "worker/backend/backend.h"
+
+namespace strata {
+
+// The GPU `index` (0 when negative) as a backend would see it, or FailedPrecondition naming
+// why there is none (no device visible, index out of range, compute capability below 8.0).
+absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index);
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index);
+
+}  // namespace strata

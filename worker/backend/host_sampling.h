@@ -1,0 +1,22 @@
+// Sampling of f32 logits in host memory, the one implementation of Backend::Sample's contract
+// (logit bias and penalties, temperature, top-k, top-p, min-p, Philox keyed by seed, stream and
+// position; logprobs from the raw row; kNonFiniteLogits for a row with NaN or +inf or nothing
+// finite). The CPU backend samples its logits in place; the CUDA backend copies the sampled rows
+// to the host first, so a seeded request draws the same numbers on both.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "worker/backend/backend.h"
+
+namespace strata {
+
+//   logits: [rows.size(), vocab] f32, host memory
+absl::Status SampleHostLogits(const float* logits, int64_t vocab,
+                              absl::Span<const SamplingRow> rows,
+                              std::vector<SampledToken>& out);
+
+}  // namespace strata
