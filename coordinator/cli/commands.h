@@ -26,11 +26,12 @@ void AddBenchServeCommand(CLI::App& bench);
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
 
-// Loads `path` in this process on the CPU (`threads`, 0 = all) with a KV cache for
-// `kv_tokens` tokens, converting weights to `dtype` unless it is empty. Exits the process with
-// a message on failure.
+// Loads `path` in this process on `device` ("cpu" with `threads`, 0 = all; "cuda[:N]") with a
+// KV cache for `kv_tokens` tokens, converting weights to `dtype` unless it is empty. Exits the
+// process with a message on failure.
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
-                                               const std::string& dtype, int64_t kv_tokens);
+                                               const std::string& dtype, int64_t kv_tokens,
+                                               const std::string& device = "cpu");
 
 // Prints `status` as "strata: error: ..." and exits with code 1 when it is not OK.
 void ExitIfError(const absl::Status& status);

@@ -28,6 +28,7 @@ struct GenerateFlags {
   float min_p = 0.0f;
   uint64_t seed = 0;
   int threads = 0;
+  std::string device = "cpu";
   std::string dtype;
   bool ignore_eos = false;
   bool chat = false;
@@ -57,7 +58,8 @@ void RunGenerate(const GenerateFlags& f) {
   ExitIfError(prompt.status());
 
   std::unique_ptr<LocalExecutor> executor =
-      LoadLocalOrExit(path, f.threads, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens);
+      LoadLocalOrExit(path, f.threads, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens,
+                      f.device);
   const ModelConfig& config = executor->config();
   STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens", config.architecture,
                   config.num_layers, executor->weight_bytes() / 1e6, prompt->size());
@@ -120,6 +122,8 @@ void AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--seed", flags->seed, "Sampling seed")->envname("STRATA_SEED")->capture_default_str();
   cmd->add_option("--threads,-t", flags->threads, "CPU threads (0: all)")
       ->envname("STRATA_THREADS")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--device", flags->device, "Device: cpu, or cuda[:N]")
+      ->envname("STRATA_DEVICE")->capture_default_str();
   cmd->add_option("--dtype", flags->dtype,
                   "Convert weights on load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)")
       ->envname("STRATA_DTYPE");

@@ -28,10 +28,14 @@ std::string ResolveModelPath(const std::string& model) {
 }
 
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
-                                               const std::string& dtype, int64_t kv_tokens) {
+                                               const std::string& dtype, int64_t kv_tokens,
+                                               const std::string& device) {
   LocalExecutorOptions options;
   options.model = path;
   options.backend.threads = threads;
+  absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
+  ExitIfError(spec.status());
+  options.backend.device = *spec;
   if (!dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseDType(dtype);
     ExitIfError(parsed.status());
