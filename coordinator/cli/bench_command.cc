@@ -1,7 +1,9 @@
 // `strata bench memory` and `strata bench generate` (`bench cluster` lives with the cluster
 // commands): the figures docs/performance.md records.
-// Decode is memory-bound, so its figure is reported next to the roofline: measured read
-// bandwidth divided by the weight bytes one decode step streams.
+// Decode is memory-bound, so its figure is reported next to the roofline: read bandwidth
+// divided by the weight bytes one decode step streams, times the sequences the step serves
+// (KV reads are left out of the bound). On the CPU the bandwidth is measured here; on a GPU it
+// is given (--bandwidth-gbps: strata_attention_bench's device copy figure).
 #include <chrono>
 #include <cstdio>
 #include <numeric>
@@ -23,6 +25,9 @@ struct BenchFlags {
   std::string dtype;
   int64_t prompt_tokens = 64;
   int64_t decode_tokens = 64;
+  int64_t batch = 1;
+  std::string device = "cpu";
+  double bandwidth_gbps = 0;  // the device's; 0 on the CPU: measured
 };
 
 kernels::cpu::BandwidthResult MeasureBandwidth(const BenchFlags& f) {
@@ -39,39 +44,51 @@ void RunMemory(const BenchFlags& f) {
 
 void RunGenerateBench(const BenchFlags& f) {
   const std::string path = ResolveModelPath(f.model);
-  std::unique_ptr<LocalExecutor> executor =
-      LoadLocalOrExit(path, f.threads, f.dtype, f.prompt_tokens + f.decode_tokens + 1);
+  std::unique_ptr<LocalExecutor> executor = LoadLocalOrExit(
+      path, f.threads, f.dtype, f.batch * (f.prompt_tokens + f.decode_tokens + 1), f.device);
   const ModelConfig& config = executor->config();
+  const bool cpu = executor->runner().backend().device().kind == DeviceKind::kCpu;
 
-  // A deterministic prompt of ordinary token ids (past the specials and byte tokens).
-  std::vector<int32_t> prompt(f.prompt_tokens);
-  for (int64_t i = 0; i < f.prompt_tokens; ++i) {
-    prompt[i] = static_cast<int32_t>(300 + (i * 7919) % std::max<int64_t>(1, config.vocab_size - 300));
+  // Deterministic prompts of ordinary token ids (past the specials and byte tokens), distinct
+  // per sequence so no prefix is shared.
+  std::vector<std::vector<int32_t>> prompts(f.batch, std::vector<int32_t>(f.prompt_tokens));
+  const int64_t span = std::max<int64_t>(1, config.vocab_size - 300);
+  for (int64_t b = 0; b < f.batch; ++b) {
+    for (int64_t i = 0; i < f.prompt_tokens; ++i) {
+      prompts[b][i] = static_cast<int32_t>(300 + (i * 7919 + b * 104729) % span);
+    }
   }
   engine::BatchGenerateOptions options;
   options.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
   options.stop_at_eos = false;
   options.sampling.temperature = 0.0f;
-  // Warm-up: fault in the mmap'ed weights.
+  // Warm-up: fault in the mmap'ed weights, grow the device's scratch.
   engine::BatchGenerateOptions warm = options;
   warm.max_new_tokens = 2;
-  ExitIfError(engine::GenerateBatch(*executor, {prompt}, warm).status());
-  auto result = engine::GenerateBatch(*executor, {prompt}, options);
+  ExitIfError(engine::GenerateBatch(*executor, prompts, warm).status());
+  auto result = engine::GenerateBatch(*executor, prompts, options);
   ExitIfError(result.status());
 
-  const double prefill_tps = f.prompt_tokens / result->first_token_seconds;
+  const double prefill_tps = f.batch * f.prompt_tokens / result->first_token_seconds;
   const double decode_tps = result->decode_tokens / result->decode_seconds;
   const double bytes = static_cast<double>(executor->runner().decode_weight_bytes());
-  const auto bw = MeasureBandwidth(f);
-  const double bound_tps = bw.read_gbps * 1e9 / bytes;
-  std::printf("model: %s (%s), %.1f MB streamed per decode token, isa %s, %d threads\n",
-              path.c_str(), f.dtype.empty() ? "as stored" : f.dtype.c_str(), bytes / 1e6,
-              kernels::cpu::ActiveIsa(), bw.threads);
-  std::printf("prefill: %lld tokens, %.1f tok/s\n", static_cast<long long>(f.prompt_tokens), prefill_tps);
+  const double gbps = cpu ? MeasureBandwidth(f).read_gbps : f.bandwidth_gbps;
+  std::printf("model: %s (%s) on %s, %.1f MB of weights streamed per decode step, batch %lld\n",
+              path.c_str(), f.dtype.empty() ? "as stored" : f.dtype.c_str(),
+              executor->runner().backend().device().name.c_str(), bytes / 1e6,
+              static_cast<long long>(f.batch));
+  std::printf("prefill: %lld tokens, %.1f tok/s\n",
+              static_cast<long long>(f.batch * f.prompt_tokens), prefill_tps);
   std::printf("decode: %lld tokens, %.2f tok/s, %.2f GB/s of weights\n",
-              static_cast<long long>(result->decode_tokens), decode_tps, decode_tps * bytes / 1e9);
-  std::printf("memory read bandwidth: %.2f GB/s -> bandwidth-bound decode %.2f tok/s\n",
-              bw.read_gbps, bound_tps);
+              static_cast<long long>(result->decode_tokens), decode_tps,
+              decode_tps / f.batch * bytes / 1e9);
+  if (gbps <= 0) {
+    std::printf("no bandwidth given (--bandwidth-gbps): no bound\n");
+    return;
+  }
+  const double bound_tps = gbps * 1e9 / bytes * f.batch;
+  std::printf("%s bandwidth: %.2f GB/s -> weight-bound decode %.2f tok/s\n",
+              cpu ? "memory read (measured)" : "device (given)", gbps, bound_tps);
   std::printf("ratio achieved / bound: %.2f\n", decode_tps / bound_tps);
 }
 
@@ -99,6 +116,13 @@ void AddBenchCommand(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
   gen->add_option("--decode-tokens", flags->decode_tokens, "Tokens to decode")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  gen->add_option("--batch", flags->batch, "Sequences decoded together")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
+  gen->add_option("--device", flags->device, "Device: cpu, or cuda[:N]")
+      ->envname("STRATA_DEVICE")->capture_default_str();
+  gen->add_option("--bandwidth-gbps", flags->bandwidth_gbps,
+                  "The device's memory bandwidth for the bound (a GPU's; the CPU's is measured)")
+      ->check(CLI::NonNegativeNumber);
   gen->callback([flags] { RunGenerateBench(*flags); });
 
   AddClusterBenchCommand(*bench);
