@@ -11,7 +11,9 @@
 #                               runs here, the backend parity table's cuda rows, the registry
 #                               tests; the model tests read the packed copies of the shared
 #                               files they need), compute-sanitizer's memcheck on a few attention
-#                               cases, the attention benchmark and its PyTorch peer; writes logs
+#                               cases, the attention benchmark and its PyTorch peer, and end-to-end
+#                               decode of a Llama-3-8B-shaped bf16 model (written there by
+#                               `strata synth` while the tests run) at batch 1/32/128; writes logs
 #                               under $OUT and prints a summary last. If the packed binaries
 #                               cannot start there (other system libraries), the attention tests
 #                               and benchmark are rebuilt from the packed sources with that
@@ -43,7 +45,7 @@ pack() {
   rm -rf "$PACK" "$(dirname "$CARRY")"
   mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/src/gen" "$PACK/src/include" "$(dirname "$CARRY")"
   for t in "${GPU_TESTS[@]}"; do cp "$(find "$BUILD/tests" -name "$t" -type f -executable)" "$PACK/bin/"; done
-  cp "$BUILD/bench/cuda/$BENCH" "$PACK/bin/"
+  cp "$BUILD/bench/cuda/$BENCH" "$BUILD/coordinator/cli/strata" "$PACK/bin/"
   # Shared libraries outside the C and C++ runtimes (which the GPU machine has, newer), except
   # cuBLASLt (hundreds of MiB; the GPU machine's CUDA or PyTorch provides it).
   for b in "$PACK"/bin/*; do
@@ -105,6 +107,14 @@ run() {
   : > "$summary"
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1
   head -12 "$out/nvidia-smi.txt"
+  local start=$SECONDS model=/tmp/strata-llama3-8b-bf16.gguf synth
+  if nvidia-smi -L > /dev/null 2>&1; then
+    nice "$PACK/bin/strata" synth --preset llama3-8b --dtype bf16 -o "$model" > "$out/synth.log" 2>&1 &
+    synth=$!
+  else
+    (echo "no GPU: no model written" > "$out/synth.log"; exit 1) &
+    synth=$!
+  fi
   if [ -n "${GPU_CHECK_REBUILD:-}" ] ||
      ! "$bin/cuda_attention_registry_test" --gtest_brief=1 > "$out/start-check.log" 2>&1; then
     echo "rebuilding with this machine's nvcc (packed binaries did not start, or" \
@@ -143,6 +153,21 @@ run() {
   echo "attention bench: rc=$?" >> "$summary"
   timeout 150 python3 bench/cuda/sdpa_peer.py > "$out/sdpa_peer.txt" 2>&1
   echo "sdpa peer: rc=$?" >> "$summary"
+  # End to end: Llama-3-8B-shaped bf16 decode at batch 1, 32, 128 against the copy bandwidth
+  # (the model was being written in the background since the start).
+  local copy
+  copy=$(sed -n 's/^copy: \([0-9]*\) GB\/s.*/\1/p' "$out/attention_bench.txt")
+  if wait "$synth" && [ -n "$copy" ]; then
+    for batch in 1 32 128; do
+      [ $((SECONDS - start)) -lt 520 ] || { echo "e2e batch $batch: skipped (time)" >> "$summary"; continue; }
+      timeout 100 "$bin/strata" bench generate --model "$model" --device cuda --batch "$batch" \
+        --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" \
+        > "$out/e2e_batch$batch.txt" 2>&1
+      echo "e2e batch $batch: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch$batch.txt" | tr '\n' ' ')" >> "$summary"
+    done
+  else
+    echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"
+  fi
   echo "=== summary"
   cat "$summary" "$out/attention_bench.txt" "$out/sdpa_peer.txt"
 }

@@ -247,6 +247,15 @@ absl::StatusOr<Weight> CudaBackend::LoadWeight(const TensorView& host, DType dty
   const bool matrix = host.shape.size() >= 2 && host.Rows() > 1;
   const DType stored = matrix ? DType::kBF16 : DType::kF32;
   const int64_t rows = host.Rows(), cols = host.Cols();
+  if (host.dtype == stored && host.IsContiguous()) {  // as stored: one copy, no conversion
+    const int64_t size = rows * host.RowBytes();
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<void> storage, DeviceAlloc(size, info_.index));
+    if (cudaError_t err = cudaMemcpy(storage.get(), host.data, size, cudaMemcpyHostToDevice);
+        err != cudaSuccess) {
+      return CudaError(err, "weight upload");
+    }
+    return Weight{MakeView(stored, host.shape, storage.get()), std::move(storage)};
+  }
   std::vector<std::byte> bytes(ElementsToBytes(stored, rows * cols));
   std::vector<float> row(cols);
   const int64_t row_bytes = ElementsToBytes(stored, cols);

@@ -45,6 +45,12 @@ const std::vector<Preset>& Presets() {
       {"tiny", Spec("strata-tiny-random", 380, 128, 352, 4, 8, 4, 2048)},
       {"bench-500m", Spec("strata-bench-500m-random", 32000, 1024, 2816, 6, 16, 4, 2048)},
       {"tinyllama", Spec("strata-tinyllama-shape-random", 32000, 2048, 5632, 22, 32, 4, 2048)},
+      {"llama3-8b", [] {
+         SyntheticModelSpec m =
+             Spec("strata-llama3-8b-shape-random", 128256, 4096, 14336, 32, 32, 8, 8192);
+         m.rope_theta = 500000.0;
+         return m;
+       }()},
       {"mixtral-2l", [] {
          SyntheticModelSpec m = Spec("strata-mixtral-2l-random", 32000, 4096, 14336, 2, 32, 8, 4096);
          m.num_experts = 8;

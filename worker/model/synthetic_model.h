@@ -35,7 +35,9 @@ struct SyntheticModelSpec {
 
 // Named presets: "tiny" (the embedded default), "bench-500m" (~530 MB in f32, 6 layers of
 // hidden 1024), "tinyllama" (TinyLlama-1.1B shape, the peer comparison in DESIGN.md),
-// "mixtral-2l" (Mixtral-8x7B's layer shape, 2 layers: 8 experts of 14336, top 2).
+// "llama3-8b" (Llama-3-8B's shape: 32 layers of 4096, GQA 32/8, vocabulary 128256; the GPU
+// decode benchmark), "mixtral-2l" (Mixtral-8x7B's layer shape, 2 layers: 8 experts of 14336,
+// top 2).
 absl::StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view name);
 std::vector<std::string> SyntheticPresetNames();
 
