@@ -26,7 +26,10 @@ namespace kc = kernels::cuda;
 
 constexpr int64_t kMatMulWorkspace = int64_t{32} << 20;
 
+// The error of a failed runtime call, which is also cleared from the thread's last error (else
+// the next launch check would report it again).
 absl::Status CudaError(cudaError_t err, std::string_view what) {
+  cudaGetLastError();
   return absl::InternalError(absl::StrCat("cuda backend: ", Sv(what), ": ", cudaGetErrorString(err)));
 }
 
@@ -35,6 +38,7 @@ absl::StatusOr<std::shared_ptr<void>> DeviceAlloc(int64_t bytes, int device) {
   void* p = nullptr;
   if (cudaError_t err = cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 16)));
       err != cudaSuccess) {
+    cudaGetLastError();  // reported here: not again by the next launch check
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate ", bytes, " bytes on cuda:", device, ": ", cudaGetErrorString(err)));
   }
@@ -88,8 +92,7 @@ class CudaBackend : public Backend {
              "copy to the host");
   }
   absl::Status Sync() override {
-    const cudaError_t err = cudaStreamSynchronize(stream_);
-    if (err != cudaSuccess && error_.ok()) error_ = CudaError(err, "step");
+    Launched(cudaStreamSynchronize(stream_), "step");
     absl::Status error = std::move(error_);
     error_ = absl::OkStatus();
     return error;
@@ -205,7 +208,17 @@ class CudaBackend : public Backend {
     }
   }
   void Launched(cudaError_t err, std::string_view what) {
-    if (err != cudaSuccess && error_.ok()) error_ = CudaError(err, what);
+    if (err == cudaSuccess) return;
+    const absl::Status status = CudaError(err, what);
+    if (error_.ok()) error_ = status;
+  }
+  // Host -> device on the stream, complete when it returns (the host bytes may go).
+  absl::Status Upload(void* dst, const void* src, int64_t bytes) {
+    cudaError_t err = cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice,
+                                      stream_);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(stream_);
+    if (err == cudaSuccess) return absl::OkStatus();
+    return CudaError(err, "weight upload");
   }
   static bool SameShape(const Tensor& a, const Tensor& b) {
     return a.dtype == b.dtype && a.NumElements() == b.NumElements();
@@ -244,16 +257,13 @@ absl::StatusOr<Weight> CudaBackend::LoadWeight(const TensorView& host, DType dty
   if (cudaError_t err = cudaSetDevice(info_.index); err != cudaSuccess) {
     return CudaError(err, "select the device");
   }
-  const bool matrix = host.shape.size() >= 2 && host.Rows() > 1;
+  const bool matrix = host.shape.size() >= 2;
   const DType stored = matrix ? DType::kBF16 : DType::kF32;
   const int64_t rows = host.Rows(), cols = host.Cols();
   if (host.dtype == stored && host.IsContiguous()) {  // as stored: one copy, no conversion
     const int64_t size = rows * host.RowBytes();
     STRATA_ASSIGN_OR_RETURN(std::shared_ptr<void> storage, DeviceAlloc(size, info_.index));
-    if (cudaError_t err = cudaMemcpy(storage.get(), host.data, size, cudaMemcpyHostToDevice);
-        err != cudaSuccess) {
-      return CudaError(err, "weight upload");
-    }
+    STRATA_RETURN_IF_ERROR(Upload(storage.get(), host.data, size));
     return Weight{MakeView(stored, host.shape, storage.get()), std::move(storage)};
   }
   std::vector<std::byte> bytes(ElementsToBytes(stored, rows * cols));
@@ -265,10 +275,7 @@ absl::StatusOr<Weight> CudaBackend::LoadWeight(const TensorView& host, DType dty
   }
   STRATA_ASSIGN_OR_RETURN(std::shared_ptr<void> storage,
                           DeviceAlloc(static_cast<int64_t>(bytes.size()), info_.index));
-  if (cudaError_t err = cudaMemcpy(storage.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice);
-      err != cudaSuccess) {
-    return CudaError(err, absl::StrCat("upload of a ", DTypeName(dtype), " weight"));
-  }
+  STRATA_RETURN_IF_ERROR(Upload(storage.get(), bytes.data(), static_cast<int64_t>(bytes.size())));
   return Weight{MakeView(stored, host.shape, storage.get()), std::move(storage)};
 }
 
@@ -278,7 +285,10 @@ absl::StatusOr<Buffer> CudaBackend::Allocate(DType dtype, Shape shape) {
   }
   const int64_t bytes = ElementsToBytes(dtype, NumElements(shape));
   STRATA_ASSIGN_OR_RETURN(std::shared_ptr<void> storage, DeviceAlloc(bytes, info_.index));
-  if (cudaError_t err = cudaMemset(storage.get(), 0, static_cast<size_t>(bytes)); err != cudaSuccess) {
+  // On the stream: ordered before every later op on it (a non-blocking stream would not wait
+  // for a legacy-stream memset).
+  if (cudaError_t err = cudaMemsetAsync(storage.get(), 0, static_cast<size_t>(bytes), stream_);
+      err != cudaSuccess) {
     return CudaError(err, "zeroing an allocation");
   }
   Tensor t = MakeTensor(dtype, std::move(shape), storage.get());
@@ -409,7 +419,9 @@ void CudaBackend::RunNorm(const Tensor& x, const Tensor* delta, const NormParams
   p.x = x.data;
   p.delta = delta != nullptr ? delta->data : nullptr;
   p.weight = reinterpret_cast<const float*>(params.weight->view.data);
-  p.bias = params.bias != nullptr ? reinterpret_cast<const float*>(params.bias->view.data) : nullptr;
+  p.bias = params.kind == NormKind::kLayer && params.bias != nullptr
+               ? reinterpret_cast<const float*>(params.bias->view.data)
+               : nullptr;
   p.y = y.data;
   p.rows = x.Rows();
   p.dim = dim;
@@ -539,6 +551,7 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
     return absl::FailedPreconditionError(absl::StrCat(
         "device 'cuda': no CUDA device is visible (cudaGetDeviceCount: ",
         err != cudaSuccess ? cudaGetErrorString(err) : "0 devices", ")"));

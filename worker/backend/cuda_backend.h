@@ -1,7 +1,7 @@
 // The CUDA backend: kernels/cuda and cuBLASLt on one GPU, ops queued on one stream.
 //
-// Memory: matrices (every 2-D weight) are stored in bf16 and vectors (norm weights, biases,
-// RoPE tables) in f32, whatever the checkpoint's dtype (quantized blocks are expanded to bf16
+// Memory: matrices (every weight of two or more dimensions) are stored in bf16 and vectors
+// (norm weights, biases, RoPE tables) in f32, whatever the checkpoint's dtype (quantized blocks are expanded to bf16
 // at load); activations are bf16 (f32 tensors are accepted by the element-wise ops, and logits
 // are f32); the KV cache is bf16. Attention runs our kernels (kernels/cuda/attention.h);
 // sampling copies the sampled rows of logits to the host and runs the CPU's sampler there

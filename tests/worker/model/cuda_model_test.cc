@@ -1,7 +1,7 @@
 // Models on the CUDA backend against independent references, where a GPU is present (label
 // `gpu`; skips elsewhere):
-//  * stories260K (a real trained model, head dim 8: the generic attention kernel): greedy
-//    continuations equal llama2.c's / llama.cpp's golden ids, from both formats;
+//  * stories260K (a real trained model, head dim 8: the generic attention kernel): its golden
+//    greedy continuations (llama2.c / llama.cpp), teacher-forced, from both formats;
 //  * the dense families' fixtures: logits at every prompt position within a bf16 tolerance of
 //    llama.cpp's (or the float64 reference's): max |logit - golden| <= 0.05 * max(1, max
 //    |golden|), i.e. a few bf16 roundings carried through two layers;
@@ -27,27 +27,74 @@ const DeviceSpec kCuda{DeviceKind::kCuda, 0};
 
 bool HaveGpu() { return ProbeDevice(kCuda).ok(); }
 
+// stories260K's golden continuations have near-ties (top-1 over top-2 by 0.003 at places),
+// which bf16 activations can flip, after which free-running greedy diverges: exact equality
+// of whole continuations is not a property bf16 has. So the check is teacher-forced: the
+// golden continuation is fed as one sequence, and at every position where the CPU's f32
+// margin between the golden token and the runner-up exceeds 0.1, the GPU's argmax must be the
+// golden token; at least 90 % of positions must be that clear.
 class CudaStories260KTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(CudaStories260KTest, GreedyMatchesGolden) {
+int32_t ArgmaxOf(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+// Top-1 minus top-2 of a row.
+float Margin(const float* row, int64_t n) {
+  float first = -INFINITY, second = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    if (row[i] > first) {
+      second = first;
+      first = row[i];
+    } else if (row[i] > second) {
+      second = row[i];
+    }
+  }
+  return first - second;
+}
+
+TEST_P(CudaStories260KTest, TeacherForcedArgmaxMatchesGoldenWhereClear) {
   STRATA_SHARED_DATA_OR_SKIP(model_path, GetParam());
   STRATA_SHARED_DATA_OR_SKIP(golden_path, "golden/stories260K.jsonl");
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  ModelLoadOptions options;
+  options.kv_blocks = 32;
+  options.max_logit_rows = 256;
+  auto gpu = testing::LoadForTest(model_path.string(), options, 1, kCuda);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  auto cpu = testing::LoadForTest(model_path.string(), options, 1);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const int64_t vocab = gpu->runner->config().vocab_size;
   std::ifstream in(golden_path);
   std::string line;
-  int records = 0;
+  int records = 0, checked = 0, total = 0;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     const boost::json::value rec = boost::json::parse(line);
-    const std::vector<int32_t> prompt = testing::ToIds(rec.at("prompt_ids"));
-    const std::vector<int32_t> expected = testing::ToIds(rec.at("greedy_ids"));
-    auto ids = testing::GreedyIds(model_path.string(), prompt,
-                                  static_cast<int64_t>(expected.size()), 1, kCuda);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    EXPECT_EQ(*ids, expected) << "prompt: " << rec.at("prompt").as_string();
+    std::vector<int32_t> tokens = testing::ToIds(rec.at("prompt_ids"));
+    const std::vector<int32_t> golden = testing::ToIds(rec.at("greedy_ids"));
+    const size_t first = tokens.size() - 1;  // the row that predicts golden[0]
+    tokens.insert(tokens.end(), golden.begin(), golden.end() - 1);
+    auto on_gpu = testing::Forward(*gpu->runner, testing::OneSequence(*gpu->runner, tokens, 0, true));
+    ASSERT_TRUE(on_gpu.ok()) << on_gpu.status();
+    auto on_cpu = testing::Forward(*cpu->runner, testing::OneSequence(*cpu->runner, tokens, 0, true));
+    ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+    for (size_t i = 0; i < golden.size(); ++i) {
+      const float* g = on_gpu->data() + (first + i) * vocab;
+      const float* c = on_cpu->data() + (first + i) * vocab;
+      ASSERT_EQ(ArgmaxOf(c, vocab), golden[i]) << "the CPU itself disagrees at step " << i;
+      ++total;
+      if (Margin(c, vocab) <= 0.1f) continue;  // a near-tie: bf16 may pick either
+      ++checked;
+      EXPECT_EQ(ArgmaxOf(g, vocab), golden[i])
+          << "prompt " << rec.at("prompt").as_string() << ", step " << i;
+    }
     ++records;
   }
   EXPECT_EQ(records, 5);
+  EXPECT_GE(checked, total * 9 / 10) << "too few clear positions to check";
+  std::printf("%s on cuda: %d of %d golden positions clear of a near-tie, all checked\n",
+              GetParam().c_str(), checked, total);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaStories260KTest,
