@@ -142,3 +142,19 @@ struct WriteKvParams {
 absl::Status LaunchWriteKv(const WriteKvParams& params, void* stream);
 
 }  // namespace strata::kernels::cuda
+
+namespace strata::kernels::cuda {
+
+// Greedy choice per row of f32 logits: the lowest id of the largest value (the CPU's Argmax),
+// or `non_finite` for a row that is not a distribution (a NaN or +inf anywhere, or nothing
+// finite).
+struct GreedyParams {
+  const float* logits = nullptr;  // [rows, vocab]
+  int32_t* tokens = nullptr;      // [rows]
+  int64_t rows = 0;
+  int64_t vocab = 0;
+  int32_t non_finite = -1;
+};
+absl::Status LaunchGreedy(const GreedyParams& params, void* stream);
+
+}  // namespace strata::kernels::cuda

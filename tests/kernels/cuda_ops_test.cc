@@ -310,6 +310,37 @@ TEST(CudaOpsConvert, RoundsToNearestEven) {
   EXPECT_EQ(dst.ToHost(), Rounded(x, Elem::kBf16));
 }
 
+// The lowest id of the largest value, -1 for rows with a NaN or +inf or nothing finite.
+TEST(CudaOpsGreedy, MatchesTheHostArgmax) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  for (int64_t vocab : {1, 7, 300, 128256}) {
+    const int64_t rows = 6;
+    Vec logits = cpu::RandomFloats(rows * vocab, 13, -5.0f, 5.0f);
+    if (vocab > 2) logits[vocab - 1] = logits[1] = 50.0f;  // row 0: a tie, id 1 wins
+    logits[1 * vocab + vocab / 2] = std::nanf("");
+    logits[2 * vocab] = INFINITY;
+    for (int64_t i = 0; i < vocab; ++i) logits[3 * vocab + i] = -INFINITY;
+    DeviceArray<float> dl(logits);
+    int32_t* tokens = nullptr;
+    ASSERT_EQ(cudaMalloc(&tokens, rows * 4), cudaSuccess);
+    ASSERT_TRUE(cuda::LaunchGreedy({dl.get(), tokens, rows, vocab, -1}, nullptr).ok());
+    std::vector<int32_t> got(rows);
+    ASSERT_EQ(cudaMemcpy(got.data(), tokens, rows * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    cudaFree(tokens);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = logits.data() + r * vocab;
+      bool bad = false, finite = false;
+      int32_t best = 0;
+      for (int64_t i = 0; i < vocab; ++i) {
+        bad = bad || std::isnan(row[i]) || row[i] == INFINITY;
+        finite = finite || std::isfinite(row[i]);
+        if (row[i] > row[best]) best = static_cast<int32_t>(i);
+      }
+      EXPECT_EQ(got[r], bad || !finite ? -1 : best) << "vocab " << vocab << " row " << r;
+    }
+  }
+}
+
 TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchNorm({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchRope({}, nullptr).ok());
@@ -317,6 +348,7 @@ TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchUpdate({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchEmbedding({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchWriteKv({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchGreedy({}, nullptr).ok());
   cuda::UpdateParams softcap;
   softcap.op = cuda::UpdateParams::Op::kSoftcap;
   softcap.x = &softcap;

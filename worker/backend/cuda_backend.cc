@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/step.h"
 #include "common/strings.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops.h"
@@ -180,15 +181,7 @@ class CudaBackend : public Backend {
   }
 
   absl::Status Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
-                      std::vector<SampledToken>& out) override {
-    if (logits.dtype != DType::kF32 || logits.Rows() != static_cast<int64_t>(rows.size())) {
-      return absl::InvalidArgumentError("cuda backend: Sample: one f32 logits row per sample");
-    }
-    host_logits_.resize(logits.NumElements());
-    CopyToHost(logits, host_logits_.data());
-    STRATA_RETURN_IF_ERROR(Sync());
-    return SampleHostLogits(host_logits_.data(), logits.Cols(), rows, out);
-  }
+                      std::vector<SampledToken>& out) override;
 
  private:
   // Records `what` as the step's error unless `ok` (keeps the first error).
@@ -250,7 +243,60 @@ class CudaBackend : public Backend {
   std::shared_ptr<void> attention_ws_;
   int64_t attention_ws_bytes_ = 0;
   std::vector<float> host_logits_;
+  std::shared_ptr<void> sample_scratch_;  // greedy ids, then the rows sampled on the host
+  int64_t sample_scratch_bytes_ = 0;
 };
+
+// Plain greedy rows (no bias, penalties or logprobs) are decided on the device and only their
+// ids come back; the others are gathered, copied to the host and sampled there by the one
+// host sampler, so every row gets exactly what the CPU backend would give it.
+absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
+                                 std::vector<SampledToken>& out) {
+  const int64_t n = static_cast<int64_t>(rows.size()), vocab = logits.Cols();
+  if (logits.dtype != DType::kF32 || logits.Rows() != n) {
+    return absl::InvalidArgumentError("cuda backend: Sample: one f32 logits row per sample");
+  }
+  std::vector<int32_t> on_host;  // rows sampled on the host
+  for (int64_t r = 0; r < n; ++r) {
+    const SamplingParams& p = *rows[r].params;
+    if (!p.IsGreedy() || !p.logit_bias.empty() || p.HasPenalties() || p.logprobs >= 0) {
+      on_host.push_back(static_cast<int32_t>(r));
+    }
+  }
+  const int64_t hosted = static_cast<int64_t>(on_host.size());
+  // Scratch: [n] greedy ids, [hosted] row indices, then [hosted, vocab] gathered logits.
+  const int64_t ids_bytes = (n + hosted + 3) / 4 * 16;
+  auto* base = static_cast<std::byte*>(
+      Scratch(sample_scratch_, sample_scratch_bytes_, ids_bytes + hosted * vocab * 4));
+  if (base == nullptr) return Sync();
+  auto* ids = reinterpret_cast<int32_t*>(base);
+  auto* gathered = reinterpret_cast<float*>(base + ids_bytes);
+  std::vector<int32_t> greedy(n);
+  if (hosted < n) {
+    Record(kc::LaunchGreedy({logits.As<float>(), ids, n, vocab, kNonFiniteLogits}, stream_));
+    Launched(cudaMemcpyAsync(greedy.data(), ids, n * 4, cudaMemcpyDeviceToHost, stream_),
+             "greedy ids");
+  }
+  if (hosted > 0) {
+    Launched(cudaMemcpyAsync(ids + n, on_host.data(), hosted * 4, cudaMemcpyHostToDevice, stream_),
+             "sampled rows");
+    Record(kc::LaunchGatherRows({logits.data, gathered, ids + n, hosted, vocab * 4}, stream_));
+    host_logits_.resize(hosted * vocab);
+    Launched(cudaMemcpyAsync(host_logits_.data(), gathered, hosted * vocab * 4,
+                             cudaMemcpyDeviceToHost, stream_),
+             "sampled logits");
+  }
+  STRATA_RETURN_IF_ERROR(Sync());
+  out.assign(n, SampledToken{});
+  for (int64_t r = 0; r < n; ++r) out[r].token = greedy[r];
+  if (hosted == 0) return absl::OkStatus();
+  std::vector<SamplingRow> host_rows(hosted);
+  for (int64_t i = 0; i < hosted; ++i) host_rows[i] = rows[on_host[i]];
+  std::vector<SampledToken> host_out;
+  STRATA_RETURN_IF_ERROR(SampleHostLogits(host_logits_.data(), vocab, host_rows, host_out));
+  for (int64_t i = 0; i < hosted; ++i) out[on_host[i]] = std::move(host_out[i]);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Weight> CudaBackend::LoadWeight(const TensorView& host, DType dtype) {
   // Vectors in f32, matrices in bf16 (see the header); converted on the host, row by row.

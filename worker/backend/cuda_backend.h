@@ -3,9 +3,10 @@
 // Memory: matrices (every weight of two or more dimensions) are stored in bf16 and vectors
 // (norm weights, biases, RoPE tables) in f32, whatever the checkpoint's dtype (quantized blocks are expanded to bf16
 // at load); activations are bf16 (f32 tensors are accepted by the element-wise ops, and logits
-// are f32); the KV cache is bf16. Attention runs our kernels (kernels/cuda/attention.h);
-// sampling copies the sampled rows of logits to the host and runs the CPU's sampler there
-// (host_sampling.h), so seeded requests draw the same numbers as on the CPU.
+// are f32); the KV cache is bf16. Attention runs our kernels (kernels/cuda/attention.h).
+// Sampling: plain greedy rows are decided on the device (only ids leave it); the others are
+// copied to the host and sampled by the CPU's sampler (host_sampling.h), so seeded requests
+// draw the same numbers as on the CPU.
 //
 // Not on the GPU yet (the step fails with Unimplemented, naming the op): mixture-of-experts
 // layers, attention whose V head dim differs from K's (multi-head latent attention).

@@ -877,6 +877,46 @@ TEST_P(BackendParityTest, NonFiniteRowsAreFlaggedAlone) {
   }
 }
 
+// Greedy rows without bias, penalties or logprobs (a device backend decides these where the
+// logits are), beside a seeded row: ties go to the lowest id, rows that are not distributions
+// are flagged, and the seeded row draws what the host sampler draws.
+TEST_P(BackendParityTest, GreedyRowsTiesAndNonFiniteBesideASeededRow) {
+  const int64_t vocab = 1000;
+  const int rows = 7;
+  Vec logits = Random(rows * vocab, 72, -4, 4);
+  const float inf = std::numeric_limits<float>::infinity();
+  logits[0 * vocab + 700] = logits[0 * vocab + 300] = 9.0f;  // a tie: 300 wins
+  logits[1 * vocab + 999] = 9.5f;                            // the last id
+  logits[2 * vocab + 4] = std::numeric_limits<float>::quiet_NaN();
+  logits[3 * vocab + 500] = inf;
+  for (int64_t v = 0; v < vocab; ++v) logits[4 * vocab + v] = -inf;
+  for (int64_t v = 0; v < vocab; v += 2) logits[5 * vocab + v] = -inf;  // masked tokens
+  std::vector<SamplingParams> params(rows);
+  for (SamplingParams& p : params) p.temperature = 0.0f;
+  params[6].temperature = 0.9f;
+  params[6].seed = 11;
+  params[6].top_k = 50;
+  TokenHistory history;
+  std::vector<SamplingRow> rows_in(rows);
+  for (int r = 0; r < rows; ++r) {
+    rows_in[r].params = &params[r];
+    rows_in[r].history = &history;
+    rows_in[r].position = static_cast<uint32_t>(20 + r);
+  }
+  std::vector<SampledToken> got;
+  ASSERT_TRUE(b().Sample(s().F32({rows, vocab}, logits), rows_in, got).ok());
+  ASSERT_EQ(got.size(), static_cast<size_t>(rows));
+  EXPECT_EQ(got[0].token, 300);
+  EXPECT_EQ(got[1].token, 999);
+  for (int r : {2, 3, 4}) EXPECT_EQ(got[r].token, kNonFiniteLogits) << "row " << r;
+  const auto row5 = absl::MakeConstSpan(logits).subspan(5 * vocab, vocab);
+  EXPECT_EQ(got[5].token, std::max_element(row5.begin(), row5.end()) - row5.begin());
+  std::vector<float> scratch;
+  const Vec row6(logits.begin() + 6 * vocab, logits.end());
+  EXPECT_EQ(got[6].token, SampleToken(row6, params[6], rows_in[6].position, scratch));
+  for (const SampledToken& t : got) EXPECT_FALSE(t.logprobs.has_value());
+}
+
 // A backend refuses what does not fit and says so at the step's Sync, and keeps working.
 TEST_P(BackendParityTest, ShapeErrorsSurfaceAtSync) {
   const Weight w = s().W(DType::kF32, {8, 16}, Random(8 * 16, 80));
