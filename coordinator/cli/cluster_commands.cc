@@ -603,11 +603,21 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
   std::vector<std::string> args = {
       "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
       "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
-      "--memory", std::to_string(memory), "--threads", std::to_string(f.threads),
-      "--device", f.device};
+      "--memory", std::to_string(memory), "--threads", std::to_string(f.threads)};
   for (std::string& arg : TlsArgs(f.tls)) args.push_back(std::move(arg));
+  // One GPU per worker: replica r's workers take the GPUs after replica r - 1's.
+  const DeviceSpec device = *ParseDeviceSpec(f.device);  // checked by RunServe
+  std::function<std::vector<std::string>(int)> per_worker = [&f](int) {
+    return std::vector<std::string>{"--device", f.device};
+  };
+  if (device.kind == DeviceKind::kCuda) {
+    const int first = std::max(device.index, 0) + replica * world;
+    per_worker = [first](int i) {
+      return std::vector<std::string>{"--device", absl::StrCat("cuda:", first + i)};
+    };
+  }
   absl::StatusOr<std::unique_ptr<LocalWorkers>> workers =
-      LocalWorkers::Spawn(LocalWorkers::SelfPath(), args, world);
+      LocalWorkers::Spawn(LocalWorkers::SelfPath(), args, world, per_worker);
   ExitIfError(workers.status());
   local.workers = *std::move(workers);
   STRATA_LOG_INFO("replica {}: started {} local worker process(es), {} thread(s) each", replica,
@@ -621,9 +631,24 @@ void RunServe(const ClusterFlags& flags) {
   // No device, no workers: say so before starting anything.
   absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
   ExitIfError(device.status());
-  ExitIfError(ProbeDevice(*device).status());
+  absl::StatusOr<DeviceInfo> info = ProbeDevice(*device);
+  ExitIfError(info.status());
   const std::string model = ResolveModelPath(f.model);
   const int world = f.tp * f.pp;
+  if (device->kind == DeviceKind::kCuda) {
+    if (world > 1) {
+      ExitIfError(absl::UnimplementedError(
+          "--device cuda with --tp or --pp above 1: GPU workers exchange activations over NCCL, "
+          "which the worker service does not build yet; use --tp 1 --pp 1 (--replicas N puts a "
+          "replica on each of N GPUs)"));
+    }
+    const int needed = std::max(device->index, 0) + world * f.replicas;
+    if (needed > info->count) {
+      ExitIfError(absl::FailedPreconditionError(absl::StrCat(
+          "--device ", f.device, " with ", f.replicas, " replica(s) of ", world,
+          " worker(s) needs GPUs up to index ", needed - 1, "; this host has ", info->count)));
+    }
+  }
   std::vector<LocalProcesses> local;
   for (int r = 0; r < f.replicas; ++r) local.push_back(StartLocalProcesses(f, r));
 

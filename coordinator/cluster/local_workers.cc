@@ -30,11 +30,23 @@ std::string DescribeExit(int status) {
 
 absl::StatusOr<std::unique_ptr<LocalWorkers>> LocalWorkers::Spawn(
     const std::string& binary, const std::vector<std::string>& args, int count) {
+  return Spawn(binary, args, count, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<LocalWorkers>> LocalWorkers::Spawn(
+    const std::string& binary, const std::vector<std::string>& args, int count,
+    const std::function<std::vector<std::string>(int index)>& per_child) {
   std::unique_ptr<LocalWorkers> workers(new LocalWorkers());
-  workers->argv_storage_ = {binary};
-  workers->argv_storage_.insert(workers->argv_storage_.end(), args.begin(), args.end());
   workers->parent_ = ::getpid();
   workers->children_.resize(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    std::vector<std::string>& argv = workers->children_[i].argv;
+    argv = {binary};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (per_child) {
+      for (std::string& extra : per_child(i)) argv.push_back(std::move(extra));
+    }
+  }
   std::lock_guard<std::mutex> lock(workers->mu_);
   for (Child& child : workers->children_) STRATA_RETURN_IF_ERROR(workers->StartChild(child));
   return workers;
@@ -43,7 +55,7 @@ absl::StatusOr<std::unique_ptr<LocalWorkers>> LocalWorkers::Spawn(
 absl::Status LocalWorkers::StartChild(Child& child) {
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::vector<char*> argv;
-  for (std::string& s : argv_storage_) argv.push_back(s.data());
+  for (std::string& s : child.argv) argv.push_back(s.data());
   argv.push_back(nullptr);
   const pid_t parent = parent_;
   const pid_t pid = ::fork();

@@ -42,6 +42,10 @@ class LocalWorkers {
   static absl::StatusOr<std::unique_ptr<LocalWorkers>> Spawn(const std::string& binary,
                                                              const std::vector<std::string>& args,
                                                              int count);
+  // As above, child i (and its restarts) getting `per_child(i)` after `args` (e.g. its GPU).
+  static absl::StatusOr<std::unique_ptr<LocalWorkers>> Spawn(
+      const std::string& binary, const std::vector<std::string>& args, int count,
+      const std::function<std::vector<std::string>(int index)>& per_child);
   ~LocalWorkers();
   LocalWorkers(const LocalWorkers&) = delete;
   LocalWorkers& operator=(const LocalWorkers&) = delete;
@@ -67,6 +71,7 @@ class LocalWorkers {
 
  private:
   struct Child {
+    std::vector<std::string> argv;  // the binary and its arguments
     pid_t pid = -1;
     bool reaped = false;
     std::string last_exit;  // how it last ended, e.g. "killed by signal 9"
@@ -80,7 +85,6 @@ class LocalWorkers {
   bool ReapLocked(Child& child);          // true when it has exited (now or before)
   void SuperviseLoop(RestartPolicy policy, std::function<void(const absl::Status&)> on_crash_loop);
 
-  std::vector<std::string> argv_storage_;
   pid_t parent_ = -1;
   mutable std::mutex mu_;
   std::condition_variable stop_cv_;

@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/coordinator/cluster/local_cluster.h"
+#include "tests/testing/shared_data.h"
 
 namespace strata {
 namespace {
@@ -116,6 +117,26 @@ TEST(ServeProcessTest, SigkillStillTakesTheWorkersDown) {
   ASSERT_TRUE(Alive({serve->pids()[0], StartTime(serve->pids()[0])}));
   serve->Signal(0, SIGKILL);
   ExpectGone(workers);
+}
+
+// `strata serve --device cuda` gives each worker its own GPU through per-child arguments:
+// child i runs with the shared arguments and then its own.
+TEST(LocalWorkersTest, EachChildGetsItsOwnArguments) {
+  const std::filesystem::path dir = testing::TempDir("local_workers_args");
+  auto children = LocalWorkers::Spawn(
+      "/bin/sh", {"-c", "echo \"$1 $2\" > \"$0/out.$2\"", dir.string(), "--device"}, 3,
+      [](int i) { return std::vector<std::string>{std::to_string(i)}; });
+  ASSERT_TRUE(children.ok()) << children.status();
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while ((*children)->Exited() < 3 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (int i = 0; i < 3; ++i) {
+    std::ifstream in(dir / ("out." + std::to_string(i)));
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "--device " + std::to_string(i));
+  }
 }
 
 }  // namespace
