@@ -27,7 +27,7 @@ BUILD=${STRATA_BUILD_DIR:-build}
 CARRY=gpu-pack/pack.tar.gz  # what travels (gzip: the binaries and models halve)
 PACK=$BUILD/gpu-pack        # the tree it holds (here: assembled; there: unpacked)
 GPU_TESTS=(cuda_attention_registry_test cuda_attention_test cuda_ops_test backends_test
-           backend_parity_test cuda_model_test)
+           backend_parity_test cuda_model_test cuda_tp_test)
 BENCH=strata_attention_bench
 SHARED=${STRATA_SHARED_DATA:-../shared/data}
 # The shared files the model tests read there (../shared does not travel): stories260K and
@@ -47,10 +47,10 @@ pack() {
   for t in "${GPU_TESTS[@]}"; do cp "$(find "$BUILD/tests" -name "$t" -type f -executable)" "$PACK/bin/"; done
   cp "$BUILD/bench/cuda/$BENCH" "$BUILD/coordinator/cli/strata" "$PACK/bin/"
   # Shared libraries outside the C and C++ runtimes (which the GPU machine has, newer), except
-  # cuBLASLt (hundreds of MiB; the GPU machine's CUDA or PyTorch provides it).
+  # cuBLASLt and NCCL (hundreds of MiB; the GPU machine's CUDA or PyTorch provides them).
   for b in "$PACK"/bin/*; do
     ldd "$b" | awk '$3 ~ /^\// {print $3}'
-  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublasLt)\.so' |
+  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcublasLt|libnccl)\.so' |
     while read -r lib; do cp -L "$lib" "$PACK/lib/"; done
   strip --strip-debug "$PACK"/bin/* "$PACK"/lib/*
   cp "$BUILD"/kernels/cuda/attention_*.cu "$PACK/src/gen/"
@@ -99,10 +99,12 @@ run() {
   rm -rf "$PACK" && mkdir -p "$PACK" && tar -C "$PACK" -xzf "$CARRY" || return 1
   export LD_LIBRARY_PATH=$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export STRATA_SHARED_DATA=$PACK/data STRATA_REQUIRE_SHARED_DATA=1
-  # cuBLASLt is not carried (hundreds of MiB): the machine's CUDA or PyTorch has it.
-  local cublas
-  cublas=$(find /usr/local/cuda*/ /usr/lib /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
-  [ -z "$cublas" ] || LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$cublas")
+  # cuBLASLt and NCCL are not carried (hundreds of MiB): the machine's CUDA or PyTorch has them.
+  local lib found
+  for lib in 'libcublasLt.so.13*' 'libnccl.so.2*'; do
+    found=$(find /usr/local/cuda*/ /usr/lib /opt -name "$lib" 2>/dev/null | head -1)
+    [ -z "$found" ] || LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$found")
+  done
   local bin=$PACK/bin summary=$out/summary.txt
   : > "$summary"
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1

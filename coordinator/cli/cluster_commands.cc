@@ -636,11 +636,10 @@ void RunServe(const ClusterFlags& flags) {
   const std::string model = ResolveModelPath(f.model);
   const int world = f.tp * f.pp;
   if (device->kind == DeviceKind::kCuda) {
-    if (world > 1) {
+    if (f.pp > 1) {
       ExitIfError(absl::UnimplementedError(
-          "--device cuda with --tp or --pp above 1: GPU workers exchange activations over NCCL, "
-          "which the worker service does not build yet; use --tp 1 --pp 1 (--replicas N puts a "
-          "replica on each of N GPUs)"));
+          "--device cuda with --pp above 1: pipeline hand-offs between GPU workers are not built "
+          "yet (tensor parallelism over NCCL is: --tp N)"));
     }
     const int needed = std::max(device->index, 0) + world * f.replicas;
     if (needed > info->count) {

@@ -22,8 +22,10 @@ copied=$(echo "$paths" | sed 's|.*/||' | sort -u)
 
 # The build stage is Debian bookworm with the same packages as this machine: every source path
 # must exist here too, or `docker build` would fail on it.
+# NVIDIA's packages: the toolkit under /usr/local/cuda, and NCCL (libnccl2, from NVIDIA's
+# repository) in the multiarch directory there, under /usr/local/cuda here.
 for path in $paths; do
-  case "$path" in /usr/local/cuda*) continue ;; esac
+  case "$path" in /usr/local/cuda* | */libnccl.so.*) continue ;; esac
   [ -e "$path" ] || { echo "$dockerfile: $path does not exist on a Debian bookworm build machine"; exit 1; }
 done
 

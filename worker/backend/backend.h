@@ -213,6 +213,9 @@ class Backend {
   virtual void Activate(const Tensor& x, Activation act) = 0;
   // x += y (same shape).
   virtual void Add(const Tensor& x, const Tensor& y) = 0;
+  // dst = src converted between floating-point dtypes (same element count; rounded to
+  // nearest even when narrowing).
+  virtual void Convert(const Tensor& src, const Tensor& dst) = 0;
   // x = cap * tanh(x / cap).
   virtual void Softcap(const Tensor& x, float cap) = 0;
   // dst[r, dst_col : dst_col + width] = src[r, src_col : src_col + width] for every row

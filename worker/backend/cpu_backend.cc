@@ -102,6 +102,26 @@ class CpuBackend : public Backend {
     const float* b = y.As<float>();
     Elementwise(x.NumElements(), [&](int64_t i0, int64_t i1) { k::AddInPlace(a + i0, b + i0, i1 - i0); });
   }
+  void Convert(const Tensor& src, const Tensor& dst) override {
+    const bool plain = !GetDTypeInfo(src.dtype).quantized && !GetDTypeInfo(dst.dtype).quantized &&
+                       src.dtype != DType::kI32 && dst.dtype != DType::kI32 &&
+                       src.dtype != DType::kI8 && dst.dtype != DType::kI8;
+    if (!Check(plain && src.NumElements() == dst.NumElements(), "Convert: float tensors of one size")) {
+      return;
+    }
+    const int64_t n = src.NumElements();
+    if (src.dtype == dst.dtype) {
+      std::memmove(dst.data, src.data, src.Bytes());
+    } else if (src.dtype == DType::kF32) {
+      QuantizeRow(dst.dtype, src.As<float>(), dst.data, n);
+    } else if (dst.dtype == DType::kF32) {
+      DequantizeRow(src.dtype, src.data, dst.As<float>(), n);
+    } else {
+      std::vector<float> wide(n);
+      DequantizeRow(src.dtype, src.data, wide.data(), n);
+      QuantizeRow(dst.dtype, wide.data(), dst.data, n);
+    }
+  }
   void Softcap(const Tensor& x, float cap) override {
     if (!Check(x.dtype == DType::kF32 && cap > 0.0f, "Softcap: f32 and cap > 0")) return;
     float* a = x.As<float>();

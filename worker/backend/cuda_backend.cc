@@ -151,6 +151,14 @@ class CudaBackend : public Backend {
     p.y = y.data;
     Update(x, p, "Add");
   }
+  void Convert(const Tensor& src, const Tensor& dst) override {
+    const auto from = ElemOf(src.dtype), to = ElemOf(dst.dtype);
+    if (!Check(from && to && src.NumElements() == dst.NumElements(),
+               "Convert: f32 or bf16 tensors of one size")) {
+      return;
+    }
+    Record(kc::LaunchConvert({src.data, *from, dst.data, *to, src.NumElements()}, stream_));
+  }
   void Softcap(const Tensor& x, float cap) override {
     kc::UpdateParams p;
     p.op = kc::UpdateParams::Op::kSoftcap;

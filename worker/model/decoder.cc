@@ -136,6 +136,7 @@ absl::StatusOr<DecoderParts> BuildDecoderParts(const ModelContext& context, Weig
   p.expert_bytes = weights.expert_bytes();
   p.ws->Reserve("x", c.hidden_size);
   p.ws->Reserve("h", c.hidden_size);
+  ReserveCommSlots(*p.ws, p.tp.size, c.hidden_size);  // the all-reduces of [tokens, hidden]
   return p;
 }
 

@@ -9,11 +9,14 @@ absl::Status StepContext::AllReduce(const Tensor& t) {
   if (tp_comm == nullptr) return absl::OkStatus();
   // The collective reads the tensor: the ops that wrote it must be done (and good).
   STRATA_RETURN_IF_ERROR(backend.Sync());
-  if (t.dtype != DType::kF32) {
-    return absl::UnimplementedError(
-        absl::StrCat("all-reduce of ", DTypeName(t.dtype), " activations"));
-  }
-  return tp_comm->AllReduceSum(t.As<float>(), t.NumElements());
+  if (t.dtype == DType::kF32) return tp_comm->AllReduceSum(t.As<float>(), t.NumElements());
+  // Summed in f32, rounded once: the same bits on every rank whatever the reduction order.
+  const Tensor wide = ws.Get("comm_in_f32", {t.NumElements()});
+  backend.Convert(t, wide);
+  STRATA_RETURN_IF_ERROR(backend.Sync());
+  STRATA_RETURN_IF_ERROR(tp_comm->AllReduceSum(wide.As<float>(), wide.NumElements()));
+  backend.Convert(wide, t);
+  return absl::OkStatus();
 }
 
 absl::Status StepContext::AllGather(const Tensor& in, const Tensor& out) {
@@ -23,11 +26,26 @@ absl::Status StepContext::AllGather(const Tensor& in, const Tensor& out) {
     return absl::OkStatus();
   }
   STRATA_RETURN_IF_ERROR(backend.Sync());
-  if (in.dtype != DType::kF32 || out.dtype != DType::kF32 ||
-      out.NumElements() != in.NumElements() * tp_size) {
-    return absl::InvalidArgumentError("all-gather: f32 tensors of [tp, n] and [n]");
+  if (in.dtype != out.dtype || out.NumElements() != in.NumElements() * tp_size) {
+    return absl::InvalidArgumentError("all-gather: tensors of one dtype, [tp, n] and [n]");
   }
-  return tp_comm->AllGather(in.As<float>(), in.NumElements(), out.As<float>());
+  if (in.dtype == DType::kF32) {
+    return tp_comm->AllGather(in.As<float>(), in.NumElements(), out.As<float>());
+  }
+  const Tensor wide_in = ws.Get("comm_in_f32", {in.NumElements()});
+  const Tensor wide_out = ws.Get("comm_out_f32", {out.NumElements()});
+  backend.Convert(in, wide_in);
+  STRATA_RETURN_IF_ERROR(backend.Sync());
+  STRATA_RETURN_IF_ERROR(
+      tp_comm->AllGather(wide_in.As<float>(), wide_in.NumElements(), wide_out.As<float>()));
+  backend.Convert(wide_out, out);
+  return absl::OkStatus();
+}
+
+void ReserveCommSlots(Workspace& ws, int tp_size, int64_t per_row, int64_t gather_per_row) {
+  if (tp_size <= 1 || ws.activation_dtype() == DType::kF32) return;
+  ws.Reserve("comm_in_f32", DType::kF32, per_row);
+  if (gather_per_row > 0) ws.Reserve("comm_out_f32", DType::kF32, gather_per_row);
 }
 
 }  // namespace strata

@@ -63,11 +63,19 @@ struct StepContext {
   int tp_size = 1;
 
   int64_t tokens() const { return plan.num_tokens; }
-  // Sums `t` (f32) over the tensor-parallel group; nothing without one.
+  // Sums `t` over the tensor-parallel group; nothing without one. Activations that are not
+  // f32 (bf16 on a GPU) are widened to f32 in the "comm_in_f32" slot, summed there and rounded
+  // back once (ReserveCommSlots sizes it).
   absl::Status AllReduce(const Tensor& t);
-  // out: [tp_size, in elements] = every rank's `in`, rank order.
+  // out: [tp_size, in elements] = every rank's `in`, rank order (through "comm_in_f32" and
+  // "comm_out_f32" when not f32).
   absl::Status AllGather(const Tensor& in, const Tensor& out);
 };
+
+// Reserves the f32 staging slots StepContext's collectives use for activations that are not
+// f32: `per_row` values per token in, `gather_per_row` values per token out of a gather.
+// Nothing with f32 activations or without tensor parallelism.
+void ReserveCommSlots(Workspace& ws, int tp_size, int64_t per_row, int64_t gather_per_row = 0);
 
 // Token mixing (self-attention of some kind). `out` is this rank's partial sum unless
 // `reduce`, when it is summed over the TP group.   h, out: [tokens, hidden]

@@ -22,6 +22,9 @@
 #include "proto/step_codec.h"
 #include "worker/backend/backends.h"
 #include "worker/comm/gloo_communicator.h"
+#if STRATA_HAVE_NCCL
+#include "worker/comm/nccl_communicator.h"
+#endif
 #include "worker/comm/grpc_store.h"
 #include "worker/model/model_runner.h"
 #include "worker/runtime/shard_runtime.h"
@@ -44,8 +47,8 @@ double SecondsSince(Clock::time_point start) {
 struct Shard {
   uint64_t generation = 0;
   v1::ShardAssignment assignment;
-  std::unique_ptr<GlooCommunicator> tp_comm;  // this stage's TP group (tp_size > 1)
-  std::unique_ptr<GlooCommunicator> pp_comm;  // this TP index across stages (pp_size > 1)
+  std::unique_ptr<Communicator> tp_comm;  // this stage's TP group (tp_size > 1)
+  std::unique_ptr<Communicator> pp_comm;  // this TP index across stages (pp_size > 1)
   std::unique_ptr<ShardRuntime> runtime;
 };
 
@@ -116,6 +119,11 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                                                    grpc::ServerWriter<v1::LoadProgress>& writer);
   static absl::Status RunStep(Shard& shard, const v1::StepRequest& request,
                               v1::StepResult& result);
+  // A GPU worker's TP group: NCCL on this worker's device (Unimplemented in a build without
+  // NCCL).
+  absl::StatusOr<std::unique_ptr<Communicator>> MakeGpuGroup(int rank, int size,
+                                                             std::chrono::milliseconds timeout,
+                                                             const std::string& prefix);
 
   const WorkerServerOptions options_;
   GrpcStore store_;
@@ -125,6 +133,25 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   std::atomic<bool> draining_{false};
   std::atomic<bool> stepping_{false};  // a step runs now
 };
+
+absl::StatusOr<std::unique_ptr<Communicator>> WorkerServiceImpl::MakeGpuGroup(
+    int rank, int size, std::chrono::milliseconds timeout, const std::string& prefix) {
+#if STRATA_HAVE_NCCL
+  NcclOptions nccl;
+  nccl.rank = rank;
+  nccl.world_size = size;
+  nccl.device = std::max(options_.device.index, 0);
+  nccl.timeout = timeout;
+  nccl.store_prefix = prefix;
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> comm,
+                          NcclCommunicator::Create(nccl, store_));
+  return std::unique_ptr<Communicator>(std::move(comm));
+#else
+  (void)rank, (void)size, (void)timeout, (void)prefix;
+  return absl::UnimplementedError(
+      "this build has no NCCL: GPU workers cannot form a tensor-parallel group");
+#endif
+}
 
 absl::Status ShuttingDown() {
   return absl::UnavailableError("this worker is shutting down (it deregisters and exits)");
@@ -173,12 +200,25 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   gloo.hostname = options_.advertise_host;
   gloo.timeout = std::chrono::milliseconds(
       request.comm_timeout_ms() > 0 ? request.comm_timeout_ms() : 30000);
+  // GPU workers' collectives run on device memory: NCCL for the TP group. Pipeline hand-offs
+  // between GPU stages are not wired yet (ShardRuntime refuses them).
+  const bool gpu = options_.device.kind == DeviceKind::kCuda;
+  if (gpu && a.pp_size() > 1) {
+    return absl::UnimplementedError(
+        "pipeline parallelism across GPU workers is not built yet (tensor parallelism is)");
+  }
   if (a.tp_size() > 1) {
-    gloo.rank = a.tp_rank();
-    gloo.world_size = a.tp_size();
-    gloo.store_prefix =
+    const std::string prefix =
         absl::StrCat(StoreGenerationPrefix(request.generation()), "tp/stage", a.pp_rank());
-    STRATA_ASSIGN_OR_RETURN(shard->tp_comm, GlooCommunicator::Create(gloo, store_));
+    if (gpu) {
+      STRATA_ASSIGN_OR_RETURN(shard->tp_comm, MakeGpuGroup(a.tp_rank(), a.tp_size(), gloo.timeout,
+                                                           prefix));
+    } else {
+      gloo.rank = a.tp_rank();
+      gloo.world_size = a.tp_size();
+      gloo.store_prefix = prefix;
+      STRATA_ASSIGN_OR_RETURN(shard->tp_comm, GlooCommunicator::Create(gloo, store_));
+    }
   }
   if (a.pp_size() > 1) {
     gloo.rank = a.pp_rank();

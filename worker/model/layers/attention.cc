@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Attention>> Attention::Load(LayerBuilder& b,
       }
       b.ws.Reserve("qk_gather", b.tp.size * a->heads_ * hd);
       b.ws.Reserve("qk_full", q_dim);
+      ReserveCommSlots(b.ws, b.tp.size, a->heads_ * hd, b.tp.size * a->heads_ * hd);
     }
   }
   b.ws.Reserve("q", a->heads_ * hd);
