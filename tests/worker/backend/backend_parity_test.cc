@@ -476,6 +476,19 @@ TEST_P(BackendParityTest, CopyColumnsAndGatherLogitRows) {
   ExpectClose(s().Read(rows), gathered, 0, 0, "logit rows");
 }
 
+// f32 -> bf16 rounds to nearest even, bf16 -> f32 is exact (the staging of bf16 collectives).
+TEST_P(BackendParityTest, ConvertBetweenF32AndBf16) {
+  const int64_t n = 5000;
+  const Vec x = Random(n, 19, -100, 100);
+  const Tensor narrow = s().Zeros(DType::kBF16, {n});
+  b().Convert(s().F32({n}, x), narrow);
+  const Vec rounded = RoundThrough(DType::kBF16, x, n);
+  ExpectClose(s().Read(narrow), rounded, 0, 0, "f32 -> bf16");
+  const Tensor wide = s().Zeros(DType::kF32, {n});
+  b().Convert(narrow, wide);
+  ExpectClose(s().Read(wide), rounded, 0, 0, "bf16 -> f32");
+}
+
 // ---- RoPE ------------------------------------------------------------------------------------
 
 struct RopeCase {
