@@ -599,14 +599,19 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
   if (f.threads == 0) f.threads = std::max(1, HardwareThreads() / (world * f.replicas));
   LocalProcesses local;
   local.server = StartCoordinator(f, replica);
-  const int64_t memory = PhysicalMemory() / 2 / (world * f.replicas);
+  absl::StatusOr<DeviceSpec> parsed = ParseDeviceSpec(f.device);
+  ExitIfError(parsed.status());
+  const DeviceSpec device = *parsed;
   std::vector<std::string> args = {
       "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
       "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
-      "--memory", std::to_string(memory), "--threads", std::to_string(f.threads)};
+      "--threads", std::to_string(f.threads)};
+  if (device.kind == DeviceKind::kCpu) {  // a GPU worker reports its GPU's memory itself
+    const int64_t memory = PhysicalMemory() / 2 / (world * f.replicas);
+    args.insert(args.end(), {"--memory", std::to_string(memory)});
+  }
   for (std::string& arg : TlsArgs(f.tls)) args.push_back(std::move(arg));
   // One GPU per worker: replica r's workers take the GPUs after replica r - 1's.
-  const DeviceSpec device = *ParseDeviceSpec(f.device);  // checked by RunServe
   std::function<std::vector<std::string>(int)> per_worker = [&f](int) {
     return std::vector<std::string>{"--device", f.device};
   };
@@ -625,15 +630,13 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
   return local;
 }
 
-void RunServe(const ClusterFlags& flags) {
-  Signals signals;
-  ClusterFlags f = flags;
-  // No device, no workers: say so before starting anything.
+// The local workers' device, checked before anything starts: it exists, and on GPUs the split
+// is one this build runs and there is a GPU for every worker. Exits with a message otherwise.
+void CheckLocalDevices(const ClusterFlags& f) {
   absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
   ExitIfError(device.status());
   absl::StatusOr<DeviceInfo> info = ProbeDevice(*device);
   ExitIfError(info.status());
-  const std::string model = ResolveModelPath(f.model);
   const int world = f.tp * f.pp;
   if (device->kind == DeviceKind::kCuda) {
     if (f.pp > 1) {
@@ -648,6 +651,14 @@ void RunServe(const ClusterFlags& flags) {
           " worker(s) needs GPUs up to index ", needed - 1, "; this host has ", info->count)));
     }
   }
+}
+
+void RunServe(const ClusterFlags& flags) {
+  Signals signals;
+  ClusterFlags f = flags;
+  CheckLocalDevices(f);  // no device, no workers: say so before starting anything
+  const std::string model = ResolveModelPath(f.model);
+  const int world = f.tp * f.pp;
   std::vector<LocalProcesses> local;
   for (int r = 0; r < f.replicas; ++r) local.push_back(StartLocalProcesses(f, r));
 
@@ -738,6 +749,7 @@ double Percentile(std::vector<double> v, double q) {
 void RunClusterBench(const ClusterBenchFlags& flags) {
   ClusterFlags f = flags.cluster;
   const std::string model = ResolveModelPath(f.model);
+  CheckLocalDevices(f);
   LocalProcesses local = StartLocalProcesses(f);
   auto executor = ClusterExecutor::Start(local.server->membership(), ToExecutorOptions(f, model));
   ExitIfError(executor.status());

@@ -3,7 +3,8 @@
 // same model on one GPU: every greedy step's logits within a bf16 tolerance (the all-reduces
 // sum in f32 and round once, but the split changes which partial sums are rounded to bf16:
 // max |diff| <= 0.05 * max(1, max |logit|)), and the greedy ids equal where the one-GPU
-// margin exceeds 0.1. Needs two CUDA devices; skips otherwise (label `gpu`).
+// margin exceeds 0.1; every run is fed the one-GPU run's tokens. Needs two CUDA devices; skips
+// otherwise (label `gpu`).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -30,8 +31,12 @@ int DeviceCount() {
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
-// Greedy decoding of `prompt` on a loaded shard: each step's full logits.
-std::vector<std::vector<float>> GreedyLogits(ModelRunner& runner, std::vector<int32_t> step) {
+// Decoding of `prompt` on a loaded shard, each step's full logits. Without `forced` each step
+// feeds back its own argmax (greedy); with it, step i feeds forced[i] (the one-GPU run's
+// tokens, so a near-tie that bf16 flips cannot send the runs down different paths).
+std::vector<std::vector<float>> StepLogits(ModelRunner& runner, std::vector<int32_t> step,
+                                           std::vector<int32_t>* tokens,
+                                           const std::vector<int32_t>* forced) {
   std::vector<std::vector<float>> out;
   int32_t cached = 0;
   for (int i = 0; i < kSteps; ++i) {
@@ -39,7 +44,13 @@ std::vector<std::vector<float>> GreedyLogits(ModelRunner& runner, std::vector<in
     EXPECT_TRUE(logits.ok()) << logits.status();
     if (!logits.ok()) return out;
     cached += static_cast<int32_t>(step.size());
-    step = {static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin())};
+    const int32_t next =
+        forced != nullptr
+            ? (*forced)[i]
+            : static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) -
+                                   logits->begin());
+    if (tokens != nullptr) tokens->push_back(next);
+    step = {next};
     out.push_back(*std::move(logits));
   }
   return out;
@@ -65,7 +76,8 @@ TEST(CudaTensorParallelTest, SplitsMatchOneGpu) {
   options.kv_blocks = 8;
   auto one = testing::LoadForTest(path, options, 1, {DeviceKind::kCuda, 0});
   ASSERT_TRUE(one.ok()) << one.status();
-  const std::vector<std::vector<float>> want = GreedyLogits(*one->runner, prompt);
+  std::vector<int32_t> chain;
+  const std::vector<std::vector<float>> want = StepLogits(*one->runner, prompt, &chain, nullptr);
   ASSERT_EQ(want.size(), static_cast<size_t>(kSteps));
 
   for (int world : {2, 4}) {
@@ -89,7 +101,7 @@ TEST(CudaTensorParallelTest, SplitsMatchOneGpu) {
         shard.comm = comm->get();
         auto loaded = testing::LoadForTest(path, shard, 1, {DeviceKind::kCuda, r});
         ASSERT_TRUE(loaded.ok()) << loaded.status();
-        got[r] = GreedyLogits(*loaded->runner, prompt);
+        got[r] = StepLogits(*loaded->runner, prompt, nullptr, &chain);
       });
     }
     for (std::thread& t : ranks) t.join();
