@@ -470,6 +470,18 @@ absl::StatusOr<std::unique_ptr<ClusterExecutor>> ClusterExecutor::Start(Membersh
         s.options.tp, " x PP ", s.options.pp, "); registered: ",
         seen.empty() ? "none" : absl::StrJoin(seen, ", ")));
   }
+  // GPU workers keep every matrix in bf16 whatever the checkpoint stores (a q4_0 file takes
+  // 3.5x its size there): plan with that unless a conversion was asked for.
+  if (!footprint.weight_dtype) {
+    bool gpu = false;
+    for (const WorkerInfo& w : membership.Snapshot()) {
+      gpu = gpu || (w.alive && w.inventory.device_kind == DeviceKind::kCuda);
+    }
+    if (gpu) {
+      footprint.weight_dtype = DType::kBF16;
+      STRATA_ASSIGN_OR_RETURN(s.footprint, ComputeFootprint(model, footprint));
+    }
+  }
   {
     std::lock_guard<std::mutex> submit(s.submit_mu);
     s.load_attempts = 1;
