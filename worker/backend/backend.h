@@ -59,6 +59,10 @@ struct StepPlan {
   const int32_t* logit_rows = nullptr;    // [num_logit_rows]
 };
 
+// The counts and maxima of `batch`'s plan (its pointers left null), and in `token_seq`
+// [num_tokens] the sequence each token belongs to: what every backend's PlanStep starts from.
+StepPlan PlanShape(const StepBatch& batch, std::vector<int32_t>& token_seq);
+
 enum class NormKind : uint8_t { kRms, kLayer };
 
 // y = norm(x) * w (+ b).

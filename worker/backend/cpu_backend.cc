@@ -262,20 +262,8 @@ absl::StatusOr<Buffer> CpuBackend::Allocate(DType dtype, Shape shape) {
 
 absl::StatusOr<const StepPlan*> CpuBackend::PlanStep(const StepBatch& batch) {
   batch_ = batch;
-  const int64_t n = batch_.num_tokens(), seqs = batch_.num_seqs();
-  token_seq_.assign(n, 0);
   StepPlan& p = plan_;
-  p = StepPlan{};
-  p.num_tokens = n;
-  p.num_seqs = seqs;
-  p.max_blocks_per_seq = batch_.max_blocks_per_seq;
-  p.num_logit_rows = static_cast<int64_t>(batch_.logit_rows.size());
-  for (int64_t s = 0; s < seqs; ++s) {
-    const int32_t q0 = batch_.query_start[s], q1 = batch_.query_start[s + 1];
-    std::fill(token_seq_.begin() + q0, token_seq_.begin() + q1, static_cast<int32_t>(s));
-    p.max_query_len = std::max<int64_t>(p.max_query_len, q1 - q0);
-    p.max_context_len = std::max<int64_t>(p.max_context_len, batch_.context_lens[s]);
-  }
+  p = PlanShape(batch_, token_seq_);
   p.tokens = batch_.tokens.data();
   p.positions = batch_.positions.data();
   p.slot_mapping = batch_.slot_mapping.data();

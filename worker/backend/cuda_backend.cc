@@ -389,18 +389,8 @@ absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
     return at;
   };
   StepPlan& p = plan_;
-  p = StepPlan{};
-  p.num_tokens = n;
-  p.num_seqs = seqs;
-  p.max_blocks_per_seq = batch.max_blocks_per_seq;
-  p.num_logit_rows = logit_rows;
-  std::vector<int32_t> token_seq(n);
-  for (int64_t s = 0; s < seqs; ++s) {
-    const int32_t q0 = batch.query_start[s], q1 = batch.query_start[s + 1];
-    std::fill(token_seq.begin() + q0, token_seq.begin() + q1, static_cast<int32_t>(s));
-    p.max_query_len = std::max<int64_t>(p.max_query_len, q1 - q0);
-    p.max_context_len = std::max<int64_t>(p.max_context_len, batch.context_lens[s]);
-  }
+  std::vector<int32_t> token_seq;
+  p = PlanShape(batch, token_seq);
   const int32_t* at[8] = {put(batch.tokens.data(), n),        put(batch.positions.data(), n),
                           put(batch.slot_mapping.data(), n),  put(token_seq.data(), n),
                           put(batch.query_start.data(), seqs + 1),
