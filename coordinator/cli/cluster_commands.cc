@@ -630,8 +630,8 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
   return local;
 }
 
-// The local workers' device, checked before anything starts: it exists, and on GPUs the split
-// is one this build runs and there is a GPU for every worker. Exits with a message otherwise.
+// The local workers' device, checked before anything starts: it exists, and on GPUs there is
+// one for every worker. Exits with a message otherwise.
 void CheckLocalDevices(const ClusterFlags& f) {
   absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
   ExitIfError(device.status());
@@ -639,11 +639,6 @@ void CheckLocalDevices(const ClusterFlags& f) {
   ExitIfError(info.status());
   const int world = f.tp * f.pp;
   if (device->kind == DeviceKind::kCuda) {
-    if (f.pp > 1) {
-      ExitIfError(absl::UnimplementedError(
-          "--device cuda with --pp above 1: pipeline hand-offs between GPU workers are not built "
-          "yet (tensor parallelism over NCCL is: --tp N)"));
-    }
     const int needed = std::max(device->index, 0) + world * f.replicas;
     if (needed > info->count) {
       ExitIfError(absl::FailedPreconditionError(absl::StrCat(

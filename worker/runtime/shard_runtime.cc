@@ -5,6 +5,19 @@
 #include "worker/comm/communicator.h"
 
 namespace strata {
+namespace {
+
+// A hand-off tensor's size in 4-byte words (the communicators count floats).
+absl::StatusOr<int64_t> HandOffWords(const Tensor& t) {
+  if (t.Bytes() % 4 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pipeline hand-off of ", t.Bytes(), " bytes of ", DTypeName(t.dtype),
+        " activations: not a whole number of 4-byte words"));
+  }
+  return t.Bytes() / 4;
+}
+
+}  // namespace
 
 ShardRuntime::ShardRuntime(std::unique_ptr<Backend> backend, std::unique_ptr<ModelRunner> runner,
                            StageRole role)
@@ -82,25 +95,28 @@ absl::Status ShardRuntime::Run(const StepInput& step, StepOutput& out) {
     }
   }
 
-  // 2-3. Plan, receive, run, send. The hand-off moves f32 values in the communicator's memory
-  // (Gloo: host); anything else (a GPU's bf16 activations) needs NCCL, which is not wired yet.
+  // 2-3. Plan, receive, run, send. The hand-off moves the activations' bytes (f32 on a CPU,
+  // bf16 on a GPU) in the communicator's memory space: Gloo between CPU stages, NCCL between
+  // GPU stages. Send and Recv copy bits (no arithmetic), so bf16 travels as pairs of "floats".
   if (role_.pp_comm != nullptr &&
-      (backend_->device().activation_dtype != DType::kF32 ||
-       role_.pp_comm->device_memory() == backend_->device().host_memory)) {
+      role_.pp_comm->device_memory() == backend_->device().host_memory) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "pipeline hand-off of ", DTypeName(backend_->device().activation_dtype), " activations in ",
-        backend_->device().host_memory ? "host" : "device", " memory over a ",
-        role_.pp_comm->device_memory() ? "device" : "host",
-        "-memory communicator: pipeline parallelism on GPUs needs NCCL in the worker service"));
+        "pipeline hand-off of activations in ", backend_->device().host_memory ? "host" : "device",
+        " memory over a ", role_.pp_comm->device_memory() ? "device" : "host",
+        "-memory communicator"));
   }
   STRATA_ASSIGN_OR_RETURN(const StepPlan* plan, backend_->PlanStep(batch));
   if (role_.pp_rank > 0) {
     const Tensor in = runner_->HiddenInput(batch.num_tokens());
-    STRATA_RETURN_IF_ERROR(role_.pp_comm->Recv(in.As<float>(), in.NumElements(), role_.pp_rank - 1));
+    STRATA_ASSIGN_OR_RETURN(const int64_t words, HandOffWords(in));
+    STRATA_RETURN_IF_ERROR(role_.pp_comm->Recv(in.As<float>(), words, role_.pp_rank - 1));
   }
   STRATA_ASSIGN_OR_RETURN(Tensor result, runner_->Forward(*plan));
   if (!runner_->is_last_stage()) {
-    return role_.pp_comm->Send(result.As<float>(), result.NumElements(), role_.pp_rank + 1);
+    STRATA_ASSIGN_OR_RETURN(const int64_t words, HandOffWords(result));
+    // The communicator reads the tensor outside the backend's queue: its writers must be done.
+    STRATA_RETURN_IF_ERROR(backend_->Sync());
+    return role_.pp_comm->Send(result.As<float>(), words, role_.pp_rank + 1);
   }
   if (!is_sampler()) return absl::OkStatus();
 

@@ -119,8 +119,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                                                    grpc::ServerWriter<v1::LoadProgress>& writer);
   static absl::Status RunStep(Shard& shard, const v1::StepRequest& request,
                               v1::StepResult& result);
-  // A GPU worker's TP group: NCCL on this worker's device (Unimplemented in a build without
-  // NCCL).
+  // A GPU worker's TP group or pipeline: NCCL on this worker's device (Unimplemented in a
+  // build without NCCL).
   absl::StatusOr<std::unique_ptr<Communicator>> MakeGpuGroup(int rank, int size,
                                                              std::chrono::milliseconds timeout,
                                                              const std::string& prefix);
@@ -149,7 +149,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerServiceImpl::MakeGpuGroup(
 #else
   (void)rank, (void)size, (void)timeout, (void)prefix;
   return absl::UnimplementedError(
-      "this build has no NCCL: GPU workers cannot form a tensor-parallel group");
+      "this build has no NCCL: GPU workers cannot form a tensor-parallel group or pipeline");
 #endif
 }
 
@@ -200,13 +200,10 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   gloo.hostname = options_.advertise_host;
   gloo.timeout = std::chrono::milliseconds(
       request.comm_timeout_ms() > 0 ? request.comm_timeout_ms() : 30000);
-  // GPU workers' collectives run on device memory: NCCL for the TP group. Pipeline hand-offs
-  // between GPU stages are not wired yet (ShardRuntime refuses them).
+  // GPU workers' collectives run on device memory: NCCL for the TP group and for the pipeline
+  // hand-offs, Gloo between CPU workers. Every worker joins its TP group first, then its
+  // pipeline: the same order on every rank, so the blocking initialisations cannot cross.
   const bool gpu = options_.device.kind == DeviceKind::kCuda;
-  if (gpu && a.pp_size() > 1) {
-    return absl::UnimplementedError(
-        "pipeline parallelism across GPU workers is not built yet (tensor parallelism is)");
-  }
   if (a.tp_size() > 1) {
     const std::string prefix =
         absl::StrCat(StoreGenerationPrefix(request.generation()), "tp/stage", a.pp_rank());
@@ -221,11 +218,17 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
     }
   }
   if (a.pp_size() > 1) {
-    gloo.rank = a.pp_rank();
-    gloo.world_size = a.pp_size();
-    gloo.store_prefix =
+    const std::string prefix =
         absl::StrCat(StoreGenerationPrefix(request.generation()), "pp/tp", a.tp_rank());
-    STRATA_ASSIGN_OR_RETURN(shard->pp_comm, GlooCommunicator::Create(gloo, store_));
+    if (gpu) {
+      STRATA_ASSIGN_OR_RETURN(shard->pp_comm, MakeGpuGroup(a.pp_rank(), a.pp_size(), gloo.timeout,
+                                                           prefix));
+    } else {
+      gloo.rank = a.pp_rank();
+      gloo.world_size = a.pp_size();
+      gloo.store_prefix = prefix;
+      STRATA_ASSIGN_OR_RETURN(shard->pp_comm, GlooCommunicator::Create(gloo, store_));
+    }
   }
 
   BackendOptions backend_options;

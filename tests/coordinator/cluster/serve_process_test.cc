@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -17,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/coordinator/cluster/local_cluster.h"
 #include "tests/testing/shared_data.h"
+#include "worker/backend/backends.h"
 
 namespace strata {
 namespace {
@@ -117,6 +119,29 @@ TEST(ServeProcessTest, SigkillStillTakesTheWorkersDown) {
   ASSERT_TRUE(Alive({serve->pids()[0], StartTime(serve->pids()[0])}));
   serve->Signal(0, SIGKILL);
   ExpectGone(workers);
+}
+
+// Without a GPU, every command that would run on one fails at once, naming why: no worker
+// process is started, nothing crashes, nothing waits for a coordinator.
+TEST(ServeProcessTest, DeviceCudaWithoutAGpuFailsAtOnceSayingWhy) {
+  const absl::StatusOr<DeviceInfo> gpu = ProbeDevice({DeviceKind::kCuda, 0});
+  if (gpu.ok()) GTEST_SKIP() << "a CUDA device is present";
+  const std::string why(gpu.status().message());
+  for (const std::string command :
+       {"serve --device cuda --tp 2 --pp 2 --http 127.0.0.1:0", "generate --device cuda --prompt hi",
+        "worker --device cuda --coordinator 127.0.0.1:1"}) {
+    SCOPED_TRACE(command);
+    const std::string line = "timeout 60 " + testing::StrataBinary() + " " + command + " 2>&1";
+    FILE* pipe = popen(line.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string output;
+    char buffer[4096];
+    while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+    const int status = pclose(pipe);
+    ASSERT_TRUE(WIFEXITED(status)) << output;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << output;  // 124 would be the timeout: it waited
+    EXPECT_NE(output.find("strata: error: " + why), std::string::npos) << output;
+  }
 }
 
 // `strata serve --device cuda` gives each worker its own GPU through per-child arguments:
