@@ -11,7 +11,9 @@
 #                               runs here, the backend parity table's cuda rows, the registry
 #                               tests; the model tests read the packed copies of the shared
 #                               files they need), compute-sanitizer's memcheck on a few attention
-#                               cases, the attention benchmark and its PyTorch peer, and end-to-end
+#                               cases, Hugging Face transformers on the same fixtures as a second
+#                               reference for the model tests' logits (hf_reference.py), the
+#                               attention benchmark and its PyTorch peer, and end-to-end
 #                               decode of a Llama-3-8B-shaped bf16 model (written there by
 #                               `strata synth` while the tests run) at batch 1/32/128; writes logs
 #                               under $OUT and prints a summary last. If the packed binaries
@@ -104,6 +106,10 @@ run() {
   : > "$summary"
   export LD_LIBRARY_PATH=$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export STRATA_SHARED_DATA=$PACK/data STRATA_REQUIRE_SHARED_DATA=1
+  export STRATA_LOGITS_OUT=$out/logits  # cuda_model_test's fixture logits, for hf_reference.py
+  mkdir -p "$STRATA_LOGITS_OUT"
+  local python=python3
+  [ -x /opt/torch/.venv/bin/python3 ] && python=/opt/torch/.venv/bin/python3
   # cuBLASLt and NCCL are not carried (hundreds of MiB): the machine's CUDA or PyTorch has them.
   local lib found
   for lib in 'libcublasLt.so.13*' 'libnccl.so.2*'; do
@@ -163,8 +169,12 @@ run() {
       > "$out/memcheck.log" 2>&1
     echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | head -1)" | tee -a "$summary"
   fi
-  local python=python3
-  [ -x /opt/torch/.venv/bin/python3 ] && python=/opt/torch/.venv/bin/python3
+  # Transformers on the same GPU, models and ids: an independent reference for those logits.
+  if fits 120; then
+    timeout 120 "$python" tests/worker/model/hf_reference.py --data "$STRATA_SHARED_DATA" \
+      --logits "$STRATA_LOGITS_OUT" --json "$out/hf_reference.json" > "$out/hf_reference.txt" 2>&1
+    echo "hf reference: rc=$? $(tail -1 "$out/hf_reference.txt")" | tee -a "$summary"
+  fi
   if fits 90; then
     timeout 90 "$bin/$BENCH" > "$out/attention_bench.txt" 2>&1
     echo "attention bench: rc=$?" >> "$summary"
@@ -192,7 +202,7 @@ run() {
     echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"
   fi
   echo "=== summary ($((SECONDS - start)) s)"
-  cat "$summary" "$out/attention_bench.txt" "$out/sdpa_peer.txt" 2> /dev/null
+  cat "$summary" "$out/hf_reference.txt" "$out/attention_bench.txt" "$out/sdpa_peer.txt" 2> /dev/null
 }
 
 case "${1:-}" in

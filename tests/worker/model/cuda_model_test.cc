@@ -5,12 +5,17 @@
 //  * the dense families' fixtures: logits at every prompt position within a bf16 tolerance of
 //    llama.cpp's (or the float64 reference's): max |logit - golden| <= 0.05 * max(1, max
 //    |golden|), i.e. a few bf16 roundings carried through two layers;
+//    With STRATA_LOGITS_OUT set, those logits are also written there (raw f32, one file per
+//    model and case, named <family>_<hf|gguf>_case<k>.f32) for scripts/gpu-check.sh to compare
+//    with Hugging Face transformers on the same GPU (tests/worker/model/hf_reference.py);
 //  * batch invariance: seeded requests get the same ids alone and in batches of 8 and 128;
 //  * what the GPU does not run yet (mixture of experts, latent attention) fails with a clear
 //    error, never a wrong answer.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
@@ -125,10 +130,21 @@ TEST_P(CudaFixtureTest, PromptLogitsWithinBf16Tolerance) {
   ModelRunner& runner = *model->runner;
   const int64_t vocab = runner.config().vocab_size;
   float worst_ratio = 0;
+  const char* dump_dir = std::getenv("STRATA_LOGITS_OUT");
+  int case_index = 0;
   for (const testing::FixtureCase& c : testing::LoadFixtureGolden(golden_path)) {
     auto logits = testing::Forward(runner, testing::OneSequence(runner, c.tokens, 0, true));
     ASSERT_TRUE(logits.ok()) << logits.status();
     ASSERT_EQ(logits->size(), c.tokens.size() * vocab);
+    if (dump_dir != nullptr && *dump_dir != '\0') {
+      const std::string name = family + (GetParam().ends_with(".gguf") ? "_gguf" : "_hf") +
+                               "_case" + std::to_string(case_index) + ".f32";
+      std::ofstream out(std::filesystem::path(dump_dir) / name, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(logits->data()),
+                static_cast<std::streamsize>(logits->size() * sizeof(float)));
+      EXPECT_TRUE(out.good()) << "cannot write " << name << " under " << dump_dir;
+    }
+    ++case_index;
     for (size_t p = 0; p < c.tokens.size(); ++p) {
       const float* want = c.logits_all[p].data();
       float scale = 1.0f;

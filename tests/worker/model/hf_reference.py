@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Hugging Face transformers as an independent reference for the CUDA backend (GPU machine).
+
+scripts/gpu-check.sh runs cuda_model_test with STRATA_LOGITS_OUT set, so the CUDA backend's
+logits for every dense fixture and golden case are written there (raw f32, [24, vocab] per
+file, named <family>_<hf|gguf>_case<k>.f32). This script runs transformers on the same GPU on
+the same models (the fixtures' Hugging Face folders, eager attention) and token ids, in float32
+and in bfloat16, and compares, position by position, with scale = max(1, max |reference|):
+
+  * transformers f32 against the fixture's golden logits (llama.cpp, cross-checked in float64):
+    the reference itself checks out (<= 0.01 * scale: Falcon's golden uses tanh GELU where
+    transformers uses erf, a 5e-3 difference; everything else agrees to 2e-4);
+  * Strata on the GPU against transformers f32, within the bound cuda_model_test holds against
+    the golden: max |diff| <= 0.05 * scale (a few bf16 roundings carried through the layers);
+  * transformers' own bf16 run against its f32 run: what bf16 costs in transformers' hands, the
+    peer figure Strata's error is reported against (their ratio).
+
+Prints one row per model and case; exits 1 when a bound fails or a logits file is missing.
+Usage: hf_reference.py --data DATA_DIR --logits LOGITS_DIR [--json OUT.json]
+"""
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+import torch
+import transformers
+
+# Dense families the CUDA backend runs (cuda_model_test's list); llama also from its GGUF.
+MODELS = [("llama", "hf"), ("llama", "gguf"), ("mistral", "hf"), ("qwen2", "hf"),
+          ("qwen3", "hf"), ("phi3", "hf"), ("phi2", "hf"), ("gemma2", "hf"), ("olmo2", "hf"),
+          ("falcon", "hf")]
+STRATA_BOUND = 0.05
+REFERENCE_BOUND = 0.01
+
+
+def worst_ratio(got, want):
+    """max over positions of max |got - want| / max(1, max |want|)."""
+    scale = np.maximum(1.0, np.abs(want).max(axis=1))
+    return float((np.abs(got - want).max(axis=1) / scale).max())
+
+
+def load(folder, dtype):
+    # transformers 5 renamed torch_dtype to dtype.
+    key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, attn_implementation="eager", **{key: dtype})
+    return model.to("cuda").eval()
+
+
+def logits_of(model, tokens):
+    with torch.no_grad():
+        out = model(torch.tensor([tokens], device="cuda"))
+    return out.logits[0].float().cpu().numpy().astype(np.float64)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=pathlib.Path)
+    parser.add_argument("--logits", required=True, type=pathlib.Path)
+    parser.add_argument("--json", type=pathlib.Path)
+    args = parser.parse_args()
+    torch.set_float32_matmul_precision("highest")  # no TF32: the f32 reference is f32
+    print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
+          f"{torch.cuda.get_device_name(0)}")
+    print(f"{'model':<14}{'case':>5}{'hf f32 vs golden':>18}{'strata vs hf f32':>18}"
+          f"{'hf bf16 vs f32':>16}{'strata / hf bf16':>18}")
+    rows, failures = [], []
+    loaded = {}
+    for family, form in MODELS:
+        folder = args.data / "fixtures" / family / "hf"
+        golden = json.loads((args.data / "fixtures" / family / "golden.json").read_text())
+        if family not in loaded:
+            loaded = {family: (load(folder, torch.float32), load(folder, torch.bfloat16))}
+        f32, bf16 = loaded[family]
+        for k, case in enumerate(golden["cases"]):
+            name = f"{family}_{form}"
+            path = args.logits / f"{name}_case{k}.f32"
+            tokens = case["tokens"]
+            want = np.array(case["logits_all"], dtype=np.float64)
+            ref = logits_of(f32, tokens)
+            ref_bf16 = logits_of(bf16, tokens)
+            if ref.shape != want.shape:
+                failures.append(f"{name} case {k}: transformers gives {ref.shape}, golden {want.shape}")
+                continue
+            if not path.exists():
+                failures.append(f"{name} case {k}: no Strata logits at {path}")
+                continue
+            ours = np.fromfile(path, dtype=np.float32).astype(np.float64)
+            if ours.size != ref.size:
+                failures.append(f"{name} case {k}: {ours.size} Strata logits, {ref.size} expected")
+                continue
+            ours = ours.reshape(ref.shape)
+            row = {"model": name, "case": k,
+                   "hf_f32_vs_golden": worst_ratio(ref, want),
+                   "strata_vs_hf_f32": worst_ratio(ours, ref),
+                   "hf_bf16_vs_hf_f32": worst_ratio(ref_bf16, ref),
+                   "strata_argmax_agrees": float((ours.argmax(1) == ref.argmax(1)).mean())}
+            row["strata_over_hf_bf16"] = row["strata_vs_hf_f32"] / max(row["hf_bf16_vs_hf_f32"], 1e-12)
+            rows.append(row)
+            print(f"{name:<14}{k:>5}{row['hf_f32_vs_golden']:>18.3g}{row['strata_vs_hf_f32']:>18.3g}"
+                  f"{row['hf_bf16_vs_hf_f32']:>16.3g}{row['strata_over_hf_bf16']:>18.2f}")
+            if row["hf_f32_vs_golden"] > REFERENCE_BOUND:
+                failures.append(f"{name} case {k}: transformers f32 is {row['hf_f32_vs_golden']:.3g} "
+                                f"from the golden (> {REFERENCE_BOUND}): the reference is in doubt")
+            if row["strata_vs_hf_f32"] > STRATA_BOUND:
+                failures.append(f"{name} case {k}: Strata is {row['strata_vs_hf_f32']:.3g} from "
+                                f"transformers f32 (> {STRATA_BOUND})")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "failures": failures}, indent=1))
+    for f in failures:
+        print("FAIL:", f)
+    print(f"{len(rows)} comparisons, {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
