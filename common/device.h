@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,10 @@ struct DeviceInfo {
   // planner sizes the cache by it).
   DType activation_dtype = DType::kF32;
   DType kv_dtype = DType::kF32;
+  // The one element type the backend keeps matrices in whatever the checkpoint stores (bf16 on
+  // GPUs: no quantized GPU matmul yet); nullopt where they stay as stored or as converted on
+  // load (the CPU).
+  std::optional<DType> weight_dtype;
   // True when tensors live in host memory (collectives run on host buffers: Gloo); false for
   // device memory (NCCL).
   bool host_memory = true;

@@ -11,12 +11,12 @@
 #                               runs here, the backend parity table's cuda rows, the registry
 #                               tests; the model tests read the packed copies of the shared
 #                               files they need), compute-sanitizer's memcheck on a few attention
-#                               cases, Hugging Face transformers on the same fixtures as a second
-#                               reference for the model tests' logits (hf_reference.py), the
-#                               attention benchmark and its PyTorch peer, and end-to-end
+#                               cases, the attention benchmark and its PyTorch peer, end-to-end
 #                               decode of a Llama-3-8B-shaped bf16 model (written there by
-#                               `strata synth` while the tests run) at batch 1/32/128; writes logs
-#                               under $OUT and prints a summary last. If the packed binaries
+#                               `strata synth` while the tests run) at batch 1/32/128, and last
+#                               Hugging Face transformers on the same fixtures as a second
+#                               reference for the model tests' logits (hf_reference.py); writes
+#                               logs under $OUT and prints a summary last. If the packed binaries
 #                               cannot start there (other system libraries), the attention tests
 #                               and benchmark are rebuilt from the packed sources with that
 #                               machine's nvcc first (GPU_CHECK_REBUILD=1 forces it).
@@ -107,7 +107,7 @@ run() {
   export LD_LIBRARY_PATH=$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export STRATA_SHARED_DATA=$PACK/data STRATA_REQUIRE_SHARED_DATA=1
   export STRATA_LOGITS_OUT=$out/logits  # cuda_model_test's fixture logits, for hf_reference.py
-  mkdir -p "$STRATA_LOGITS_OUT"
+  rm -rf "$STRATA_LOGITS_OUT" && mkdir -p "$STRATA_LOGITS_OUT"
   local python=python3
   [ -x /opt/torch/.venv/bin/python3 ] && python=/opt/torch/.venv/bin/python3
   # cuBLASLt and NCCL are not carried (hundreds of MiB): the machine's CUDA or PyTorch has them.
@@ -169,12 +169,6 @@ run() {
       > "$out/memcheck.log" 2>&1
     echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | head -1)" | tee -a "$summary"
   fi
-  # Transformers on the same GPU, models and ids: an independent reference for those logits.
-  if fits 120; then
-    timeout 120 "$python" tests/worker/model/hf_reference.py --data "$STRATA_SHARED_DATA" \
-      --logits "$STRATA_LOGITS_OUT" --json "$out/hf_reference.json" > "$out/hf_reference.txt" 2>&1
-    echo "hf reference: rc=$? $(tail -1 "$out/hf_reference.txt")" | tee -a "$summary"
-  fi
   if fits 90; then
     timeout 90 "$bin/$BENCH" > "$out/attention_bench.txt" 2>&1
     echo "attention bench: rc=$?" >> "$summary"
@@ -200,6 +194,20 @@ run() {
     done
   else
     echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"
+  fi
+  # Transformers on the same GPU, models and ids: a second, independent reference for the
+  # fixture logits cuda_model_test wrote (offline: the machine has no network).
+  if ! fits 90; then
+    echo "hf reference: skipped (time)" >> "$summary"
+  elif ! "$python" -c 'import torch, transformers' > /dev/null 2>&1; then
+    echo "hf reference: skipped (no torch/transformers for $python)" >> "$summary"
+  else
+    [ -n "$(ls -A "$STRATA_LOGITS_OUT")" ] ||
+      echo "hf reference: no Strata logits (cuda_model_test did not run): reference rows only" >> "$summary"
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 timeout 90 "$python" tests/worker/model/hf_reference.py \
+      --data "$STRATA_SHARED_DATA" --logits "$STRATA_LOGITS_OUT" --json "$out/hf_reference.json" \
+      > "$out/hf_reference.txt" 2>&1
+    echo "hf reference: rc=$? $(tail -1 "$out/hf_reference.txt")" >> "$summary"
   fi
   echo "=== summary ($((SECONDS - start)) s)"
   cat "$summary" "$out/hf_reference.txt" "$out/attention_bench.txt" "$out/sdpa_peer.txt" 2> /dev/null

@@ -43,6 +43,7 @@ void RunMemory(const BenchFlags& f) {
 }
 
 void RunGenerateBench(const BenchFlags& f) {
+  CheckDeviceOrExit(f.device);
   const std::string path = ResolveModelPath(f.model);
   std::unique_ptr<LocalExecutor> executor = LoadLocalOrExit(
       path, f.threads, f.dtype, f.batch * (f.prompt_tokens + f.decode_tokens + 1), f.device);

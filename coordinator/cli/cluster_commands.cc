@@ -743,8 +743,8 @@ double Percentile(std::vector<double> v, double q) {
 
 void RunClusterBench(const ClusterBenchFlags& flags) {
   ClusterFlags f = flags.cluster;
-  const std::string model = ResolveModelPath(f.model);
   CheckLocalDevices(f);
+  const std::string model = ResolveModelPath(f.model);
   LocalProcesses local = StartLocalProcesses(f);
   auto executor = ClusterExecutor::Start(local.server->membership(), ToExecutorOptions(f, model));
   ExitIfError(executor.status());

@@ -26,6 +26,10 @@ void AddBenchServeCommand(CLI::App& bench);
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
 
+// Parses and probes `device` ("cpu", "cuda[:N]"): exits with a message naming what is wrong
+// (no such device, no GPU, a build without its backend) before anything else is done.
+void CheckDeviceOrExit(const std::string& device);
+
 // Loads `path` in this process on `device` ("cpu" with `threads`, 0 = all; "cuda[:N]") with a
 // KV cache for `kv_tokens` tokens, converting weights to `dtype` unless it is empty. Exits the
 // process with a message on failure.

@@ -51,6 +51,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f, const std
 }
 
 void RunGenerate(const GenerateFlags& f) {
+  CheckDeviceOrExit(f.device);  // before the default model is written or anything is loaded
   const std::string path = ResolveModelPath(f.model);
   auto tokenizer = tokenizer::LoadTokenizer(path);
   ExitIfError(tokenizer.status());

@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "coordinator/cli/commands.h"
+#include "worker/backend/backends.h"
 #include "worker/model/synthetic_model.h"
 
 namespace strata::cli {
@@ -25,6 +26,12 @@ std::string ResolveModelPath(const std::string& model) {
   STRATA_LOG_WARN("no --model given: using the embedded default {} (random weights, output "
                   "is not meaningful text)", *path);
   return *path;
+}
+
+void CheckDeviceOrExit(const std::string& device) {
+  absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
+  ExitIfError(spec.status());
+  ExitIfError(ProbeDevice(*spec).status());
 }
 
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,

@@ -14,7 +14,9 @@ struct PlanFlags {
   std::string memory = "80GiB";
   double utilization = 0.90;
   int64_t max_model_len = 0;
-  std::string kv_dtype = "bf16";
+  std::string device = "cuda";
+  std::string kv_dtype;  // empty: the device's (bf16 on GPUs, f32 on CPUs)
+  std::string dtype;     // conversion on load; empty: the device's (bf16 on GPUs) or as stored
   bool expert_parallel = false;
 };
 
@@ -28,16 +30,36 @@ void RunPlan(const PlanFlags& f) {
   cluster.devices_per_node = f.gpus_per_node;
   cluster.memory_per_device = *memory;
   cluster.memory_utilization = f.utilization;
-  absl::StatusOr<DType> kv = ParseDType(f.kv_dtype);
+  // What the device's workers hold, as the coordinator plans them: a GPU keeps every matrix
+  // in bf16 (a q4_0 checkpoint takes 3.5x its file size there) and its KV cache in bf16; a
+  // CPU keeps weights as stored (or as converted) and its KV cache in f32.
+  absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
+  ExitIfError(device.status());
+  const bool gpu = device->kind == DeviceKind::kCuda;
+  absl::StatusOr<DType> kv = ParseDType(f.kv_dtype.empty() ? (gpu ? "bf16" : "f32") : f.kv_dtype);
   ExitIfError(kv.status());
   cluster.kv_dtype = *kv;
   PlanOptions options;
   options.min_kv_tokens = f.max_model_len;
   FootprintOptions footprint;
   footprint.expert_parallel = f.expert_parallel;
+  if (!f.dtype.empty()) {
+    absl::StatusOr<DType> dtype = ParseDType(f.dtype);
+    ExitIfError(dtype.status());
+    if (gpu && *dtype != DType::kBF16) {
+      ExitIfError(absl::InvalidArgumentError(absl::StrCat(
+          "--dtype ", f.dtype, " on --device cuda: GPU workers keep every matrix in bf16")));
+    }
+    footprint.weight_dtype = *dtype;
+  } else if (gpu) {
+    footprint.weight_dtype = DType::kBF16;
+  }
   absl::StatusOr<ShardPlan> plan = PlanModel(f.model, cluster, options, footprint);
   ExitIfError(plan.status());
   std::fputs(plan->Explain(*config, cluster).c_str(), stdout);
+  std::printf("device: %s; weights held as %s, KV cache as %s\n", DeviceKindName(device->kind),
+              footprint.weight_dtype ? DTypeName(*footprint.weight_dtype) : "stored",
+              DTypeName(cluster.kv_dtype));
 }
 
 }  // namespace
@@ -60,8 +82,14 @@ void AddPlanCommand(CLI::App& app) {
   cmd->add_option("--max-model-len", flags->max_model_len,
                   "KV cache must hold one sequence this long (default: the model's context)")
       ->envname("STRATA_MAX_MODEL_LEN")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--kv-dtype", flags->kv_dtype, "Element type of the KV cache (bf16 on GPUs, "
-                  "f32 on CPU workers)")->envname("STRATA_KV_DTYPE")->capture_default_str();
+  cmd->add_option("--device", flags->device, "Kind of worker device: cuda (weights and KV cache "
+                  "in bf16) or cpu (weights as stored, KV cache in f32)")
+      ->envname("STRATA_DEVICE")->capture_default_str();
+  cmd->add_option("--dtype", flags->dtype, "Convert weights on load (f32, f16, bf16, q8_0, q4_0; "
+                  "bf16 only on GPUs); default: bf16 on GPUs, as stored on CPUs")
+      ->envname("STRATA_DTYPE");
+  cmd->add_option("--kv-dtype", flags->kv_dtype, "Element type of the KV cache (default: bf16 "
+                  "on GPUs, f32 on CPU workers)")->envname("STRATA_KV_DTYPE");
   cmd->add_flag("--expert-parallel", flags->expert_parallel,
                 "Mixture-of-experts: spread whole experts across each node's devices instead of "
                 "splitting every expert")->envname("STRATA_EXPERT_PARALLEL");

@@ -631,6 +631,7 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   info.memory_free = static_cast<int64_t>(free_bytes);
   info.activation_dtype = DType::kBF16;
   info.kv_dtype = DType::kBF16;
+  info.weight_dtype = DType::kBF16;
   info.host_memory = false;
   return info;
 }

@@ -157,6 +157,13 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, 
           " memory, the ", DeviceKindName(backend.device().kind), " backend's tensors are not"));
     }
   }
+  if (const std::optional<DType> kept = backend.device().weight_dtype;
+      kept && o.weight_dtype && *o.weight_dtype != *kept) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weights converted to ", DTypeName(*o.weight_dtype), " were asked for; the ",
+        DeviceKindName(backend.device().kind), " backend keeps every matrix in ",
+        DTypeName(*kept), " (leave the conversion out, or ask for ", DTypeName(*kept), ")"));
+  }
   if (o.max_step_tokens < 1 || o.max_logit_rows < 1) {
     return absl::InvalidArgumentError("max_step_tokens and max_logit_rows must be positive");
   }

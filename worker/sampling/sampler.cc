@@ -103,10 +103,14 @@ int32_t SampleToken(absl::Span<const float> logits, const SamplingParams& params
   std::vector<int32_t> cands;
   if (params.top_k > 0 || params.top_p < 1.0f) {
     cands = SortedCandidates(logits, params, inv_t, max_logit, total);
-    // Top-p: the smallest prefix whose mass reaches top_p (of the whole distribution after
-    // top-k, as the filters compose).
-    double kept = 0.0;
-    for (int32_t id : cands) kept += scratch[id];
+    // Top-p: the smallest prefix whose mass reaches top_p of the distribution after top-k, as
+    // the filters compose: the top-k's mass, or without top-k the whole vocabulary's (not the
+    // candidates': SortedCandidates may return more than the nucleus).
+    double kept = total;
+    if (params.top_k > 0) {
+      kept = 0.0;
+      for (int32_t id : cands) kept += scratch[id];
+    }
     double mass = 0.0;
     size_t n = 0;
     while (n < cands.size()) {

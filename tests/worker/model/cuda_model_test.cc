@@ -9,8 +9,8 @@
 //    model and case, named <family>_<hf|gguf>_case<k>.f32) for scripts/gpu-check.sh to compare
 //    with Hugging Face transformers on the same GPU (tests/worker/model/hf_reference.py);
 //  * batch invariance: seeded requests get the same ids alone and in batches of 8 and 128;
-//  * what the GPU does not run yet (mixture of experts, latent attention) fails with a clear
-//    error, never a wrong answer.
+//  * what the GPU does not run yet (mixture of experts, latent attention, quantized weights)
+//    fails with a clear error, never a wrong answer.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -233,6 +233,22 @@ TEST(CudaModelTest, MixtureOfExpertsIsRefusedNotMiscomputed) {
   EXPECT_EQ(logits.status().code(), absl::StatusCode::kUnimplemented) << logits.status();
   EXPECT_NE(logits.status().message().find("mixture-of-experts"), std::string::npos)
       << logits.status();
+}
+
+// The GPU keeps matrices in bf16 only: a conversion it would not make is refused at load,
+// never silently ignored (the coordinator would have planned memory for it).
+TEST(CudaModelTest, AConversionTheGpuWouldNotMakeIsRefused) {
+  STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/llama/model.gguf");
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  ModelLoadOptions options;
+  options.weight_dtype = DType::kQ8_0;
+  auto model = testing::LoadForTest(model_path.string(), options, 1, kCuda);
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << model.status();
+  EXPECT_NE(model.status().message().find("keeps every matrix in bf16"), std::string::npos)
+      << model.status();
+  options.weight_dtype = DType::kBF16;
+  EXPECT_TRUE(testing::LoadForTest(model_path.string(), options, 1, kCuda).ok());
 }
 
 }  // namespace

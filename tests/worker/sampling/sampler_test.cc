@@ -86,5 +86,22 @@ TEST(SamplerTest, ValidateRejectsOutOfRange) {
   EXPECT_NE(p.Validate().message().find("min_p"), std::string::npos);
 }
 
+// Top-p without top-k is a share of the whole distribution, even when the sorted candidates
+// examined hold more than the nucleus. 64 tied tokens of probability 1/68.97 each hold 92.8 %
+// of the mass (the other 448 share the rest): the 0.9 nucleus is exactly ids 0..62 (62.07 of
+// the 68.97 units, ties by id). A nucleus taken as 0.9 of the 64 candidates' mass would stop
+// at id 57.
+TEST(SamplerTest, TopPIsAShareOfTheWholeDistribution) {
+  std::vector<float> logits(512, 0.0f);
+  const float low = std::log(4.97f / 448.0f);
+  for (size_t i = 64; i < logits.size(); ++i) logits[i] = low;
+  SamplingParams p;
+  p.seed = 11;
+  p.top_p = 0.9f;
+  const auto f = Frequencies(logits, p, 4000);
+  for (int32_t id = 0; id < 63; ++id) EXPECT_GT(f.count(id) ? f.at(id) : 0.0, 0.0) << id;
+  for (const auto& [id, share] : f) EXPECT_LT(id, 63) << "outside the nucleus";
+}
+
 }  // namespace
 }  // namespace strata

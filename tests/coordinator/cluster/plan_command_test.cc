@@ -1,0 +1,68 @@
+// `strata plan` as a user runs it: it plans weights at the size the workers of --device hold
+// them (GPU workers keep every matrix in bf16, so a q4_0 checkpoint takes about 3.5x its file
+// there; CPU workers keep it as stored), as the coordinator plans a real cluster.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "common/byte_size.h"
+#include "coordinator/cluster/shard_planner.h"
+#include "gtest/gtest.h"
+#include "tests/testing/shared_data.h"
+#include "tests/testing/strata_binary.h"
+
+namespace strata {
+namespace {
+
+struct Outcome {
+  int code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Outcome Strata(const std::string& args) {
+  Outcome run;
+  FILE* pipe = popen((testing::StrataBinary() + " " + args + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) run.output.append(buffer, n);
+  const int status = pclose(pipe);
+  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+TEST(PlanCommandTest, GpuWorkersArePlannedAtTheirBf16Size) {
+  const std::string model = (testing::TempDir("plan_command") / "q4.gguf").string();
+  ASSERT_EQ(Strata("synth --preset tiny --dtype q4_0 -o " + model).code, 0);
+  ClusterSpec cluster;
+  cluster.memory_per_device = int64_t{8} << 30;
+  auto total = [&](std::optional<DType> dtype) {
+    FootprintOptions footprint;
+    footprint.weight_dtype = dtype;
+    absl::StatusOr<ShardPlan> plan = PlanModel(model, cluster, {}, footprint);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? plan->total_weight_bytes : 0;
+  };
+  const int64_t stored = total(std::nullopt), bf16 = total(DType::kBF16);
+  ASSERT_GT(bf16, 3 * stored) << "q4_0 is 4.5 bits a weight, bf16 16";
+
+  const Outcome gpu = Strata("plan --memory 8GiB --device cuda --model " + model);
+  ASSERT_EQ(gpu.code, 0) << gpu.output;
+  EXPECT_NE(gpu.output.find(FormatBytes(bf16) + " of weights"), std::string::npos) << gpu.output;
+  EXPECT_NE(gpu.output.find("weights held as bf16, KV cache as bf16"), std::string::npos)
+      << gpu.output;
+  const Outcome cpu = Strata("plan --memory 8GiB --device cpu --model " + model);
+  ASSERT_EQ(cpu.code, 0) << cpu.output;
+  EXPECT_NE(cpu.output.find(FormatBytes(stored) + " of weights"), std::string::npos) << cpu.output;
+  EXPECT_NE(cpu.output.find("weights held as stored, KV cache as f32"), std::string::npos)
+      << cpu.output;
+  // The default is a GPU cluster.
+  EXPECT_EQ(Strata("plan --memory 8GiB --model " + model).output, gpu.output);
+  // A conversion GPU workers would not make is refused, naming why.
+  const Outcome q8 = Strata("plan --memory 8GiB --device cuda --dtype q8_0 --model " + model);
+  EXPECT_EQ(q8.code, 1);
+  EXPECT_NE(q8.output.find("GPU workers keep every matrix in bf16"), std::string::npos) << q8.output;
+}
+
+}  // namespace
+}  // namespace strata
