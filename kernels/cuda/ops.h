@@ -157,4 +157,30 @@ struct GreedyParams {
 };
 absl::Status LaunchGreedy(const GreedyParams& params, void* stream);
 
+// One row sampled as the host sampler samples it (worker/sampling/sampler.cc: temperature, then
+// top-k, then top-p of the distribution after top-k, then min-p; candidates ordered by logit,
+// lowest id first on ties, or by id without top-k and top-p; the draw is the first candidate
+// whose running mass exceeds u times the candidates' mass, else the last candidate). The
+// uniform u comes from the host (PhiloxUniform(seed, stream, position)), so a seeded request
+// draws the same numbers on either device; sums run in another order than the host's, so a
+// draw within rounding of a boundary may land on the neighbouring token. No logit bias,
+// penalties or logprobs: those rows are sampled on the host.
+struct SampleRowParams {
+  int32_t row = 0;      // the logits row; its token goes to tokens[row]
+  float inv_t = 1.0f;   // 1 / temperature, > 0
+  int32_t top_k = 0;    // 0: off
+  float top_p = 1.0f;   // in (0, 1]; 1: off
+  float min_p = 0.0f;   // in [0, 1]; 0: off
+  double u = 0.0;       // in [0, 1)
+};
+struct SampleParams {
+  const float* logits = nullptr;          // [logit rows, vocab]
+  const SampleRowParams* rows = nullptr;  // [num_rows], device memory
+  int32_t* tokens = nullptr;              // [logit rows]
+  int64_t num_rows = 0;
+  int64_t vocab = 0;
+  int32_t non_finite = -1;                // the token of a row that is not a distribution
+};
+absl::Status LaunchSample(const SampleParams& params, void* stream);
+
 }  // namespace strata::kernels::cuda

@@ -1,7 +1,10 @@
-// Greedy sampling: one block per row; each thread scans a strided slice (ids ascending, so a
-// strict > keeps its lowest id of a tie), then the block merges (value, id) pairs, larger value
-// first and lower id on ties, and ORs the non-finite flags.
+// Sampling on the device, by the host sampler's rules.
+//
+// Greedy: one block per row; each thread scans a strided slice (ids ascending, so a strict >
+// keeps its lowest id of a tie), then the block merges (value, id) pairs, larger value first
+// and lower id on ties, and ORs the non-finite flags.
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cuda/elem.cuh"
 #include "kernels/cuda/launch_util.cuh"
@@ -56,6 +59,240 @@ __global__ void __launch_bounds__(kThreads) GreedyKernel(const GreedyParams p) {
   }
 }
 
+
+// ---- Sampling: one block per row, the host sampler's rules ----------------------------------
+//
+// Candidates in the host's order (logit descending, id ascending) are keyed by a 64-bit
+// integer: the logit's order-preserving bits above the inverted id, so every prefix of that
+// order is "key >= some key". Top-k, the top-p cut and the draw are each a radix select over
+// the key, 8 bits a pass from the top: a histogram of counts or masses per digit, then the
+// digit where the running weight reaches the target. Without top-k and top-p the host walks
+// the candidates by id: a block scan of per-thread chunk sums finds the crossing chunk, which
+// is walked.
+
+constexpr int kSampleThreads = 1024;
+constexpr int kWarps = kSampleThreads / 32;
+
+__device__ inline uint64_t SortKey(float l, int64_t id) {
+  if (l == 0.0f) l = 0.0f;  // -0 equals +0 on the host: one key, ties broken by id
+  uint32_t b = __float_as_uint(l);
+  b = (b & 0x80000000u) != 0 ? ~b : (b | 0x80000000u);
+  return (static_cast<uint64_t>(b) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(id));
+}
+
+__device__ inline int32_t IdOfKey(uint64_t key) {
+  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
+}
+
+struct Add {
+  template <class T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct Max {
+  template <class T>
+  __device__ T operator()(T a, T b) const { return a > b ? a : b; }
+};
+struct Min {
+  template <class T>
+  __device__ T operator()(T a, T b) const { return a < b ? a : b; }
+};
+
+struct SampleShared {
+  double hist[256];
+  double warp[kWarps];
+  uint64_t warp_u64[kWarps];
+  int chosen;
+};
+
+// `v` combined over the block, in one fixed order (the same bits on every run and in every
+// batch); every thread gets the result.
+template <class T, class Op>
+__device__ T BlockAll(T v, Op op, T* smem) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  __syncthreads();  // smem may still be read from the last call
+  if (threadIdx.x % 32 == 0) smem[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = smem[0];
+  for (int w = 1; w < kWarps; ++w) v = op(v, smem[w]);
+  return v;
+}
+
+// The sum of `v` over the threads before this one, and the block's total.
+__device__ double BlockExclusiveSum(double v, double* smem, double* total) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  double inclusive = v;
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const double before = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    if (lane >= offset) inclusive += before;
+  }
+  double exclusive = __shfl_up_sync(0xffffffffu, inclusive, 1);
+  if (lane == 0) exclusive = 0.0;
+  __syncthreads();
+  if (lane == 31) smem[warp] = inclusive;
+  __syncthreads();
+  double warps_before = 0.0, all = 0.0;
+  for (int w = 0; w < kWarps; ++w) {
+    if (w < warp) warps_before += smem[w];
+    all += smem[w];
+  }
+  *total = all;
+  return warps_before + exclusive;
+}
+
+struct SampleRow {
+  const float* x;
+  int64_t vocab;
+  float max;
+  float inv_t;
+  float min_p;
+  bool filter;  // min-p on
+
+  // The host's unnormalised probability: exp((l - max) / T), the max token's being 1.
+  __device__ float E(int64_t i) const { return expf((x[i] - max) * inv_t); }
+  // A candidate after min-p (which keeps p >= min_p * max p, i.e. E >= min_p).
+  __device__ bool Kept(float e) const { return !filter || e >= min_p; }
+};
+
+// Among the candidates with key >= floor (and past min-p when `filter`), in the host's order:
+// the key of the first at which the running weight (a count, or the mass E when `by_mass`)
+// reaches `target` (>= target, or > target when `strict`); *found = false when none does.
+__device__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, bool by_mass,
+                              double target, bool strict, bool* found, SampleShared& s) {
+  uint64_t prefix = 0, mask = 0;
+  double above = 0.0;  // weight of the candidates above the prefix's range (thread 0's)
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += kSampleThreads) s.hist[i] = 0.0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
+      const uint64_t key = SortKey(r.x[i], i);
+      if (key < floor || (key & mask) != prefix) continue;
+      double w = 1.0;
+      if (by_mass || filter) {
+        const float e = r.E(i);
+        if (filter && !r.Kept(e)) continue;
+        if (by_mass) w = e;
+      }
+      atomicAdd(&s.hist[(key >> shift) & 255], w);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int chosen = -1;
+      for (int d = 255; d >= 0; --d) {
+        const double reach = above + s.hist[d];
+        if (s.hist[d] > 0.0 && (strict ? reach > target : reach >= target)) {
+          chosen = d;
+          break;
+        }
+        above = reach;
+      }
+      s.chosen = chosen;
+    }
+    __syncthreads();
+    const int chosen = s.chosen;
+    if (chosen < 0) {
+      *found = false;
+      return 0;
+    }
+    prefix |= static_cast<uint64_t>(chosen) << shift;
+    mask |= uint64_t{255} << shift;
+  }
+  *found = true;
+  return prefix;
+}
+
+// The candidates' mass: key >= floor, past min-p when `filter`.
+__device__ double MassFrom(const SampleRow& r, uint64_t floor, bool filter, SampleShared& s) {
+  double mass = 0.0;
+  for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
+    if (floor != 0 && SortKey(r.x[i], i) < floor) continue;
+    const float e = r.E(i);
+    if (!filter || r.Kept(e)) mass += e;
+  }
+  return BlockAll(mass, Add{}, s.warp);
+}
+
+__global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParams p) {
+  __shared__ SampleShared s;
+  const SampleRowParams rp = p.rows[blockIdx.x];
+  const float* x = p.logits + static_cast<int64_t>(rp.row) * p.vocab;
+  float max = -INFINITY;
+  int bad = 0, finite = 0;
+  for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) {
+    const float v = x[i];
+    bad |= isnan(v) || v == INFINITY;
+    finite |= isfinite(v);
+    if (v > max) max = v;
+  }
+  bad = __syncthreads_or(bad);
+  finite = __syncthreads_or(finite);
+  if (bad || !finite) {  // block-uniform
+    if (threadIdx.x == 0) p.tokens[rp.row] = p.non_finite;
+    return;
+  }
+  // Floats through the double reduction: exact, and max is one of the values.
+  const SampleRow r{x, p.vocab, static_cast<float>(BlockAll<double>(max, Max{}, s.warp)), rp.inv_t,
+                    rp.min_p, rp.min_p > 0.0f};
+  int32_t token = 0;
+  if (rp.top_k > 0 || rp.top_p < 1.0f) {  // candidates by logit
+    uint64_t floor = 0;
+    bool found = false;
+    if (rp.top_k > 0 && rp.top_k < p.vocab) {  // the k-th key: the top-k are key >= it
+      floor = SelectKey(r, 0, false, false, static_cast<double>(rp.top_k), false, &found, s);
+    }
+    if (rp.top_p < 1.0f) {  // the smallest prefix holding top_p of the mass after top-k
+      const double kept = MassFrom(r, floor, false, s);
+      const uint64_t cut = SelectKey(r, floor, false, true, static_cast<double>(rp.top_p) * kept,
+                                     false, &found, s);
+      if (found) floor = cut;
+    }
+    const double kept = MassFrom(r, floor, r.filter, s);
+    const uint64_t drawn = SelectKey(r, floor, r.filter, true, rp.u * kept, true, &found, s);
+    if (found) {
+      token = IdOfKey(drawn);
+    } else {  // rounding: the last candidate, as the host
+      uint64_t last = ~uint64_t{0};
+      for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) {
+        const uint64_t key = SortKey(x[i], i);
+        if (key >= floor && r.Kept(r.E(i)) && key < last) last = key;
+      }
+      token = IdOfKey(BlockAll(last, Min{}, s.warp_u64));
+    }
+  } else {  // candidates by id: each thread a contiguous chunk, walked where the draw lands
+    const int64_t chunk = (p.vocab + kSampleThreads - 1) / kSampleThreads;
+    const int64_t start = static_cast<int64_t>(threadIdx.x) * chunk;
+    const int64_t begin = start < p.vocab ? start : p.vocab;
+    const int64_t end = begin + chunk < p.vocab ? begin + chunk : p.vocab;
+    double mine = 0.0;
+    int64_t last = -1;
+    for (int64_t i = begin; i < end; ++i) {
+      const float e = r.E(i);
+      if (!r.Kept(e)) continue;
+      mine += e;
+      last = i;
+    }
+    double kept = 0.0;
+    const double before = BlockExclusiveSum(mine, s.warp, &kept);
+    const double target = rp.u * kept;
+    int64_t pick = INT64_MAX;
+    double acc = before;
+    for (int64_t i = begin; i < end; ++i) {
+      const float e = r.E(i);
+      if (!r.Kept(e)) continue;
+      // Past the crossing already (a later chunk): its first candidate, should rounding have
+      // kept the crossing chunk's walk from getting there.
+      acc += e;
+      if (before > target || acc > target) {
+        pick = i;
+        break;
+      }
+    }
+    pick = BlockAll(pick, Min{}, reinterpret_cast<int64_t*>(s.warp_u64));
+    last = BlockAll(last, Max{}, reinterpret_cast<int64_t*>(s.warp_u64));
+    token = static_cast<int32_t>(pick != INT64_MAX ? pick : last);
+  }
+  if (threadIdx.x == 0) p.tokens[rp.row] = token;
+}
+
 }  // namespace
 
 absl::Status LaunchGreedy(const GreedyParams& params, void* stream) {
@@ -66,6 +303,18 @@ absl::Status LaunchGreedy(const GreedyParams& params, void* stream) {
   if (params.rows == 0) return absl::OkStatus();
   GreedyKernel<<<static_cast<unsigned>(params.rows), kThreads, 0, AsStream(stream)>>>(params);
   return LaunchStatus("GreedyKernel");
+}
+
+absl::Status LaunchSample(const SampleParams& params, void* stream) {
+  if (params.logits == nullptr || params.rows == nullptr || params.tokens == nullptr ||
+      params.num_rows < 0 || params.num_rows > 0x7fffffff || params.vocab <= 0 ||
+      params.vocab > 0x7fffffff) {
+    return absl::InvalidArgumentError("LaunchSample: null pointer or bad rows/vocab");
+  }
+  if (params.num_rows == 0) return absl::OkStatus();
+  SampleKernel<<<static_cast<unsigned>(params.num_rows), kSampleThreads, 0, AsStream(stream)>>>(
+      params);
+  return LaunchStatus("SampleKernel");
 }
 
 }  // namespace strata::kernels::cuda

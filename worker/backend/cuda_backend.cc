@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/philox.h"
 #include "common/status.h"
 #include "common/step.h"
 #include "common/strings.h"
@@ -255,9 +256,11 @@ class CudaBackend : public Backend {
   int64_t sample_scratch_bytes_ = 0;
 };
 
-// Plain greedy rows (no bias, penalties or logprobs) are decided on the device and only their
-// ids come back; the others are gathered, copied to the host and sampled there by the one
-// host sampler, so every row gets exactly what the CPU backend would give it.
+// Rows without logit bias, penalties or logprobs are sampled on the device (greedy, or
+// temperature with top-k, top-p and min-p, drawing the host's Philox numbers) and only their ids
+// come back; the others are gathered, copied to the host and sampled there by the one host
+// sampler, so every row gets what the CPU backend would give it (the device's sums run in
+// another order: a draw within rounding of a boundary may take the neighbouring token).
 absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                                  std::vector<SampledToken>& out) {
   const int64_t n = static_cast<int64_t>(rows.size()), vocab = logits.Cols();
@@ -265,25 +268,41 @@ absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const Sampling
     return absl::InvalidArgumentError("cuda backend: Sample: one f32 logits row per sample");
   }
   std::vector<int32_t> on_host;  // rows sampled on the host
+  std::vector<kc::SampleRowParams> drawn;  // rows drawn on the device
   for (int64_t r = 0; r < n; ++r) {
     const SamplingParams& p = *rows[r].params;
-    if (!p.IsGreedy() || !p.logit_bias.empty() || p.HasPenalties() || p.logprobs >= 0) {
+    if (!p.logit_bias.empty() || p.HasPenalties() || p.logprobs >= 0) {
       on_host.push_back(static_cast<int32_t>(r));
+    } else if (!p.IsGreedy()) {
+      drawn.push_back({static_cast<int32_t>(r), 1.0f / p.temperature, p.top_k, p.top_p, p.min_p,
+                       PhiloxUniform(p.seed, p.stream, rows[r].position)});
     }
   }
   const int64_t hosted = static_cast<int64_t>(on_host.size());
-  // Scratch: [n] greedy ids, [hosted] row indices, then [hosted, vocab] gathered logits.
-  const int64_t ids_bytes = (n + hosted + 3) / 4 * 16;
-  auto* base = static_cast<std::byte*>(
-      Scratch(sample_scratch_, sample_scratch_bytes_, ids_bytes + hosted * vocab * 4));
+  const int64_t draws = static_cast<int64_t>(drawn.size());
+  // Scratch, 16-byte aligned parts: [n] ids, [hosted] row indices, [draws] row parameters,
+  // then [hosted, vocab] gathered logits.
+  auto aligned = [](int64_t bytes) { return (bytes + 15) / 16 * 16; };
+  const int64_t ids_bytes = aligned((n + hosted) * 4);
+  const int64_t params_bytes = aligned(draws * static_cast<int64_t>(sizeof(kc::SampleRowParams)));
+  auto* base = static_cast<std::byte*>(Scratch(sample_scratch_, sample_scratch_bytes_,
+                                               ids_bytes + params_bytes + hosted * vocab * 4));
   if (base == nullptr) return Sync();
   auto* ids = reinterpret_cast<int32_t*>(base);
-  auto* gathered = reinterpret_cast<float*>(base + ids_bytes);
-  std::vector<int32_t> greedy(n);
+  auto* row_params = reinterpret_cast<kc::SampleRowParams*>(base + ids_bytes);
+  auto* gathered = reinterpret_cast<float*>(base + ids_bytes + params_bytes);
+  std::vector<int32_t> device_ids(n);
   if (hosted < n) {
     Record(kc::LaunchGreedy({logits.As<float>(), ids, n, vocab, kNonFiniteLogits}, stream_));
-    Launched(cudaMemcpyAsync(greedy.data(), ids, n * 4, cudaMemcpyDeviceToHost, stream_),
-             "greedy ids");
+    if (draws > 0) {
+      Launched(cudaMemcpyAsync(row_params, drawn.data(), draws * sizeof(kc::SampleRowParams),
+                               cudaMemcpyHostToDevice, stream_),
+               "sampling parameters");
+      Record(kc::LaunchSample({logits.As<float>(), row_params, ids, draws, vocab, kNonFiniteLogits},
+                              stream_));
+    }
+    Launched(cudaMemcpyAsync(device_ids.data(), ids, n * 4, cudaMemcpyDeviceToHost, stream_),
+             "sampled ids");
   }
   if (hosted > 0) {
     Launched(cudaMemcpyAsync(ids + n, on_host.data(), hosted * 4, cudaMemcpyHostToDevice, stream_),
@@ -296,7 +315,7 @@ absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const Sampling
   }
   STRATA_RETURN_IF_ERROR(Sync());
   out.assign(n, SampledToken{});
-  for (int64_t r = 0; r < n; ++r) out[r].token = greedy[r];
+  for (int64_t r = 0; r < n; ++r) out[r].token = device_ids[r];
   if (hosted == 0) return absl::OkStatus();
   std::vector<SamplingRow> host_rows(hosted);
   for (int64_t i = 0; i < hosted; ++i) host_rows[i] = rows[on_host[i]];
