@@ -28,6 +28,8 @@ struct BenchFlags {
   int64_t batch = 1;
   std::string device = "cpu";
   double bandwidth_gbps = 0;  // the device's; 0 on the CPU: measured
+  float temperature = 0.0f;   // 0: greedy
+  float top_p = 1.0f;
 };
 
 kernels::cpu::BandwidthResult MeasureBandwidth(const BenchFlags& f) {
@@ -62,7 +64,9 @@ void RunGenerateBench(const BenchFlags& f) {
   engine::BatchGenerateOptions options;
   options.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
   options.stop_at_eos = false;
-  options.sampling.temperature = 0.0f;
+  options.sampling.temperature = f.temperature;
+  options.sampling.top_p = f.top_p;
+  options.sampling.seed = 1;
   // Warm-up: fault in the mmap'ed weights, grow the device's scratch.
   engine::BatchGenerateOptions warm = options;
   warm.max_new_tokens = 2;
@@ -74,10 +78,13 @@ void RunGenerateBench(const BenchFlags& f) {
   const double decode_tps = result->decode_tokens / result->decode_seconds;
   const double bytes = static_cast<double>(executor->runner().decode_weight_bytes());
   const double gbps = cpu ? MeasureBandwidth(f).read_gbps : f.bandwidth_gbps;
-  std::printf("model: %s (%s) on %s, %.1f MB of weights streamed per decode step, batch %lld\n",
+  std::printf("model: %s (%s) on %s, %.1f MB of weights streamed per decode step, batch %lld, "
+              "%s\n",
               path.c_str(), f.dtype.empty() ? "as stored" : f.dtype.c_str(),
               executor->runner().backend().device().name.c_str(), bytes / 1e6,
-              static_cast<long long>(f.batch));
+              static_cast<long long>(f.batch),
+              f.temperature > 0 ? absl::StrFormat("temperature %g, top-p %g", f.temperature, f.top_p).c_str()
+                                : "greedy");
   std::printf("prefill: %lld tokens, %.1f tok/s\n",
               static_cast<long long>(f.batch * f.prompt_tokens), prefill_tps);
   std::printf("decode: %lld tokens, %.2f tok/s, %.2f GB/s of weights\n",
@@ -124,6 +131,10 @@ void AddBenchCommand(CLI::App& app) {
   gen->add_option("--bandwidth-gbps", flags->bandwidth_gbps,
                   "The device's memory bandwidth for the bound (a GPU's; the CPU's is measured)")
       ->check(CLI::NonNegativeNumber);
+  gen->add_option("--temperature", flags->temperature, "Sample at this temperature (0: greedy)")
+      ->check(CLI::Range(0.0f, 2.0f))->capture_default_str();
+  gen->add_option("--top-p", flags->top_p, "Nucleus of the sampled draws")
+      ->check(CLI::Range(0.01f, 1.0f))->capture_default_str();
   gen->callback([flags] { RunGenerateBench(*flags); });
 
   AddClusterBenchCommand(*bench);

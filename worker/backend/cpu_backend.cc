@@ -464,7 +464,7 @@ absl::Status CpuBackend::Sample(const Tensor& logits, absl::Span<const SamplingR
   if (logits.dtype != DType::kF32 || logits.Rows() != static_cast<int64_t>(rows.size())) {
     return absl::InvalidArgumentError("cpu backend: Sample: one f32 logits row per sample");
   }
-  return SampleHostLogits(logits.As<float>(), logits.Cols(), rows, out);
+  return SampleHostLogits(logits.As<float>(), logits.Cols(), rows, out, &pool_);
 }
 
 }  // namespace

@@ -11,13 +11,15 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "common/thread_pool.h"
 #include "worker/backend/backend.h"
 
 namespace strata {
 
 //   logits: [rows.size(), vocab] f32, host memory
+// Rows are sampled in parallel on `pool` when given (each row alone: the same results).
 absl::Status SampleHostLogits(const float* logits, int64_t vocab,
                               absl::Span<const SamplingRow> rows,
-                              std::vector<SampledToken>& out);
+                              std::vector<SampledToken>& out, ThreadPool* pool = nullptr);
 
 }  // namespace strata

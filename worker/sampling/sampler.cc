@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -11,8 +13,12 @@ namespace strata {
 
 int32_t Argmax(absl::Span<const float> logits) {
   int32_t best = 0;
+  float value = logits[0];  // in a register: no load of logits[best] per element
   for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+    if (logits[i] > value) {
+      value = logits[i];
+      best = static_cast<int32_t>(i);
+    }
   }
   return best;
 }
@@ -63,24 +69,51 @@ TokenLogprobs ComputeLogprobs(absl::Span<const float> logits, int32_t token, int
 
 namespace {
 
-// Candidate ids sorted by descending logit, long enough to hold the top-k and the top-p
-// nucleus. Sorting only a growing prefix keeps large vocabularies cheap.
+// The candidates' order as one integer: larger first. The logit's order-preserving bits above
+// the inverted id, so ties go to the lower id (-0 and +0 are one logit).
+uint64_t OrderKey(float logit, int64_t id) {
+  if (logit == 0.0f) logit = 0.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &logit, 4);
+  bits ^= static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) | 0x80000000u;  // no branch
+  return (static_cast<uint64_t>(bits) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(id));
+}
+
+// Candidate ids sorted by descending logit (lowest id first on ties): with top-k exactly the
+// top-k; without, a prefix holding the top-p nucleus. A peaked distribution's nucleus is in its
+// first few dozen tokens, so 64 and then 1024 are tried before the whole vocabulary is sorted
+// (a flat one's holds most of it). `e` holds exp((l - max) / T) per id; `total` its sum.
 std::vector<int32_t> SortedCandidates(absl::Span<const float> logits, const SamplingParams& p,
-                                      float inv_t, float max_logit, double total) {
+                                      absl::Span<const float> e, double total) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
-  std::vector<int32_t> ids(vocab);
-  std::iota(ids.begin(), ids.end(), 0);
-  auto by_logit = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  std::vector<uint64_t> keys(vocab);
+  for (int64_t i = 0; i < vocab; ++i) keys[i] = OrderKey(logits[i], i);
+  auto ids = [&keys](int64_t n) {
+    std::vector<int32_t> out(n);
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(keys[i]));
+    return out;
   };
-  const int64_t limit = p.top_k > 0 ? std::min<int64_t>(p.top_k, vocab) : vocab;
-  for (int64_t n = std::min<int64_t>(limit, 64);; n = std::min(limit, n * 4)) {
-    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), by_logit);
-    if (n == limit) return {ids.begin(), ids.begin() + n};
-    double mass = 0.0;
-    for (int64_t i = 0; i < n; ++i) mass += std::exp((logits[ids[i]] - max_logit) * inv_t);
-    if (mass / total >= p.top_p) return {ids.begin(), ids.begin() + n};
+  auto first = [&keys, vocab](int64_t n) {
+    if (n == vocab) {
+      std::sort(keys.begin(), keys.end(), std::greater<>());
+    } else {
+      std::partial_sort(keys.begin(), keys.begin() + n, keys.end(), std::greater<>());
+    }
+  };
+  if (p.top_k > 0) {
+    const int64_t k = std::min<int64_t>(p.top_k, vocab);
+    first(k);
+    return ids(k);
   }
+  for (const int64_t n : {std::min<int64_t>(64, vocab), std::min<int64_t>(256, vocab),
+                          std::min<int64_t>(1024, vocab)}) {
+    first(n);
+    double mass = 0.0;
+    for (int64_t i = 0; i < n; ++i) mass += e[0xFFFFFFFFu - static_cast<uint32_t>(keys[i])];
+    if (mass >= p.top_p * total || n == vocab) return ids(n);  // SampleToken's own test
+  }
+  first(vocab);
+  return ids(vocab);
 }
 
 }  // namespace
@@ -102,7 +135,7 @@ int32_t SampleToken(absl::Span<const float> logits, const SamplingParams& params
 
   std::vector<int32_t> cands;
   if (params.top_k > 0 || params.top_p < 1.0f) {
-    cands = SortedCandidates(logits, params, inv_t, max_logit, total);
+    cands = SortedCandidates(logits, params, scratch, total);
     // Top-p: the smallest prefix whose mass reaches top_p of the distribution after top-k, as
     // the filters compose: the top-k's mass, or without top-k the whole vocabulary's (not the
     // candidates': SortedCandidates may return more than the nucleus).

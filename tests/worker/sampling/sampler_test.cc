@@ -1,8 +1,13 @@
 #include "worker/sampling/sampler.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
+#include <numeric>
+#include <random>
 
+#include "common/philox.h"
 #include "gtest/gtest.h"
 
 namespace strata {
@@ -84,6 +89,77 @@ TEST(SamplerTest, ValidateRejectsOutOfRange) {
   p = {};
   p.min_p = 2.0f;
   EXPECT_NE(p.Validate().message().find("min_p"), std::string::npos);
+}
+
+// The sampler's rules written plainly (a full sort, every filter in turn), for comparison with
+// SampleToken's faster selection: the same token for the same Philox number.
+int32_t PlainSample(const std::vector<float>& logits, const SamplingParams& p, uint32_t position) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  const float inv_t = 1.0f / p.temperature;
+  const float max = *std::max_element(logits.begin(), logits.end());
+  std::vector<float> e(vocab);
+  double total = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) total += e[i] = std::exp((logits[i] - max) * inv_t);
+  std::vector<int32_t> cands(vocab);
+  std::iota(cands.begin(), cands.end(), 0);
+  if (p.top_k > 0 || p.top_p < 1.0f) {
+    std::stable_sort(cands.begin(), cands.end(),
+                     [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    if (p.top_k > 0 && p.top_k < vocab) cands.resize(p.top_k);
+    double kept = 0.0;
+    for (int32_t id : cands) kept += e[id];
+    if (p.top_k <= 0) kept = total;
+    double mass = 0.0;
+    size_t n = 0;
+    while (n < cands.size()) {
+      mass += e[cands[n++]];
+      if (mass >= p.top_p * kept) break;
+    }
+    cands.resize(n);
+  }
+  if (p.min_p > 0.0f) std::erase_if(cands, [&](int32_t id) { return e[id] < p.min_p; });
+  double kept = 0.0;
+  for (int32_t id : cands) kept += e[id];
+  const double target = PhiloxUniform(p.seed, p.stream, position) * kept;
+  double acc = 0.0;
+  for (int32_t id : cands) {
+    acc += e[id];
+    if (acc > target) return id;
+  }
+  return cands.back();
+}
+
+// Flat rows (the nucleus is most of the vocabulary: the whole-vocabulary sort), peaked ones
+// (64 or 256 candidates suffice), tied logits (ties by id, -0 and +0 alike), masked tokens.
+TEST(SamplerTest, SelectionMatchesThePlainRules) {
+  std::mt19937 random(3);
+  std::vector<float> scratch;
+  int checked = 0;
+  for (int64_t vocab : {5, 300, 5000}) {
+    for (int shape = 0; shape < 3; ++shape) {  // flat, peaked, tied
+      for (int row = 0; row < 40; ++row) {
+        std::vector<float> logits(vocab);
+        std::normal_distribution<float> normal(0.0f, shape == 1 ? 4.0f : 0.5f);
+        for (float& l : logits) l = normal(random);
+        if (shape == 2) {
+          for (float& l : logits) l = std::round(l * 4.0f) / 4.0f;
+        }
+        logits[row % vocab] = -INFINITY;
+        SamplingParams p;
+        p.temperature = std::array{0.5f, 1.0f, 1.3f}[row % 3];
+        p.top_k = std::array{0, 0, 3, 40, 0, static_cast<int32_t>(vocab) + 2}[row % 6];
+        p.top_p = std::array{1.0f, 0.9f, 0.5f, 0.99f}[row % 4];
+        p.min_p = row % 5 == 0 ? 0.05f : 0.0f;
+        p.seed = static_cast<uint64_t>(row);
+        if (p.IsGreedy()) continue;
+        const uint32_t position = static_cast<uint32_t>(row * 7);
+        EXPECT_EQ(SampleToken(logits, p, position, scratch), PlainSample(logits, p, position))
+            << "vocab " << vocab << " shape " << shape << " row " << row;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
 }
 
 // Top-p without top-k is a share of the whole distribution, even when the sorted candidates
