@@ -1,10 +1,12 @@
 #include "worker/sampling/sampler.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/philox.h"
@@ -79,6 +81,22 @@ uint64_t OrderKey(float logit, int64_t id) {
   return (static_cast<uint64_t>(bits) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(id));
 }
 
+// All of `keys` (OrderKey, in id order) sorted descending: a stable LSD radix sort on the logit
+// bits, 3 passes of 11 bits (ties keep their id order). A flat row's nucleus is most of the
+// vocabulary; this sorts 128k candidates about 10x faster than a comparison sort.
+void SortAllDescending(std::vector<uint64_t>& keys) {
+  std::vector<uint64_t> sorted(keys.size());
+  for (int shift = 32; shift < 64; shift += 11) {
+    std::array<int64_t, 2048> start{};
+    auto bucket = [shift](uint64_t key) { return 2047 - ((key >> shift) & 2047); };
+    for (uint64_t key : keys) ++start[bucket(key)];
+    int64_t sum = 0;
+    for (int64_t& s : start) sum += std::exchange(s, sum);
+    for (uint64_t key : keys) sorted[start[bucket(key)]++] = key;
+    keys.swap(sorted);
+  }
+}
+
 // Candidate ids sorted by descending logit (lowest id first on ties): with top-k exactly the
 // top-k; without, a prefix holding the top-p nucleus. A peaked distribution's nucleus is in its
 // first few dozen tokens, so 64 and then 1024 are tried before the whole vocabulary is sorted
@@ -93,9 +111,10 @@ std::vector<int32_t> SortedCandidates(absl::Span<const float> logits, const Samp
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(keys[i]));
     return out;
   };
-  auto first = [&keys, vocab](int64_t n) {
+  auto first = [&](int64_t n) {
     if (n == vocab) {
-      std::sort(keys.begin(), keys.end(), std::greater<>());
+      for (int64_t i = 0; i < vocab; ++i) keys[i] = OrderKey(logits[i], i);  // id order again
+      SortAllDescending(keys);
     } else {
       std::partial_sort(keys.begin(), keys.begin() + n, keys.end(), std::greater<>());
     }
@@ -105,12 +124,17 @@ std::vector<int32_t> SortedCandidates(absl::Span<const float> logits, const Samp
     first(k);
     return ids(k);
   }
+  // Each later candidate weighs at most the mean of the first n, so a prefix of m > n holds at
+  // most mass * m / n: a size that cannot reach the nucleus is skipped.
+  double per_candidate = 0.0;
   for (const int64_t n : {std::min<int64_t>(64, vocab), std::min<int64_t>(256, vocab),
                           std::min<int64_t>(1024, vocab)}) {
+    if (per_candidate > 0.0 && per_candidate * static_cast<double>(n) < p.top_p * total) continue;
     first(n);
     double mass = 0.0;
     for (int64_t i = 0; i < n; ++i) mass += e[0xFFFFFFFFu - static_cast<uint32_t>(keys[i])];
     if (mass >= p.top_p * total || n == vocab) return ids(n);  // SampleToken's own test
+    per_candidate = mass / static_cast<double>(n);
   }
   first(vocab);
   return ids(vocab);
