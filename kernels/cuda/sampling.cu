@@ -155,7 +155,8 @@ struct SampleRow {
 
 // Among the candidates with key >= floor (and past min-p when `filter`), in the host's order:
 // the key of the first at which the running weight (a count, or the mass E when `by_mass`)
-// reaches `target` (>= target, or > target when `strict`); *found = false when none does.
+// reaches `target` (>= target, or > target when `strict`), or the last with weight should the
+// sums round short of it; *found = false when no candidate has weight.
 __device__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, bool by_mass,
                               double target, bool strict, bool* found, SampleShared& s) {
   uint64_t prefix = 0, mask = 0;
@@ -176,16 +177,21 @@ __device__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, b
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-      int chosen = -1;
+      // The digit where the weight reaches the target; where sums in this order fall short of
+      // it (rounding: the previous pass's digit did reach it, or the target is the whole
+      // mass), the range's last element with weight.
+      int chosen = -1, lowest = -1;
       for (int d = 255; d >= 0; --d) {
+        if (s.hist[d] <= 0.0) continue;
+        lowest = d;
         const double reach = above + s.hist[d];
-        if (s.hist[d] > 0.0 && (strict ? reach > target : reach >= target)) {
+        if (strict ? reach > target : reach >= target) {
           chosen = d;
           break;
         }
         above = reach;
       }
-      s.chosen = chosen;
+      s.chosen = chosen >= 0 ? chosen : lowest;
     }
     __syncthreads();
     const int chosen = s.chosen;
@@ -198,6 +204,16 @@ __device__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, b
   }
   *found = true;
   return prefix;
+}
+
+// The largest key among this thread's elements (the block's maximum is the top token's).
+__device__ uint64_t SortKeyMaxOfThread(const SampleRow& r) {
+  uint64_t top = 0;
+  for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
+    const uint64_t key = SortKey(r.x[i], i);
+    if (key > top) top = key;
+  }
+  return top;
 }
 
 // The candidates' mass: key >= floor, past min-p when `filter`.
@@ -249,13 +265,8 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
     const uint64_t drawn = SelectKey(r, floor, r.filter, true, rp.u * kept, true, &found, s);
     if (found) {
       token = IdOfKey(drawn);
-    } else {  // rounding: the last candidate, as the host
-      uint64_t last = ~uint64_t{0};
-      for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) {
-        const uint64_t key = SortKey(x[i], i);
-        if (key >= floor && r.Kept(r.E(i)) && key < last) last = key;
-      }
-      token = IdOfKey(BlockAll(last, Min{}, s.warp_u64));
+    } else {  // no candidate with mass (cannot happen: the top token's is 1): the top token
+      token = IdOfKey(BlockAll(SortKeyMaxOfThread(r), Max{}, s.warp_u64));
     }
   } else {  // candidates by id: each thread a contiguous chunk, walked where the draw lands
     const int64_t chunk = (p.vocab + kSampleThreads - 1) / kSampleThreads;
@@ -268,7 +279,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
       const float e = r.E(i);
       if (!r.Kept(e)) continue;
       mine += e;
-      last = i;
+      if (e > 0.0f) last = i;  // the last with mass: where a draw rounded past the end lands
     }
     double kept = 0.0;
     const double before = BlockExclusiveSum(mine, s.warp, &kept);
@@ -278,10 +289,10 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
     for (int64_t i = begin; i < end; ++i) {
       const float e = r.E(i);
       if (!r.Kept(e)) continue;
-      // Past the crossing already (a later chunk): its first candidate, should rounding have
-      // kept the crossing chunk's walk from getting there.
+      // Past the crossing already (a later chunk): its first candidate with mass, should
+      // rounding have kept the crossing chunk's walk from getting there.
       acc += e;
-      if (before > target || acc > target) {
+      if (e > 0.0f && (before > target || acc > target)) {
         pick = i;
         break;
       }

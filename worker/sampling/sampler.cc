@@ -191,6 +191,10 @@ int32_t SampleToken(absl::Span<const float> logits, const SamplingParams& params
     acc += scratch[id];
     if (acc > target) return id;
   }
+  // Rounding (u * kept rounded up to kept): the last candidate with mass, never a masked one.
+  for (auto it = cands.rbegin(); it != cands.rend(); ++it) {
+    if (scratch[*it] > 0.0f) return *it;
+  }
   return cands.back();
 }
 
