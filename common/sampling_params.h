@@ -2,6 +2,7 @@
 // coordinator (which puts it in steps) and the worker's sampler (worker/sampling/sampler.h).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -30,7 +31,10 @@ struct SamplingParams {
 
   static constexpr int32_t kMaxLogprobs = 20;
 
-  bool IsGreedy() const { return temperature <= 0.0f || top_k == 1; }
+  // A temperature so small that 1 / temperature overflows is greedy's limit too.
+  bool IsGreedy() const {
+    return temperature <= 0.0f || top_k == 1 || std::isinf(1.0f / temperature);
+  }
   bool HasPenalties() const {
     return presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f;
   }

@@ -162,8 +162,10 @@ absl::Status LaunchGreedy(const GreedyParams& params, void* stream);
 // lowest id first on ties, or by id without top-k and top-p; the draw is the first candidate
 // whose running mass exceeds u times the candidates' mass, else the last candidate). The
 // uniform u comes from the host (PhiloxUniform(seed, stream, position)), so a seeded request
-// draws the same numbers on either device; sums run in another order than the host's, so a
-// draw within rounding of a boundary may land on the neighbouring token. No logit bias,
+// draws the same numbers on either device. Masses are summed as fixed-point integers (exact in
+// any order: the same token on every run and in every batch), not as the host's doubles, so a
+// draw within rounding of a boundary may land on the neighbouring token, and a token under
+// 2^-45 of the top token's probability (at a 128k vocabulary) is never drawn. No logit bias,
 // penalties or logprobs: those rows are sampled on the host.
 struct SampleRowParams {
   int32_t row = 0;      // the logits row; its token goes to tokens[row]

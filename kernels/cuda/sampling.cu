@@ -69,6 +69,11 @@ __global__ void __launch_bounds__(kThreads) GreedyKernel(const GreedyParams p) {
 // digit where the running weight reaches the target. Without top-k and top-p the host walks
 // the candidates by id: a block scan of per-thread chunk sums finds the crossing chunk, which
 // is walked.
+//
+// Masses are fixed-point integers, E scaled by 2^(62 - bits(vocab)) and truncated, so every
+// sum is exact whatever order the histograms' shared-memory atomics add in: a row draws the
+// same token on every run and in every batch. A token whose E is below the scale's resolution
+// (2^-45 of the top token's at Llama 3's vocabulary) weighs nothing and is never drawn.
 
 constexpr int kSampleThreads = 1024;
 constexpr int kWarps = kSampleThreads / 32;
@@ -98,14 +103,12 @@ struct Min {
 };
 
 struct SampleShared {
-  double hist[256];
-  double warp[kWarps];
-  uint64_t warp_u64[kWarps];
+  unsigned long long hist[256];
+  uint64_t warp[kWarps];
   int chosen;
 };
 
-// `v` combined over the block, in one fixed order (the same bits on every run and in every
-// batch); every thread gets the result.
+// `v` combined over the block in one fixed order; every thread gets the result.
 template <class T, class Op>
 __device__ T BlockAll(T v, Op op, T* smem) {
   for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
@@ -118,19 +121,19 @@ __device__ T BlockAll(T v, Op op, T* smem) {
 }
 
 // The sum of `v` over the threads before this one, and the block's total.
-__device__ double BlockExclusiveSum(double v, double* smem, double* total) {
+__device__ uint64_t BlockExclusiveSum(uint64_t v, uint64_t* smem, uint64_t* total) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  double inclusive = v;
+  uint64_t inclusive = v;
   for (int offset = 1; offset < 32; offset <<= 1) {
-    const double before = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    const uint64_t before = __shfl_up_sync(0xffffffffu, inclusive, offset);
     if (lane >= offset) inclusive += before;
   }
-  double exclusive = __shfl_up_sync(0xffffffffu, inclusive, 1);
-  if (lane == 0) exclusive = 0.0;
+  uint64_t exclusive = __shfl_up_sync(0xffffffffu, inclusive, 1);
+  if (lane == 0) exclusive = 0;
   __syncthreads();
   if (lane == 31) smem[warp] = inclusive;
   __syncthreads();
-  double warps_before = 0.0, all = 0.0;
+  uint64_t warps_before = 0, all = 0;
   for (int w = 0; w < kWarps; ++w) {
     if (w < warp) warps_before += smem[w];
     all += smem[w];
@@ -146,51 +149,55 @@ struct SampleRow {
   float inv_t;
   float min_p;
   bool filter;  // min-p on
+  float scale;  // fixed point: 2^(62 - bits(vocab)), so vocab weights of at most 1 sum below 2^62
 
   // The host's unnormalised probability: exp((l - max) / T), the max token's being 1.
   __device__ float E(int64_t i) const { return expf((x[i] - max) * inv_t); }
   // A candidate after min-p (which keeps p >= min_p * max p, i.e. E >= min_p).
   __device__ bool Kept(float e) const { return !filter || e >= min_p; }
+  // E as a fixed-point weight.
+  __device__ uint64_t W(float e) const { return static_cast<uint64_t>(e * scale); }
 };
 
 // Among the candidates with key >= floor (and past min-p when `filter`), in the host's order:
-// the key of the first at which the running weight (a count, or the mass E when `by_mass`)
+// the key of the first at which the running weight (a count, or the mass W when `by_mass`)
 // reaches `target` (>= target, or > target when `strict`), or the last with weight should the
-// sums round short of it; *found = false when no candidate has weight.
-__device__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, bool by_mass,
+// target be the whole weight (u * mass rounded up to it); *found = false when no candidate has
+// weight.
+__device__ __forceinline__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, bool by_mass,
                               double target, bool strict, bool* found, SampleShared& s) {
   uint64_t prefix = 0, mask = 0;
-  double above = 0.0;  // weight of the candidates above the prefix's range (thread 0's)
+  uint64_t above = 0;  // weight of the candidates above the prefix's range (thread 0's)
   for (int shift = 56; shift >= 0; shift -= 8) {
-    for (int i = threadIdx.x; i < 256; i += kSampleThreads) s.hist[i] = 0.0;
+    for (int i = threadIdx.x; i < 256; i += kSampleThreads) s.hist[i] = 0;
     __syncthreads();
     for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
       const uint64_t key = SortKey(r.x[i], i);
       if (key < floor || (key & mask) != prefix) continue;
-      double w = 1.0;
+      uint64_t w = 1;
       if (by_mass || filter) {
         const float e = r.E(i);
         if (filter && !r.Kept(e)) continue;
-        if (by_mass) w = e;
+        if (by_mass) w = r.W(e);
       }
-      atomicAdd(&s.hist[(key >> shift) & 255], w);
+      if (w != 0) atomicAdd(&s.hist[(key >> shift) & 255], static_cast<unsigned long long>(w));
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-      // The digit where the weight reaches the target; where sums in this order fall short of
-      // it (rounding: the previous pass's digit did reach it, or the target is the whole
-      // mass), the range's last element with weight.
       int chosen = -1, lowest = -1;
+      uint64_t above_lowest = above;  // `above` without the lowest weighed digit's weight
       for (int d = 255; d >= 0; --d) {
-        if (s.hist[d] <= 0.0) continue;
+        if (s.hist[d] == 0) continue;
         lowest = d;
-        const double reach = above + s.hist[d];
-        if (strict ? reach > target : reach >= target) {
+        above_lowest = above;
+        const uint64_t reach = above + s.hist[d];
+        if (strict ? static_cast<double>(reach) > target : static_cast<double>(reach) >= target) {
           chosen = d;
           break;
         }
         above = reach;
       }
+      if (chosen < 0) above = above_lowest;  // the next pass walks inside `lowest`
       s.chosen = chosen >= 0 ? chosen : lowest;
     }
     __syncthreads();
@@ -207,7 +214,7 @@ __device__ uint64_t SelectKey(const SampleRow& r, uint64_t floor, bool filter, b
 }
 
 // The largest key among this thread's elements (the block's maximum is the top token's).
-__device__ uint64_t SortKeyMaxOfThread(const SampleRow& r) {
+__device__ __forceinline__ uint64_t SortKeyMaxOfThread(const SampleRow& r) {
   uint64_t top = 0;
   for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
     const uint64_t key = SortKey(r.x[i], i);
@@ -216,18 +223,18 @@ __device__ uint64_t SortKeyMaxOfThread(const SampleRow& r) {
   return top;
 }
 
-// The candidates' mass: key >= floor, past min-p when `filter`.
-__device__ double MassFrom(const SampleRow& r, uint64_t floor, bool filter, SampleShared& s) {
-  double mass = 0.0;
+// The candidates' fixed-point mass: key >= floor, past min-p when `filter`.
+__device__ __forceinline__ uint64_t MassFrom(const SampleRow& r, uint64_t floor, bool filter, SampleShared& s) {
+  uint64_t mass = 0;
   for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
     if (floor != 0 && SortKey(r.x[i], i) < floor) continue;
     const float e = r.E(i);
-    if (!filter || r.Kept(e)) mass += e;
+    if (!filter || r.Kept(e)) mass += r.W(e);
   }
   return BlockAll(mass, Add{}, s.warp);
 }
 
-__global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParams p) {
+__global__ void __launch_bounds__(kSampleThreads, 1) SampleKernel(const SampleParams p) {
   __shared__ SampleShared s;
   const SampleRowParams rp = p.rows[blockIdx.x];
   const float* x = p.logits + static_cast<int64_t>(rp.row) * p.vocab;
@@ -245,9 +252,11 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
     if (threadIdx.x == 0) p.tokens[rp.row] = p.non_finite;
     return;
   }
-  // Floats through the double reduction: exact, and max is one of the values.
-  const SampleRow r{x, p.vocab, static_cast<float>(BlockAll<double>(max, Max{}, s.warp)), rp.inv_t,
-                    rp.min_p, rp.min_p > 0.0f};
+  // The row's maximum through the keys' order (a float's order-preserving bits): exact.
+  const uint64_t top = BlockAll(SortKeyMaxOfThread({x, p.vocab}), Max{}, s.warp);
+  const int bits = 64 - __clzll(static_cast<unsigned long long>(p.vocab));
+  const SampleRow r{x, p.vocab, x[IdOfKey(top)], rp.inv_t, rp.min_p, rp.min_p > 0.0f,
+                    ldexpf(1.0f, 62 - bits)};
   int32_t token = 0;
   if (rp.top_k > 0 || rp.top_p < 1.0f) {  // candidates by logit
     uint64_t floor = 0;
@@ -256,49 +265,45 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const SampleParam
       floor = SelectKey(r, 0, false, false, static_cast<double>(rp.top_k), false, &found, s);
     }
     if (rp.top_p < 1.0f) {  // the smallest prefix holding top_p of the mass after top-k
-      const double kept = MassFrom(r, floor, false, s);
+      const double kept = static_cast<double>(MassFrom(r, floor, false, s));
       const uint64_t cut = SelectKey(r, floor, false, true, static_cast<double>(rp.top_p) * kept,
                                      false, &found, s);
       if (found) floor = cut;
     }
-    const double kept = MassFrom(r, floor, r.filter, s);
+    const double kept = static_cast<double>(MassFrom(r, floor, r.filter, s));
     const uint64_t drawn = SelectKey(r, floor, r.filter, true, rp.u * kept, true, &found, s);
-    if (found) {
-      token = IdOfKey(drawn);
-    } else {  // no candidate with mass (cannot happen: the top token's is 1): the top token
-      token = IdOfKey(BlockAll(SortKeyMaxOfThread(r), Max{}, s.warp_u64));
-    }
+    token = IdOfKey(found ? drawn : top);  // not found: nothing weighs (cannot be: the top does)
   } else {  // candidates by id: each thread a contiguous chunk, walked where the draw lands
     const int64_t chunk = (p.vocab + kSampleThreads - 1) / kSampleThreads;
     const int64_t start = static_cast<int64_t>(threadIdx.x) * chunk;
     const int64_t begin = start < p.vocab ? start : p.vocab;
     const int64_t end = begin + chunk < p.vocab ? begin + chunk : p.vocab;
-    double mine = 0.0;
+    uint64_t mine = 0;
     int64_t last = -1;
     for (int64_t i = begin; i < end; ++i) {
       const float e = r.E(i);
-      if (!r.Kept(e)) continue;
-      mine += e;
-      if (e > 0.0f) last = i;  // the last with mass: where a draw rounded past the end lands
+      if (!r.Kept(e) || r.W(e) == 0) continue;
+      mine += r.W(e);
+      last = i;  // the last with weight: where a draw rounded past the end lands
     }
-    double kept = 0.0;
-    const double before = BlockExclusiveSum(mine, s.warp, &kept);
-    const double target = rp.u * kept;
+    uint64_t kept = 0;
+    const uint64_t before = BlockExclusiveSum(mine, s.warp, &kept);
+    const double target = rp.u * static_cast<double>(kept);
     int64_t pick = INT64_MAX;
-    double acc = before;
+    uint64_t acc = before;
     for (int64_t i = begin; i < end; ++i) {
       const float e = r.E(i);
-      if (!r.Kept(e)) continue;
-      // Past the crossing already (a later chunk): its first candidate with mass, should
-      // rounding have kept the crossing chunk's walk from getting there.
-      acc += e;
-      if (e > 0.0f && (before > target || acc > target)) {
+      if (!r.Kept(e) || r.W(e) == 0) continue;
+      // Past the crossing already (a later chunk): its first candidate with weight, should the
+      // crossing chunk's walk not get there (it does: integer sums are exact; kept for safety).
+      acc += r.W(e);
+      if (static_cast<double>(before) > target || static_cast<double>(acc) > target) {
         pick = i;
         break;
       }
     }
-    pick = BlockAll(pick, Min{}, reinterpret_cast<int64_t*>(s.warp_u64));
-    last = BlockAll(last, Max{}, reinterpret_cast<int64_t*>(s.warp_u64));
+    pick = BlockAll(pick, Min{}, reinterpret_cast<int64_t*>(s.warp));
+    last = BlockAll(last, Max{}, reinterpret_cast<int64_t*>(s.warp));
     token = static_cast<int32_t>(pick != INT64_MAX ? pick : last);
   }
   if (threadIdx.x == 0) p.tokens[rp.row] = token;

@@ -13,6 +13,18 @@
 namespace strata {
 namespace {
 
+// A temperature whose inverse overflows is greedy (else every probability is NaN).
+TEST(SamplerTest, AVanishingTemperatureIsGreedy) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.5f};
+  SamplingParams p;
+  p.temperature = 1e-39f;
+  EXPECT_TRUE(p.IsGreedy());
+  std::vector<float> scratch;
+  for (uint32_t position = 0; position < 20; ++position) {
+    EXPECT_EQ(SampleToken(logits, p, position, scratch), 1);
+  }
+}
+
 TEST(SamplerTest, ArgmaxTakesLowestIdOnTies) {
   const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f};
   EXPECT_EQ(Argmax(logits), 1);
