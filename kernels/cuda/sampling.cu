@@ -213,16 +213,6 @@ __device__ __forceinline__ uint64_t SelectKey(const SampleRow& r, uint64_t floor
   return prefix;
 }
 
-// The largest key among this thread's elements (the block's maximum is the top token's).
-__device__ __forceinline__ uint64_t SortKeyMaxOfThread(const SampleRow& r) {
-  uint64_t top = 0;
-  for (int64_t i = threadIdx.x; i < r.vocab; i += kSampleThreads) {
-    const uint64_t key = SortKey(r.x[i], i);
-    if (key > top) top = key;
-  }
-  return top;
-}
-
 // The candidates' fixed-point mass: key >= floor, past min-p when `filter`.
 __device__ __forceinline__ uint64_t MassFrom(const SampleRow& r, uint64_t floor, bool filter, SampleShared& s) {
   uint64_t mass = 0;
@@ -238,13 +228,14 @@ __global__ void __launch_bounds__(kSampleThreads, 1) SampleKernel(const SamplePa
   __shared__ SampleShared s;
   const SampleRowParams rp = p.rows[blockIdx.x];
   const float* x = p.logits + static_cast<int64_t>(rp.row) * p.vocab;
-  float max = -INFINITY;
+  uint64_t top_key = 0;  // the row's maximum (lowest id on ties) by the keys' order
   int bad = 0, finite = 0;
   for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) {
     const float v = x[i];
     bad |= isnan(v) || v == INFINITY;
     finite |= isfinite(v);
-    if (v > max) max = v;
+    const uint64_t key = SortKey(v, i);
+    if (key > top_key) top_key = key;
   }
   bad = __syncthreads_or(bad);
   finite = __syncthreads_or(finite);
@@ -252,8 +243,7 @@ __global__ void __launch_bounds__(kSampleThreads, 1) SampleKernel(const SamplePa
     if (threadIdx.x == 0) p.tokens[rp.row] = p.non_finite;
     return;
   }
-  // The row's maximum through the keys' order (a float's order-preserving bits): exact.
-  const uint64_t top = BlockAll(SortKeyMaxOfThread({x, p.vocab}), Max{}, s.warp);
+  const uint64_t top = BlockAll(top_key, Max{}, s.warp);
   const int bits = 64 - __clzll(static_cast<unsigned long long>(p.vocab));
   const SampleRow r{x, p.vocab, x[IdOfKey(top)], rp.inv_t, rp.min_p, rp.min_p > 0.0f,
                     ldexpf(1.0f, 62 - bits)};
@@ -304,7 +294,8 @@ __global__ void __launch_bounds__(kSampleThreads, 1) SampleKernel(const SamplePa
     }
     pick = BlockAll(pick, Min{}, reinterpret_cast<int64_t*>(s.warp));
     last = BlockAll(last, Max{}, reinterpret_cast<int64_t*>(s.warp));
-    token = static_cast<int32_t>(pick != INT64_MAX ? pick : last);
+    // Nothing weighs (cannot be: the top token's weight is the scale): the top token.
+    token = static_cast<int32_t>(pick != INT64_MAX ? pick : last >= 0 ? last : IdOfKey(top));
   }
   if (threadIdx.x == 0) p.tokens[rp.row] = token;
 }

@@ -259,8 +259,9 @@ class CudaBackend : public Backend {
 // Rows without logit bias, penalties or logprobs are sampled on the device (greedy, or
 // temperature with top-k, top-p and min-p, drawing the host's Philox numbers) and only their ids
 // come back; the others are gathered, copied to the host and sampled there by the one host
-// sampler, so every row gets what the CPU backend would give it (the device's sums run in
-// another order: a draw within rounding of a boundary may take the neighbouring token).
+// sampler, so every row gets what the CPU backend would give it (the device sums fixed-point
+// masses, not the host's doubles: a draw within rounding of a boundary may take the
+// neighbouring token; see kernels/cuda/ops.h LaunchSample).
 absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                                  std::vector<SampledToken>& out) {
   const int64_t n = static_cast<int64_t>(rows.size()), vocab = logits.Cols();
