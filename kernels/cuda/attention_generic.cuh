@@ -29,7 +29,9 @@ __global__ void __launch_bounds__(kGenericWarps * 32) GenericKernel(const PagedA
   constexpr int kSlots = kGenericMaxDim / 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t item = int64_t{blockIdx.x} * kGenericWarps + warp;  // token * heads + head
-  const int64_t token = item / a.num_heads, head = item % a.num_heads;
+  // Tokens from the first sequence's first (a launch may cover a later range of the step's
+  // sequences, whose rows do not start at 0).
+  const int64_t token = a.query_start[0] + item / a.num_heads, head = item % a.num_heads;
   // The token's sequence: the last s with query_start[s] <= token.
   int lo = 0, hi = static_cast<int>(a.num_seqs);
   if (token >= a.query_start[a.num_seqs]) return;

@@ -145,6 +145,36 @@ absl::Status LaunchWriteKv(const WriteKvParams& params, void* stream);
 
 namespace strata::kernels::cuda {
 
+// The logits processors of worker/sampling/sampler.cc (ApplyLogitsProcessors), in place on
+// rows of f32 logits: logit bias, then the repetition penalty on every id the sequence has
+// seen, then the frequency and presence penalties on every id of its output, each stage after
+// the previous one, with the host's float operations rounded one by one (no fused
+// multiply-add), so an edited row equals the host's bit for bit. Entries are (id, value) pairs
+// in [begin, end) ranges of `ids` / `values`:
+//   bias:    value = the bias; an id may repeat (its biases add in list order: the host packs
+//            a repeated id's entries next to each other, in that order);
+//   seen:    value unused; ids unique (the history's set);
+//   counted: value = the id's count in the output as a float; ids unique.
+// Every id must be in [0, vocab) (the host drops others, as its processors do).
+struct LogitsEditRow {
+  int32_t row = 0;  // the logits row edited
+  int32_t bias_begin = 0, bias_end = 0;
+  int32_t seen_begin = 0, seen_end = 0;
+  int32_t counted_begin = 0, counted_end = 0;
+  float repetition_penalty = 1.0f;  // 1: off
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+};
+struct LogitsEditParams {
+  float* logits = nullptr;              // [logit rows, vocab]
+  const LogitsEditRow* rows = nullptr;  // [num_rows], device memory
+  const int32_t* ids = nullptr;         // device memory
+  const float* values = nullptr;        // device memory, parallel to ids
+  int64_t num_rows = 0;
+  int64_t vocab = 0;
+};
+absl::Status LaunchLogitsEdit(const LogitsEditParams& params, void* stream);
+
 // Greedy choice per row of f32 logits: the lowest id of the largest value (the CPU's Argmax),
 // or `non_finite` for a row that is not a distribution (a NaN or +inf anywhere, or nothing
 // finite).
@@ -165,8 +195,8 @@ absl::Status LaunchGreedy(const GreedyParams& params, void* stream);
 // draws the same numbers on either device. Masses are summed as fixed-point integers (exact in
 // any order: the same token on every run and in every batch), not as the host's doubles, so a
 // draw within rounding of a boundary may land on the neighbouring token, and a token under
-// 2^-45 of the top token's probability (at a 128k vocabulary) is never drawn. No logit bias,
-// penalties or logprobs: those rows are sampled on the host.
+// 2^-45 of the top token's probability (at a 128k vocabulary) is never drawn. Logit bias and
+// penalties are applied before (LaunchLogitsEdit); logprobs are the host's.
 struct SampleRowParams {
   int32_t row = 0;      // the logits row; its token goes to tokens[row]
   float inv_t = 1.0f;   // 1 / temperature, > 0

@@ -344,6 +344,82 @@ TEST(CudaOpsGreedy, MatchesTheHostArgmax) {
   }
 }
 
+// The device's logits processors equal the host's bit for bit: a bias list with a repeated id
+// (packed next to each other in list order, as the backend packs them), the repetition penalty
+// on positive, negative, zero and -inf logits, frequency and presence penalties of several
+// counts, each stage on the previous one's result, over rows of several vocabularies.
+TEST(CudaOpsLogitsEdit, EditsAsTheHostProcessorsDo) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  for (int64_t vocab : {5, 1000, 128256}) {
+    const int64_t rows = 6;
+    Vec logits = cpu::RandomFloats(rows * vocab, static_cast<uint32_t>(vocab) + 3, -8.0f, 8.0f);
+    std::vector<SamplingParams> params(rows);
+    std::vector<TokenHistory> histories(rows);
+    std::vector<cuda::LogitsEditRow> edits;
+    std::vector<int32_t> ids;
+    Vec values;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = logits.data() + r * vocab;
+      row[0] = 0.0f;
+      row[vocab - 1] = -INFINITY;
+      SamplingParams& p = params[r];
+      TokenHistory& h = histories[r];
+      p.repetition_penalty = r % 3 == 0 ? 1.0f : 0.7f + 0.3f * static_cast<float>(r);
+      p.frequency_penalty = r % 2 == 0 ? 0.35f : 0.0f;
+      p.presence_penalty = r == 5 ? 0.0f : -0.8f + 0.3f * static_cast<float>(r);
+      for (int64_t i = 0; i < 12; ++i) {
+        const int32_t id = static_cast<int32_t>((r * 977 + i * 7919) % vocab);
+        h.Add(id, i % 4 != 0);  // prompt and output tokens, some repeated
+        if (i % 3 == 0) h.Add(id, true);
+      }
+      h.Add(0, true);
+      h.Add(static_cast<int32_t>(vocab - 1), false);
+      const int32_t b = static_cast<int32_t>((r * 31) % vocab);
+      p.logit_bias = {{b, 3.25f}, {b, -1.1f}, {b, 0.3f}, {static_cast<int32_t>(vocab - 1), 5.0f}};
+      if (b > 0) p.logit_bias.insert(p.logit_bias.begin(), {0, -100.0f});
+      cuda::LogitsEditRow e;
+      e.row = static_cast<int32_t>(r);
+      e.bias_begin = static_cast<int32_t>(ids.size());
+      for (const auto& [id, bias] : p.logit_bias) {
+        ids.push_back(id);
+        values.push_back(bias);
+      }
+      e.bias_end = e.seen_begin = static_cast<int32_t>(ids.size());
+      e.repetition_penalty = p.repetition_penalty;
+      for (int32_t id : h.seen()) {
+        ids.push_back(id);
+        values.push_back(0.0f);
+      }
+      e.seen_end = e.counted_begin = static_cast<int32_t>(ids.size());
+      e.frequency_penalty = p.frequency_penalty;
+      e.presence_penalty = p.presence_penalty;
+      for (const auto& [id, count] : h.output_counts()) {
+        ids.push_back(id);
+        values.push_back(static_cast<float>(count));
+      }
+      e.counted_end = static_cast<int32_t>(ids.size());
+      edits.push_back(e);
+    }
+    DeviceValues dl(logits, Elem::kF32);
+    DeviceArray<cuda::LogitsEditRow> de(edits);
+    DeviceArray<int32_t> di(ids);
+    DeviceArray<float> dv(values);
+    ASSERT_TRUE(cuda::LaunchLogitsEdit({dl.as<float>(), de.get(), di.get(), dv.get(), rows, vocab},
+                                       nullptr)
+                    .ok());
+    const Vec got = dl.ToHost();
+    for (int64_t r = 0; r < rows; ++r) {
+      Vec want(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+      ApplyLogitsProcessors(absl::MakeSpan(want), params[r], histories[r]);
+      for (int64_t i = 0; i < vocab; ++i) {
+        ASSERT_EQ(std::memcmp(&got[r * vocab + i], &want[i], 4), 0)
+            << "vocab " << vocab << " row " << r << " id " << i << ": device " << got[r * vocab + i]
+            << ", host " << want[i];
+      }
+    }
+  }
+}
+
 // Device sampling against the host sampler on the same rows and Philox numbers, over
 // temperature, top-k, top-p, min-p and their compositions, distinct and tied logits, masked
 // (-inf) tokens and vocabularies up to Llama 3's: the same ids, except that the device's sums
@@ -425,6 +501,7 @@ TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchWriteKv({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchGreedy({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchSample({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchLogitsEdit({}, nullptr).ok());
   cuda::UpdateParams softcap;
   softcap.op = cuda::UpdateParams::Op::kSoftcap;
   softcap.x = &softcap;

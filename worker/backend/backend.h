@@ -59,6 +59,19 @@ struct StepPlan {
   const int32_t* logit_rows = nullptr;    // [num_logit_rows]
 };
 
+// The largest step a backend will run, known at load (the runner's options and its model):
+// what sizes the memory a step needs beside the model's workspace (step metadata, attention
+// partials, sampling) once.
+struct StepLimits {
+  int64_t max_tokens = 0;
+  int64_t max_logit_rows = 0;      // rows of logits, and rows sampled
+  int64_t max_blocks_per_seq = 0;  // the block table of the longest context
+  int64_t block_size = 0;
+  int64_t vocab = 0;               // columns of the logits sampled (0: no sampling here)
+  int64_t num_heads = 0;           // attention query heads on this rank
+  int64_t head_dim = 0;            // the largest of the layers'
+};
+
 // The counts and maxima of `batch`'s plan (its pointers left null), and in `token_seq`
 // [num_tokens] the sequence each token belongs to: what every backend's PlanStep starts from.
 StepPlan PlanShape(const StepBatch& batch, std::vector<int32_t>& token_seq);
@@ -174,6 +187,10 @@ class Backend {
   virtual absl::StatusOr<Weight> UploadWeight(DType dtype, Shape shape, const void* host) = 0;
   // Zero-initialised memory for a tensor of `shape`.
   virtual absl::StatusOr<Buffer> Allocate(DType dtype, Shape shape) = 0;
+  // Sizes the backend's own step memory (metadata, attention partials, sampling) for steps
+  // within `limits`, so that they allocate nothing. A step beyond them still runs: the
+  // backend grows what it must then, once, and keeps it.
+  virtual absl::Status Reserve(const StepLimits& limits) = 0;
 
   // --- Stream-ordered copies and completion ---
 

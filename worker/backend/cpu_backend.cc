@@ -66,6 +66,8 @@ class CpuBackend : public Backend {
   absl::StatusOr<Weight> LoadWeight(const TensorView& host, DType dtype) override;
   absl::StatusOr<Weight> UploadWeight(DType dtype, Shape shape, const void* host) override;
   absl::StatusOr<Buffer> Allocate(DType dtype, Shape shape) override;
+  // Step memory is host vectors sized by each step (the allocator keeps them).
+  absl::Status Reserve(const StepLimits&) override { return absl::OkStatus(); }
 
   void CopyFromHost(const void* host, const Tensor& dst) override {
     std::memcpy(dst.data, host, dst.Bytes());

@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/philox.h"
 #include "common/status.h"
 #include "common/step.h"
@@ -27,6 +29,11 @@ namespace {
 namespace kc = kernels::cuda;
 
 constexpr int64_t kMatMulWorkspace = int64_t{32} << 20;
+// Step memory reserved at load (Reserve): the decode attention partials, at most; and the bias
+// and penalty entries of one step's sampling.
+constexpr int64_t kAttentionWorkspace = int64_t{256} << 20;
+constexpr int64_t kReservedEditEntries = int64_t{1} << 20;
+constexpr int64_t kMaxSeqsPerAttentionLaunch = 65535;  // a grid dimension
 
 // The error of a failed runtime call, which is also cleared from the thread's last error (else
 // the next launch check would report it again).
@@ -84,6 +91,7 @@ class CudaBackend : public Backend {
     return LoadWeight(MakeView(dtype, std::move(shape), host), dtype);
   }
   absl::StatusOr<Buffer> Allocate(DType dtype, Shape shape) override;
+  absl::Status Reserve(const StepLimits& limits) override;
 
   void CopyFromHost(const void* host, const Tensor& dst) override {
     Launched(cudaMemcpyAsync(dst.data, host, dst.Bytes(), cudaMemcpyHostToDevice, stream_),
@@ -234,34 +242,102 @@ class CudaBackend : public Backend {
     Record(kc::LaunchUpdate(p, stream_));
   }
   void RunNorm(const Tensor& x, const Tensor* delta, const NormParams& params, const Tensor& y);
-  // Device scratch of at least `bytes`, grown (never shrunk) on demand.
-  void* Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes);
+  // Device scratch of at least `bytes`, grown (never shrunk) on demand; a growth after
+  // Reserve() (a step beyond the limits reserved) is logged.
+  void* Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes, const char* what);
+  // Pinned host and device memory for `values` int32 step metadata values.
+  absl::Status ReserveMeta(int64_t values);
 
   DeviceInfo info_;
   cudaStream_t stream_;
   std::unique_ptr<CudaMatMul> matmul_;
   absl::Status error_;
+  bool reserved_ = false;  // Reserve() has sized the step memory
   // The step plan: metadata packed in pinned host memory, copied to the device in one transfer.
   StepPlan plan_;
   int32_t* meta_host_ = nullptr;
-  int64_t meta_host_size_ = 0;  // int32 values
+  int64_t meta_host_size_ = 0;  // int32 values, of meta_device_ too
   std::shared_ptr<void> meta_device_;
-  int64_t meta_device_bytes_ = 0;
   std::shared_ptr<void> x_bf16_;  // f32 activations converted for a matmul
   int64_t x_bf16_bytes_ = 0;
   std::shared_ptr<void> attention_ws_;
   int64_t attention_ws_bytes_ = 0;
   std::vector<float> host_logits_;
-  std::shared_ptr<void> sample_scratch_;  // greedy ids, then the rows sampled on the host
+  std::shared_ptr<void> sample_scratch_;  // ids, parameters, edited rows, rows for the host
   int64_t sample_scratch_bytes_ = 0;
 };
 
-// Rows without logit bias, penalties or logprobs are sampled on the device (greedy, or
-// temperature with top-k, top-p and min-p, drawing the host's Philox numbers) and only their ids
-// come back; the others are gathered, copied to the host and sampled there by the one host
-// sampler, so every row gets what the CPU backend would give it (the device sums fixed-point
-// masses, not the host's doubles: a draw within rounding of a boundary may take the
-// neighbouring token; see kernels/cuda/ops.h LaunchSample).
+// Parts of one host -> device upload at 16-byte aligned offsets.
+class Staging {
+ public:
+  template <class T>
+  int64_t Add(const std::vector<T>& part) {
+    const int64_t at = Aligned(static_cast<int64_t>(bytes_.size()));
+    bytes_.resize(at + part.size() * sizeof(T));
+    if (!part.empty()) std::memcpy(bytes_.data() + at, part.data(), part.size() * sizeof(T));
+    return at;
+  }
+  int64_t size() const { return Aligned(static_cast<int64_t>(bytes_.size())); }
+  const std::byte* data() const { return bytes_.data(); }
+  static int64_t Aligned(int64_t bytes) { return (bytes + 15) / 16 * 16; }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+// Appends row `row`'s logits processors (bias, then the penalties, as ApplyLogitsProcessors
+// applies them) to `ids` / `values`: a repeated bias id's entries next to each other in list
+// order, ids outside the vocabulary dropped.
+kc::LogitsEditRow PackLogitsEdit(int32_t row, const SamplingParams& p, const TokenHistory* history,
+                                 int64_t vocab, std::vector<int32_t>& ids,
+                                 std::vector<float>& values) {
+  auto in_vocab = [vocab](int32_t id) { return id >= 0 && id < vocab; };
+  auto at = [&ids] { return static_cast<int32_t>(ids.size()); };
+  kc::LogitsEditRow e;
+  e.row = row;
+  e.bias_begin = at();
+  std::vector<std::pair<int32_t, float>> bias;
+  for (const auto& entry : p.logit_bias) {
+    if (in_vocab(entry.first)) bias.push_back(entry);
+  }
+  std::stable_sort(bias.begin(), bias.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, value] : bias) {
+    ids.push_back(id);
+    values.push_back(value);
+  }
+  e.bias_end = at();
+  e.seen_begin = e.seen_end = e.counted_begin = e.counted_end = at();
+  if (history == nullptr) return e;
+  if (p.repetition_penalty != 1.0f) {
+    e.repetition_penalty = p.repetition_penalty;
+    for (int32_t id : history->seen()) {
+      if (!in_vocab(id)) continue;
+      ids.push_back(id);
+      values.push_back(0.0f);
+    }
+  }
+  e.seen_end = e.counted_begin = at();
+  if (p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) {
+    e.frequency_penalty = p.frequency_penalty;
+    e.presence_penalty = p.presence_penalty;
+    for (const auto& [id, count] : history->output_counts()) {
+      if (!in_vocab(id)) continue;
+      ids.push_back(id);
+      values.push_back(static_cast<float>(count));
+    }
+  }
+  e.counted_end = at();
+  return e;
+}
+
+// Rows without logprobs are decided on the device: greedy, or drawn by the host sampler's
+// rules (temperature, top-k, top-p, min-p) with the host's Philox numbers, after their logit
+// bias and penalties (applied to a copy of the row, as the host applies them); only their ids
+// come back. Rows that ask for logprobs are gathered, copied to the host and sampled there by
+// the one host sampler (host_sampling.h). So every row gets what the CPU backend would give it,
+// except that the device sums fixed-point masses, not the host's doubles: a draw within
+// rounding of a boundary may take the neighbouring token (kernels/cuda/ops.h LaunchSample).
 absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                                  std::vector<SampledToken>& out) {
   const int64_t n = static_cast<int64_t>(rows.size()), vocab = logits.Cols();
@@ -269,46 +345,82 @@ absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const Sampling
     return absl::InvalidArgumentError("cuda backend: Sample: one f32 logits row per sample");
   }
   std::vector<int32_t> on_host;  // rows sampled on the host
-  std::vector<kc::SampleRowParams> drawn;  // rows drawn on the device
+  std::vector<int32_t> edited;   // rows whose bias and penalties apply: copied, then edited
+  std::vector<kc::LogitsEditRow> edits;  // [edited]: row = the copy's row
+  std::vector<int32_t> edit_ids;
+  std::vector<float> edit_values;
+  std::vector<kc::SampleRowParams> drawn, drawn_edited;  // rows of logits, rows of the copies
   for (int64_t r = 0; r < n; ++r) {
     const SamplingParams& p = *rows[r].params;
-    if (!p.logit_bias.empty() || p.HasPenalties() || p.logprobs >= 0) {
+    if (p.logprobs >= 0) {
       on_host.push_back(static_cast<int32_t>(r));
-    } else if (!p.IsGreedy()) {
-      drawn.push_back({static_cast<int32_t>(r), 1.0f / p.temperature, p.top_k, p.top_p, p.min_p,
-                       PhiloxUniform(p.seed, p.stream, rows[r].position)});
+      continue;
+    }
+    const bool edit = !p.logit_bias.empty() || p.HasPenalties();
+    int32_t row = static_cast<int32_t>(r);
+    if (edit) {
+      row = static_cast<int32_t>(edited.size());
+      edits.push_back(PackLogitsEdit(row, p, rows[r].history, vocab, edit_ids, edit_values));
+      edited.push_back(static_cast<int32_t>(r));
+    }
+    if (!p.IsGreedy()) {
+      (edit ? drawn_edited : drawn)
+          .push_back({row, 1.0f / p.temperature, p.top_k, p.top_p, p.min_p,
+                      PhiloxUniform(p.seed, p.stream, rows[r].position)});
     }
   }
   const int64_t hosted = static_cast<int64_t>(on_host.size());
-  const int64_t draws = static_cast<int64_t>(drawn.size());
-  // Scratch, 16-byte aligned parts: [n] ids, [hosted] row indices, [draws] row parameters,
-  // then [hosted, vocab] gathered logits.
-  auto aligned = [](int64_t bytes) { return (bytes + 15) / 16 * 16; };
-  const int64_t ids_bytes = aligned((n + hosted) * 4);
-  const int64_t params_bytes = aligned(draws * static_cast<int64_t>(sizeof(kc::SampleRowParams)));
-  auto* base = static_cast<std::byte*>(Scratch(sample_scratch_, sample_scratch_bytes_,
-                                               ids_bytes + params_bytes + hosted * vocab * 4));
+  const int64_t copies = static_cast<int64_t>(edited.size());
+  // Scratch: [n + copies] ids out (every row's on `logits`, then the copies'), the uploaded
+  // parameters, then [copies, vocab] edited rows and [hosted, vocab] rows for the host.
+  Staging up;
+  const int64_t at_host_rows = up.Add(on_host), at_edited = up.Add(edited);
+  const int64_t at_edits = up.Add(edits), at_edit_ids = up.Add(edit_ids);
+  const int64_t at_edit_values = up.Add(edit_values);
+  const int64_t at_drawn = up.Add(drawn), at_drawn_edited = up.Add(drawn_edited);
+  const int64_t ids_bytes = Staging::Aligned((n + copies) * 4);
+  const int64_t rows_at = ids_bytes + up.size();
+  auto* base = static_cast<std::byte*>(
+      Scratch(sample_scratch_, sample_scratch_bytes_, rows_at + (copies + hosted) * vocab * 4,
+              "the sampling memory"));
   if (base == nullptr) return Sync();
   auto* ids = reinterpret_cast<int32_t*>(base);
-  auto* row_params = reinterpret_cast<kc::SampleRowParams*>(base + ids_bytes);
-  auto* gathered = reinterpret_cast<float*>(base + ids_bytes + params_bytes);
-  std::vector<int32_t> device_ids(n);
-  if (hosted < n) {
+  std::byte* params = base + ids_bytes;
+  auto* copied = reinterpret_cast<float*>(base + rows_at);
+  float* gathered = copied + copies * vocab;
+  Launched(cudaMemcpyAsync(params, up.data(), up.size(), cudaMemcpyHostToDevice, stream_),
+           "sampling parameters");
+  std::vector<int32_t> device_ids(n + copies);
+  if (hosted + copies < n) {  // rows decided on the raw logits (the greedy pass covers all)
     Record(kc::LaunchGreedy({logits.As<float>(), ids, n, vocab, kNonFiniteLogits}, stream_));
-    if (draws > 0) {
-      Launched(cudaMemcpyAsync(row_params, drawn.data(), draws * sizeof(kc::SampleRowParams),
-                               cudaMemcpyHostToDevice, stream_),
-               "sampling parameters");
-      Record(kc::LaunchSample({logits.As<float>(), row_params, ids, draws, vocab, kNonFiniteLogits},
-                              stream_));
-    }
-    Launched(cudaMemcpyAsync(device_ids.data(), ids, n * 4, cudaMemcpyDeviceToHost, stream_),
+    Record(kc::LaunchSample({logits.As<float>(), reinterpret_cast<kc::SampleRowParams*>(params + at_drawn),
+                             ids, static_cast<int64_t>(drawn.size()), vocab, kNonFiniteLogits},
+                            stream_));
+  }
+  if (copies > 0) {
+    int32_t* copy_ids = ids + n;
+    Record(kc::LaunchGatherRows({logits.data, copied, reinterpret_cast<int32_t*>(params + at_edited),
+                                 copies, vocab * 4},
+                                stream_));
+    Record(kc::LaunchLogitsEdit({copied, reinterpret_cast<kc::LogitsEditRow*>(params + at_edits),
+                                 reinterpret_cast<int32_t*>(params + at_edit_ids),
+                                 reinterpret_cast<float*>(params + at_edit_values), copies, vocab},
+                                stream_));
+    Record(kc::LaunchGreedy({copied, copy_ids, copies, vocab, kNonFiniteLogits}, stream_));
+    Record(kc::LaunchSample({copied, reinterpret_cast<kc::SampleRowParams*>(params + at_drawn_edited),
+                             copy_ids, static_cast<int64_t>(drawn_edited.size()), vocab,
+                             kNonFiniteLogits},
+                            stream_));
+  }
+  if (hosted < n) {
+    Launched(cudaMemcpyAsync(device_ids.data(), ids, (n + copies) * 4, cudaMemcpyDeviceToHost,
+                             stream_),
              "sampled ids");
   }
   if (hosted > 0) {
-    Launched(cudaMemcpyAsync(ids + n, on_host.data(), hosted * 4, cudaMemcpyHostToDevice, stream_),
-             "sampled rows");
-    Record(kc::LaunchGatherRows({logits.data, gathered, ids + n, hosted, vocab * 4}, stream_));
+    Record(kc::LaunchGatherRows({logits.data, gathered, reinterpret_cast<int32_t*>(params + at_host_rows),
+                                 hosted, vocab * 4},
+                                stream_));
     host_logits_.resize(hosted * vocab);
     Launched(cudaMemcpyAsync(host_logits_.data(), gathered, hosted * vocab * 4,
                              cudaMemcpyDeviceToHost, stream_),
@@ -317,6 +429,7 @@ absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const Sampling
   STRATA_RETURN_IF_ERROR(Sync());
   out.assign(n, SampledToken{});
   for (int64_t r = 0; r < n; ++r) out[r].token = device_ids[r];
+  for (int64_t i = 0; i < copies; ++i) out[edited[i]].token = device_ids[n + i];
   if (hosted == 0) return absl::OkStatus();
   std::vector<SamplingRow> host_rows(hosted);
   for (int64_t i = 0; i < hosted; ++i) host_rows[i] = rows[on_host[i]];
@@ -369,8 +482,13 @@ absl::StatusOr<Buffer> CudaBackend::Allocate(DType dtype, Shape shape) {
   return Buffer{std::move(t), std::move(storage)};
 }
 
-void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes) {
+void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes,
+                           const char* what) {
   if (bytes <= size && buffer != nullptr) return buffer.get();
+  if (reserved_) {
+    STRATA_LOG_WARN("cuda:{}: a step beyond the limits reserved at load: {} grows from {} to {} "
+                    "bytes", info_.index, what, size, bytes);
+  }
   Launched(cudaStreamSynchronize(stream_), "scratch growth");  // the old buffer may be in use
   absl::StatusOr<std::shared_ptr<void>> grown = DeviceAlloc(bytes, info_.index);
   if (!grown.ok()) {
@@ -380,6 +498,63 @@ void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t
   buffer = *std::move(grown);
   size = bytes;
   return buffer.get();
+}
+
+absl::Status CudaBackend::ReserveMeta(int64_t values) {
+  if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
+  meta_host_ = nullptr;
+  meta_host_size_ = 0;
+  meta_device_.reset();
+  if (cudaError_t err = cudaMallocHost(reinterpret_cast<void**>(&meta_host_), values * 4);
+      err != cudaSuccess) {
+    meta_host_ = nullptr;
+    return CudaError(err, "pinned step metadata");
+  }
+  STRATA_ASSIGN_OR_RETURN(meta_device_, DeviceAlloc(values * 4, info_.index));
+  meta_host_size_ = values;
+  return absl::OkStatus();
+}
+
+// Sampling scratch of a step of `rows` rows (see Sample): ids out, the parameters (at most
+// kReservedEditEntries bias and penalty entries), then a row of logits per row.
+int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
+  const int64_t per_row = 4 + 4 + 4 + sizeof(kc::LogitsEditRow) + 2 * sizeof(kc::SampleRowParams);
+  return 2 * rows * 4 + rows * per_row + 8 * 16 + kReservedEditEntries * 8 + rows * vocab * 4;
+}
+
+absl::Status CudaBackend::Reserve(const StepLimits& l) {
+  if (l.max_tokens < 1 || l.max_logit_rows < 0 || l.max_blocks_per_seq < 0 || l.vocab < 0 ||
+      l.num_heads < 0 || l.head_dim < 0) {
+    return absl::InvalidArgumentError("cuda backend: Reserve: negative limits");
+  }
+  if (cudaError_t err = cudaSetDevice(info_.index); err != cudaSuccess) {
+    return CudaError(err, "select the device");
+  }
+  STRATA_RETURN_IF_ERROR(Sync());  // nothing in flight uses the buffers replaced
+  // Metadata: every token's four values, a sequence per token at most, and block tables for
+  // as many sequences as logit rows (decode sequences) at the longest context.
+  const int64_t seqs = l.max_tokens;
+  const int64_t tables = std::max<int64_t>(l.max_logit_rows, 1) * l.max_blocks_per_seq;
+  const int64_t values = 4 * l.max_tokens + 2 * seqs + 1 + tables + l.max_logit_rows;
+  if (values > meta_host_size_) STRATA_RETURN_IF_ERROR(ReserveMeta(values));
+  // Attention partials of as many decode sequences as logit rows (up to kAttentionWorkspace;
+  // more sequences than fit run in several launches).
+  const int64_t per_seq = kc::AttentionWorkspaceBytes(1, l.num_heads, l.head_dim,
+                                                      l.max_blocks_per_seq * l.block_size);
+  if (per_seq > 0) {
+    const int64_t fit = std::max<int64_t>(1, std::min(std::max<int64_t>(l.max_logit_rows, 1),
+                                                      kAttentionWorkspace / per_seq));
+    if (Scratch(attention_ws_, attention_ws_bytes_, fit * per_seq, "attention") == nullptr) {
+      return Sync();
+    }
+  }
+  if (l.vocab > 0 && l.max_logit_rows > 0 &&
+      Scratch(sample_scratch_, sample_scratch_bytes_, SampleScratchBytes(l.max_logit_rows, l.vocab),
+              "the sampling memory") == nullptr) {
+    return Sync();
+  }
+  reserved_ = true;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
@@ -392,14 +567,11 @@ absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
   Launched(cudaSetDevice(info_.index), "select the device");  // the driving thread's device
   STRATA_RETURN_IF_ERROR(Sync());  // the previous step's copy out of the pinned buffer is done
   if (total > meta_host_size_) {
-    if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
-    meta_host_ = nullptr;
-    meta_host_size_ = 0;
-    if (cudaError_t err = cudaMallocHost(reinterpret_cast<void**>(&meta_host_), total * 4);
-        err != cudaSuccess) {
-      return CudaError(err, "pinned step metadata");
+    if (reserved_) {
+      STRATA_LOG_WARN("cuda:{}: a step beyond the limits reserved at load: its metadata grows "
+                      "from {} to {} values", info_.index, meta_host_size_, total);
     }
-    meta_host_size_ = total;
+    STRATA_RETURN_IF_ERROR(ReserveMeta(total));
   }
   int32_t* h = meta_host_;
   auto put = [&h](const int32_t* src, int64_t count) {
@@ -417,10 +589,6 @@ absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
                           put(batch.context_lens.data(), seqs),
                           put(batch.block_tables.data(), tables),
                           put(batch.logit_rows.data(), logit_rows)};
-  if (total * 4 > meta_device_bytes_) {
-    STRATA_ASSIGN_OR_RETURN(meta_device_, DeviceAlloc(total * 4, info_.index));
-    meta_device_bytes_ = total * 4;
-  }
   auto* device = static_cast<int32_t*>(meta_device_.get());
   if (cudaError_t err = cudaMemcpyAsync(device, meta_host_, total * 4, cudaMemcpyHostToDevice, stream_);
       err != cudaSuccess) {
@@ -450,7 +618,7 @@ void CudaBackend::MatMulGroup(const Tensor& x, absl::Span<const Weight* const> w
   if (!Check(ok, "MatMul: bf16 weights [n, k], x [m, k] and y [m, n] of f32 or bf16")) return;
   const void* xb = x.data;
   if (x.dtype == DType::kF32) {  // the weights are bf16: so is the product's input
-    void* converted = Scratch(x_bf16_, x_bf16_bytes_, m * k * 2);
+    void* converted = Scratch(x_bf16_, x_bf16_bytes_, m * k * 2, "the f32 matmul input");
     if (converted == nullptr) return;
     Record(kc::LaunchConvert({x.data, kc::Elem::kF32, converted, kc::Elem::kBf16, m * k}, stream_));
     xb = converted;
@@ -600,13 +768,30 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
   a.scale = params.scale;
   a.softcap = params.softcap;
   a.sliding_window = params.sliding_window;
-  a.workspace_bytes = kc::AttentionWorkspaceBytes(plan.num_seqs, params.num_heads, params.head_dim,
-                                                  plan.max_context_len);
-  if (a.workspace_bytes > 0) {
-    a.workspace = Scratch(attention_ws_, attention_ws_bytes_, a.workspace_bytes);
+  // The decode partials: sized at load for as many sequences as the step has logit rows; a
+  // step with more runs its sequences in several launches (a sequence's result does not depend
+  // on which launch it is in). Without a reservation the partials are sized to the step.
+  const int64_t per_seq = kc::AttentionWorkspaceBytes(1, params.num_heads, params.head_dim,
+                                                      plan.max_context_len);
+  int64_t per_launch = std::max<int64_t>(plan.num_seqs, 1);
+  if (per_seq > 0) {
+    const int64_t need = per_seq * (reserved_ ? 1 : per_launch);
+    a.workspace = Scratch(attention_ws_, attention_ws_bytes_, need, "attention");
     if (a.workspace == nullptr) return;
+    per_launch = attention_ws_bytes_ / per_seq;
   }
-  Record(kc::LaunchPagedAttention(a, kc::AttentionDType::kBf16, stream_));
+  per_launch = std::min<int64_t>(per_launch, kMaxSeqsPerAttentionLaunch);
+  int64_t first = 0;
+  do {
+    kc::PagedAttentionArgs part = a;
+    part.num_seqs = std::min(per_launch, plan.num_seqs - first);
+    part.block_tables = plan.block_tables + first * plan.max_blocks_per_seq;
+    part.query_start = plan.query_start + first;
+    part.context_lens = plan.context_lens + first;
+    part.workspace_bytes = per_seq * part.num_seqs;
+    Record(kc::LaunchPagedAttention(part, kc::AttentionDType::kBf16, stream_));
+    first += per_launch;
+  } while (first < plan.num_seqs && error_.ok());
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "worker/model/decoder.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "worker/comm/communicator.h"
@@ -140,6 +142,28 @@ absl::StatusOr<DecoderParts> BuildDecoderParts(const ModelContext& context, Weig
   return p;
 }
 
+namespace {
+
+// The largest step a runner built with `o` takes: its tokens and logit rows, a context of
+// every cache block (or of the model's trained positions, if fewer), its rank's query heads.
+StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const DecoderParts& parts) {
+  StepLimits limits;
+  limits.max_tokens = o.max_step_tokens;
+  limits.max_logit_rows = o.max_logit_rows;
+  limits.block_size = o.kv_block_size;
+  limits.max_blocks_per_seq = o.kv_blocks;
+  if (c.max_position_embeddings > 0) {
+    limits.max_blocks_per_seq = std::min(
+        limits.max_blocks_per_seq, (c.max_position_embeddings + o.kv_block_size - 1) / o.kv_block_size);
+  }
+  limits.vocab = parts.head ? c.vocab_size : 0;
+  limits.num_heads = parts.tp.q_heads.size();
+  for (const KvSpec& kv : parts.kv_specs) limits.head_dim = std::max(limits.head_dim, kv.head_dim);
+  return limits;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, Backend& backend) {
   const ModelLoadOptions& o = context.options;
   if (o.tp_size > 1) {
@@ -177,6 +201,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, 
   STRATA_RETURN_IF_ERROR(parts.ws->Allocate(backend, o.max_step_tokens));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
                           KvCache::Create(backend, o.kv_blocks, o.kv_block_size, parts.kv_specs));
+  STRATA_RETURN_IF_ERROR(backend.Reserve(MaxStep(context.config, o, parts)));
   return std::unique_ptr<ModelRunner>(
       new Decoder(std::move(context), backend, std::move(parts), std::move(kv)));
 }

@@ -854,6 +854,71 @@ TEST_P(BackendParityTest, SamplingMatchesTheHostSampler) {
   }
 }
 
+// Logit bias and penalties change what every rule sees, in every mix of rows a step holds:
+// greedy and seeded rows with and without them, a repeated bias id (its biases add in list
+// order), bias ids outside the vocabulary (dropped), penalties without a history (nothing to
+// penalise), and a logprobs row beside them. A device backend edits a copy of the row, so the
+// logprobs of a penalised row are still those of the raw logits.
+TEST_P(BackendParityTest, BiasAndPenaltiesBeforeEveryRule) {
+  const int64_t vocab = 2000;
+  const int rows = 9;
+  const Vec logits = Random(rows * vocab, 73, -5, 5);
+  std::vector<SamplingParams> params(rows);
+  for (SamplingParams& p : params) p.temperature = 0.0f;
+  params[0].logit_bias = {{1234, 30.0f}, {7, 2.0f}, {1234, -20.5f}, {1234, 0.7f}};
+  params[1].repetition_penalty = 1.8f;
+  params[2].temperature = 0.9f;
+  params[2].top_p = 0.9f;
+  params[2].frequency_penalty = 1.5f;
+  params[2].presence_penalty = 0.5f;
+  params[3].temperature = 1.0f;
+  params[3].top_k = 30;
+  params[3].min_p = 0.02f;
+  params[3].repetition_penalty = 0.6f;
+  params[3].frequency_penalty = -0.4f;
+  params[3].presence_penalty = 1.0f;
+  params[3].logit_bias = {{-1, 5.0f}, {static_cast<int32_t>(vocab + 3), 5.0f}, {11, -100.0f}};
+  params[5].temperature = 0.7f;  // rows 4 and 5: nothing to edit
+  params[6].repetition_penalty = 1.3f;
+  params[6].logit_bias = {{99, 4.0f}};
+  params[6].logprobs = 3;
+  params[7].frequency_penalty = 2.0f;  // no history: nothing to penalise
+  params[7].logit_bias = {{5, 1.5f}};
+  params[8].temperature = 1.3f;
+  params[8].top_k = 2;
+  params[8].logit_bias = {{1999, 100.0f}};
+  TokenHistory history;
+  for (int32_t t = 0; t < 400; t += 3) history.Add(t, t % 2 == 0);
+  for (int32_t t : {30, 30, 30, 1500, 1500}) history.Add(t, true);
+  std::vector<SamplingRow> rows_in(rows);
+  for (int r = 0; r < rows; ++r) {
+    params[r].seed = 100 + r;
+    rows_in[r].params = &params[r];
+    rows_in[r].history = r == 7 ? nullptr : &history;
+    rows_in[r].position = static_cast<uint32_t>(40 + r);
+  }
+  std::vector<SampledToken> got;
+  ASSERT_TRUE(b().Sample(s().F32({rows, vocab}, logits), rows_in, got).ok());
+  ASSERT_EQ(got.size(), static_cast<size_t>(rows));
+  const TokenHistory none;
+  for (int r = 0; r < rows; ++r) {
+    const Vec raw(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+    Vec row = raw;
+    ApplyLogitsProcessors(absl::MakeSpan(row), params[r], r == 7 ? none : history);
+    std::vector<float> scratch;
+    const int32_t want = SampleToken(row, params[r], rows_in[r].position, scratch);
+    EXPECT_EQ(got[r].token, want) << "row " << r;
+    EXPECT_EQ(got[r].logprobs.has_value(), params[r].logprobs >= 0) << "row " << r;
+    if (got[r].logprobs) {
+      const TokenLogprobs lp = ComputeLogprobs(raw, want, params[r].logprobs);
+      EXPECT_NEAR(got[r].logprobs->logprob, lp.logprob, 1e-5) << "row " << r;
+      EXPECT_EQ(got[r].logprobs->top_ids, lp.top_ids) << "row " << r;
+    }
+  }
+  EXPECT_EQ(got[0].token, 1234) << "the bias decides the greedy row";
+  EXPECT_EQ(got[8].token, 1999) << "the bias decides the top-2 row";
+}
+
 // A row that is not a distribution (a numerical blow-up in one sequence) is flagged alone;
 // the rows beside it sample as usual. -infinity entries (masked tokens) are fine.
 TEST_P(BackendParityTest, NonFiniteRowsAreFlaggedAlone) {
