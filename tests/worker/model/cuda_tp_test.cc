@@ -7,16 +7,26 @@
 // alone (TP 1 x PP 2) must give the one-GPU logits bit for bit: the residual stream between
 // layers is bf16 on one GPU too, the hand-off copies its bits, and each stage runs the same
 // kernels on the same shapes. The pipeline runs through ShardRuntime, the worker's own
-// hand-off code. Needs two CUDA devices; skips otherwise (label `gpu`).
+// hand-off code. With two or more GPUs the ranks meet over NCCL, a rank per GPU; with one GPU
+// (NCCL refuses two ranks on one device) every rank runs on it and they meet through
+// SameDeviceGroup below, device-memory collectives between threads, so the sharded model's GPU
+// path (its slices, comm buffers, vocab-parallel logits, the pipeline hand-off) is checked on
+// one GPU too. Skips without a device (label `gpu`).
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/ops.h"
 #include "tests/testing/shared_data.h"
 #include "tests/worker/model/model_testing.h"
 #include "worker/backend/cuda_backend.h"
@@ -33,6 +43,167 @@ constexpr int kSteps = 8;
 int DeviceCount() {
   int count = 0;
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
+
+// Ranks that are threads of this process with every buffer on one GPU: the collectives of
+// communicator.h in device memory, for tests on a machine with one GPU. Each rank copies its
+// part into its slot of a shared device buffer; after a barrier every rank reads the slots it
+// needs (an all-reduce sums them in rank order, so every rank gets the same bits). Every copy
+// and sum completes before the barrier that publishes it (cudaDeviceSynchronize: the model's
+// backends run on streams of their own). A barrier that waits past the timeout fails the call.
+class SameDeviceGroup {
+ public:
+  SameDeviceGroup(int world, int64_t max_floats) : world_(world), max_(max_floats) {
+    EXPECT_EQ(cudaMalloc(&slots_, world * max_floats * 4), cudaSuccess);
+    for (int i = 0; i < world * world; ++i) mailboxes_.push_back(std::make_unique<Mailbox>());
+    for (int i = 0; i < world * world; ++i) {
+      EXPECT_EQ(cudaMalloc(&mailboxes_[i]->data, max_floats * 4), cudaSuccess);
+    }
+  }
+  ~SameDeviceGroup() {
+    cudaFree(slots_);
+    for (auto& m : mailboxes_) cudaFree(m->data);
+  }
+
+  absl::StatusOr<std::unique_ptr<Communicator>> Rank(int rank) {
+    return std::unique_ptr<Communicator>(std::make_unique<Member>(*this, rank));
+  }
+
+ private:
+  struct Mailbox {  // rank a -> rank b
+    std::mutex mu;
+    std::condition_variable cv;
+    bool full = false;
+    float* data = nullptr;
+  };
+
+  class Member : public Communicator {
+   public:
+    Member(SameDeviceGroup& g, int rank) : g_(g), rank_(rank) {}
+    int rank() const override { return rank_; }
+    int world_size() const override { return g_.world_; }
+    bool device_memory() const override { return true; }
+
+    absl::Status AllReduceSum(float* data, int64_t n) override {
+      STRATA_RETURN_IF_ERROR(Publish(data, n));
+      Copy(data, g_.Slot(0), n);
+      for (int r = 1; r < g_.world_; ++r) {
+        kernels::cuda::UpdateParams add;
+        add.x = data;
+        add.y = g_.Slot(r);
+        add.n = n;
+        STRATA_RETURN_IF_ERROR(kernels::cuda::LaunchUpdate(add, nullptr));
+      }
+      STRATA_RETURN_IF_ERROR(Done());
+      return g_.Wait();  // nobody overwrites a slot before every rank has read it
+    }
+    absl::Status AllGather(const float* in, int64_t n, float* out) override {
+      STRATA_RETURN_IF_ERROR(Publish(in, n));
+      for (int r = 0; r < g_.world_; ++r) Copy(out + r * n, g_.Slot(r), n);
+      STRATA_RETURN_IF_ERROR(Done());
+      return g_.Wait();
+    }
+    absl::Status Broadcast(float* data, int64_t n, int root) override {
+      STRATA_RETURN_IF_ERROR(Publish(data, n));
+      if (rank_ != root) Copy(data, g_.Slot(root), n);
+      STRATA_RETURN_IF_ERROR(Done());
+      return g_.Wait();
+    }
+    absl::Status Send(const float* data, int64_t n, int peer) override {
+      if (n > g_.max_) return absl::InvalidArgumentError("SameDeviceGroup: message too large");
+      Mailbox& m = *g_.mailboxes_[rank_ * g_.world_ + peer];
+      std::unique_lock lock(m.mu);
+      if (!m.cv.wait_for(lock, kTimeout, [&] { return !m.full; })) {
+        return absl::DeadlineExceededError("SameDeviceGroup: send timed out");
+      }
+      Copy(m.data, data, n);
+      STRATA_RETURN_IF_ERROR(Done());
+      m.full = true;
+      m.cv.notify_all();
+      return absl::OkStatus();
+    }
+    absl::Status Recv(float* data, int64_t n, int peer) override {
+      Mailbox& m = *g_.mailboxes_[peer * g_.world_ + rank_];
+      std::unique_lock lock(m.mu);
+      if (!m.cv.wait_for(lock, kTimeout, [&] { return m.full; })) {
+        return absl::DeadlineExceededError("SameDeviceGroup: recv timed out");
+      }
+      Copy(data, m.data, n);
+      STRATA_RETURN_IF_ERROR(Done());
+      m.full = false;
+      m.cv.notify_all();
+      return absl::OkStatus();
+    }
+    absl::Status Barrier() override { return g_.Wait(); }
+
+   private:
+    absl::Status Publish(const float* data, int64_t n) {
+      if (n > g_.max_) return absl::InvalidArgumentError("SameDeviceGroup: message too large");
+      Copy(g_.Slot(rank_), data, n);
+      STRATA_RETURN_IF_ERROR(Done());
+      return g_.Wait();
+    }
+    void Copy(float* dst, const float* src, int64_t n) {
+      if (cudaError_t e = cudaMemcpy(dst, src, n * 4, cudaMemcpyDeviceToDevice); e != cudaSuccess) {
+        error_ = e;
+      }
+    }
+    absl::Status Done() {  // the copies and sums queued so far have completed
+      cudaError_t e = cudaDeviceSynchronize();
+      if (error_ != cudaSuccess) e = error_;
+      error_ = cudaSuccess;
+      if (e == cudaSuccess) return absl::OkStatus();
+      return absl::InternalError(absl::StrCat("SameDeviceGroup: ", cudaGetErrorString(e)));
+    }
+
+    SameDeviceGroup& g_;
+    int rank_;
+    cudaError_t error_ = cudaSuccess;
+  };
+
+  static constexpr std::chrono::seconds kTimeout{60};
+
+  float* Slot(int rank) { return slots_ + rank * max_; }
+  // Returns when every rank has called it (DeadlineExceeded after kTimeout).
+  absl::Status Wait() {
+    std::unique_lock lock(mu_);
+    const int64_t generation = generation_;
+    if (++arrived_ == world_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+      return absl::OkStatus();
+    }
+    if (!cv_.wait_for(lock, kTimeout, [&] { return generation_ != generation; })) {
+      return absl::DeadlineExceededError("SameDeviceGroup: a barrier timed out");
+    }
+    return absl::OkStatus();
+  }
+
+  const int world_;
+  const int64_t max_;
+  float* slots_ = nullptr;
+  std::vector<std::unique_ptr<Mailbox>> mailboxes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  int64_t generation_ = 0;
+};
+
+constexpr int64_t kGroupFloats = int64_t{1} << 20;  // the largest message of these tests, and more
+
+// Rank `rank` of an NCCL group on `device`.
+absl::StatusOr<std::unique_ptr<Communicator>> NcclGroup(int rank, int world, int device,
+                                                        const std::string& prefix,
+                                                        KeyValueStore& store) {
+  NcclOptions nccl;
+  nccl.rank = rank;
+  nccl.world_size = world;
+  nccl.device = device;
+  nccl.timeout = std::chrono::seconds(60);
+  nccl.store_prefix = prefix;
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> comm, NcclCommunicator::Create(nccl, store));
+  return std::unique_ptr<Communicator>(std::move(comm));
 }
 
 // Decoding of `prompt` on a loaded shard, each step's full logits. Without `forced` each step
@@ -106,7 +277,7 @@ void ExpectCloseToOneGpu(const std::vector<std::vector<float>>& got,
 
 TEST(CudaTensorParallelTest, SplitsMatchOneGpu) {
   const int devices = DeviceCount();
-  if (devices < 2) GTEST_SKIP() << "needs two CUDA devices";
+  if (devices < 1) GTEST_SKIP() << "no CUDA device";
   const std::string path = WriteModel("cuda_tp");
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 300, 290, 555, 901};
 
@@ -119,25 +290,23 @@ TEST(CudaTensorParallelTest, SplitsMatchOneGpu) {
   ASSERT_EQ(want.size(), static_cast<size_t>(kSteps));
 
   for (int world : {2, 4}) {
-    if (world > devices) continue;
-    SCOPED_TRACE(world);
+    const bool nccl = devices >= world;  // else every rank on GPU 0 (one GPU only)
+    if (!nccl && devices > 1) continue;
+    SCOPED_TRACE(absl::StrCat("TP ", world, nccl ? " over NCCL" : " on one GPU"));
     FileStore store(testing::TempDir("cuda_tp_store_" + std::to_string(world)));
+    SameDeviceGroup same_device(world, kGroupFloats);
     std::vector<std::vector<std::vector<float>>> got(world);
     std::vector<std::thread> ranks;
     for (int r = 0; r < world; ++r) {
       ranks.emplace_back([&, r] {
-        NcclOptions nccl;
-        nccl.rank = r;
-        nccl.world_size = world;
-        nccl.device = r;
-        nccl.timeout = std::chrono::seconds(60);
-        auto comm = NcclCommunicator::Create(nccl, store);
+        const int device = nccl ? r : 0;
+        auto comm = nccl ? NcclGroup(r, world, device, "nccl", store) : same_device.Rank(r);
         ASSERT_TRUE(comm.ok()) << comm.status();
         ModelLoadOptions shard = options;
         shard.tp_rank = r;
         shard.tp_size = world;
         shard.comm = comm->get();
-        auto loaded = testing::LoadForTest(path, shard, 1, {DeviceKind::kCuda, r});
+        auto loaded = testing::LoadForTest(path, shard, 1, {DeviceKind::kCuda, device});
         ASSERT_TRUE(loaded.ok()) << loaded.status();
         got[r] = StepLogits(*loaded->runner, prompt, nullptr, &chain);
       });
@@ -181,7 +350,7 @@ std::vector<std::vector<float>> RunSteps(ShardRuntime& runtime, const std::vecto
 
 TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
   const int devices = DeviceCount();
-  if (devices < 2) GTEST_SKIP() << "needs two CUDA devices";
+  if (devices < 1) GTEST_SKIP() << "no CUDA device";
   const std::string path = WriteModel("cuda_pp");
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 300, 290, 555, 901};
   ModelLoadOptions options;
@@ -197,30 +366,29 @@ TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
   // its stage's TP group, then its TP index's pipeline, as a worker does.
   for (int tp : {1, 2}) {
     const int pp = 2;
-    if (tp * pp > devices) continue;
-    SCOPED_TRACE(tp);
+    const bool nccl = devices >= tp * pp;  // else every rank on GPU 0 (one GPU only)
+    if (!nccl && devices > 1) continue;
+    SCOPED_TRACE(absl::StrCat("TP ", tp, " x PP ", pp, nccl ? " over NCCL" : " on one GPU"));
     FileStore store(testing::TempDir("cuda_pp_store_" + std::to_string(tp)));
+    // Groups on one GPU: a TP group per stage, a pipeline per TP index.
+    std::vector<std::unique_ptr<SameDeviceGroup>> tp_groups, pp_groups;
+    for (int s = 0; s < pp; ++s) tp_groups.push_back(std::make_unique<SameDeviceGroup>(tp, kGroupFloats));
+    for (int t = 0; t < tp; ++t) pp_groups.push_back(std::make_unique<SameDeviceGroup>(pp, kGroupFloats));
     std::vector<std::vector<std::vector<float>>> got(tp * pp);
     std::vector<std::thread> ranks;
     for (int s = 0; s < pp; ++s) {
       for (int t = 0; t < tp; ++t) {
         ranks.emplace_back([&, s, t] {
-          const int device = s * tp + t;
-          auto group = [&](int rank, int world, const std::string& prefix) {
-            NcclOptions nccl;
-            nccl.rank = rank;
-            nccl.world_size = world;
-            nccl.device = device;
-            nccl.timeout = std::chrono::seconds(60);
-            nccl.store_prefix = prefix;
-            return NcclCommunicator::Create(nccl, store);
-          };
-          absl::StatusOr<std::unique_ptr<NcclCommunicator>> tp_comm;
+          const int device = nccl ? s * tp + t : 0;
+          const int slot = s * tp + t;
+          absl::StatusOr<std::unique_ptr<Communicator>> tp_comm;
           if (tp > 1) {
-            tp_comm = group(t, tp, "tp" + std::to_string(s));
+            tp_comm = nccl ? NcclGroup(t, tp, device, "tp" + std::to_string(s), store)
+                           : tp_groups[s]->Rank(t);
             ASSERT_TRUE(tp_comm.ok()) << tp_comm.status();
           }
-          auto pp_comm = group(s, pp, "pp" + std::to_string(t));
+          auto pp_comm = nccl ? NcclGroup(s, pp, device, "pp" + std::to_string(t), store)
+                              : pp_groups[t]->Rank(s);
           ASSERT_TRUE(pp_comm.ok()) << pp_comm.status();
           ModelLoadOptions shard = options;
           shard.layer_begin = s * 2;
@@ -238,7 +406,7 @@ TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
           role.tp_rank = t;
           role.pp_comm = pp_comm->get();
           ShardRuntime runtime(std::move(loaded->backend), std::move(loaded->runner), role);
-          got[device] = RunSteps(runtime, prompt, chain);
+          got[slot] = RunSteps(runtime, prompt, chain);
         });
       }
     }
