@@ -196,7 +196,7 @@ absl::Status LaunchGreedy(const GreedyParams& params, void* stream);
 // any order: the same token on every run and in every batch), not as the host's doubles, so a
 // draw within rounding of a boundary may land on the neighbouring token, and a token under
 // 2^-45 of the top token's probability (at a 128k vocabulary) is never drawn. Logit bias and
-// penalties are applied before (LaunchLogitsEdit); logprobs are the host's.
+// penalties are applied before (LaunchLogitsEdit), logprobs after (LaunchLogprobs).
 struct SampleRowParams {
   int32_t row = 0;      // the logits row; its token goes to tokens[row]
   float inv_t = 1.0f;   // 1 / temperature, > 0
@@ -214,5 +214,31 @@ struct SampleParams {
   int32_t non_finite = -1;                // the token of a row that is not a distribution
 };
 absl::Status LaunchSample(const SampleParams& params, void* stream);
+
+// The logprobs the host reports (worker/sampling/sampler.cc ComputeLogprobs) of rows of raw f32
+// logits that are distributions: log Z = max + log(sum exp(l - max)) (the sum in double, in a
+// fixed order: the same bits in every batch, within an ulp or so of the host's sequential
+// sum), the sampled token's logit - log Z, and the top_n most likely ids (logit descending,
+// lowest id first on ties) with theirs.
+inline constexpr int kMaxTopLogprobs = 20;
+struct LogprobRowParams {
+  int32_t row = 0;       // the logits row
+  int32_t token_at = 0;  // where its sampled token is in `tokens`
+  int32_t top_n = 0;     // in [0, kMaxTopLogprobs]
+};
+struct LogprobsOut {
+  float logprob;
+  int32_t top_ids[kMaxTopLogprobs];
+  float top_logprobs[kMaxTopLogprobs];
+};
+struct LogprobsParams {
+  const float* logits = nullptr;            // [logit rows, vocab]
+  const LogprobRowParams* rows = nullptr;   // [num_rows], device memory
+  const int32_t* tokens = nullptr;          // device memory
+  LogprobsOut* out = nullptr;               // [num_rows], device memory
+  int64_t num_rows = 0;
+  int64_t vocab = 0;
+};
+absl::Status LaunchLogprobs(const LogprobsParams& params, void* stream);
 
 }  // namespace strata::kernels::cuda

@@ -300,7 +300,63 @@ __global__ void __launch_bounds__(kSampleThreads, 1) SampleKernel(const SamplePa
   if (threadIdx.x == 0) p.tokens[rp.row] = token;
 }
 
+// Logprobs: one block of kSampleThreads per row. The max, then the double sum of exp(l - max)
+// (each thread's strided elements in order, then BlockAll's fixed tree), then top_n passes that
+// each take the largest key below the previous one.
+__global__ void __launch_bounds__(kSampleThreads) LogprobsKernel(const LogprobsParams p) {
+  __shared__ float smem_f[kWarps];
+  __shared__ double smem_d[kWarps];
+  __shared__ uint64_t smem_u[kWarps];
+  const LogprobRowParams rp = p.rows[blockIdx.x];
+  const float* x = p.logits + static_cast<int64_t>(rp.row) * p.vocab;
+  float max = -INFINITY;
+  for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) max = fmaxf(max, x[i]);
+  max = BlockAll(max, Max{}, smem_f);
+  double total = 0.0;
+  for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) {
+    total += exp(static_cast<double>(x[i]) - static_cast<double>(max));
+  }
+  total = BlockAll(total, Add{}, smem_d);
+  const float log_z = __fadd_rn(max, static_cast<float>(log(total)));
+  LogprobsOut* out = p.out + blockIdx.x;
+  const int32_t token = p.tokens[rp.token_at];
+  if (threadIdx.x == 0) {
+    out->logprob = token >= 0 && token < p.vocab ? __fsub_rn(x[token], log_z) : NAN;
+  }
+  const int top_n = static_cast<int>(rp.top_n < p.vocab ? rp.top_n : p.vocab);
+  uint64_t below = ~uint64_t{0};  // every key is below it (no key is all ones: ids < 2^31)
+  for (int k = 0; k < top_n; ++k) {
+    uint64_t best = 0;  // below every key (the -inf and NaN keys are not 0 either)
+    for (int64_t i = threadIdx.x; i < p.vocab; i += kSampleThreads) {
+      const uint64_t key = SortKey(x[i], i);
+      if (key < below && key > best) best = key;
+    }
+    best = BlockAll(best, Max{}, smem_u);
+    if (threadIdx.x == 0) {
+      const int32_t id = IdOfKey(best);
+      out->top_ids[k] = id;
+      out->top_logprobs[k] = __fsub_rn(x[id], log_z);
+    }
+    below = best;
+  }
+}
+
 }  // namespace
+
+absl::Status LaunchLogprobs(const LogprobsParams& params, void* stream) {
+  if (params.num_rows < 0 || params.num_rows > 0x7fffffff || params.vocab <= 0 ||
+      params.vocab > 0x7fffffff) {
+    return absl::InvalidArgumentError("LaunchLogprobs: bad rows/vocab");
+  }
+  if (params.num_rows == 0) return absl::OkStatus();
+  if (params.logits == nullptr || params.rows == nullptr || params.tokens == nullptr ||
+      params.out == nullptr) {
+    return absl::InvalidArgumentError("LaunchLogprobs: null pointer");
+  }
+  LogprobsKernel<<<static_cast<unsigned>(params.num_rows), kSampleThreads, 0, AsStream(stream)>>>(
+      params);
+  return LaunchStatus("LogprobsKernel");
+}
 
 absl::Status LaunchGreedy(const GreedyParams& params, void* stream) {
   if (params.logits == nullptr || params.tokens == nullptr || params.rows < 0 ||

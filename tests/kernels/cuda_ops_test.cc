@@ -492,6 +492,57 @@ TEST(CudaOpsSample, DrawsWhatTheHostSamplerDraws) {
   EXPECT_LE(differ * 500, draws) << "more than rounding at boundaries: see the rows printed";
 }
 
+// Device logprobs against the host's ComputeLogprobs on the same raw rows: the same top ids in
+// the same order (ties to the lower id, -0 equal to +0, masked tokens last), and log-probabilities
+// within a few ulp (the device sums exp(l - max) in double in another order than the host).
+TEST(CudaOpsLogprobs, MatchTheHostLogprobs) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  for (int64_t vocab : {7, 1000, 128256}) {
+    for (bool ties : {false, true}) {
+      const int64_t rows = 12;
+      Vec logits = cpu::RandomFloats(rows * vocab, static_cast<uint32_t>(vocab) * 3 + ties, -9.0f, 9.0f);
+      if (ties) {
+        for (float& l : logits) l = std::round(l * 2.0f) / 2.0f;
+      }
+      for (int64_t r = 0; r < rows; r += 2) logits[r * vocab + (r * 5) % vocab] = -INFINITY;
+      std::vector<cuda::LogprobRowParams> params(rows);
+      std::vector<int32_t> tokens(rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        tokens[r] = static_cast<int32_t>((r * 7919 + 3) % vocab);
+        params[r] = {static_cast<int32_t>(rows - 1 - r), static_cast<int32_t>(r),
+                     static_cast<int32_t>(r * 2 % (cuda::kMaxTopLogprobs + 1))};
+      }
+      params[0].top_n = cuda::kMaxTopLogprobs;
+      DeviceArray<float> dl(logits);
+      DeviceArray<cuda::LogprobRowParams> dp(params);
+      DeviceArray<int32_t> dt(tokens);
+      cuda::LogprobsOut* out = nullptr;
+      ASSERT_EQ(cudaMalloc(&out, rows * sizeof(cuda::LogprobsOut)), cudaSuccess);
+      ASSERT_TRUE(cuda::LaunchLogprobs({dl.get(), dp.get(), dt.get(), out, rows, vocab}, nullptr).ok());
+      std::vector<cuda::LogprobsOut> got(rows);
+      ASSERT_EQ(cudaMemcpy(got.data(), out, rows * sizeof(cuda::LogprobsOut), cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      cudaFree(out);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = params[r].row;
+        const absl::Span<const float> x(logits.data() + row * vocab, vocab);
+        const TokenLogprobs want = ComputeLogprobs(x, tokens[r], params[r].top_n);
+        const std::string where =
+            "vocab " + std::to_string(vocab) + (ties ? " (ties)" : "") + " row " + std::to_string(row);
+        EXPECT_NEAR(got[r].logprob, want.logprob, 4e-6 * std::max(1.0f, std::fabs(want.logprob)))
+            << where;
+        ASSERT_EQ(static_cast<int64_t>(want.top_ids.size()),
+                  std::min<int64_t>(params[r].top_n, vocab)) << where;
+        for (size_t k = 0; k < want.top_ids.size(); ++k) {
+          EXPECT_EQ(got[r].top_ids[k], want.top_ids[k]) << where << " rank " << k;
+          EXPECT_NEAR(got[r].top_logprobs[k], want.top_logprobs[k],
+                      4e-6 * std::max(1.0f, std::fabs(want.top_logprobs[k]))) << where << " rank " << k;
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchNorm({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchRope({}, nullptr).ok());
@@ -502,6 +553,7 @@ TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchGreedy({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchSample({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchLogitsEdit({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchLogprobs({}, nullptr).ok());
   cuda::UpdateParams softcap;
   softcap.op = cuda::UpdateParams::Op::kSoftcap;
   softcap.x = &softcap;

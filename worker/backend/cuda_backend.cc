@@ -21,7 +21,6 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops.h"
 #include "worker/backend/cuda_matmul.h"
-#include "worker/backend/host_sampling.h"
 
 namespace strata {
 namespace {
@@ -262,10 +261,15 @@ class CudaBackend : public Backend {
   int64_t x_bf16_bytes_ = 0;
   std::shared_ptr<void> attention_ws_;
   int64_t attention_ws_bytes_ = 0;
-  std::vector<float> host_logits_;
-  std::shared_ptr<void> sample_scratch_;  // ids, parameters, edited rows, rows for the host
+  std::shared_ptr<void> sample_scratch_;  // ids, logprobs, parameters, edited rows
   int64_t sample_scratch_bytes_ = 0;
 };
+
+// The part of an upload (or scratch) at byte `offset`.
+template <class T>
+T* At(std::byte* base, int64_t offset) {
+  return reinterpret_cast<T*>(base + offset);
+}
 
 // Parts of one host -> device upload at 16-byte aligned offsets.
 class Staging {
@@ -331,31 +335,28 @@ kc::LogitsEditRow PackLogitsEdit(int32_t row, const SamplingParams& p, const Tok
   return e;
 }
 
-// Rows without logprobs are decided on the device: greedy, or drawn by the host sampler's
-// rules (temperature, top-k, top-p, min-p) with the host's Philox numbers, after their logit
-// bias and penalties (applied to a copy of the row, as the host applies them); only their ids
-// come back. Rows that ask for logprobs are gathered, copied to the host and sampled there by
-// the one host sampler (host_sampling.h). So every row gets what the CPU backend would give it,
-// except that the device sums fixed-point masses, not the host's doubles: a draw within
-// rounding of a boundary may take the neighbouring token (kernels/cuda/ops.h LaunchSample).
+// Every row is sampled on the device by the host sampler's rules, and only ids and logprobs
+// leave it: logit bias and penalties on a copy of the row (bit for bit as the host applies
+// them), then greedy, or temperature, top-k, top-p and min-p with the host's Philox number;
+// logprobs from the raw row. The device sums fixed-point masses, not the host's doubles, so a
+// draw within rounding of a boundary may take the neighbouring token (kernels/cuda/ops.h
+// LaunchSample), and logprobs may differ from the host's in the last bits.
 absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                                  std::vector<SampledToken>& out) {
+  static_assert(SamplingParams::kMaxLogprobs <= kc::kMaxTopLogprobs);
   const int64_t n = static_cast<int64_t>(rows.size()), vocab = logits.Cols();
   if (logits.dtype != DType::kF32 || logits.Rows() != n) {
     return absl::InvalidArgumentError("cuda backend: Sample: one f32 logits row per sample");
   }
-  std::vector<int32_t> on_host;  // rows sampled on the host
   std::vector<int32_t> edited;   // rows whose bias and penalties apply: copied, then edited
   std::vector<kc::LogitsEditRow> edits;  // [edited]: row = the copy's row
   std::vector<int32_t> edit_ids;
   std::vector<float> edit_values;
   std::vector<kc::SampleRowParams> drawn, drawn_edited;  // rows of logits, rows of the copies
+  std::vector<int32_t> with_logprobs;  // rows that want them
+  std::vector<kc::LogprobRowParams> logprob_rows;
   for (int64_t r = 0; r < n; ++r) {
     const SamplingParams& p = *rows[r].params;
-    if (p.logprobs >= 0) {
-      on_host.push_back(static_cast<int32_t>(r));
-      continue;
-    }
     const bool edit = !p.logit_bias.empty() || p.HasPenalties();
     int32_t row = static_cast<int32_t>(r);
     if (edit) {
@@ -368,74 +369,77 @@ absl::Status CudaBackend::Sample(const Tensor& logits, absl::Span<const Sampling
           .push_back({row, 1.0f / p.temperature, p.top_k, p.top_p, p.min_p,
                       PhiloxUniform(p.seed, p.stream, rows[r].position)});
     }
+    if (p.logprobs >= 0) {
+      with_logprobs.push_back(static_cast<int32_t>(r));
+      logprob_rows.push_back({static_cast<int32_t>(r), static_cast<int32_t>(edit ? n + row : r),
+                              std::min(p.logprobs, kc::kMaxTopLogprobs)});
+    }
   }
-  const int64_t hosted = static_cast<int64_t>(on_host.size());
   const int64_t copies = static_cast<int64_t>(edited.size());
-  // Scratch: [n + copies] ids out (every row's on `logits`, then the copies'), the uploaded
-  // parameters, then [copies, vocab] edited rows and [hosted, vocab] rows for the host.
+  const int64_t with = static_cast<int64_t>(with_logprobs.size());
+  // Scratch: [n + copies] ids out (every row's on `logits`, then the copies'), [with] logprobs
+  // out, the uploaded parameters, then [copies, vocab] edited rows.
   Staging up;
-  const int64_t at_host_rows = up.Add(on_host), at_edited = up.Add(edited);
-  const int64_t at_edits = up.Add(edits), at_edit_ids = up.Add(edit_ids);
-  const int64_t at_edit_values = up.Add(edit_values);
+  const int64_t at_edited = up.Add(edited), at_edits = up.Add(edits);
+  const int64_t at_edit_ids = up.Add(edit_ids), at_edit_values = up.Add(edit_values);
   const int64_t at_drawn = up.Add(drawn), at_drawn_edited = up.Add(drawn_edited);
+  const int64_t at_logprob_rows = up.Add(logprob_rows);
   const int64_t ids_bytes = Staging::Aligned((n + copies) * 4);
-  const int64_t rows_at = ids_bytes + up.size();
-  auto* base = static_cast<std::byte*>(
-      Scratch(sample_scratch_, sample_scratch_bytes_, rows_at + (copies + hosted) * vocab * 4,
-              "the sampling memory"));
+  const int64_t logprobs_bytes = Staging::Aligned(with * static_cast<int64_t>(sizeof(kc::LogprobsOut)));
+  const int64_t params_at = ids_bytes + logprobs_bytes, rows_at = params_at + up.size();
+  auto* base = static_cast<std::byte*>(Scratch(sample_scratch_, sample_scratch_bytes_,
+                                               rows_at + copies * vocab * 4, "the sampling memory"));
   if (base == nullptr) return Sync();
   auto* ids = reinterpret_cast<int32_t*>(base);
-  std::byte* params = base + ids_bytes;
+  auto* logprobs = reinterpret_cast<kc::LogprobsOut*>(base + ids_bytes);
+  std::byte* params = base + params_at;
   auto* copied = reinterpret_cast<float*>(base + rows_at);
-  float* gathered = copied + copies * vocab;
   Launched(cudaMemcpyAsync(params, up.data(), up.size(), cudaMemcpyHostToDevice, stream_),
            "sampling parameters");
-  std::vector<int32_t> device_ids(n + copies);
-  if (hosted + copies < n) {  // rows decided on the raw logits (the greedy pass covers all)
-    Record(kc::LaunchGreedy({logits.As<float>(), ids, n, vocab, kNonFiniteLogits}, stream_));
-    Record(kc::LaunchSample({logits.As<float>(), reinterpret_cast<kc::SampleRowParams*>(params + at_drawn),
-                             ids, static_cast<int64_t>(drawn.size()), vocab, kNonFiniteLogits},
+  const float* raw = logits.As<float>();
+  if (copies < n) {  // rows decided on the raw logits (the greedy pass covers them all)
+    Record(kc::LaunchGreedy({raw, ids, n, vocab, kNonFiniteLogits}, stream_));
+    Record(kc::LaunchSample({raw, At<kc::SampleRowParams>(params, at_drawn), ids,
+                             static_cast<int64_t>(drawn.size()), vocab, kNonFiniteLogits},
                             stream_));
   }
   if (copies > 0) {
     int32_t* copy_ids = ids + n;
-    Record(kc::LaunchGatherRows({logits.data, copied, reinterpret_cast<int32_t*>(params + at_edited),
-                                 copies, vocab * 4},
+    Record(kc::LaunchGatherRows({raw, copied, At<int32_t>(params, at_edited), copies, vocab * 4},
                                 stream_));
-    Record(kc::LaunchLogitsEdit({copied, reinterpret_cast<kc::LogitsEditRow*>(params + at_edits),
-                                 reinterpret_cast<int32_t*>(params + at_edit_ids),
-                                 reinterpret_cast<float*>(params + at_edit_values), copies, vocab},
+    Record(kc::LaunchLogitsEdit({copied, At<kc::LogitsEditRow>(params, at_edits),
+                                 At<int32_t>(params, at_edit_ids),
+                                 At<float>(params, at_edit_values), copies, vocab},
                                 stream_));
     Record(kc::LaunchGreedy({copied, copy_ids, copies, vocab, kNonFiniteLogits}, stream_));
-    Record(kc::LaunchSample({copied, reinterpret_cast<kc::SampleRowParams*>(params + at_drawn_edited),
-                             copy_ids, static_cast<int64_t>(drawn_edited.size()), vocab,
-                             kNonFiniteLogits},
+    Record(kc::LaunchSample({copied, At<kc::SampleRowParams>(params, at_drawn_edited), copy_ids,
+                             static_cast<int64_t>(drawn_edited.size()), vocab, kNonFiniteLogits},
                             stream_));
   }
-  if (hosted < n) {
-    Launched(cudaMemcpyAsync(device_ids.data(), ids, (n + copies) * 4, cudaMemcpyDeviceToHost,
-                             stream_),
-             "sampled ids");
-  }
-  if (hosted > 0) {
-    Record(kc::LaunchGatherRows({logits.data, gathered, reinterpret_cast<int32_t*>(params + at_host_rows),
-                                 hosted, vocab * 4},
-                                stream_));
-    host_logits_.resize(hosted * vocab);
-    Launched(cudaMemcpyAsync(host_logits_.data(), gathered, hosted * vocab * 4,
-                             cudaMemcpyDeviceToHost, stream_),
-             "sampled logits");
-  }
+  Record(kc::LaunchLogprobs({raw, At<kc::LogprobRowParams>(params, at_logprob_rows), ids,
+                             logprobs, with, vocab},
+                            stream_));
+  std::vector<int32_t> device_ids(n + copies);
+  std::vector<kc::LogprobsOut> device_logprobs(with);
+  Launched(cudaMemcpyAsync(device_ids.data(), ids, (n + copies) * 4, cudaMemcpyDeviceToHost, stream_),
+           "sampled ids");
+  Launched(cudaMemcpyAsync(device_logprobs.data(), logprobs, with * sizeof(kc::LogprobsOut),
+                           cudaMemcpyDeviceToHost, stream_),
+           "logprobs");
   STRATA_RETURN_IF_ERROR(Sync());
   out.assign(n, SampledToken{});
   for (int64_t r = 0; r < n; ++r) out[r].token = device_ids[r];
   for (int64_t i = 0; i < copies; ++i) out[edited[i]].token = device_ids[n + i];
-  if (hosted == 0) return absl::OkStatus();
-  std::vector<SamplingRow> host_rows(hosted);
-  for (int64_t i = 0; i < hosted; ++i) host_rows[i] = rows[on_host[i]];
-  std::vector<SampledToken> host_out;
-  STRATA_RETURN_IF_ERROR(SampleHostLogits(host_logits_.data(), vocab, host_rows, host_out));
-  for (int64_t i = 0; i < hosted; ++i) out[on_host[i]] = std::move(host_out[i]);
+  for (int64_t i = 0; i < with; ++i) {
+    SampledToken& t = out[with_logprobs[i]];
+    if (t.token == kNonFiniteLogits) continue;  // not a distribution: no logprobs
+    const kc::LogprobsOut& lp = device_logprobs[i];
+    TokenLogprobs& dst = t.logprobs.emplace();
+    dst.logprob = lp.logprob;
+    const int32_t top = logprob_rows[i].top_n < vocab ? logprob_rows[i].top_n : static_cast<int32_t>(vocab);
+    dst.top_ids.assign(lp.top_ids, lp.top_ids + top);
+    dst.top_logprobs.assign(lp.top_logprobs, lp.top_logprobs + top);
+  }
   return absl::OkStatus();
 }
 
@@ -515,11 +519,13 @@ absl::Status CudaBackend::ReserveMeta(int64_t values) {
   return absl::OkStatus();
 }
 
-// Sampling scratch of a step of `rows` rows (see Sample): ids out, the parameters (at most
-// kReservedEditEntries bias and penalty entries), then a row of logits per row.
+// Sampling scratch of a step of `rows` rows (see Sample): ids and logprobs out, the parameters
+// (at most kReservedEditEntries bias and penalty entries), then a row of logits per row.
 int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
-  const int64_t per_row = 4 + 4 + 4 + sizeof(kc::LogitsEditRow) + 2 * sizeof(kc::SampleRowParams);
-  return 2 * rows * 4 + rows * per_row + 8 * 16 + kReservedEditEntries * 8 + rows * vocab * 4;
+  const int64_t out = 2 * 4 + sizeof(kc::LogprobsOut);
+  const int64_t in = 4 + sizeof(kc::LogitsEditRow) + 2 * sizeof(kc::SampleRowParams) +
+                     sizeof(kc::LogprobRowParams);
+  return rows * (out + in + vocab * 4) + 10 * 16 + kReservedEditEntries * 8;
 }
 
 absl::Status CudaBackend::Reserve(const StepLimits& l) {

@@ -4,10 +4,9 @@
 // (norm weights, biases, RoPE tables) in f32, whatever the checkpoint's dtype (quantized blocks are expanded to bf16
 // at load); activations are bf16 (f32 tensors are accepted by the element-wise ops, and logits
 // are f32); the KV cache is bf16. Attention runs our kernels (kernels/cuda/attention.h).
-// Sampling: rows without logprobs are sampled on the device by the host sampler's rules (logit
-// bias and penalties bit for bit, then temperature, top-k, top-p, min-p with the host's Philox
-// numbers; only ids leave it); rows with logprobs are copied to the host and sampled by the
-// CPU's sampler (host_sampling.h).
+// Sampling: on the device, by the host sampler's rules (logit bias and penalties bit for bit,
+// then temperature, top-k, top-p, min-p with the host's Philox numbers; logprobs of the raw
+// row); only ids and logprobs leave it.
 //
 // Not on the GPU yet (the step fails with Unimplemented, naming the op): mixture-of-experts
 // layers, attention whose V head dim differs from K's (multi-head latent attention).

@@ -1,9 +1,8 @@
-// Sampling of f32 logits in host memory, the one implementation of Backend::Sample's contract
-// (logit bias and penalties, temperature, top-k, top-p, min-p, Philox keyed by seed, stream and
-// position; logprobs from the raw row; kNonFiniteLogits for a row with NaN or +inf or nothing
-// finite). The CPU backend samples its logits in place; the CUDA backend copies the rows with
-// logit bias, penalties or logprobs to the host first (the others it samples on the device by
-// the same rules, kernels/cuda/ops.h LaunchSample).
+// Sampling of f32 logits in host memory: Backend::Sample's contract (logit bias and penalties,
+// temperature, top-k, top-p, min-p, Philox keyed by seed, stream and position; logprobs from the
+// raw row; kNonFiniteLogits for a row with NaN or +inf or nothing finite) for the CPU backend,
+// which samples its logits in place. The CUDA backend samples on the device by the same rules
+// (kernels/cuda/ops.h: LaunchLogitsEdit, LaunchGreedy, LaunchSample, LaunchLogprobs).
 #pragma once
 
 #include <cstdint>
