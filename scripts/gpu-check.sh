@@ -21,6 +21,10 @@
 #                               cannot start there (other system libraries), the attention tests
 #                               and benchmark are rebuilt from the packed sources with that
 #                               machine's nvcc first (GPU_CHECK_REBUILD=1 forces it).
+#   scripts/gpu-check.sh run tests | run perf
+#                               one half each, for when the stages do not fit one call: the
+#                               tests, memcheck and the transformers comparison; or the
+#                               benchmarks and the end-to-end decode.
 #
 # The device tool's call: command "bash scripts/gpu-check.sh run", carry ["gpu-pack"].
 set -uo pipefail
@@ -98,6 +102,9 @@ rebuild() {
 }
 
 run() {
+  local stages=${1:-all}
+  case "$stages" in all|tests|perf) ;; *) echo "run: stages are all, tests or perf" >&2; return 2 ;; esac
+  want() { [ "$stages" = all ] || [ "$stages" = "$1" ]; }
   local out=${OUT:-/tmp/gpu-check}
   mkdir -p "$out"
   local start=$SECONDS
@@ -124,7 +131,10 @@ run() {
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1
   head -12 "$out/nvidia-smi.txt"
   local model=/tmp/strata-llama3-8b-bf16.gguf synth
-  if nvidia-smi -L > /dev/null 2>&1; then
+  if ! want perf; then
+    (echo "stages '$stages': no model written" > "$out/synth.log"; exit 1) &
+    synth=$!
+  elif nvidia-smi -L > /dev/null 2>&1; then
     timeout 360 nice "$PACK/bin/strata" synth --preset llama3-8b --dtype bf16 -o "$model" \
       > "$out/synth.log" 2>&1 &
     synth=$!
@@ -146,7 +156,9 @@ run() {
   fi
   # Starts a stage only if `seconds` more still fit in the budget.
   fits() { [ $((SECONDS - start + $1)) -le "$BUDGET" ]; }
-  for t in "${GPU_TESTS[@]}"; do
+  local tests=("${GPU_TESTS[@]}")
+  want tests || tests=()
+  for t in "${tests[@]}"; do
     [ -x "$bin/$t" ] || { echo "$t: not built for this run" | tee -a "$summary"; continue; }
     fits 60 || { echo "$t: skipped (time)" | tee -a "$summary"; continue; }
     local filter='*'
@@ -164,25 +176,27 @@ run() {
       echo "$t: SKIPPED tests for want of a device: this is not a GPU run" | tee -a "$summary"
     fi
   done
-  if command -v compute-sanitizer > /dev/null && fits 150; then
+  if want tests && command -v compute-sanitizer > /dev/null && fits 150; then
     timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/cuda_attention_test" \
       --gtest_filter='*decode_d128_gqa4*:*prefill_d128_mixed*:*window_37*:*decode_d256_gqa8*' \
       > "$out/memcheck.log" 2>&1
     echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | head -1)" | tee -a "$summary"
   fi
-  if fits 90; then
+  if want perf && fits 90; then
     timeout 90 "$bin/$BENCH" > "$out/attention_bench.txt" 2>&1
     echo "attention bench: rc=$?" >> "$summary"
   fi
-  if fits 90; then
+  if want perf && fits 90; then
     timeout 90 "$python" bench/cuda/sdpa_peer.py > "$out/sdpa_peer.txt" 2>&1
     echo "sdpa peer: rc=$?" >> "$summary"
   fi
   # End to end: Llama-3-8B-shaped bf16 decode at batch 1, 32, 128 against the copy bandwidth
   # (the model was being written in the background since the start).
   local copy
-  copy=$(sed -n 's/^copy: \([0-9]*\) GB\/s.*/\1/p' "$out/attention_bench.txt")
-  if ! fits 120; then
+  copy=$(sed -n 's/^copy: \([0-9]*\) GB\/s.*/\1/p' "$out/attention_bench.txt" 2> /dev/null)
+  if ! want perf; then
+    :
+  elif ! fits 120; then
     kill "$synth" 2> /dev/null
     echo "e2e: skipped (time)" >> "$summary"
   elif wait "$synth" && [ -n "$copy" ]; then
@@ -206,7 +220,9 @@ run() {
   fi
   # Transformers on the same GPU, models and ids: a second, independent reference for the
   # fixture logits cuda_model_test wrote (offline: the machine has no network).
-  if ! fits 90; then
+  if ! want tests; then
+    :
+  elif ! fits 90; then
     echo "hf reference: skipped (time)" >> "$summary"
   elif ! "$python" -c 'import torch, transformers' > /dev/null 2>&1; then
     echo "hf reference: skipped (no torch/transformers for $python)" >> "$summary"
@@ -224,6 +240,6 @@ run() {
 
 case "${1:-}" in
   pack) pack ;;
-  run) run ;;
-  *) echo "usage: $0 pack|run" >&2; exit 2 ;;
+  run) run "${2:-all}" ;;
+  *) echo "usage: $0 pack | run [all|tests|perf]" >&2; exit 2 ;;
 esac
