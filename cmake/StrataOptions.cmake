@@ -68,8 +68,15 @@ function(strata_add_test name)
   if(T_LABELS)
     set(labels ${T_LABELS})
   endif()
+  # GPU tests load their kernels with the CUDA context, not at each kernel's first launch
+  # (which takes device memory): they measure device memory.
+  set(loading "CUDA_MODULE_LOADING=reset:")
+  if("gpu" IN_LIST labels)
+    set(loading "CUDA_MODULE_LOADING=set:EAGER")
+  endif()
   gtest_discover_tests(${name}
     PROPERTIES LABELS "${labels}"
                ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+               ENVIRONMENT_MODIFICATION "${loading}"
     DISCOVERY_TIMEOUT 60)
 endfunction()

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -85,6 +86,31 @@ uint16_t F32ToBF16(float f) {
   std::memcpy(&x, &f, sizeof(x));
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 64);
   return static_cast<uint16_t>((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+float F8E4M3ToF32(uint8_t x) {
+  const float sign = (x & 0x80) != 0 ? -1.0f : 1.0f;
+  const int exp = (x >> 3) & 15, mant = x & 7;
+  if (exp == 15 && mant == 7) return std::numeric_limits<float>::quiet_NaN();
+  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -9);  // subnormal: m * 2^-9
+  return sign * std::ldexp(static_cast<float>(8 + mant), exp - 10);    // (1 + m/8) * 2^(e-7)
+}
+
+uint8_t F32ToF8E4M3(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  const uint8_t sign = static_cast<uint8_t>((x >> 24) & 0x80);
+  const uint32_t abs = x & 0x7fffffff;
+  if (abs > 0x7f800000) return sign | 0x7f;               // NaN
+  if (abs >= 0x43e00000) return sign | 0x7e;              // >= 448 (infinity too): saturate
+  if (abs < 0x3c800000) {                                 // below 2^-6: subnormal (or zero)
+    const float scaled = std::fabs(f) * 512.0f;           // exact: the unit 2^-9 becomes 1
+    return sign | static_cast<uint8_t>(std::nearbyint(scaled));  // 8 rounds up to 2^-6: right
+  }
+  // Normal: round the mantissa to 3 bits, ties to even, and rebias the exponent (127 -> 7);
+  // a carry into the exponent is the right result, and nothing below 448 rounds past 0x7e.
+  const uint32_t rounded = abs + 0x7ffff + ((abs >> 20) & 1);
+  return sign | static_cast<uint8_t>((rounded >> 20) - (120u << 3));
 }
 
 void DequantizeRow(DType dtype, const void* src, float* dst, int64_t n) {

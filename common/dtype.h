@@ -74,6 +74,14 @@ inline float BF16ToF32(uint16_t h) {
 // Round-to-nearest-even, NaN kept quiet.
 uint16_t F32ToBF16(float f);
 
+// FP8 E4M3 (OCP's E4M3FN, CUDA's __nv_fp8_e4m3: exponent bias 7, no infinities, S.1111.111
+// NaN, largest finite 448): the 8-bit KV cache element. Decoding is exact; encoding rounds to
+// nearest even and saturates to +-448 (infinities too), as __nv_cvt_float_to_fp8 with
+// __NV_SATFINITE does; NaN stays NaN.
+float F8E4M3ToF32(uint8_t x);
+uint8_t F32ToF8E4M3(float f);
+inline constexpr float kF8E4M3Max = 448.0f;
+
 // Converts `n` elements of `src` (any dtype; n a multiple of its block size) to f32.
 void DequantizeRow(DType dtype, const void* src, float* dst, int64_t n);
 

@@ -46,6 +46,7 @@ struct AttentionDesc {
   bool paged = true;
   bool sliding_window = false;
   bool softcap = false;
+  bool fp8_kv = false;  // the cache holds fp8 e4m3 with a scale per (slot, KV head) row
 
   std::string ToString() const;
 };
@@ -61,8 +62,14 @@ struct AttentionDesc {
 // [0, pos] without a window).
 struct PagedAttentionArgs {
   const void* q = nullptr;        // [num_tokens, num_heads, head_dim], dtype
-  const void* k_cache = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim], dtype
-  const void* v_cache = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim], dtype
+  // [num_blocks, block_size, num_kv_heads, head_dim] of dtype, or of fp8 e4m3 when fp8_kv: an
+  // element is then its code's value times its row's scale, k_scale / v_scale
+  // [num_blocks, block_size, num_kv_heads] (kernels/cuda/ops.h LaunchWriteKv).
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;
+  bool fp8_kv = false;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
   void* out = nullptr;            // [num_tokens, num_heads, head_dim], dtype
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   const int32_t* query_start = nullptr;   // [num_seqs + 1]
@@ -122,11 +129,13 @@ struct AttentionKernel {
   AttentionDType dtype;
   bool sliding_window;  // supports a window
   bool softcap;         // supports a soft cap
+  bool fp8_kv;          // reads an fp8 cache (else one of `dtype`)
   AttentionLaunchFn launch;
 };
 
 // The kernel for `desc`, or NotFound/InvalidArgument naming what no kernel supports (a head
-// dim, a dtype, non-causal or contiguous attention, v_head_dim != head_dim).
+// dim, a dtype, an fp8 cache beside fp16, non-causal or contiguous attention, v_head_dim !=
+// head_dim).
 absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& desc);
 
 // Checks args (pointers, shapes, head counts, workspace) once, at the API edge.

@@ -4,9 +4,11 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/attention.h"
 
@@ -46,6 +48,31 @@ __device__ inline void Unpack8(const uint4& raw, float* out) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const float2 f = E::ToFloat2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// The cache's element: the activations' type, or fp8 e4m3 codes (bytes) whose value is the
+// code's times the scale of its (slot, KV head) row.
+template <AttentionDType kDType, bool kFp8Kv>
+using CacheT = std::conditional_t<kFp8Kv, uint8_t, typename Elem<kDType>::T>;
+
+// One e4m3 code as a float (exact: e4m3 -> half is).
+__device__ inline float Fp8ToFloat(uint8_t code) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, __NV_E4M3)));
+}
+// Two e4m3 codes (low byte first) as floats times `scale`.
+__device__ inline float2 Fp8x2ToFloat2(uint16_t codes, float scale) {
+  const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(codes, __NV_E4M3)));
+  return {f.x * scale, f.y * scale};
+}
+// Converts 8 e4m3 codes (one 8-byte load) to floats times `scale`.
+__device__ inline void UnpackFp8x8(const uint2& raw, float scale, float* out) {
+  const auto* pairs = reinterpret_cast<const uint16_t*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = Fp8x2ToFloat2(pairs[i], scale);
     out[2 * i] = f.x;
     out[2 * i + 1] = f.y;
   }

@@ -3,7 +3,8 @@
 // Grid: x = (KV head, tile of kGroup query heads of it), y = sequence, z = key split
 // (DecodeSplit of the sequence's visible span). A block of 4 warps walks its split's keys in
 // tiles of 32, warp w taking tiles w, w + 4, ...:
-//   * scores: lane j owns key j of the tile, reads its K row once (16-byte loads) and dots it
+//   * scores: lane j owns key j of the tile, reads its K row once (16-byte loads, 8-byte for an
+//     fp8 cache, whose codes are scaled by the row's scale as they are read) and dots it
 //     with every query head of the group (q in shared memory, broadcast reads), so a K row is
 //     read once for the whole GQA group;
 //   * online softmax per head over the warp's tiles (warp max / sum, exp2 domain);
@@ -73,11 +74,46 @@ __device__ inline void LoadVec(const typename Elem<kDType>::T* src, float* out) 
   }
 }
 
-template <int kDim, int kGroup, AttentionDType kDType>
+// 8 consecutive K elements at chunk c of a cache row (16-bit elements, or fp8 codes times the
+// row's scale), as floats.
+template <AttentionDType kDType, bool kFp8Kv>
+__device__ inline void LoadKey8(const CacheT<kDType, kFp8Kv>* row, int c, float scale, float* out) {
+  if constexpr (kFp8Kv) {
+    UnpackFp8x8(__ldg(reinterpret_cast<const uint2*>(row) + c), scale, out);
+  } else {
+    Unpack8<kDType>(__ldg(reinterpret_cast<const uint4*>(row) + c), out);
+  }
+}
+
+// kVec consecutive V elements (kVec = 2, 4 or 8) as floats.
+template <int kVec, AttentionDType kDType, bool kFp8Kv>
+__device__ inline void LoadValues(const CacheT<kDType, kFp8Kv>* src, float scale, float* out) {
+  if constexpr (kFp8Kv) {
+    uint16_t pairs[kVec / 2];
+    if constexpr (kVec == 8) {
+      *reinterpret_cast<uint2*>(pairs) = *reinterpret_cast<const uint2*>(src);
+    } else if constexpr (kVec == 4) {
+      *reinterpret_cast<uint32_t*>(pairs) = *reinterpret_cast<const uint32_t*>(src);
+    } else {
+      pairs[0] = *reinterpret_cast<const uint16_t*>(src);
+    }
+#pragma unroll
+    for (int i = 0; i < kVec / 2; ++i) {
+      const float2 f = Fp8x2ToFloat2(pairs[i], scale);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  } else {
+    LoadVec<kVec, kDType>(src, out);
+  }
+}
+
+template <int kDim, int kGroup, AttentionDType kDType, bool kFp8Kv>
 __global__ void __launch_bounds__(kThreads) DecodeKernel(const PagedAttentionArgs a,
                                                          int32_t max_splits) {
   using E = Elem<kDType>;
   using T = typename E::T;
+  using C = CacheT<kDType, kFp8Kv>;
   constexpr int kVec = kDim / 32;  // output dims per lane
 
   const int seq = blockIdx.y;
@@ -99,6 +135,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const PagedAttentionArg
   __shared__ __align__(16) float q_s[kGroup][kDim];
   __shared__ float p_s[kWarps][kGroup][32];
   __shared__ int64_t row_s[kWarps][32];
+  __shared__ float v_scale_s[kWarps][32];  // fp8 caches: each tile key's V scale
   __shared__ float m_s[kWarps][kGroup];
   __shared__ float l_s[kWarps][kGroup];
   __shared__ float o_s[kWarps][kGroup][kDim];
@@ -112,8 +149,8 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const PagedAttentionArg
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int32_t* table = a.block_tables + seq * a.max_blocks_per_seq;
-  const T* k_cache = static_cast<const T*>(a.k_cache);
-  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
   float m[kGroup], l[kGroup], acc[kGroup][kVec];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
@@ -129,14 +166,19 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const PagedAttentionArg
     const bool valid = key0 + lane < k_end;  // lane 0 always is
     float s[kGroup];
     int64_t row = 0;
+    float v_scale = 1.0f;
     if (valid) {
       row = CacheRow(table, key0 + lane, a.block_size, a.num_kv_heads, kv_head, kDim);
-      const uint4* k_row = reinterpret_cast<const uint4*>(k_cache + row);
+      float k_scale = 1.0f;
+      if constexpr (kFp8Kv) {
+        k_scale = a.k_scale[row / kDim];
+        v_scale = a.v_scale[row / kDim];
+      }
       float dot[kGroup] = {};
 #pragma unroll 4
       for (int c = 0; c < kDim / 8; ++c) {
         float k[8];
-        Unpack8<kDType>(__ldg(k_row + c), k);
+        LoadKey8<kDType, kFp8Kv>(k_cache + row, c, k_scale, k);
 #pragma unroll
         for (int g = 0; g < kGroup; ++g) {
           const float4 qa = *reinterpret_cast<const float4*>(&q_s[g][c * 8]);
@@ -152,6 +194,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const PagedAttentionArg
       for (int g = 0; g < kGroup; ++g) s[g] = -INFINITY;
     }
     row_s[warp][lane] = row;
+    v_scale_s[warp][lane] = v_scale;
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) {
       const float m_new = fmaxf(m[g], WarpMax(s[g]));  // finite: lane 0's key is visible
@@ -168,7 +211,8 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const PagedAttentionArg
 #pragma unroll 4
     for (int j = 0; j < n; ++j) {
       float vals[kVec];
-      LoadVec<kVec, kDType>(v_cache + row_s[warp][j] + lane * kVec, vals);
+      LoadValues<kVec, kDType, kFp8Kv>(v_cache + row_s[warp][j] + lane * kVec, v_scale_s[warp][j],
+                                       vals);
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         const float p = p_s[warp][g][j];
@@ -247,19 +291,19 @@ __global__ void __launch_bounds__(kDim) DecodeReduceKernel(const PagedAttentionA
       E::FromFloat(o / sum);
 }
 
-template <int kDim, int kGroup, AttentionDType kDType>
+template <int kDim, int kGroup, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchDecodeGroup(const PagedAttentionArgs& a, int32_t max_splits, void* stream) {
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t head_tiles = (group + kGroup - 1) / kGroup;
   const dim3 grid(static_cast<unsigned>(a.num_kv_heads * head_tiles),
                   static_cast<unsigned>(a.num_seqs), static_cast<unsigned>(max_splits));
-  DecodeKernel<kDim, kGroup, kDType><<<grid, kThreads, 0, AsStream(stream)>>>(a, max_splits);
+  DecodeKernel<kDim, kGroup, kDType, kFp8Kv><<<grid, kThreads, 0, AsStream(stream)>>>(a, max_splits);
   return LaunchStatus("DecodeKernel");
 }
 
 // Launches the decode kernel (and, when a context may be split, the reduction) over the step's
 // sequences with one query token.
-template <int kDim, AttentionDType kDType>
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchDecode(const PagedAttentionArgs& a, void* stream) {
   if (a.head_dim != kDim) {
     return absl::InvalidArgumentError("decode attention instance for head_dim " +
@@ -271,10 +315,10 @@ absl::Status LaunchDecode(const PagedAttentionArgs& a, void* stream) {
   // Query heads per block: the group rounded up to a power of two, at most 8.
   const int64_t group = a.num_heads / a.num_kv_heads;
   const absl::Status status =
-      group >= 5   ? LaunchDecodeGroup<kDim, 8, kDType>(a, max_splits, stream)
-      : group >= 3 ? LaunchDecodeGroup<kDim, 4, kDType>(a, max_splits, stream)
-      : group == 2 ? LaunchDecodeGroup<kDim, 2, kDType>(a, max_splits, stream)
-                   : LaunchDecodeGroup<kDim, 1, kDType>(a, max_splits, stream);
+      group >= 5   ? LaunchDecodeGroup<kDim, 8, kDType, kFp8Kv>(a, max_splits, stream)
+      : group >= 3 ? LaunchDecodeGroup<kDim, 4, kDType, kFp8Kv>(a, max_splits, stream)
+      : group == 2 ? LaunchDecodeGroup<kDim, 2, kDType, kFp8Kv>(a, max_splits, stream)
+                   : LaunchDecodeGroup<kDim, 1, kDType, kFp8Kv>(a, max_splits, stream);
   if (!status.ok() || max_splits == 1) return status;
   const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));
   DecodeReduceKernel<kDim, kDType><<<grid, kDim, 0, AsStream(stream)>>>(a, max_splits);

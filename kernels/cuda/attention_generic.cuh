@@ -22,10 +22,11 @@ namespace strata::kernels::cuda::attention {
 inline constexpr int kGenericMaxDim = 256;
 inline constexpr int kGenericWarps = 4;  // (token, head) pairs per block
 
-template <AttentionDType kDType>
+template <AttentionDType kDType, bool kFp8Kv>
 __global__ void __launch_bounds__(kGenericWarps * 32) GenericKernel(const PagedAttentionArgs a) {
   using E = Elem<kDType>;
   using T = typename E::T;
+  using C = CacheT<kDType, kFp8Kv>;
   constexpr int kSlots = kGenericMaxDim / 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t item = int64_t{blockIdx.x} * kGenericWarps + warp;  // token * heads + head
@@ -51,16 +52,24 @@ __global__ void __launch_bounds__(kGenericWarps * 32) GenericKernel(const PagedA
   const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
   const int32_t* table = a.block_tables + seq * a.max_blocks_per_seq;
   const T* q = static_cast<const T*>(a.q) + (token * a.num_heads + head) * d;
-  const T* k_cache = static_cast<const T*>(a.k_cache);
-  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
+  // An element of a cache row (its code times the row's scale for an fp8 cache).
+  auto element = [&](const C* cache, const float* scales, int64_t row, int64_t i) {
+    if constexpr (kFp8Kv) {
+      return Fp8ToFloat(cache[row + i]) * scales[row / d];
+    } else {
+      return E::ToFloat(cache[row + i]);
+    }
+  };
 
   __shared__ float q_s[kGenericWarps][kGenericMaxDim];
   for (int64_t i = lane; i < d; i += 32) q_s[warp][i] = E::ToFloat(q[i]);
   __syncwarp();
   auto logit = [&](int32_t key) {
-    const T* k = k_cache + CacheRow(table, key, a.block_size, a.num_kv_heads, kv_head, d);
+    const int64_t k = CacheRow(table, key, a.block_size, a.num_kv_heads, kv_head, d);
     float dot = 0.0f;
-    for (int64_t i = 0; i < d; ++i) dot += q_s[warp][i] * E::ToFloat(k[i]);
+    for (int64_t i = 0; i < d; ++i) dot += q_s[warp][i] * element(k_cache, a.k_scale, k, i);
     return Logit2(dot, a.scale, a.softcap);
   };
 
@@ -90,11 +99,11 @@ __global__ void __launch_bounds__(kGenericWarps * 32) GenericKernel(const PagedA
     const int n = min(32, pos + 1 - chunk);
     for (int j = 0; j < n; ++j) {
       const float pj = __shfl_sync(0xffffffffu, p, j);
-      const T* v = v_cache + CacheRow(table, chunk + j, a.block_size, a.num_kv_heads, kv_head, d);
+      const int64_t v = CacheRow(table, chunk + j, a.block_size, a.num_kv_heads, kv_head, d);
 #pragma unroll
       for (int t = 0; t < kSlots; ++t) {
         const int64_t i = lane + 32 * t;
-        if (i < d) acc[t] += pj * E::ToFloat(v[i]);
+        if (i < d) acc[t] += pj * element(v_cache, a.v_scale, v, i);
       }
     }
   }
@@ -107,7 +116,7 @@ __global__ void __launch_bounds__(kGenericWarps * 32) GenericKernel(const PagedA
 }
 
 // Launches the generic kernel over every query token of the step (both kinds).
-template <int kDim, AttentionDType kDType>
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchGeneric(const PagedAttentionArgs& a, void* stream) {
   static_assert(kDim == 0, "the generic kernel takes its head dim at run time");
   if (a.head_dim <= 0 || a.head_dim > kGenericMaxDim) {
@@ -120,7 +129,7 @@ absl::Status LaunchGeneric(const PagedAttentionArgs& a, void* stream) {
   if (items == 0) return absl::OkStatus();
   const int64_t blocks = (items + kGenericWarps - 1) / kGenericWarps;
   if (blocks > 0x7fffffff) return absl::InvalidArgumentError("generic attention: step too large");
-  GenericKernel<kDType><<<static_cast<unsigned>(blocks), kGenericWarps * 32, 0, AsStream(stream)>>>(a);
+  GenericKernel<kDType, kFp8Kv><<<static_cast<unsigned>(blocks), kGenericWarps * 32, 0, AsStream(stream)>>>(a);
   return LaunchStatus("GenericKernel");
 }
 

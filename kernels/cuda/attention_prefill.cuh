@@ -6,7 +6,9 @@
 // overlaps S = Q K^T), S is computed on the tensor cores, masked (causal, window), soft-capped,
 // and folded into a running max / sum per row (the online softmax, exp2 domain); P, rounded to
 // the input type, multiplies V into f32 accumulators rescaled as the max moves. Shared tiles are
-// swizzled (attention_common.cuh) so ldmatrix reads them without bank conflicts.
+// swizzled (attention_common.cuh) so ldmatrix reads them without bank conflicts. From an fp8
+// cache, K and V are converted to the input type (code times row scale, rounded) as they are
+// stored to shared memory, with plain loads instead of cp.async.
 //
 // Every block works on its own sequence's rows only, in a fixed key order: the result of a
 // sequence does not depend on the rest of the batch. Sequences with one query token are the
@@ -48,10 +50,37 @@ __device__ inline void LoadKvTile(T* tile, const T* cache, const int32_t* table,
   }
 }
 
-template <int kDim, AttentionDType kDType>
+// The same from an fp8 cache: each chunk's 8 codes times its row's scale, rounded to T and
+// stored (synchronously: the conversion happens on the way).
+template <int kDim, int kRows, AttentionDType kDType>
+__device__ inline void LoadFp8KvTile(typename Elem<kDType>::T* tile, const uint8_t* cache,
+                                     const float* scales, const int32_t* table, int32_t k0,
+                                     int32_t key_end, const PagedAttentionArgs& a,
+                                     int64_t kv_head) {
+  using E = Elem<kDType>;
+  using Tile = SwizzledTile<kDim>;
+  for (int i = threadIdx.x; i < kRows * Tile::kChunks; i += kThreads) {
+    const int r = i / Tile::kChunks;
+    const int c = i % Tile::kChunks;
+    const int32_t key = k0 + r;
+    uint4 packed = {0, 0, 0, 0};  // zeros past the end, as the cp.async path
+    if (key < key_end) {
+      const int64_t row = CacheRow(table, key, a.block_size, a.num_kv_heads, kv_head, kDim);
+      float f[8];
+      UnpackFp8x8(*reinterpret_cast<const uint2*>(cache + row + c * 8), scales[row / kDim], f);
+      auto* pairs = reinterpret_cast<typename E::T2*>(&packed);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) pairs[k] = E::FromFloat2(f[2 * k], f[2 * k + 1]);
+    }
+    *reinterpret_cast<uint4*>(tile + Tile::Offset(r, c)) = packed;
+  }
+}
+
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionArgs a) {
   using E = Elem<kDType>;
   using T = typename E::T;
+  using C = CacheT<kDType, kFp8Kv>;
   using Tile = SwizzledTile<kDim>;
   constexpr int kBc = PrefillKeys(kDim);
   constexpr int kSTiles = kBc / 8;   // n8 tiles of S per warp
@@ -71,8 +100,8 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
   const int64_t head = blockIdx.z;
   const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
   const int32_t* table = a.block_tables + seq * a.max_blocks_per_seq;
-  const T* k_cache = static_cast<const T*>(a.k_cache);
-  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const C* k_cache = static_cast<const C*>(a.k_cache);
+  const C* v_cache = static_cast<const C*>(a.v_cache);
 
   extern __shared__ __align__(128) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [kPrefillRows, kDim]
@@ -100,10 +129,17 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
   float l[2] = {0.0f, 0.0f};
 
   for (int32_t k0 = key_begin; k0 < key_end; k0 += kBc) {
-    LoadKvTile<kDim, kBc>(k_s, k_cache, table, k0, key_end, a, kv_head);
-    CopyAsyncCommit();
-    LoadKvTile<kDim, kBc>(v_s, v_cache, table, k0, key_end, a, kv_head);
-    CopyAsyncCommit();
+    if constexpr (kFp8Kv) {  // converted as they are stored; the commits keep the group count
+      LoadFp8KvTile<kDim, kBc, kDType>(k_s, k_cache, a.k_scale, table, k0, key_end, a, kv_head);
+      CopyAsyncCommit();
+      LoadFp8KvTile<kDim, kBc, kDType>(v_s, v_cache, a.v_scale, table, k0, key_end, a, kv_head);
+      CopyAsyncCommit();
+    } else {
+      LoadKvTile<kDim, kBc>(k_s, k_cache, table, k0, key_end, a, kv_head);
+      CopyAsyncCommit();
+      LoadKvTile<kDim, kBc>(v_s, v_cache, table, k0, key_end, a, kv_head);
+      CopyAsyncCommit();
+    }
     CopyAsyncWait<1>();  // Q and K have landed; V may still be in flight
     __syncthreads();
 
@@ -199,7 +235,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
 }
 
 // Launches the prefill kernel over the step's sequences with more than one query token.
-template <int kDim, AttentionDType kDType>
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchPrefill(const PagedAttentionArgs& a, void* stream) {
   if (a.head_dim != kDim) {
     return absl::InvalidArgumentError("prefill attention instance for head_dim " +
@@ -210,7 +246,7 @@ absl::Status LaunchPrefill(const PagedAttentionArgs& a, void* stream) {
   constexpr size_t kSmem = PrefillSmemBytes<kDim, kDType>();
   if constexpr (kSmem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(
-        PrefillKernel<kDim, kDType>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+        PrefillKernel<kDim, kDType, kFp8Kv>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (err != cudaSuccess) {
       return absl::InternalError(std::string("prefill attention: shared memory of ") +
                                  std::to_string(kSmem) + " bytes refused: " +
@@ -219,7 +255,7 @@ absl::Status LaunchPrefill(const PagedAttentionArgs& a, void* stream) {
   }
   const dim3 grid(static_cast<unsigned>((a.max_query_len + kPrefillRows - 1) / kPrefillRows),
                   static_cast<unsigned>(a.num_seqs), static_cast<unsigned>(a.num_heads));
-  PrefillKernel<kDim, kDType><<<grid, kThreads, kSmem, AsStream(stream)>>>(a);
+  PrefillKernel<kDim, kDType, kFp8Kv><<<grid, kThreads, kSmem, AsStream(stream)>>>(a);
   return LaunchStatus("PrefillKernel");
 }
 

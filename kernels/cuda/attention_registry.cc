@@ -9,12 +9,13 @@
 
 namespace strata::kernels::cuda {
 namespace attention {
-// Defined in attention_prefill.cuh / attention_decode.cuh, instantiated in generated units.
-template <int kDim, AttentionDType kDType>
+// Defined in attention_prefill.cuh / attention_decode.cuh / attention_generic.cuh, instantiated in
+// generated units.
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchPrefill(const PagedAttentionArgs& args, void* stream);
-template <int kDim, AttentionDType kDType>
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchDecode(const PagedAttentionArgs& args, void* stream);
-template <int kDim, AttentionDType kDType>
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchGeneric(const PagedAttentionArgs& args, void* stream);
 }  // namespace attention
 
@@ -28,27 +29,44 @@ constexpr AttentionKind kDecode = AttentionKind::kDecode;
 constexpr AttentionDType kBf16 = AttentionDType::kBf16;
 constexpr AttentionDType kFp16 = AttentionDType::kFp16;
 
-// name, kind, head_dim (0: any up to 256), dtype, sliding window, softcap, launch. The generic
-// rows serve both kinds where no tuned instance has the head dim.
+// The rows of one kind, head dim, dtype and cache type (each kernel supports windows and caps).
+template <int kDim, AttentionDType kDType, bool kFp8>
+constexpr AttentionKernel Prefill(const char* name) {
+  return {name, kPrefill, kDim, kDType, true, true, kFp8, LaunchPrefill<kDim, kDType, kFp8>};
+}
+template <int kDim, AttentionDType kDType, bool kFp8>
+constexpr AttentionKernel Decode(const char* name) {
+  return {name, kDecode, kDim, kDType, true, true, kFp8, LaunchDecode<kDim, kDType, kFp8>};
+}
+template <AttentionDType kDType, bool kFp8>
+constexpr AttentionKernel Generic(const char* name) {
+  return {name, kPrefill, 0, kDType, true, true, kFp8, LaunchGeneric<0, kDType, kFp8>};
+}
+
+// One row per instance. The generic rows (head dim 0: any up to 256) serve both kinds where no
+// tuned instance has the head dim. fp8 caches are read beside bf16 activations only.
 constexpr std::array kKernels = {
-    AttentionKernel{"prefill_d64_bf16", kPrefill, 64, kBf16, true, true, LaunchPrefill<64, kBf16>},
-    AttentionKernel{"prefill_d128_bf16", kPrefill, 128, kBf16, true, true,
-                    LaunchPrefill<128, kBf16>},
-    AttentionKernel{"prefill_d256_bf16", kPrefill, 256, kBf16, true, true,
-                    LaunchPrefill<256, kBf16>},
-    AttentionKernel{"prefill_d64_fp16", kPrefill, 64, kFp16, true, true, LaunchPrefill<64, kFp16>},
-    AttentionKernel{"prefill_d128_fp16", kPrefill, 128, kFp16, true, true,
-                    LaunchPrefill<128, kFp16>},
-    AttentionKernel{"prefill_d256_fp16", kPrefill, 256, kFp16, true, true,
-                    LaunchPrefill<256, kFp16>},
-    AttentionKernel{"decode_d64_bf16", kDecode, 64, kBf16, true, true, LaunchDecode<64, kBf16>},
-    AttentionKernel{"decode_d128_bf16", kDecode, 128, kBf16, true, true, LaunchDecode<128, kBf16>},
-    AttentionKernel{"decode_d256_bf16", kDecode, 256, kBf16, true, true, LaunchDecode<256, kBf16>},
-    AttentionKernel{"decode_d64_fp16", kDecode, 64, kFp16, true, true, LaunchDecode<64, kFp16>},
-    AttentionKernel{"decode_d128_fp16", kDecode, 128, kFp16, true, true, LaunchDecode<128, kFp16>},
-    AttentionKernel{"decode_d256_fp16", kDecode, 256, kFp16, true, true, LaunchDecode<256, kFp16>},
-    AttentionKernel{"generic_bf16", kPrefill, 0, kBf16, true, true, LaunchGeneric<0, kBf16>},
-    AttentionKernel{"generic_fp16", kPrefill, 0, kFp16, true, true, LaunchGeneric<0, kFp16>},
+    Prefill<64, kBf16, false>("prefill_d64_bf16"),
+    Prefill<128, kBf16, false>("prefill_d128_bf16"),
+    Prefill<256, kBf16, false>("prefill_d256_bf16"),
+    Prefill<64, kFp16, false>("prefill_d64_fp16"),
+    Prefill<128, kFp16, false>("prefill_d128_fp16"),
+    Prefill<256, kFp16, false>("prefill_d256_fp16"),
+    Prefill<64, kBf16, true>("prefill_d64_bf16_fp8kv"),
+    Prefill<128, kBf16, true>("prefill_d128_bf16_fp8kv"),
+    Prefill<256, kBf16, true>("prefill_d256_bf16_fp8kv"),
+    Decode<64, kBf16, false>("decode_d64_bf16"),
+    Decode<128, kBf16, false>("decode_d128_bf16"),
+    Decode<256, kBf16, false>("decode_d256_bf16"),
+    Decode<64, kFp16, false>("decode_d64_fp16"),
+    Decode<128, kFp16, false>("decode_d128_fp16"),
+    Decode<256, kFp16, false>("decode_d256_fp16"),
+    Decode<64, kBf16, true>("decode_d64_bf16_fp8kv"),
+    Decode<128, kBf16, true>("decode_d128_bf16_fp8kv"),
+    Decode<256, kBf16, true>("decode_d256_bf16_fp8kv"),
+    Generic<kBf16, false>("generic_bf16"),
+    Generic<kFp16, false>("generic_fp16"),
+    Generic<kBf16, true>("generic_bf16_fp8kv"),
 };
 constexpr int64_t kGenericMaxHeadDim = 256;
 
@@ -69,7 +87,7 @@ std::string AttentionDesc::ToString() const {
                       v_head_dim > 0 ? absl::StrCat(" v_head_dim=", v_head_dim) : "", " ",
                       AttentionDTypeName(dtype), causal ? " causal" : " non-causal",
                       paged ? " paged" : " contiguous", sliding_window ? " window" : "",
-                      softcap ? " softcap" : "");
+                      softcap ? " softcap" : "", fp8_kv ? " fp8-kv" : "");
 }
 
 absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& desc) {
@@ -89,7 +107,7 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
   std::string dims;
   const AttentionKernel* generic = nullptr;
   for (const AttentionKernel& kernel : kKernels) {
-    if (kernel.dtype != desc.dtype) continue;
+    if (kernel.dtype != desc.dtype || kernel.fp8_kv != desc.fp8_kv) continue;
     if (desc.sliding_window && !kernel.sliding_window) continue;
     if (desc.softcap && !kernel.softcap) continue;
     if (kernel.head_dim == 0) {
@@ -149,6 +167,9 @@ absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
   if (!Aligned16(a.q) || !Aligned16(a.k_cache) || !Aligned16(a.v_cache) || !Aligned16(a.out)) {
     return bad("q, the KV cache and out must be 16-byte aligned");
   }
+  if (a.fp8_kv && (a.k_scale == nullptr || a.v_scale == nullptr)) {
+    return bad("an fp8 cache needs its K and V scales");
+  }
   const int64_t need =
       AttentionWorkspaceBytes(a.num_seqs, a.num_heads, a.head_dim, a.max_context_len);
   if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need || !Aligned16(a.workspace))) {
@@ -166,6 +187,7 @@ absl::Status LaunchPagedAttention(const PagedAttentionArgs& args, AttentionDType
   desc.dtype = dtype;
   desc.sliding_window = args.sliding_window > 0;
   desc.softcap = args.softcap > 0.0f;
+  desc.fp8_kv = args.fp8_kv;
   desc.kind = AttentionKind::kDecode;
   absl::StatusOr<const AttentionKernel*> decode = FindAttentionKernel(desc);
   if (!decode.ok()) return decode.status();

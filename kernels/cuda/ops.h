@@ -125,19 +125,27 @@ struct GatherRowsParams {
 };
 absl::Status LaunchGatherRows(const GatherRowsParams& params, void* stream);
 
-// Stores token t's K (and V) at cache slot slot_mapping[t] of a bf16 paged cache
-// [num_blocks, block_size, num_kv_heads, head_dim]; slot = block * block_size + offset.
+// Stores token t's K (and V) at cache slot slot_mapping[t] of a paged cache
+// [num_blocks, block_size, num_kv_heads, head_dim]; slot = block * block_size + offset. A bf16
+// cache gets each value rounded; an fp8 cache gets each (token, KV head) row as e4m3 codes of
+// value / scale with scale = amax / 448 (the row's largest magnitude maps to e4m3's largest
+// finite value; 1 for a row of zeros), rounded to nearest even and saturated, and the scale in
+// k_scale / v_scale [num_blocks, block_size, num_kv_heads] (f32), so a value reads back as
+// code * scale.
 struct WriteKvParams {
   const void* k = nullptr;              // [num_tokens, num_kv_heads, head_dim], elem
   const void* v = nullptr;              // [num_tokens, num_kv_heads, v_head_dim], elem
-  void* k_cache = nullptr;              // bf16
-  void* v_cache = nullptr;              // bf16, or null when the cache stores no V
+  void* k_cache = nullptr;              // bf16, or fp8 codes
+  void* v_cache = nullptr;              // likewise, or null when the cache stores no V
   const int32_t* slot_mapping = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   int64_t v_head_dim = 0;
   Elem elem = Elem::kF32;
+  bool fp8 = false;          // the cache holds fp8 e4m3 codes
+  float* k_scale = nullptr;  // fp8 only
+  float* v_scale = nullptr;  // fp8 only (with V)
 };
 absl::Status LaunchWriteKv(const WriteKvParams& params, void* stream);
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -53,6 +54,42 @@ TEST(DTypeTest, QuantizedRowsDecodeWithinTheirStep) {
       }
     }
   }
+}
+
+// E4M3 by its definition: every code decodes to (-1)^s (1 + m/8) 2^(e-7) (subnormals m 2^-9),
+// S.1111.111 is NaN, and encoding any float gives the nearest code (ties to the even
+// mantissa), saturating at 448.
+TEST(DTypeTest, F8E4M3DecodesEveryCodeAndRoundsToNearestEven) {
+  std::vector<float> finite;  // the non-negative finite values, ascending
+  for (int c = 0; c < 256; ++c) {
+    const float v = F8E4M3ToF32(static_cast<uint8_t>(c));
+    const int e = (c >> 3) & 15, m = c & 7;
+    if (e == 15 && m == 7) {
+      EXPECT_TRUE(std::isnan(v)) << c;
+      EXPECT_EQ(F32ToF8E4M3(v) & 0x7f, 0x7f) << c;
+      continue;
+    }
+    const double want = (c & 0x80 ? -1.0 : 1.0) *
+                        (e == 0 ? m * std::pow(2.0, -9) : (1.0 + m / 8.0) * std::pow(2.0, e - 7));
+    EXPECT_EQ(v, static_cast<float>(want)) << c;
+    if (!(c == 0x80)) EXPECT_EQ(F32ToF8E4M3(v), c) << "code " << c << " value " << v;  // -0 too
+    if (c < 0x80) finite.push_back(v);
+  }
+  EXPECT_EQ(finite.back(), kF8E4M3Max);
+  EXPECT_EQ(F32ToF8E4M3(-0.0f), 0x80);
+  // Between neighbours: below the midpoint goes down, above goes up, on it to the even code.
+  for (size_t i = 0; i + 1 < finite.size(); ++i) {
+    const float lo = finite[i], hi = finite[i + 1], mid = (lo + hi) / 2;
+    EXPECT_EQ(F32ToF8E4M3(std::nextafter(mid, lo)), i) << lo;
+    EXPECT_EQ(F32ToF8E4M3(std::nextafter(mid, hi)), i + 1) << lo;
+    EXPECT_EQ(F32ToF8E4M3(mid), i % 2 == 0 ? i : i + 1) << lo;
+    EXPECT_EQ(F32ToF8E4M3(-mid), 0x80 | (i % 2 == 0 ? i : i + 1)) << lo;
+  }
+  for (float big : {448.5f, 464.0f, 1e6f, INFINITY}) {
+    EXPECT_EQ(F32ToF8E4M3(big), 0x7e) << big;
+    EXPECT_EQ(F32ToF8E4M3(-big), 0xfe) << big;
+  }
+  EXPECT_EQ(F32ToF8E4M3(1e-30f), 0);
 }
 
 TEST(DTypeTest, ParseNames) {

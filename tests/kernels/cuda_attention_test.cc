@@ -6,7 +6,9 @@
 //
 // Tolerance: ||out - ref|| / ||ref|| per (token, head) row under 1e-2 for bf16 and 2e-3 for
 // fp16 (P is rounded to the input type before P.V and the output is rounded once; both are a
-// few units of the type's last place).
+// few units of the type's last place). An fp8 cache's reference is its dequantized values
+// (code times row scale): the prefill kernel rounds those to bf16 as well, within the same
+// 1e-2.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -83,6 +85,21 @@ std::vector<Case> Cases() {
   generic.shape.sliding_window = 25;
   generic.shape.softcap = 5.0f;
   cases.push_back(generic);
+  // fp8 e4m3 caches (rows of mixed magnitudes, a scale each) beside bf16 activations: every
+  // kernel, decode splits, windows, the generic kernel.
+  for (Case c : std::vector<Case>{
+           {"fp8_decode_d128_gqa4", Shape(128, 8, 2, 16, {{1, 1}, {1, 255}, {1, 1000}, {1, 9000}})},
+           {"fp8_decode_d64_mha", Shape(64, 4, 4, 32, {{1, 3}, {1, 700}})},
+           {"fp8_decode_d256_gqa8", Shape(256, 16, 2, 16, {{1, 129}, {1, 2000}})},
+           {"fp8_prefill_d128_mixed", Shape(128, 8, 2, 16, mixed)},
+           {"fp8_prefill_d64_mixed", Shape(64, 4, 1, 32, mixed)},
+           {"fp8_prefill_d256_mixed", Shape(256, 4, 2, 16, mixed)},
+           {"fp8_generic_d80_mixed", Shape(80, 4, 2, 16, mixed)},
+           {"fp8_window_37", Shape(128, 8, 2, 16, mixed)}}) {
+    c.shape.fp8_kv = true;
+    if (c.name == "fp8_window_37") c.shape.sliding_window = 37;
+    cases.push_back(c);
+  }
   return cases;
 }
 
@@ -202,6 +219,40 @@ TEST(CudaAttentionInvariance, ChunkedPrefillEqualsOneStep) {
     const std::vector<uint16_t> chunk = d_tail.Output();
     EXPECT_EQ(chunk, std::vector<uint16_t>(all.begin() + 107 * row, all.end()))
         << "window " << window;
+  }
+}
+
+// A step's sequences run as several launches over ranges of them (what the CUDA backend does
+// when the decode partials reserved at load hold fewer sequences than the step has) give
+// every sequence the bits of one launch: decode splits and their reduction, prefill chunks
+// over a cached prefix, for a tuned head dim and for the generic kernel, bf16 and fp8 caches.
+TEST(CudaAttentionInvariance, SequenceRangesInSeparateLaunchesEqualOneLaunch) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  const std::vector<SeqShape> seqs = {{1, 3000}, {40, 300}, {1, 17}, {1, 900},
+                                      {64, 64},  {1, 5000}, {7, 260}};
+  for (int64_t d : {int64_t{128}, int64_t{80}}) {
+    for (bool fp8 : {false, true}) {
+      AttentionShape shape = Shape(d, 8, 2, 16, seqs);
+      shape.fp8_kv = fp8;
+      const HostBatch host = MakeBatch(shape, 21);
+      DeviceBatch whole(host), parts(host);
+      ASSERT_TRUE(LaunchPagedAttention(whole.args, AttentionDType::kBf16, nullptr).ok());
+      int64_t first = 0;
+      for (int64_t count : {2, 3, 2}) {
+        PagedAttentionArgs a = parts.args;
+        a.num_seqs = count;
+        a.block_tables += first * a.max_blocks_per_seq;
+        a.query_start += first;
+        a.context_lens += first;
+        a.workspace_bytes = AttentionWorkspaceBytes(count, a.num_heads, a.head_dim, a.max_context_len);
+        const absl::Status status = LaunchPagedAttention(a, AttentionDType::kBf16, nullptr);
+        ASSERT_TRUE(status.ok()) << status;
+        first += count;
+      }
+      ASSERT_EQ(first, static_cast<int64_t>(seqs.size()));
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      EXPECT_EQ(parts.Output(), whole.Output()) << "head dim " << d << (fp8 ? ", fp8 cache" : "");
+    }
   }
 }
 

@@ -1,10 +1,12 @@
 // Host side of the CUDA attention tests and benchmark: a random paged batch (Q, K/V cache in
-// shuffled blocks, block tables, query/context lengths) in 16-bit floats, its float64
-// reference, and a device copy with PagedAttentionArgs pointing into it.
+// shuffled blocks, block tables, query/context lengths) in 16-bit floats (or an fp8 e4m3 cache
+// with a scale per row), its float64 reference, and a device copy with PagedAttentionArgs
+// pointing into it.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -32,6 +34,7 @@ struct AttentionShape {
   AttentionDType dtype = AttentionDType::kBf16;
   float softcap = 0.0f;
   int64_t sliding_window = 0;
+  bool fp8_kv = false;  // the cache in fp8 e4m3, rows of random magnitudes with their scales
   std::vector<SeqShape> seqs;
 };
 
@@ -57,8 +60,35 @@ struct HostBatch {
   int64_t num_blocks = 0;
   int64_t max_blocks_per_seq = 0;
   std::vector<uint16_t> q, k, v;  // q [tokens, heads, d]; k, v [blocks, block_size, kv, d]
+  std::vector<uint8_t> k8, v8;    // fp8_kv: the cache's codes (k and v are then empty)
+  std::vector<float> k_scale, v_scale;  // fp8_kv: [blocks, block_size, kv]
   std::vector<int32_t> block_tables, query_start, context_lens;
+
+  // Cache element i of K (or V) as the kernels read it.
+  float Kv(bool is_v, int64_t i) const {
+    if (!shape.fp8_kv) return FromHalfBits((is_v ? v : k)[i], shape.dtype);
+    const __half h(__nv_cvt_fp8_to_halfraw((is_v ? v8 : k8)[i], __NV_E4M3));
+    return __half2float(h) * (is_v ? v_scale : k_scale)[i / shape.head_dim];
+  }
 };
+
+// Rows of `d` values as fp8 codes the way LaunchWriteKv stores them: scale = amax / 448 (1 for
+// a zero row), code = e4m3(x / scale), rounded to nearest even and saturated.
+inline void QuantizeFp8Rows(const std::vector<float>& x, int64_t d, std::vector<uint8_t>& codes,
+                            std::vector<float>& scales) {
+  codes.resize(x.size());
+  scales.resize(x.size() / d);
+  for (size_t r = 0; r < scales.size(); ++r) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[r * d + i]));
+    float scale = amax / 448.0f;
+    if (!(scale > 0.0f)) scale = 1.0f;
+    scales[r] = scale;
+    for (int64_t i = 0; i < d; ++i) {
+      codes[r * d + i] = __nv_cvt_float_to_fp8(x[r * d + i] / scale, __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+}
 
 // Random Q (uniform in [-q_range, q_range]), K and V ([-1, 1]); every sequence's blocks are
 // distinct physical blocks in a shuffled order (plus a few unused ones).
@@ -97,6 +127,18 @@ inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_r
   };
   fill(b.q, b.num_tokens * shape.num_heads * d, q_range);
   const int64_t cache = b.num_blocks * shape.block_size * shape.num_kv_heads * d;
+  if (shape.fp8_kv) {  // rows of magnitudes 2^-4 .. 2^3 (each row its own scale), a zero row
+    std::uniform_real_distribution<float> log2_magnitude(-4.0f, 3.0f);
+    for (auto [codes, scales] : {std::pair{&b.k8, &b.k_scale}, std::pair{&b.v8, &b.v_scale}}) {
+      std::vector<float> x(cache);
+      for (int64_t r = 0; r < cache / d; ++r) {
+        const float m = r == 1 ? 0.0f : std::exp2(log2_magnitude(rng));
+        for (int64_t i = 0; i < d; ++i) x[r * d + i] = m * unit(rng);
+      }
+      QuantizeFp8Rows(x, d, *codes, *scales);
+    }
+    return b;
+  }
   fill(b.k, cache, 1.0f);
   fill(b.v, cache, 1.0f);
   return b;
@@ -127,7 +169,7 @@ inline std::vector<double> ReferenceAttention(const HostBatch& b) {
         double top = -INFINITY;
         for (int64_t t = first; t <= pos; ++t) {
           double dot = 0.0;
-          for (int64_t i = 0; i < d; ++i) dot += double{at(b.q, q0 + i)} * at(b.k, row(t, h / group) + i);
+          for (int64_t i = 0; i < d; ++i) dot += double{at(b.q, q0 + i)} * b.Kv(false, row(t, h / group) + i);
           dot *= scale;
           if (sh.softcap > 0.0f) dot = sh.softcap * std::tanh(dot / sh.softcap);
           p[t - first] = dot;
@@ -138,7 +180,7 @@ inline std::vector<double> ReferenceAttention(const HostBatch& b) {
         for (int64_t t = first; t <= pos; ++t) {
           const double w = p[t - first] / sum;
           const int64_t v0 = row(t, h / group);
-          for (int64_t i = 0; i < d; ++i) out[q0 + i] += w * at(b.v, v0 + i);
+          for (int64_t i = 0; i < d; ++i) out[q0 + i] += w * b.Kv(true, v0 + i);
         }
       }
     }
@@ -176,11 +218,13 @@ class DeviceMemory {
 
 // The batch on the device, the output poisoned with NaN (0xFFFF) so an unwritten element shows.
 struct DeviceBatch {
-  DeviceMemory q, k, v, out, block_tables, query_start, context_lens, workspace;
+  DeviceMemory q, k, v, k_scale, v_scale, out, block_tables, query_start, context_lens, workspace;
   PagedAttentionArgs args;
 
   explicit DeviceBatch(const HostBatch& b)
-      : q(b.q), k(b.k), v(b.v), out(b.q.size() * 2), block_tables(b.block_tables),
+      : q(b.q), k(b.shape.fp8_kv ? DeviceMemory(b.k8) : DeviceMemory(b.k)),
+        v(b.shape.fp8_kv ? DeviceMemory(b.v8) : DeviceMemory(b.v)), k_scale(b.k_scale),
+        v_scale(b.v_scale), out(b.q.size() * 2), block_tables(b.block_tables),
         query_start(b.query_start), context_lens(b.context_lens) {
     const AttentionShape& sh = b.shape;
     int64_t max_q = 0, max_ctx = 0;
@@ -194,6 +238,9 @@ struct DeviceBatch {
     args.q = q.get();
     args.k_cache = k.get();
     args.v_cache = v.get();
+    args.fp8_kv = sh.fp8_kv;
+    args.k_scale = static_cast<const float*>(k_scale.get());
+    args.v_scale = static_cast<const float*>(v_scale.get());
     args.out = out.get();
     args.block_tables = static_cast<const int32_t*>(block_tables.get());
     args.query_start = static_cast<const int32_t*>(query_start.get());

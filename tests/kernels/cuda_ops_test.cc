@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.h"
 #include "common/philox.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/ops.h"
@@ -302,6 +303,69 @@ TEST_P(CudaOpsTest, EmbeddingGatherAndKvWrites) {
   EXPECT_EQ(vc.ToHost(), v_want);
 }
 
+// KV writes into an fp8 cache: each (token, KV head) row's codes and scale exactly as the host
+// computes them from the row's values (common/dtype.h: scale = amax / 448, code = the nearest
+// e4m3 of value / scale, saturated), rows of very different magnitudes, a zero row, and a row
+// with one outlier; V of another head dim. The codes decode within e4m3's half step of the
+// values.
+TEST_P(CudaOpsTest, Fp8KvWrites) {
+  const int64_t kv_heads = 2, hd = 64, vd = 32, slots = 8, tokens = 3;
+  const std::vector<int32_t> slot_mapping = {6, 1, 3};
+  Vec k = cpu::RandomFloats(tokens * kv_heads * hd, 12);
+  Vec v = cpu::RandomFloats(tokens * kv_heads * vd, 13);
+  for (int64_t i = 0; i < hd; ++i) k[i] *= 1e-3f;          // token 0, head 0: small
+  for (int64_t i = hd; i < 2 * hd; ++i) k[i] *= 300.0f;    // token 0, head 1: large
+  for (int64_t i = 2 * hd; i < 3 * hd; ++i) k[i] = 0.0f;   // token 1, head 0: zeros
+  k[3 * hd + 5] = 1000.0f;                                 // token 1, head 1: an outlier
+  k = Rounded(k, elem());
+  v = Rounded(v, elem());
+  auto expect = [&](const Vec& x, int64_t dim, std::vector<uint8_t>& codes, Vec& scales) {
+    codes.assign(slots * kv_heads * dim, 0);
+    scales.assign(slots * kv_heads, 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t h = 0; h < kv_heads; ++h) {
+        const float* row = x.data() + (t * kv_heads + h) * dim;
+        float amax = 0.0f;
+        for (int64_t i = 0; i < dim; ++i) amax = std::max(amax, std::fabs(row[i]));
+        float scale = amax / kF8E4M3Max;
+        if (!(scale > 0.0f)) scale = 1.0f;
+        const int64_t dst = slot_mapping[t] * kv_heads + h;
+        scales[dst] = scale;
+        for (int64_t i = 0; i < dim; ++i) {
+          codes[dst * dim + i] = F32ToF8E4M3(row[i] / scale);
+          EXPECT_NEAR(F8E4M3ToF32(codes[dst * dim + i]) * scale, row[i],
+                      std::fabs(row[i]) / 16 + scale * std::ldexp(1.0f, -10))
+              << "token " << t << " head " << h << " dim " << i;
+        }
+      }
+    }
+  };
+  std::vector<uint8_t> k_codes, v_codes;
+  Vec k_scales, v_scales;
+  expect(k, hd, k_codes, k_scales);
+  expect(v, vd, v_codes, v_scales);
+  DeviceValues dk(k, elem()), dv(v, elem());
+  DeviceArray<uint8_t> kc(std::vector<uint8_t>(k_codes.size(), 0)), vc(std::vector<uint8_t>(v_codes.size(), 0));
+  DeviceValues ks(Vec(k_scales.size(), 0.0f), Elem::kF32), vs(Vec(v_scales.size(), 0.0f), Elem::kF32);
+  DeviceArray<int32_t> dslots(slot_mapping);
+  cuda::WriteKvParams w{dk.get(), dv.get(), const_cast<uint8_t*>(kc.get()), const_cast<uint8_t*>(vc.get()),
+                        dslots.get(), tokens, kv_heads, hd, vd, elem()};
+  w.fp8 = true;
+  w.k_scale = ks.as<float>();
+  w.v_scale = vs.as<float>();
+  ASSERT_TRUE(cuda::LaunchWriteKv(w, nullptr).ok());
+  EXPECT_EQ(ks.ToHost(), k_scales);
+  EXPECT_EQ(vs.ToHost(), v_scales);
+  std::vector<uint8_t> got(k_codes.size());
+  ASSERT_EQ(cudaMemcpy(got.data(), kc.get(), got.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(got, k_codes);
+  got.resize(v_codes.size());
+  ASSERT_EQ(cudaMemcpy(got.data(), vc.get(), got.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(got, v_codes);
+  w.v_scale = nullptr;
+  EXPECT_FALSE(cuda::LaunchWriteKv(w, nullptr).ok()) << "an fp8 cache without its V scales";
+}
+
 INSTANTIATE_TEST_SUITE_P(Elems, CudaOpsTest, ::testing::Values(Elem::kF32, Elem::kBf16),
                          [](const auto& param_info) { return std::string(Name(param_info.param)); });
 
@@ -364,7 +428,7 @@ TEST(CudaOpsLogitsEdit, EditsAsTheHostProcessorsDo) {
       row[vocab - 1] = -INFINITY;
       SamplingParams& p = params[r];
       TokenHistory& h = histories[r];
-      p.repetition_penalty = r % 3 == 0 ? 1.0f : 0.7f + 0.3f * static_cast<float>(r);
+      p.repetition_penalty = r % 3 == 0 ? 1.0f : 0.6f + 0.25f * static_cast<float>(r);
       p.frequency_penalty = r % 2 == 0 ? 0.35f : 0.0f;
       p.presence_penalty = r == 5 ? 0.0f : -0.8f + 0.3f * static_cast<float>(r);
       for (int64_t i = 0; i < 12; ++i) {

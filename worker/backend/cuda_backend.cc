@@ -261,6 +261,7 @@ class CudaBackend : public Backend {
   int64_t x_bf16_bytes_ = 0;
   std::shared_ptr<void> attention_ws_;
   int64_t attention_ws_bytes_ = 0;
+  int64_t attention_seqs_ = 1;  // decode sequences the reserved partials hold at the longest context
   std::shared_ptr<void> sample_scratch_;  // ids, logprobs, parameters, edited rows
   int64_t sample_scratch_bytes_ = 0;
 };
@@ -276,12 +277,12 @@ class Staging {
  public:
   template <class T>
   int64_t Add(const std::vector<T>& part) {
-    const int64_t at = Aligned(static_cast<int64_t>(bytes_.size()));
-    bytes_.resize(at + part.size() * sizeof(T));
+    const int64_t at = static_cast<int64_t>(bytes_.size());  // aligned: every part is padded
+    bytes_.resize(Aligned(at + static_cast<int64_t>(part.size() * sizeof(T))));
     if (!part.empty()) std::memcpy(bytes_.data() + at, part.data(), part.size() * sizeof(T));
     return at;
   }
-  int64_t size() const { return Aligned(static_cast<int64_t>(bytes_.size())); }
+  int64_t size() const { return static_cast<int64_t>(bytes_.size()); }
   const std::byte* data() const { return bytes_.data(); }
   static int64_t Aligned(int64_t bytes) { return (bytes + 15) / 16 * 16; }
 
@@ -489,8 +490,9 @@ absl::StatusOr<Buffer> CudaBackend::Allocate(DType dtype, Shape shape) {
 void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes,
                            const char* what) {
   if (bytes <= size && buffer != nullptr) return buffer.get();
-  if (reserved_) {
-    STRATA_LOG_WARN("cuda:{}: a step beyond the limits reserved at load: {} grows from {} to {} "
+  if (reserved_) {  // grown by half again at least, so a creeping workload reallocates rarely
+    bytes = std::max(bytes, size + size / 2);
+    STRATA_LOG_WARN("cuda:{}: a step beyond the memory reserved at load: {} grows from {} to {} "
                     "bytes", info_.index, what, size, bytes);
   }
   Launched(cudaStreamSynchronize(stream_), "scratch growth");  // the old buffer may be in use
@@ -548,9 +550,10 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
   const int64_t per_seq = kc::AttentionWorkspaceBytes(1, l.num_heads, l.head_dim,
                                                       l.max_blocks_per_seq * l.block_size);
   if (per_seq > 0) {
-    const int64_t fit = std::max<int64_t>(1, std::min(std::max<int64_t>(l.max_logit_rows, 1),
-                                                      kAttentionWorkspace / per_seq));
-    if (Scratch(attention_ws_, attention_ws_bytes_, fit * per_seq, "attention") == nullptr) {
+    attention_seqs_ = std::max<int64_t>(1, std::min(std::max<int64_t>(l.max_logit_rows, 1),
+                                                    kAttentionWorkspace / per_seq));
+    if (Scratch(attention_ws_, attention_ws_bytes_, attention_seqs_ * per_seq, "attention") ==
+        nullptr) {
       return Sync();
     }
   }
@@ -573,11 +576,13 @@ absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
   Launched(cudaSetDevice(info_.index), "select the device");  // the driving thread's device
   STRATA_RETURN_IF_ERROR(Sync());  // the previous step's copy out of the pinned buffer is done
   if (total > meta_host_size_) {
+    int64_t values = total;
     if (reserved_) {
-      STRATA_LOG_WARN("cuda:{}: a step beyond the limits reserved at load: its metadata grows "
-                      "from {} to {} values", info_.index, meta_host_size_, total);
+      values = std::max(total, meta_host_size_ + meta_host_size_ / 2);
+      STRATA_LOG_WARN("cuda:{}: a step beyond the memory reserved at load: its metadata grows "
+                      "from {} to {} values", info_.index, meta_host_size_, values);
     }
-    STRATA_RETURN_IF_ERROR(ReserveMeta(total));
+    STRATA_RETURN_IF_ERROR(ReserveMeta(values));
   }
   int32_t* h = meta_host_;
   auto put = [&h](const int32_t* src, int64_t count) {
@@ -781,7 +786,7 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
                                                       plan.max_context_len);
   int64_t per_launch = std::max<int64_t>(plan.num_seqs, 1);
   if (per_seq > 0) {
-    const int64_t need = per_seq * (reserved_ ? 1 : per_launch);
+    const int64_t need = per_seq * (reserved_ ? std::min(per_launch, attention_seqs_) : per_launch);
     a.workspace = Scratch(attention_ws_, attention_ws_bytes_, need, "attention");
     if (a.workspace == nullptr) return;
     per_launch = attention_ws_bytes_ / per_seq;
@@ -791,7 +796,7 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
   do {
     kc::PagedAttentionArgs part = a;
     part.num_seqs = std::min(per_launch, plan.num_seqs - first);
-    part.block_tables = plan.block_tables + first * plan.max_blocks_per_seq;
+    part.block_tables = plan.block_tables + first * a.max_blocks_per_seq;
     part.query_start = plan.query_start + first;
     part.context_lens = plan.context_lens + first;
     part.workspace_bytes = per_seq * part.num_seqs;

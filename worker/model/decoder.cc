@@ -156,7 +156,7 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
     limits.max_blocks_per_seq = std::min(
         limits.max_blocks_per_seq, (c.max_position_embeddings + o.kv_block_size - 1) / o.kv_block_size);
   }
-  limits.vocab = parts.head ? c.vocab_size : 0;
+  limits.vocab = parts.head && o.tp_rank == 0 ? c.vocab_size : 0;  // TP rank 0 samples
   limits.num_heads = parts.tp.q_heads.size();
   for (const KvSpec& kv : parts.kv_specs) limits.head_dim = std::max(limits.head_dim, kv.head_dim);
   return limits;

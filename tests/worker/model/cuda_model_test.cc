@@ -224,15 +224,19 @@ TEST(CudaModelTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
 }
 
 // Steps allocate nothing once a model is loaded: the backend's own step memory (metadata,
-// attention partials, sampling) is reserved for the runner's limits at load. After a warm-up
-// that launches every kernel once (lazy module loading takes device memory at a kernel's
-// first launch), the device's free memory stays the same through batches of up to 128
-// requests sampled on the device (plain, and with penalties and bias) and on the host
-// (logprobs). Without the reservation the sampling memory alone would grow by 16 MiB (128 rows
-// of a 32k vocabulary). Requests with penalties and bias also get the same ids alone as in the
-// batch.
+// attention partials, sampling) is reserved for the runner's limits at load. Modules load
+// eagerly (CUDA_MODULE_LOADING=EAGER, set by ctest and gpu-check: lazy loading would take
+// device memory at each kernel's first launch, cuBLASLt's included); after a one-request
+// warm-up, the device's free memory stays the same through batches of up to 128 requests
+// sampled plainly, with penalties and bias, and with logprobs. Without the reservation the
+// sampling memory alone would grow by 16 MiB (128 rows of a 32k vocabulary). Requests with
+// penalties and bias also get the same ids alone as in the batch.
 TEST(CudaModelTest, StepsAllocateNothingAfterLoad) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  const char* loading = std::getenv("CUDA_MODULE_LOADING");
+  ASSERT_TRUE(loading != nullptr && std::string(loading) == "EAGER")
+      << "run with CUDA_MODULE_LOADING=EAGER (ctest and scripts/gpu-check.sh set it): lazily "
+         "loaded kernels take device memory at their first launch";
   SyntheticModelSpec spec;
   spec.name = "strata-gpu-reserve-random";
   spec.vocab_size = 32000;
@@ -266,7 +270,7 @@ TEST(CudaModelTest, StepsAllocateNothingAfterLoad) {
   variants[2].sampling.logprobs = 2;
   std::vector<int32_t> long_prompt(300);
   for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = 3 + static_cast<int32_t>(i * 7 % 31000);
-  for (const engine::BatchGenerateOptions& o : variants) {  // the warm-up: every kernel once
+  for (const engine::BatchGenerateOptions& o : variants) {  // the warm-up: every path once
     auto r = engine::GenerateBatch(**executor, {long_prompt}, o);
     ASSERT_TRUE(r.ok()) << r.status();
   }

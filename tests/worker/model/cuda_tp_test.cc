@@ -123,6 +123,7 @@ class SameDeviceGroup {
       return absl::OkStatus();
     }
     absl::Status Recv(float* data, int64_t n, int peer) override {
+      if (n > g_.max_) return absl::InvalidArgumentError("SameDeviceGroup: message too large");
       Mailbox& m = *g_.mailboxes_[peer * g_.world_ + rank_];
       std::unique_lock lock(m.mu);
       if (!m.cv.wait_for(lock, kTimeout, [&] { return m.full; })) {
