@@ -27,6 +27,9 @@ absl::StatusOr<DeviceKind> ParseDeviceKind(std::string_view name);
 struct DeviceSpec {
   DeviceKind kind = DeviceKind::kCpu;
   int index = -1;  // -1: the default (cpu: the host; cuda: device 0, or one per worker)
+  // The KV cache's element type (`--kv-dtype`); nullopt: the backend's default (cpu f32, cuda
+  // bf16). A backend refuses one it does not keep.
+  std::optional<DType> kv_dtype;
 };
 absl::StatusOr<DeviceSpec> ParseDeviceSpec(std::string_view text);
 

@@ -12,7 +12,7 @@
 namespace strata {
 namespace {
 
-constexpr std::array<DTypeInfo, 7> kInfos = {{
+constexpr std::array<DTypeInfo, 8> kInfos = {{
     {"f32", 1, 4, false},
     {"f16", 1, 2, false},
     {"bf16", 1, 2, false},
@@ -20,6 +20,7 @@ constexpr std::array<DTypeInfo, 7> kInfos = {{
     {"q4_0", 32, 18, true},
     {"i32", 1, 4, false},
     {"i8", 1, 1, false},
+    {"f8_e4m3", 1, 1, false},
 }};
 
 }  // namespace
@@ -32,7 +33,7 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
     if (kInfos[i].name == lower) return static_cast<DType>(i);
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype '", std::string(name), "' (expected f32, f16, bf16, q8_0 or q4_0)"));
+      absl::StrCat("unknown dtype '", std::string(name), "' (expected f32, f16, bf16, q8_0, q4_0 or f8_e4m3)"));
 }
 
 float F16ToF32(uint16_t h) {
@@ -157,6 +158,11 @@ void DequantizeRow(DType dtype, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = s[i];
       return;
     }
+    case DType::kF8E4M3: {
+      const auto* s = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = F8E4M3ToF32(s[i]);
+      return;
+    }
   }
 }
 
@@ -208,6 +214,11 @@ void QuantizeRow(DType dtype, const float* src, void* dst, int64_t n) {
           b[i].q[j] = static_cast<uint8_t>(lo | (hi << 4));
         }
       }
+      return;
+    }
+    case DType::kF8E4M3: {
+      auto* d = static_cast<uint8_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = F32ToF8E4M3(src[i]);
       return;
     }
     case DType::kI32:

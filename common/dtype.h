@@ -22,10 +22,11 @@ enum class DType : uint8_t {
   kQ4_0,
   kI32,
   kI8,
+  kF8E4M3,  // fp8 e4m3 (see F32ToF8E4M3): the GPU's 8-bit KV cache, with a scale per row
 };
 
 struct DTypeInfo {
-  const char* name;  // "f32", "f16", "bf16", "q8_0", "q4_0", "i32", "i8"
+  const char* name;  // "f32", "f16", "bf16", "q8_0", "q4_0", "i32", "i8", "f8_e4m3"
   int64_t block_elems;    // 1 for plain types
   int64_t block_bytes;    // bytes of one block (element size for plain types)
   bool quantized;

@@ -14,7 +14,7 @@
 #                               cases, the attention benchmark and its PyTorch peer, end-to-end
 #                               decode of a Llama-3-8B-shaped bf16 model (written there by
 #                               `strata synth` while the tests run) at batch 1/32/128 (and 128
-#                               with sampling on the device), and last
+#                               with sampling on the device, and with an fp8 KV cache), and last
 #                               Hugging Face transformers on the same fixtures as a second
 #                               reference for the model tests' logits (hf_reference.py); writes
 #                               logs under $OUT and prints a summary last. If the packed binaries
@@ -215,6 +215,13 @@ run() {
         --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" --temperature 0.8 \
         --top-p 0.9 > "$out/e2e_batch128_sampled.txt" 2>&1
       echo "e2e batch 128 sampled: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch128_sampled.txt" | tr '\n' ' ')" >> "$summary"
+    fi
+    # And with an f8_e4m3 KV cache (half the cache bytes a token): against the bf16 cache's run.
+    if fits 100; then
+      timeout 100 "$PACK/bin/strata" bench generate --model "$model" --device cuda --batch 128 \
+        --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" --kv-dtype f8_e4m3 \
+        > "$out/e2e_batch128_fp8kv.txt" 2>&1
+      echo "e2e batch 128 fp8 KV: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch128_fp8kv.txt" | tr '\n' ' ')" >> "$summary"
     fi
   else
     echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"

@@ -9,6 +9,7 @@
 // (hashed), never zeros. Prints one line per case; the same shapes run through PyTorch's
 // scaled_dot_product_attention in bench/cuda/sdpa_peer.py.
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -65,6 +66,19 @@ void Random(void* p, int64_t n, uint32_t seed) {
   BENCH_CHECK(cudaGetLastError());
 }
 
+// An fp8 cache: codes of values in [-1, 1) (as WriteKv stores them), and every row's scale.
+__global__ void FillFp8(uint8_t* codes, int64_t n, float* scales, int64_t rows, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    const float x = static_cast<float>(h) * (2.0f / 4294967296.0f) - 1.0f;
+    codes[i] = __nv_cvt_float_to_fp8(x * 448.0f, __NV_SATFINITE, __NV_E4M3);
+    if (i < rows) scales[i] = 1.0f / 448.0f;
+  }
+}
+
 template <class Fn>
 double MedianMs(int iters, Fn&& fn) {
   cudaEvent_t start, stop;
@@ -101,10 +115,10 @@ constexpr int64_t kHeads = 32, kKvHeads = 8, kDim = 128, kBlock = 16;
 
 // A paged batch of `num_seqs` sequences of `n_q` queries over `ctx` tokens each, random data.
 struct PagedBatch {
-  std::unique_ptr<Buffer> q, k, v, out, tables, starts, lens, workspace;
+  std::unique_ptr<Buffer> q, k, v, k_scale, v_scale, out, tables, starts, lens, workspace;
   PagedAttentionArgs args;
 
-  PagedBatch(int64_t num_seqs, int32_t n_q, int32_t ctx) {
+  PagedBatch(int64_t num_seqs, int32_t n_q, int32_t ctx, bool fp8 = false) {
     const int64_t blocks_per_seq = (ctx + kBlock - 1) / kBlock;
     const int64_t num_blocks = num_seqs * blocks_per_seq;
     std::vector<int32_t> table(num_blocks), start(num_seqs + 1), len(num_seqs, ctx);
@@ -115,11 +129,25 @@ struct PagedBatch {
     const int64_t cache = num_blocks * kBlock * kKvHeads * kDim;
     q = std::make_unique<Buffer>(tokens * kHeads * kDim * 2);
     out = std::make_unique<Buffer>(tokens * kHeads * kDim * 2);
-    k = std::make_unique<Buffer>(cache * 2);
-    v = std::make_unique<Buffer>(cache * 2);
     Random(q->ptr, tokens * kHeads * kDim, 2);
-    Random(k->ptr, cache, 3);
-    Random(v->ptr, cache, 4);
+    if (fp8) {
+      const int64_t rows = cache / kDim;
+      k = std::make_unique<Buffer>(cache);
+      v = std::make_unique<Buffer>(cache);
+      k_scale = std::make_unique<Buffer>(rows * 4);
+      v_scale = std::make_unique<Buffer>(rows * 4);
+      FillFp8<<<1024, 256>>>(static_cast<uint8_t*>(k->ptr), cache, static_cast<float*>(k_scale->ptr), rows, 3);
+      FillFp8<<<1024, 256>>>(static_cast<uint8_t*>(v->ptr), cache, static_cast<float*>(v_scale->ptr), rows, 4);
+      BENCH_CHECK(cudaGetLastError());
+      args.fp8_kv = true;
+      args.k_scale = static_cast<const float*>(k_scale->ptr);
+      args.v_scale = static_cast<const float*>(v_scale->ptr);
+    } else {
+      k = std::make_unique<Buffer>(cache * 2);
+      v = std::make_unique<Buffer>(cache * 2);
+      Random(k->ptr, cache, 3);
+      Random(v->ptr, cache, 4);
+    }
     tables = Upload(table);
     starts = Upload(start);
     lens = Upload(len);
@@ -162,25 +190,29 @@ struct PagedBatch {
   }
 };
 
-void Prefill(const Options& opt, int64_t batch, int32_t seq) {
-  PagedBatch b(batch, seq, seq);
+void Prefill(const Options& opt, int64_t batch, int32_t seq, bool fp8 = false) {
+  PagedBatch b(batch, seq, seq, fp8);
   const double ms = b.Run(opt.iters);
   const double keys = static_cast<double>(batch) * seq * (seq + 1.0) / 2.0;
   const double tflops = 4.0 * kDim * kHeads * keys / (ms * 1e-3) / 1e12;
-  std::printf("prefill d128 bf16 causal batch=%ld seq=%d heads=32/8: %.3f ms, %.1f TFLOP/s "
+  std::printf("prefill d128 bf16%s causal batch=%ld seq=%d heads=32/8: %.3f ms, %.1f TFLOP/s "
               "(%.1f %% of %.0f)\n",
-              static_cast<long>(batch), seq, ms, tflops, 100.0 * tflops / opt.peak_tflops,
-              opt.peak_tflops);
+              fp8 ? " fp8-kv" : "", static_cast<long>(batch), seq, ms, tflops,
+              100.0 * tflops / opt.peak_tflops, opt.peak_tflops);
 }
 
-void Decode(const Options& opt, double copy_gbs, int64_t batch, int32_t ctx) {
-  PagedBatch b(batch, 1, ctx);
+// Bytes read: K and V (a byte a value and a 4-byte scale per row for fp8, else 2 bytes a
+// value), q; written: out.
+void Decode(const Options& opt, double copy_gbs, int64_t batch, int32_t ctx, bool fp8 = false) {
+  PagedBatch b(batch, 1, ctx, fp8);
   const double ms = b.Run(opt.iters);
-  const double bytes = batch * (2.0 * ctx * kKvHeads * kDim * 2 + 2.0 * kHeads * kDim * 2);
+  const double kv = fp8 ? 2.0 * ctx * kKvHeads * (kDim + 4) : 2.0 * ctx * kKvHeads * kDim * 2;
+  const double bytes = batch * (kv + 2.0 * kHeads * kDim * 2);
   const double gbs = bytes / (ms * 1e-3) / 1e9;
-  std::printf("decode  d128 bf16 paged  batch=%ld ctx=%d heads=32/8: %.3f ms, %.0f GB/s "
+  std::printf("decode  d128 bf16%s paged  batch=%ld ctx=%d heads=32/8: %.3f ms, %.0f GB/s "
               "(%.1f %% of the %.0f GB/s copy)\n",
-              static_cast<long>(batch), ctx, ms, gbs, 100.0 * gbs / copy_gbs, copy_gbs);
+              fp8 ? " fp8-kv" : "", static_cast<long>(batch), ctx, ms, gbs,
+              100.0 * gbs / copy_gbs, copy_gbs);
 }
 
 }  // namespace
@@ -215,5 +247,9 @@ int main(int argc, char** argv) {
   for (int64_t batch : {1, 32, 128}) Decode(opt, copy, batch, 4096);
   for (int32_t ctx : {16384, 65536}) Decode(opt, copy, 1, ctx);
   Decode(opt, copy, 32, 16384);
+  // An fp8 KV cache: half the bytes a token.
+  Prefill(opt, 4, 4096, true);
+  for (int64_t batch : {1, 32, 128}) Decode(opt, copy, batch, 4096, true);
+  Decode(opt, copy, 1, 65536, true);
   return 0;
 }

@@ -27,6 +27,7 @@ struct BenchFlags {
   int64_t decode_tokens = 64;
   int64_t batch = 1;
   std::string device = "cpu";
+  std::string kv_dtype;
   double bandwidth_gbps = 0;  // the device's; 0 on the CPU: measured
   float temperature = 0.0f;   // 0: greedy
   float top_p = 1.0f;
@@ -45,10 +46,11 @@ void RunMemory(const BenchFlags& f) {
 }
 
 void RunGenerateBench(const BenchFlags& f) {
-  CheckDeviceOrExit(f.device);
+  CheckDeviceOrExit(f.device, f.kv_dtype);
   const std::string path = ResolveModelPath(f.model);
   std::unique_ptr<LocalExecutor> executor = LoadLocalOrExit(
-      path, f.threads, f.dtype, f.batch * (f.prompt_tokens + f.decode_tokens + 1), f.device);
+      path, f.threads, f.dtype, f.batch * (f.prompt_tokens + f.decode_tokens + 1), f.device,
+      f.kv_dtype);
   const ModelConfig& config = executor->config();
   const bool cpu = executor->runner().backend().device().kind == DeviceKind::kCpu;
 
@@ -128,6 +130,7 @@ void AddBenchCommand(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
   gen->add_option("--device", flags->device, "Device: cpu, or cuda[:N]")
       ->envname("STRATA_DEVICE")->capture_default_str();
+  gen->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
   gen->add_option("--bandwidth-gbps", flags->bandwidth_gbps,
                   "The device's memory bandwidth for the bound (a GPU's; the CPU's is measured)")
       ->check(CLI::NonNegativeNumber);

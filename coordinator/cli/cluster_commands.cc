@@ -128,6 +128,7 @@ std::vector<std::string> TlsArgs(const TlsFiles& tls) {
 struct WorkerFlags {
   std::string coordinator;
   std::string device = "cpu";
+  std::string kv_dtype;
   std::string listen = "0.0.0.0:0";
   std::string advertise_host;
   std::string node_name;
@@ -174,9 +175,8 @@ void RunWorker(const WorkerFlags& f) {
     std::fflush(nullptr);
     std::_Exit(0);
   }).detach();
-  absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
-  ExitIfError(device.status());
-  absl::StatusOr<DeviceInfo> info = ProbeDevice(*device);  // fails at once without the device
+  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype);
+  absl::StatusOr<DeviceInfo> info = ProbeDevice(device);  // fails at once without the device
   ExitIfError(info.status());
   std::string coordinator_host, bind_host;
   int coordinator_port = 0, port = 0;
@@ -187,7 +187,7 @@ void RunWorker(const WorkerFlags& f) {
   server_options.port = port;
   server_options.coordinator = f.coordinator;
   server_options.default_threads = f.threads > 0 ? f.threads : HardwareThreads();
-  server_options.device = *device;
+  server_options.device = device;
   server_options.tls = f.tls;
   server_options.advertise_host = f.advertise_host;
   if (server_options.advertise_host.empty()) {
@@ -236,6 +236,7 @@ struct ClusterFlags {
   std::string model;
   std::string dtype;
   std::string device = "cpu";
+  std::string kv_dtype;  // of the local workers' caches (empty: the device's default)
   std::string listen = "0.0.0.0:50051";
   int tp = 1;
   int pp = 1;
@@ -286,6 +287,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   if (serve) {
     cmd->add_option("--device", f.device, "Device of the local workers: cpu, or cuda (one worker "
                     "per GPU)")->envname("STRATA_DEVICE")->capture_default_str();
+    cmd->add_option("--kv-dtype", f.kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
   }
   cmd->add_option("--listen", f.listen, "Cluster service address (HOST:PORT) workers register at")
       ->envname("STRATA_LISTEN")->capture_default_str();
@@ -401,7 +403,8 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   const std::pair<const char*, std::vector<const char*>> groups[] = {
       {"Model", {"--model", "--dtype", "--served-model-name", "--max-model-len"}},
       {"Devices and parallelism",
-       {"--device", "--tp", "--pp", "--expert-parallel", "--threads", "--max-kv-blocks"}},
+       {"--device", "--kv-dtype", "--tp", "--pp", "--expert-parallel", "--threads",
+        "--max-kv-blocks"}},
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
         "--vllm-metrics", "--audit-log", "--key-requests-per-minute", "--key-tokens-per-minute",
@@ -599,9 +602,7 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
   if (f.threads == 0) f.threads = std::max(1, HardwareThreads() / (world * f.replicas));
   LocalProcesses local;
   local.server = StartCoordinator(f, replica);
-  absl::StatusOr<DeviceSpec> parsed = ParseDeviceSpec(f.device);
-  ExitIfError(parsed.status());
-  const DeviceSpec device = *parsed;
+  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype);
   std::vector<std::string> args = {
       "--log-level", GetLogLevelName(), "worker", "--coordinator", local.server->address(),
       "--listen", "127.0.0.1:0", "--advertise-host", "127.0.0.1", "--node-name", "local",
@@ -610,6 +611,7 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
     const int64_t memory = PhysicalMemory() / 2 / (world * f.replicas);
     args.insert(args.end(), {"--memory", std::to_string(memory)});
   }
+  if (!f.kv_dtype.empty()) args.insert(args.end(), {"--kv-dtype", f.kv_dtype});
   for (std::string& arg : TlsArgs(f.tls)) args.push_back(std::move(arg));
   // One GPU per worker: replica r's workers take the GPUs after replica r - 1's.
   std::function<std::vector<std::string>(int)> per_worker = [&f](int) {
@@ -633,13 +635,12 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
 // The local workers' device, checked before anything starts: it exists, and on GPUs there is
 // one for every worker. Exits with a message otherwise.
 void CheckLocalDevices(const ClusterFlags& f) {
-  absl::StatusOr<DeviceSpec> device = ParseDeviceSpec(f.device);
-  ExitIfError(device.status());
-  absl::StatusOr<DeviceInfo> info = ProbeDevice(*device);
+  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype);
+  absl::StatusOr<DeviceInfo> info = ProbeDevice(device);
   ExitIfError(info.status());
   const int world = f.tp * f.pp;
-  if (device->kind == DeviceKind::kCuda) {
-    const int needed = std::max(device->index, 0) + world * f.replicas;
+  if (device.kind == DeviceKind::kCuda) {
+    const int needed = std::max(device.index, 0) + world * f.replicas;
     if (needed > info->count) {
       ExitIfError(absl::FailedPreconditionError(absl::StrCat(
           "--device ", f.device, " with ", f.replicas, " replica(s) of ", world,
@@ -826,6 +827,7 @@ void AddWorkerCommand(CLI::App& app) {
       ->envname("STRATA_COORDINATOR")->required();
   cmd->add_option("--device", flags->device, "The device this worker runs on: cpu, cuda, cuda:N")
       ->envname("STRATA_DEVICE")->capture_default_str();
+  cmd->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
   cmd->add_option("--listen", flags->listen, "Address of this worker's service (HOST:PORT)")
       ->envname("STRATA_WORKER_LISTEN")->capture_default_str();
   cmd->add_option("--advertise-host", flags->advertise_host,

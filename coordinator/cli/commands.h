@@ -26,16 +26,27 @@ void AddBenchServeCommand(CLI::App& bench);
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
 
-// Parses and probes `device` ("cpu", "cuda[:N]"): exits with a message naming what is wrong
-// (no such device, no GPU, a build without its backend) before anything else is done.
-void CheckDeviceOrExit(const std::string& device);
+// `device` ("cpu", "cuda[:N]") with the KV cache element type `kv_dtype` (empty: the device's
+// default), parsed: exits with a message naming what is wrong.
+DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype);
+
+// Parses and probes `device` with `kv_dtype`: exits with a message naming what is wrong (no
+// such device, no GPU, a build without its backend, a KV dtype the backend does not keep)
+// before anything else is done.
+void CheckDeviceOrExit(const std::string& device, const std::string& kv_dtype = "");
 
 // Loads `path` in this process on `device` ("cpu" with `threads`, 0 = all; "cuda[:N]") with a
-// KV cache for `kv_tokens` tokens, converting weights to `dtype` unless it is empty. Exits the
-// process with a message on failure.
+// KV cache of `kv_dtype` (empty: the device's) for `kv_tokens` tokens, converting weights to
+// `dtype` unless it is empty. Exits the process with a message on failure.
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
                                                const std::string& dtype, int64_t kv_tokens,
-                                               const std::string& device = "cpu");
+                                               const std::string& device = "cpu",
+                                               const std::string& kv_dtype = "");
+
+// The help of every --kv-dtype flag that makes a backend.
+inline constexpr const char* kKvDTypeHelp =
+    "Element type of the KV cache: the device's default (cpu f32, cuda bf16), or f8_e4m3 on a "
+    "GPU (half the bytes of bf16, a scale per row)";
 
 // Prints `status` as "strata: error: ..." and exits with code 1 when it is not OK.
 void ExitIfError(const absl::Status& status);

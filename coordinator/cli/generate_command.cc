@@ -29,6 +29,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   int threads = 0;
   std::string device = "cpu";
+  std::string kv_dtype;
   std::string dtype;
   bool ignore_eos = false;
   bool chat = false;
@@ -51,7 +52,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f, const std
 }
 
 void RunGenerate(const GenerateFlags& f) {
-  CheckDeviceOrExit(f.device);  // before the default model is written or anything is loaded
+  CheckDeviceOrExit(f.device, f.kv_dtype);  // before the default model is written or anything is loaded
   const std::string path = ResolveModelPath(f.model);
   auto tokenizer = tokenizer::LoadTokenizer(path);
   ExitIfError(tokenizer.status());
@@ -60,7 +61,7 @@ void RunGenerate(const GenerateFlags& f) {
 
   std::unique_ptr<LocalExecutor> executor =
       LoadLocalOrExit(path, f.threads, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens,
-                      f.device);
+                      f.device, f.kv_dtype);
   const ModelConfig& config = executor->config();
   STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens", config.architecture,
                   config.num_layers, executor->weight_bytes() / 1e6, prompt->size());
@@ -125,6 +126,7 @@ void AddGenerateCommand(CLI::App& app) {
       ->envname("STRATA_THREADS")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--device", flags->device, "Device: cpu, or cuda[:N]")
       ->envname("STRATA_DEVICE")->capture_default_str();
+  cmd->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
   cmd->add_option("--dtype", flags->dtype,
                   "Convert weights on load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)")
       ->envname("STRATA_DTYPE");

@@ -28,21 +28,29 @@ std::string ResolveModelPath(const std::string& model) {
   return *path;
 }
 
-void CheckDeviceOrExit(const std::string& device) {
+DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype) {
   absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
   ExitIfError(spec.status());
-  ExitIfError(ProbeDevice(*spec).status());
+  if (!kv_dtype.empty()) {
+    absl::StatusOr<DType> parsed = ParseDType(kv_dtype);
+    ExitIfError(parsed.status());
+    spec->kv_dtype = *parsed;
+  }
+  return *spec;
+}
+
+void CheckDeviceOrExit(const std::string& device, const std::string& kv_dtype) {
+  ExitIfError(ProbeDevice(DeviceSpecOrExit(device, kv_dtype)).status());
 }
 
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
                                                const std::string& dtype, int64_t kv_tokens,
-                                               const std::string& device) {
+                                               const std::string& device,
+                                               const std::string& kv_dtype) {
   LocalExecutorOptions options;
   options.model = path;
   options.backend.threads = threads;
-  absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
-  ExitIfError(spec.status());
-  options.backend.device = *spec;
+  options.backend.device = DeviceSpecOrExit(device, kv_dtype);
   if (!dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseDType(dtype);
     ExitIfError(parsed.status());

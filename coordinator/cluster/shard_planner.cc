@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/byte_size.h"
 #include "common/status.h"
+#include "worker/model/kv_cache.h"
 #include "worker/model/model_registry.h"
 #include "worker/model/tp_split.h"
 
@@ -81,7 +82,6 @@ absl::StatusOr<ShardPlan> Layout(const ModelConfig& c, const ModelFootprint& f,
   plan.expert_parallel = f.expert_parallel;
   plan.total_weight_bytes = f.total_bytes;
   const double usable = static_cast<double>(cluster.memory_per_device) * cluster.memory_utilization;
-  const int64_t kv_elem = ElementsToBytes(cluster.kv_dtype, 1);
   plan.kv_tokens = std::numeric_limits<int64_t>::max();
   for (int64_t stage = 0; stage < pp; ++stage) {
     const int64_t begin = begins[stage];
@@ -90,7 +90,8 @@ absl::StatusOr<ShardPlan> Layout(const ModelConfig& c, const ModelFootprint& f,
     int64_t kv_per_token = 0;
     for (int64_t l = begin; l < end; ++l) {
       weights += f.layer_bytes[l];
-      kv_per_token += f.kv_elements_per_token[l] * kv_elem;
+      kv_per_token +=
+          KvBytesPerToken(f.kv_elements_per_token[l], f.kv_rows_per_token[l], cluster.kv_dtype);
     }
     const double free = usable - static_cast<double>(cluster.activation_reserve + weights);
     const int64_t blocks = static_cast<int64_t>(

@@ -95,6 +95,8 @@ TEST(DTypeTest, F8E4M3DecodesEveryCodeAndRoundsToNearestEven) {
 TEST(DTypeTest, ParseNames) {
   EXPECT_EQ(*ParseDType("Q8_0"), DType::kQ8_0);
   EXPECT_EQ(*ParseDType("bf16"), DType::kBF16);
+  EXPECT_EQ(*ParseDType("F8_E4M3"), DType::kF8E4M3);
+  EXPECT_STREQ(DTypeName(DType::kF8E4M3), "f8_e4m3");
   EXPECT_FALSE(ParseDType("q5_k").ok());
 }
 

@@ -111,10 +111,14 @@ enum class Activation : uint8_t {
 
 // One layer of the paged KV cache. K: [num_blocks, block_size, num_kv_heads, head_dim] of the
 // backend's KV dtype; V likewise with v_head_dim. An empty `v` means V is not stored: each
-// token's V is the first v_head_dim values of its K row (multi-head latent attention).
+// token's V is the first v_head_dim values of its K row (multi-head latent attention). An
+// f8_e4m3 cache has a scale per (slot, KV head) row, [num_blocks, block_size, num_kv_heads] f32
+// each for K and V (a value is its code times its row's scale); other caches leave them empty.
 struct KvLayer {
   Tensor k;
   Tensor v;
+  Tensor k_scale;
+  Tensor v_scale;
   int64_t num_blocks = 0;
   int64_t block_size = 0;
   int64_t num_kv_heads = 0;

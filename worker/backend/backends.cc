@@ -14,16 +14,37 @@ std::vector<DeviceKind> BuiltBackends() { return {DeviceKind::kCpu, DeviceKind::
 std::vector<DeviceKind> BuiltBackends() { return {DeviceKind::kCpu}; }
 #endif
 
+namespace {
+
+// `info` with the KV dtype `spec` asks for, if the backend keeps one of that type.
+absl::StatusOr<DeviceInfo> WithKvDType(DeviceInfo info, const DeviceSpec& spec) {
+  if (!spec.kv_dtype || *spec.kv_dtype == info.kv_dtype) return info;
+  const bool gpu = info.kind == DeviceKind::kCuda;
+  if (gpu && *spec.kv_dtype == DType::kF8E4M3) {
+    info.kv_dtype = *spec.kv_dtype;
+    return info;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "a KV cache of ", DTypeName(*spec.kv_dtype), " was asked for; the ",
+      DeviceKindName(info.kind), " backend keeps ",
+      gpu ? "bf16 (the default) or f8_e4m3" : "f32 only (f8_e4m3 is a GPU cache)"));
+}
+
+}  // namespace
+
 absl::StatusOr<DeviceInfo> ProbeDevice(const DeviceSpec& spec) {
   switch (spec.kind) {
     case DeviceKind::kCpu:
-      return CpuDeviceInfo();
-    case DeviceKind::kCuda:
+      return WithKvDType(CpuDeviceInfo(), spec);
+    case DeviceKind::kCuda: {
 #if STRATA_HAVE_CUDA_BACKEND
-      return CudaDeviceInfo(spec.index);
+      absl::StatusOr<DeviceInfo> info = CudaDeviceInfo(spec.index);
+      if (!info.ok()) return info.status();
+      return WithKvDType(*std::move(info), spec);
 #else
       break;
 #endif
+    }
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "device '", DeviceKindName(spec.kind),
@@ -35,7 +56,9 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendOptions& optio
   absl::StatusOr<DeviceInfo> device = ProbeDevice(options.device);
   if (!device.ok()) return device.status();
 #if STRATA_HAVE_CUDA_BACKEND
-  if (options.device.kind == DeviceKind::kCuda) return MakeCudaBackend(options.device.index);
+  if (options.device.kind == DeviceKind::kCuda) {
+    return MakeCudaBackend(options.device.index, device->kv_dtype);
+  }
 #endif
   return MakeCpuBackend(options.threads);
 }

@@ -723,11 +723,15 @@ void CudaBackend::WriteKv(const StepPlan& plan, const Tensor& k, const Tensor& v
   const auto elem = ElemOf(k.dtype);
   const bool has_v = !cache.v.empty();
   const int64_t v_dim = cache.v_head_dim > 0 ? cache.v_head_dim : cache.head_dim;
-  if (!Check(elem && cache.k.dtype == DType::kBF16 && (!has_v || cache.v.dtype == DType::kBF16) &&
+  const bool fp8 = cache.k.dtype == DType::kF8E4M3;
+  if (!Check(elem && (cache.k.dtype == DType::kBF16 || fp8) &&
+                 (!has_v || cache.v.dtype == cache.k.dtype) &&
+                 (!fp8 || (!cache.k_scale.empty() && (!has_v || !cache.v_scale.empty()))) &&
                  k.NumElements() == plan.num_tokens * cache.num_kv_heads * cache.head_dim &&
                  (!has_v || (v.dtype == k.dtype &&
                              v.NumElements() == plan.num_tokens * cache.num_kv_heads * v_dim)),
-             "WriteKv: k/v of [num_tokens, kv_heads, head_dim] and a bf16 cache")) {
+             "WriteKv: k/v of [num_tokens, kv_heads, head_dim] and a bf16 cache, or an f8_e4m3 "
+             "one with its scales")) {
     return;
   }
   kc::WriteKvParams p;
@@ -741,6 +745,11 @@ void CudaBackend::WriteKv(const StepPlan& plan, const Tensor& k, const Tensor& v
   p.head_dim = cache.head_dim;
   p.v_head_dim = v_dim;
   p.elem = *elem;
+  if (fp8) {
+    p.fp8 = true;
+    p.k_scale = cache.k_scale.As<float>();
+    p.v_scale = has_v ? cache.v_scale.As<float>() : nullptr;
+  }
   Record(kc::LaunchWriteKv(p, stream_));
 }
 
@@ -752,18 +761,26 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
                 "(multi-head latent attention is not on the GPU yet)");
     return;
   }
+  const bool fp8 = cache.k.dtype == DType::kF8E4M3;
   if (!Check(q.dtype == DType::kBF16 && out.dtype == DType::kBF16 &&
-                 cache.k.dtype == DType::kBF16 && cache.v.dtype == DType::kBF16 &&
+                 (cache.k.dtype == DType::kBF16 || fp8) && cache.v.dtype == cache.k.dtype &&
+                 (!fp8 || (!cache.k_scale.empty() && !cache.v_scale.empty())) &&
                  q.NumElements() == plan.num_tokens * params.num_heads * params.head_dim &&
                  out.NumElements() == plan.num_tokens * params.num_heads * dv &&
                  cache.head_dim == params.head_dim && cache.num_kv_heads == params.num_kv_heads,
-             "Attention: bf16 q, out and cache of matching shapes")) {
+             "Attention: bf16 q and out, a bf16 or f8_e4m3 cache (with its scales), of matching "
+             "shapes")) {
     return;
   }
   kc::PagedAttentionArgs a;
   a.q = q.data;
   a.k_cache = cache.k.data;
   a.v_cache = cache.v.data;
+  if (fp8) {
+    a.fp8_kv = true;
+    a.k_scale = cache.k_scale.As<float>();
+    a.v_scale = cache.v_scale.As<float>();
+  }
   a.out = out.data;
   a.block_tables = plan.block_tables;
   a.query_start = plan.query_start;
@@ -852,8 +869,13 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   return info;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index) {
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype) {
   STRATA_ASSIGN_OR_RETURN(DeviceInfo info, CudaDeviceInfo(index));
+  if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF8E4M3) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda backend: a KV cache of ",
+                                                   DTypeName(kv_dtype), "; bf16 or f8_e4m3"));
+  }
+  info.kv_dtype = kv_dtype;
   cudaStream_t stream = nullptr;
   if (cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
       err != cudaSuccess) {

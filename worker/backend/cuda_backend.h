@@ -3,7 +3,8 @@
 // Memory: matrices (every weight of two or more dimensions) are stored in bf16 and vectors
 // (norm weights, biases, RoPE tables) in f32, whatever the checkpoint's dtype (quantized blocks are expanded to bf16
 // at load); activations are bf16 (f32 tensors are accepted by the element-wise ops, and logits
-// are f32); the KV cache is bf16. Attention runs our kernels (kernels/cuda/attention.h).
+// are f32); the KV cache is bf16, or fp8 e4m3 with a scale per row (MakeCudaBackend). Attention
+// runs our kernels (kernels/cuda/attention.h).
 // Sampling: on the device, by the host sampler's rules (logit bias and penalties bit for bit,
 // then temperature, top-k, top-p, min-p with the host's Philox numbers; logprobs of the raw
 // row); only ids and logprobs leave it.
@@ -24,6 +25,8 @@ namespace strata {
 // why there is none (no device visible, index out of range, compute capability below 8.0).
 absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index);
 
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index);
+// A backend on GPU `index` whose KV cache holds `kv_dtype`: bf16, or f8_e4m3 (a scale per
+// (slot, KV head) row beside it: KvLayer::k_scale / v_scale).
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype = DType::kBF16);
 
 }  // namespace strata

@@ -36,7 +36,10 @@ absl::StatusOr<ModelFootprint> ComputeFootprint(const ModelContext& context,
   f.first_bytes = all.part_bytes.front();
   f.layer_bytes.assign(all.part_bytes.begin() + 1, all.part_bytes.end() - 1);
   f.last_bytes_with_embedding = all.part_bytes.back();
-  for (const KvSpec& kv : all.kv_specs) f.kv_elements_per_token.push_back(kv.ElementsPerToken());
+  for (const KvSpec& kv : all.kv_specs) {
+    f.kv_elements_per_token.push_back(kv.ElementsPerToken());
+    f.kv_rows_per_token.push_back(kv.RowsPerToken());
+  }
   STRATA_ASSIGN_OR_RETURN(DecoderParts last, Plan(context, options, options.tp, layers - 1, layers));
   f.last_bytes_alone = last.part_bytes.back();
   if (options.tp == 1) {

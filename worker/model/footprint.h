@@ -23,6 +23,7 @@ struct ModelFootprint {
   int64_t last_bytes_with_embedding = 0;
   int64_t last_bytes_alone = 0;
   std::vector<int64_t> kv_elements_per_token;  // [num_layers] KV values per token on one rank
+  std::vector<int64_t> kv_rows_per_token;      // [num_layers] their (K or V, head) rows
   int64_t total_bytes = 0;  // the whole model on one rank (tp = 1): for reports
 };
 

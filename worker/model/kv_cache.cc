@@ -30,16 +30,26 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, int64
     layer.num_kv_heads = spec.num_kv_heads;
     layer.head_dim = spec.head_dim;
     layer.v_head_dim = spec.v_head_dim;
-    auto allocate = [&](int64_t dim) -> absl::StatusOr<Tensor> {
-      STRATA_ASSIGN_OR_RETURN(
-          Buffer b, backend.Allocate(dtype, {num_blocks, block_size, spec.num_kv_heads, dim}));
+    auto allocate = [&](DType type, Shape shape) -> absl::StatusOr<Tensor> {
+      STRATA_ASSIGN_OR_RETURN(Buffer b, backend.Allocate(type, std::move(shape)));
       cache->bytes_ += b.tensor.Bytes();
       cache->buffers_.push_back(b);
       return b.tensor;
     };
-    STRATA_ASSIGN_OR_RETURN(layer.k, allocate(spec.head_dim));
+    const bool scaled = dtype == DType::kF8E4M3;  // a scale per (slot, KV head) row
+    STRATA_ASSIGN_OR_RETURN(layer.k, allocate(dtype, {num_blocks, block_size, spec.num_kv_heads,
+                                                      spec.head_dim}));
+    if (scaled) {
+      STRATA_ASSIGN_OR_RETURN(layer.k_scale, allocate(DType::kF32, {num_blocks, block_size,
+                                                                    spec.num_kv_heads}));
+    }
     if (spec.store_v) {
-      STRATA_ASSIGN_OR_RETURN(layer.v, allocate(spec.v_head_dim));
+      STRATA_ASSIGN_OR_RETURN(layer.v, allocate(dtype, {num_blocks, block_size, spec.num_kv_heads,
+                                                        spec.v_head_dim}));
+      if (scaled) {
+        STRATA_ASSIGN_OR_RETURN(layer.v_scale, allocate(DType::kF32, {num_blocks, block_size,
+                                                                      spec.num_kv_heads}));
+      }
     }
     cache->layers_.push_back(layer);
   }

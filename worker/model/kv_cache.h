@@ -28,7 +28,14 @@ struct KvSpec {
   int64_t ElementsPerToken() const {
     return num_kv_heads * (head_dim + (store_v ? v_head_dim : 0));
   }
+  int64_t RowsPerToken() const { return num_kv_heads * (store_v ? 2 : 1); }  // (K or V, head)
 };
+
+// Bytes one token takes in one layer's cache of `dtype` holding `elements` values in `rows`
+// (K or V, head) rows: the values, and an f8_e4m3 cache's f32 scale per row.
+inline int64_t KvBytesPerToken(int64_t elements, int64_t rows, DType dtype) {
+  return ElementsToBytes(dtype, elements) + (dtype == DType::kF8E4M3 ? rows * 4 : 0);
+}
 
 class KvCache {
  public:

@@ -64,5 +64,32 @@ TEST(PlanCommandTest, GpuWorkersArePlannedAtTheirBf16Size) {
   EXPECT_NE(q8.output.find("GPU workers keep every matrix in bf16"), std::string::npos) << q8.output;
 }
 
+// An f8_e4m3 KV cache is planned at a byte a value plus an f32 scale per (K or V, head) row: a
+// bf16 cache's half, plus the scales, and so more tokens in the same memory.
+TEST(PlanCommandTest, AnFp8KvCacheIsPlannedWithItsScales) {
+  const std::string model = (testing::TempDir("plan_command_fp8") / "tiny.gguf").string();
+  ASSERT_EQ(Strata("synth --preset tiny --dtype bf16 -o " + model).code, 0);
+  ClusterSpec cluster;
+  cluster.memory_per_device = int64_t{8} << 30;
+  auto plan = [&](DType kv) {
+    cluster.kv_dtype = kv;
+    absl::StatusOr<ShardPlan> p = PlanModel(model, cluster, {}, {});
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : ShardPlan{};
+  };
+  const ShardPlan bf16 = plan(DType::kBF16), fp8 = plan(DType::kF8E4M3);
+  ASSERT_FALSE(bf16.ranks.empty());
+  ASSERT_FALSE(fp8.ranks.empty());
+  const int64_t values = bf16.ranks[0].kv_bytes_per_token / 2;  // a bf16 cache: 2 bytes a value
+  const int64_t scales = fp8.ranks[0].kv_bytes_per_token - values;
+  ASSERT_GT(scales, 0);
+  EXPECT_EQ(scales % 4, 0) << "f32 scales";
+  EXPECT_EQ(values % (scales / 4), 0) << "a scale per row of head_dim values";
+  EXPECT_GT(fp8.kv_tokens, bf16.kv_tokens);
+  const Outcome cli = Strata("plan --memory 8GiB --kv-dtype f8_e4m3 --model " + model);
+  ASSERT_EQ(cli.code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("KV cache as f8_e4m3"), std::string::npos) << cli.output;
+}
+
 }  // namespace
 }  // namespace strata

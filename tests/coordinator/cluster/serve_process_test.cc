@@ -144,6 +144,30 @@ TEST(ServeProcessTest, DeviceCudaWithoutAGpuFailsAtOnceSayingWhy) {
   }
 }
 
+// A KV cache the CPU does not keep (f8_e4m3 is the GPU's) is refused at once by every command
+// that would make a CPU backend, naming why, before any model is written or worker started.
+TEST(ServeProcessTest, AKvDTypeTheDeviceDoesNotKeepFailsAtOnce) {
+  for (const std::string command :
+       {"serve --kv-dtype f8_e4m3 --http 127.0.0.1:0", "generate --kv-dtype f8_e4m3 --prompt hi",
+        "worker --kv-dtype f8_e4m3 --coordinator 127.0.0.1:1",
+        "bench generate --kv-dtype f8_e4m3", "generate --kv-dtype f9 --prompt hi"}) {
+    SCOPED_TRACE(command);
+    const std::string line = "timeout 60 " + testing::StrataBinary() + " " + command + " 2>&1";
+    FILE* pipe = popen(line.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string output;
+    char buffer[4096];
+    while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+    const int status = pclose(pipe);
+    ASSERT_TRUE(WIFEXITED(status)) << output;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+    const bool unknown = command.find("f9") != std::string::npos;
+    EXPECT_NE(output.find(unknown ? "unknown dtype 'f9'" : "the cpu backend keeps f32 only"),
+              std::string::npos)
+        << output;
+  }
+}
+
 // `strata serve --device cuda` gives each worker its own GPU through per-child arguments:
 // child i runs with the shared arguments and then its own.
 TEST(LocalWorkersTest, EachChildGetsItsOwnArguments) {

@@ -25,6 +25,21 @@ TEST(BackendsTest, CpuIsAlwaysThere) {
   EXPECT_EQ(info->activation_dtype, DType::kF32);
 }
 
+// The CPU keeps its KV cache in f32: asking it for another is refused at once, naming why.
+TEST(BackendsTest, CpuRefusesAKvDTypeItDoesNotKeep) {
+  for (DType kv : {DType::kF8E4M3, DType::kBF16}) {
+    const absl::Status status = ProbeDevice({DeviceKind::kCpu, -1, kv}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << DTypeName(kv);
+    EXPECT_THAT(status.message(), HasSubstr("keeps f32 only")) << status;
+    BackendOptions options;
+    options.device = {DeviceKind::kCpu, -1, kv};
+    EXPECT_EQ(MakeBackend(options).status(), status);
+  }
+  absl::StatusOr<DeviceInfo> f32 = ProbeDevice({DeviceKind::kCpu, -1, DType::kF32});
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  EXPECT_EQ(f32->kv_dtype, DType::kF32);
+}
+
 TEST(BackendsTest, CudaIsBuiltWhereNvccWas) {
 #if STRATA_HAVE_CUDA_BACKEND
   EXPECT_TRUE(Built(DeviceKind::kCuda));
@@ -51,6 +66,17 @@ TEST(BackendsTest, CudaReportsItsDeviceOrWhyThereIsNone) {
     absl::StatusOr<DeviceInfo> beyond = ProbeDevice({DeviceKind::kCuda, info->count});
     EXPECT_EQ(beyond.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_THAT(beyond.status().message(), HasSubstr("CUDA device(s)"));
+    // An fp8 cache is the GPU's to keep; a q8_0 one nobody's.
+    absl::StatusOr<DeviceInfo> fp8 = ProbeDevice({DeviceKind::kCuda, 0, DType::kF8E4M3});
+    ASSERT_TRUE(fp8.ok()) << fp8.status();
+    EXPECT_EQ(fp8->kv_dtype, DType::kF8E4M3);
+    BackendOptions options;
+    options.device = {DeviceKind::kCuda, 0, DType::kF8E4M3};
+    absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(options);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    EXPECT_EQ((*backend)->device().kv_dtype, DType::kF8E4M3);
+    EXPECT_EQ(ProbeDevice({DeviceKind::kCuda, 0, DType::kQ8_0}).status().code(),
+              absl::StatusCode::kInvalidArgument);
     return;
   }
   EXPECT_EQ(info.status().code(), absl::StatusCode::kFailedPrecondition);
