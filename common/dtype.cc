@@ -36,6 +36,15 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
       absl::StrCat("unknown dtype '", std::string(name), "' (expected f32, f16, bf16, q8_0, q4_0 or f8_e4m3)"));
 }
 
+absl::StatusOr<DType> ParseWeightDType(std::string_view name) {
+  absl::StatusOr<DType> dtype = ParseDType(name);
+  if (dtype.ok() && (*dtype == DType::kI32 || *dtype == DType::kI8 || *dtype == DType::kF8E4M3)) {
+    dtype = absl::InvalidArgumentError(absl::StrCat("'", std::string(name),
+                                                    "' is not a weight type (f32, f16, bf16, q8_0 or q4_0)"));
+  }
+  return dtype;
+}
+
 float F16ToF32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1f;

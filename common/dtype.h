@@ -37,6 +37,9 @@ inline const char* DTypeName(DType dtype) { return GetDTypeInfo(dtype).name; }
 
 // Parses a name as printed by DTypeName (case-insensitive).
 absl::StatusOr<DType> ParseDType(std::string_view name);
+// Parses a type weights can be converted to on load (f32, f16, bf16, q8_0, q4_0: what --dtype
+// takes); InvalidArgument naming the choices for any other.
+absl::StatusOr<DType> ParseWeightDType(std::string_view name);
 
 // Bytes of `elems` elements; `elems` must be a multiple of the block size (checked by callers
 // through IsBlockAligned first when the count comes from outside).
@@ -77,8 +80,9 @@ uint16_t F32ToBF16(float f);
 
 // FP8 E4M3 (OCP's E4M3FN, CUDA's __nv_fp8_e4m3: exponent bias 7, no infinities, S.1111.111
 // NaN, largest finite 448): the 8-bit KV cache element. Decoding is exact; encoding rounds to
-// nearest even and saturates to +-448 (infinities too), as __nv_cvt_float_to_fp8 with
-// __NV_SATFINITE does; NaN stays NaN.
+// nearest even and saturates to +-448 (infinities too), bit for bit as __nv_cvt_float_to_fp8
+// with __NV_SATFINITE does; NaN stays NaN (CUDA's host path drops a NaN's sign: both decode
+// to NaN).
 float F8E4M3ToF32(uint8_t x);
 uint8_t F32ToF8E4M3(float f);
 inline constexpr float kF8E4M3Max = 448.0f;

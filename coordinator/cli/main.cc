@@ -52,7 +52,7 @@ std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int thre
   options.backend.threads = threads;
   options.backend.device = DeviceSpecOrExit(device, kv_dtype);
   if (!dtype.empty()) {
-    absl::StatusOr<DType> parsed = ParseDType(dtype);
+    absl::StatusOr<DType> parsed = ParseWeightDType(dtype);
     ExitIfError(parsed.status());
     options.weight_dtype = *parsed;
   }

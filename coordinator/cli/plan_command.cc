@@ -38,13 +38,19 @@ void RunPlan(const PlanFlags& f) {
   const bool gpu = device->kind == DeviceKind::kCuda;
   absl::StatusOr<DType> kv = ParseDType(f.kv_dtype.empty() ? (gpu ? "bf16" : "f32") : f.kv_dtype);
   ExitIfError(kv.status());
+  const bool kept = gpu ? (*kv == DType::kBF16 || *kv == DType::kF8E4M3) : *kv == DType::kF32;
+  if (!kept) {  // as the workers' backends would refuse it
+    ExitIfError(absl::InvalidArgumentError(absl::StrCat(
+        "--kv-dtype ", DTypeName(*kv), ": ", gpu ? "GPU" : "CPU", " workers keep their KV cache in ",
+        gpu ? "bf16 or f8_e4m3" : "f32")));
+  }
   cluster.kv_dtype = *kv;
   PlanOptions options;
   options.min_kv_tokens = f.max_model_len;
   FootprintOptions footprint;
   footprint.expert_parallel = f.expert_parallel;
   if (!f.dtype.empty()) {
-    absl::StatusOr<DType> dtype = ParseDType(f.dtype);
+    absl::StatusOr<DType> dtype = ParseWeightDType(f.dtype);
     ExitIfError(dtype.status());
     if (gpu && *dtype != DType::kBF16) {
       ExitIfError(absl::InvalidArgumentError(absl::StrCat(

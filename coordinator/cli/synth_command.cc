@@ -19,7 +19,7 @@ struct SynthFlags {
 void RunSynth(const SynthFlags& f) {
   auto spec = SyntheticPreset(f.preset);
   ExitIfError(spec.status());
-  auto dtype = ParseDType(f.dtype);
+  auto dtype = ParseWeightDType(f.dtype);
   ExitIfError(dtype.status());
   spec->dtype = *dtype;
   spec->seed = f.seed;

@@ -456,7 +456,7 @@ absl::StatusOr<std::unique_ptr<ClusterExecutor>> ClusterExecutor::Start(Membersh
   footprint.tp = s.options.tp;
   footprint.expert_parallel = s.options.expert_parallel;
   if (!s.options.weight_dtype.empty()) {
-    STRATA_ASSIGN_OR_RETURN(footprint.weight_dtype, ParseDType(s.options.weight_dtype));
+    STRATA_ASSIGN_OR_RETURN(footprint.weight_dtype, ParseWeightDType(s.options.weight_dtype));
   }
   STRATA_ASSIGN_OR_RETURN(s.footprint, ComputeFootprint(model, footprint));
   const int world = s.options.tp * s.options.pp;

@@ -7,8 +7,9 @@
 // and folded into a running max / sum per row (the online softmax, exp2 domain); P, rounded to
 // the input type, multiplies V into f32 accumulators rescaled as the max moves. Shared tiles are
 // swizzled (attention_common.cuh) so ldmatrix reads them without bank conflicts. From an fp8
-// cache, K and V are converted to the input type (code times row scale, rounded) as they are
-// stored to shared memory, with plain loads instead of cp.async.
+// cache, K and V codes are converted to the input type (exactly) as they are stored to shared
+// memory, with plain loads instead of cp.async, and the rows' scales are applied in f32: each
+// key's K scale to its column of S, its V scale to its column of P before P . V.
 //
 // Every block works on its own sequence's rows only, in a fixed key order: the result of a
 // sequence does not depend on the rest of the batch. Sequences with one query token are the
@@ -50,13 +51,14 @@ __device__ inline void LoadKvTile(T* tile, const T* cache, const int32_t* table,
   }
 }
 
-// The same from an fp8 cache: each chunk's 8 codes times its row's scale, rounded to T and
-// stored (synchronously: the conversion happens on the way).
+// The same from an fp8 cache: each chunk's 8 codes as T (exact: e4m3 fits bf16 and fp16),
+// stored synchronously (the conversion happens on the way), and each key's row scale in
+// `tile_scales` (0 past the end). The kernel applies the scales to S and P, in f32.
 template <int kDim, int kRows, AttentionDType kDType>
-__device__ inline void LoadFp8KvTile(typename Elem<kDType>::T* tile, const uint8_t* cache,
-                                     const float* scales, const int32_t* table, int32_t k0,
-                                     int32_t key_end, const PagedAttentionArgs& a,
-                                     int64_t kv_head) {
+__device__ inline void LoadFp8KvTile(typename Elem<kDType>::T* tile, float* tile_scales,
+                                     const uint8_t* cache, const float* scales,
+                                     const int32_t* table, int32_t k0, int32_t key_end,
+                                     const PagedAttentionArgs& a, int64_t kv_head) {
   using E = Elem<kDType>;
   using Tile = SwizzledTile<kDim>;
   for (int i = threadIdx.x; i < kRows * Tile::kChunks; i += kThreads) {
@@ -64,15 +66,18 @@ __device__ inline void LoadFp8KvTile(typename Elem<kDType>::T* tile, const uint8
     const int c = i % Tile::kChunks;
     const int32_t key = k0 + r;
     uint4 packed = {0, 0, 0, 0};  // zeros past the end, as the cp.async path
+    float scale = 0.0f;
     if (key < key_end) {
       const int64_t row = CacheRow(table, key, a.block_size, a.num_kv_heads, kv_head, kDim);
       float f[8];
-      UnpackFp8x8(*reinterpret_cast<const uint2*>(cache + row + c * 8), scales[row / kDim], f);
+      UnpackFp8x8(*reinterpret_cast<const uint2*>(cache + row + c * 8), 1.0f, f);
       auto* pairs = reinterpret_cast<typename E::T2*>(&packed);
 #pragma unroll
       for (int k = 0; k < 4; ++k) pairs[k] = E::FromFloat2(f[2 * k], f[2 * k + 1]);
+      scale = scales[row / kDim];
     }
     *reinterpret_cast<uint4*>(tile + Tile::Offset(r, c)) = packed;
+    if (c == 0) tile_scales[r] = scale;
   }
 }
 
@@ -107,6 +112,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
   T* q_s = reinterpret_cast<T*>(smem);  // [kPrefillRows, kDim]
   T* k_s = q_s + kPrefillRows * kDim;   // [kBc, kDim]
   T* v_s = k_s + kBc * kDim;            // [kBc, kDim]
+  __shared__ float kv_scale_s[2][kFp8Kv ? kBc : 1];  // fp8: the tile's K and V row scales
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -130,9 +136,11 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
 
   for (int32_t k0 = key_begin; k0 < key_end; k0 += kBc) {
     if constexpr (kFp8Kv) {  // converted as they are stored; the commits keep the group count
-      LoadFp8KvTile<kDim, kBc, kDType>(k_s, k_cache, a.k_scale, table, k0, key_end, a, kv_head);
+      LoadFp8KvTile<kDim, kBc, kDType>(k_s, kv_scale_s[0], k_cache, a.k_scale, table, k0, key_end,
+                                       a, kv_head);
       CopyAsyncCommit();
-      LoadFp8KvTile<kDim, kBc, kDType>(v_s, v_cache, a.v_scale, table, k0, key_end, a, kv_head);
+      LoadFp8KvTile<kDim, kBc, kDType>(v_s, kv_scale_s[1], v_cache, a.v_scale, table, k0,
+                                       key_end, a, kv_head);
       CopyAsyncCommit();
     } else {
       LoadKvTile<kDim, kBc>(k_s, k_cache, table, k0, key_end, a, kv_head);
@@ -155,6 +163,14 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
                                           kk * 2 + (lane / 8) % 2));
         Mma<kDType>(s[2 * np], qa, kb[0], kb[1]);
         Mma<kDType>(s[2 * np + 1], qa, kb[2], kb[3]);
+      }
+    }
+
+    if constexpr (kFp8Kv) {  // q . code times the key's K scale: q . k
+#pragma unroll
+      for (int n = 0; n < kSTiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[n][e] *= kv_scale_s[0][n * 8 + 2 * (lane % 4) + e % 2];
       }
     }
 
@@ -194,6 +210,13 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
       for (int e = 0; e < 4; ++e) {
         s[n][e] = exp2f(s[n][e] - base[e / 2]);
         l[e / 2] += s[n][e];
+      }
+    }
+    if constexpr (kFp8Kv) {  // P times the key's V scale, so P . code is P . v
+#pragma unroll
+      for (int n = 0; n < kSTiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[n][e] *= kv_scale_s[1][n * 8 + 2 * (lane % 4) + e % 2];
       }
     }
 

@@ -239,7 +239,7 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   load.layer_begin = a.layer_begin();
   load.layer_end = a.layer_end();
   if (!a.weight_dtype().empty()) {
-    STRATA_ASSIGN_OR_RETURN(load.weight_dtype, ParseDType(a.weight_dtype()));
+    STRATA_ASSIGN_OR_RETURN(load.weight_dtype, ParseWeightDType(a.weight_dtype()));
   }
   load.kv_blocks = a.kv_blocks();
   load.kv_block_size = a.kv_block_size();

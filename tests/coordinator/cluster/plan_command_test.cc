@@ -89,6 +89,14 @@ TEST(PlanCommandTest, AnFp8KvCacheIsPlannedWithItsScales) {
   const Outcome cli = Strata("plan --memory 8GiB --kv-dtype f8_e4m3 --model " + model);
   ASSERT_EQ(cli.code, 0) << cli.output;
   EXPECT_NE(cli.output.find("KV cache as f8_e4m3"), std::string::npos) << cli.output;
+  // A cache the device's workers would refuse is refused here too; f8_e4m3 is no weight type.
+  const Outcome cpu = Strata("plan --memory 8GiB --device cpu --kv-dtype f8_e4m3 --model " + model);
+  EXPECT_EQ(cpu.code, 1) << cpu.output;
+  EXPECT_NE(cpu.output.find("CPU workers keep their KV cache in f32"), std::string::npos)
+      << cpu.output;
+  const Outcome weights = Strata("plan --memory 8GiB --dtype f8_e4m3 --model " + model);
+  EXPECT_EQ(weights.code, 1) << weights.output;
+  EXPECT_NE(weights.output.find("is not a weight type"), std::string::npos) << weights.output;
 }
 
 }  // namespace
