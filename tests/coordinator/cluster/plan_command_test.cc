@@ -1,8 +1,6 @@
 // `strata plan` as a user runs it: it plans weights at the size the workers of --device hold
 // them (GPU workers keep every matrix in bf16, so a q4_0 checkpoint takes about 3.5x its file
 // there; CPU workers keep it as stored), as the coordinator plans a real cluster.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <string>
 
@@ -15,25 +13,12 @@
 namespace strata {
 namespace {
 
-struct Outcome {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-Outcome Strata(const std::string& args) {
-  Outcome run;
-  FILE* pipe = popen((testing::StrataBinary() + " " + args + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) run.output.append(buffer, n);
-  const int status = pclose(pipe);
-  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
+using Outcome = testing::StrataRun;
+using testing::RunStrata;
 
 TEST(PlanCommandTest, GpuWorkersArePlannedAtTheirBf16Size) {
   const std::string model = (testing::TempDir("plan_command") / "q4.gguf").string();
-  ASSERT_EQ(Strata("synth --preset tiny --dtype q4_0 -o " + model).code, 0);
+  ASSERT_EQ(RunStrata("synth --preset tiny --dtype q4_0 -o " + model).code, 0);
   ClusterSpec cluster;
   cluster.memory_per_device = int64_t{8} << 30;
   auto total = [&](std::optional<DType> dtype) {
@@ -46,20 +31,20 @@ TEST(PlanCommandTest, GpuWorkersArePlannedAtTheirBf16Size) {
   const int64_t stored = total(std::nullopt), bf16 = total(DType::kBF16);
   ASSERT_GT(bf16, 3 * stored) << "q4_0 is 4.5 bits a weight, bf16 16";
 
-  const Outcome gpu = Strata("plan --memory 8GiB --device cuda --model " + model);
+  const Outcome gpu = RunStrata("plan --memory 8GiB --device cuda --model " + model);
   ASSERT_EQ(gpu.code, 0) << gpu.output;
   EXPECT_NE(gpu.output.find(FormatBytes(bf16) + " of weights"), std::string::npos) << gpu.output;
   EXPECT_NE(gpu.output.find("weights held as bf16, KV cache as bf16"), std::string::npos)
       << gpu.output;
-  const Outcome cpu = Strata("plan --memory 8GiB --device cpu --model " + model);
+  const Outcome cpu = RunStrata("plan --memory 8GiB --device cpu --model " + model);
   ASSERT_EQ(cpu.code, 0) << cpu.output;
   EXPECT_NE(cpu.output.find(FormatBytes(stored) + " of weights"), std::string::npos) << cpu.output;
   EXPECT_NE(cpu.output.find("weights held as stored, KV cache as f32"), std::string::npos)
       << cpu.output;
   // The default is a GPU cluster.
-  EXPECT_EQ(Strata("plan --memory 8GiB --model " + model).output, gpu.output);
+  EXPECT_EQ(RunStrata("plan --memory 8GiB --model " + model).output, gpu.output);
   // A conversion GPU workers would not make is refused, naming why.
-  const Outcome q8 = Strata("plan --memory 8GiB --device cuda --dtype q8_0 --model " + model);
+  const Outcome q8 = RunStrata("plan --memory 8GiB --device cuda --dtype q8_0 --model " + model);
   EXPECT_EQ(q8.code, 1);
   EXPECT_NE(q8.output.find("GPU workers keep every matrix in bf16"), std::string::npos) << q8.output;
 }
@@ -68,7 +53,7 @@ TEST(PlanCommandTest, GpuWorkersArePlannedAtTheirBf16Size) {
 // bf16 cache's half, plus the scales, and so more tokens in the same memory.
 TEST(PlanCommandTest, AnFp8KvCacheIsPlannedWithItsScales) {
   const std::string model = (testing::TempDir("plan_command_fp8") / "tiny.gguf").string();
-  ASSERT_EQ(Strata("synth --preset tiny --dtype bf16 -o " + model).code, 0);
+  ASSERT_EQ(RunStrata("synth --preset tiny --dtype bf16 -o " + model).code, 0);
   ClusterSpec cluster;
   cluster.memory_per_device = int64_t{8} << 30;
   auto plan = [&](DType kv) {
@@ -86,15 +71,15 @@ TEST(PlanCommandTest, AnFp8KvCacheIsPlannedWithItsScales) {
   EXPECT_EQ(scales % 4, 0) << "f32 scales";
   EXPECT_EQ(values % (scales / 4), 0) << "a scale per row of head_dim values";
   EXPECT_GT(fp8.kv_tokens, bf16.kv_tokens);
-  const Outcome cli = Strata("plan --memory 8GiB --kv-dtype f8_e4m3 --model " + model);
+  const Outcome cli = RunStrata("plan --memory 8GiB --kv-dtype f8_e4m3 --model " + model);
   ASSERT_EQ(cli.code, 0) << cli.output;
   EXPECT_NE(cli.output.find("KV cache as f8_e4m3"), std::string::npos) << cli.output;
   // A cache the device's workers would refuse is refused here too; f8_e4m3 is no weight type.
-  const Outcome cpu = Strata("plan --memory 8GiB --device cpu --kv-dtype f8_e4m3 --model " + model);
+  const Outcome cpu = RunStrata("plan --memory 8GiB --device cpu --kv-dtype f8_e4m3 --model " + model);
   EXPECT_EQ(cpu.code, 1) << cpu.output;
   EXPECT_NE(cpu.output.find("CPU workers keep their KV cache in f32"), std::string::npos)
       << cpu.output;
-  const Outcome weights = Strata("plan --memory 8GiB --dtype f8_e4m3 --model " + model);
+  const Outcome weights = RunStrata("plan --memory 8GiB --dtype f8_e4m3 --model " + model);
   EXPECT_EQ(weights.code, 1) << weights.output;
   EXPECT_NE(weights.output.find("is not a weight type"), std::string::npos) << weights.output;
 }

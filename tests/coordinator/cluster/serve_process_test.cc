@@ -131,16 +131,10 @@ TEST(ServeProcessTest, DeviceCudaWithoutAGpuFailsAtOnceSayingWhy) {
        {"serve --device cuda --tp 2 --pp 2 --http 127.0.0.1:0", "generate --device cuda --prompt hi",
         "worker --device cuda --coordinator 127.0.0.1:1"}) {
     SCOPED_TRACE(command);
-    const std::string line = "timeout 60 " + testing::StrataBinary() + " " + command + " 2>&1";
-    FILE* pipe = popen(line.c_str(), "r");
-    ASSERT_NE(pipe, nullptr);
-    std::string output;
-    char buffer[4096];
-    while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-    const int status = pclose(pipe);
-    ASSERT_TRUE(WIFEXITED(status)) << output;
-    EXPECT_EQ(WEXITSTATUS(status), 1) << output;  // 124 would be the timeout: it waited
-    EXPECT_NE(output.find("strata: error: " + why), std::string::npos) << output;
+    const testing::StrataRun run = testing::RunStrata(command);
+    ASSERT_NE(run.code, -1) << run.output;
+    EXPECT_EQ(run.code, 1) << run.output;  // 124 would be the timeout: it waited
+    EXPECT_NE(run.output.find("strata: error: " + why), std::string::npos) << run.output;
   }
 }
 
@@ -158,16 +152,10 @@ TEST(ServeProcessTest, AKvOrWeightTypeTheDeviceDoesNotKeepFailsAtOnce) {
   };
   for (const auto& [command, why] : cases) {
     SCOPED_TRACE(command);
-    const std::string line = "timeout 60 " + testing::StrataBinary() + " " + command + " 2>&1";
-    FILE* pipe = popen(line.c_str(), "r");
-    ASSERT_NE(pipe, nullptr);
-    std::string output;
-    char buffer[4096];
-    while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-    const int status = pclose(pipe);
-    ASSERT_TRUE(WIFEXITED(status)) << output;
-    EXPECT_EQ(WEXITSTATUS(status), 1) << output;
-    EXPECT_NE(output.find(why), std::string::npos) << output;
+    const testing::StrataRun run = testing::RunStrata(command);
+    ASSERT_NE(run.code, -1) << run.output;
+    EXPECT_EQ(run.code, 1) << run.output;
+    EXPECT_NE(run.output.find(why), std::string::npos) << run.output;
   }
 }
 

@@ -806,6 +806,30 @@ TEST_P(BackendParityTest, MoeRoutingAndExperts) {
 
 // ---- Sampling --------------------------------------------------------------------------------
 
+// `got` against the host sampler on the same rows: each row's logits processors (its history,
+// none when null), then SampleToken; logprobs, when asked, from the raw row.
+void ExpectHostSampling(const Vec& logits, int64_t vocab, const std::vector<SamplingRow>& rows,
+                        const std::vector<SampledToken>& got) {
+  ASSERT_EQ(got.size(), rows.size());
+  const TokenHistory none;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const SamplingParams& params = *rows[r].params;
+    const Vec raw(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+    Vec row = raw;
+    ApplyLogitsProcessors(absl::MakeSpan(row), params,
+                          rows[r].history != nullptr ? *rows[r].history : none);
+    std::vector<float> scratch;
+    const int32_t want = SampleToken(row, params, rows[r].position, scratch);
+    EXPECT_EQ(got[r].token, want) << "row " << r;
+    EXPECT_EQ(got[r].logprobs.has_value(), params.logprobs >= 0) << "row " << r;
+    if (got[r].logprobs) {
+      const TokenLogprobs lp = ComputeLogprobs(raw, want, params.logprobs);
+      EXPECT_NEAR(got[r].logprobs->logprob, lp.logprob, 1e-5) << "row " << r;
+      EXPECT_EQ(got[r].logprobs->top_ids, lp.top_ids) << "row " << r;
+    }
+  }
+}
+
 TEST_P(BackendParityTest, SamplingMatchesTheHostSampler) {
   const int64_t vocab = 300;
   const int rows = 5;
@@ -837,21 +861,7 @@ TEST_P(BackendParityTest, SamplingMatchesTheHostSampler) {
   }
   std::vector<SampledToken> got;
   ASSERT_TRUE(b().Sample(s().F32({rows, vocab}, logits), rows_in, got).ok());
-  ASSERT_EQ(got.size(), static_cast<size_t>(rows));
-  for (int r = 0; r < rows; ++r) {
-    Vec row(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
-    const Vec raw = row;
-    ApplyLogitsProcessors(absl::MakeSpan(row), params[r], history);
-    std::vector<float> scratch;
-    const int32_t want = SampleToken(row, params[r], rows_in[r].position, scratch);
-    EXPECT_EQ(got[r].token, want) << "row " << r;
-    EXPECT_EQ(got[r].logprobs.has_value(), params[r].logprobs >= 0) << "row " << r;
-    if (got[r].logprobs) {
-      const TokenLogprobs lp = ComputeLogprobs(raw, want, params[r].logprobs);
-      EXPECT_NEAR(got[r].logprobs->logprob, lp.logprob, 1e-5) << "row " << r;
-      EXPECT_EQ(got[r].logprobs->top_ids, lp.top_ids) << "row " << r;
-    }
-  }
+  ExpectHostSampling(logits, vocab, rows_in, got);
 }
 
 // Logit bias and penalties change what every rule sees, in every mix of rows a step holds:
@@ -899,22 +909,8 @@ TEST_P(BackendParityTest, BiasAndPenaltiesBeforeEveryRule) {
   }
   std::vector<SampledToken> got;
   ASSERT_TRUE(b().Sample(s().F32({rows, vocab}, logits), rows_in, got).ok());
+  ExpectHostSampling(logits, vocab, rows_in, got);
   ASSERT_EQ(got.size(), static_cast<size_t>(rows));
-  const TokenHistory none;
-  for (int r = 0; r < rows; ++r) {
-    const Vec raw(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
-    Vec row = raw;
-    ApplyLogitsProcessors(absl::MakeSpan(row), params[r], r == 7 ? none : history);
-    std::vector<float> scratch;
-    const int32_t want = SampleToken(row, params[r], rows_in[r].position, scratch);
-    EXPECT_EQ(got[r].token, want) << "row " << r;
-    EXPECT_EQ(got[r].logprobs.has_value(), params[r].logprobs >= 0) << "row " << r;
-    if (got[r].logprobs) {
-      const TokenLogprobs lp = ComputeLogprobs(raw, want, params[r].logprobs);
-      EXPECT_NEAR(got[r].logprobs->logprob, lp.logprob, 1e-5) << "row " << r;
-      EXPECT_EQ(got[r].logprobs->top_ids, lp.top_ids) << "row " << r;
-    }
-  }
   EXPECT_EQ(got[0].token, 1234) << "the bias decides the greedy row";
   EXPECT_EQ(got[8].token, 1999) << "the bias decides the top-2 row";
 }
