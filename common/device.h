@@ -30,6 +30,9 @@ struct DeviceSpec {
   // The KV cache's element type (`--kv-dtype`); nullopt: the backend's default (cpu f32, cuda
   // bf16). A backend refuses one it does not keep.
   std::optional<DType> kv_dtype;
+  // Queue every op of every step (`--eager`): no decode steps replayed from recorded graphs
+  // (the CUDA backend's; the CPU has none).
+  bool eager = false;
 };
 absl::StatusOr<DeviceSpec> ParseDeviceSpec(std::string_view text);
 

@@ -13,8 +13,9 @@
 #                               files they need), compute-sanitizer's memcheck on a few attention
 #                               cases, the attention benchmark and its PyTorch peer, end-to-end
 #                               decode of a Llama-3-8B-shaped bf16 model (written there by
-#                               `strata synth` while the tests run) at batch 1/32/128 (and 128
-#                               with sampling on the device, and with an fp8 KV cache), and last
+#                               `strata synth` while the tests run) at batch 1/32/128 (and 1
+#                               without CUDA graphs, 128 with sampling on the device, and with
+#                               an fp8 KV cache), and last
 #                               Hugging Face transformers on the same fixtures as a second
 #                               reference for the model tests' logits (hf_reference.py); writes
 #                               logs under $OUT and prints a summary last. If the packed binaries
@@ -208,6 +209,14 @@ run() {
         > "$out/e2e_batch$batch.txt" 2>&1
       echo "e2e batch $batch: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch$batch.txt" | tr '\n' ' ')" >> "$summary"
     done
+    # Batch 1 again with every op queued (--eager, no CUDA graphs): against the batch-1 run,
+    # what replaying recorded decode steps saves in launches.
+    if fits 100; then
+      timeout 100 "$PACK/bin/strata" bench generate --model "$model" --device cuda --batch 1 \
+        --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" --eager \
+        > "$out/e2e_batch1_eager.txt" 2>&1
+      echo "e2e batch 1 eager: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch1_eager.txt" | tr '\n' ' ')" >> "$summary"
+    fi
     # The same at batch 128 with sampling drawn on the device (temperature 0.8, top-p 0.9):
     # against the greedy run, the sampler's cost.
     if fits 100; then

@@ -129,6 +129,7 @@ struct WorkerFlags {
   std::string coordinator;
   std::string device = "cpu";
   std::string kv_dtype;
+  bool eager = false;
   std::string listen = "0.0.0.0:0";
   std::string advertise_host;
   std::string node_name;
@@ -175,7 +176,7 @@ void RunWorker(const WorkerFlags& f) {
     std::fflush(nullptr);
     std::_Exit(0);
   }).detach();
-  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype);
+  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype, f.eager);
   absl::StatusOr<DeviceInfo> info = ProbeDevice(device);  // fails at once without the device
   ExitIfError(info.status());
   std::string coordinator_host, bind_host;
@@ -237,6 +238,7 @@ struct ClusterFlags {
   std::string dtype;
   std::string device = "cpu";
   std::string kv_dtype;  // of the local workers' caches (empty: the device's default)
+  bool eager = false;    // the local workers queue every op (no CUDA graphs)
   std::string listen = "0.0.0.0:50051";
   int tp = 1;
   int pp = 1;
@@ -288,6 +290,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
     cmd->add_option("--device", f.device, "Device of the local workers: cpu, or cuda (one worker "
                     "per GPU)")->envname("STRATA_DEVICE")->capture_default_str();
     cmd->add_option("--kv-dtype", f.kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
+    cmd->add_flag("--eager", f.eager, kEagerHelp)->envname("STRATA_EAGER");
   }
   cmd->add_option("--listen", f.listen, "Cluster service address (HOST:PORT) workers register at")
       ->envname("STRATA_LISTEN")->capture_default_str();
@@ -403,7 +406,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   const std::pair<const char*, std::vector<const char*>> groups[] = {
       {"Model", {"--model", "--dtype", "--served-model-name", "--max-model-len"}},
       {"Devices and parallelism",
-       {"--device", "--kv-dtype", "--tp", "--pp", "--expert-parallel", "--threads",
+       {"--device", "--kv-dtype", "--eager", "--tp", "--pp", "--expert-parallel", "--threads",
         "--max-kv-blocks"}},
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
@@ -612,6 +615,7 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
     args.insert(args.end(), {"--memory", std::to_string(memory)});
   }
   if (!f.kv_dtype.empty()) args.insert(args.end(), {"--kv-dtype", f.kv_dtype});
+  if (f.eager) args.push_back("--eager");
   for (std::string& arg : TlsArgs(f.tls)) args.push_back(std::move(arg));
   // One GPU per worker: replica r's workers take the GPUs after replica r - 1's.
   std::function<std::vector<std::string>(int)> per_worker = [&f](int) {
@@ -828,6 +832,7 @@ void AddWorkerCommand(CLI::App& app) {
   cmd->add_option("--device", flags->device, "The device this worker runs on: cpu, cuda, cuda:N")
       ->envname("STRATA_DEVICE")->capture_default_str();
   cmd->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
+  cmd->add_flag("--eager", flags->eager, kEagerHelp)->envname("STRATA_EAGER");
   cmd->add_option("--listen", flags->listen, "Address of this worker's service (HOST:PORT)")
       ->envname("STRATA_WORKER_LISTEN")->capture_default_str();
   cmd->add_option("--advertise-host", flags->advertise_host,

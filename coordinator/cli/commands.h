@@ -27,8 +27,10 @@ void AddBenchServeCommand(CLI::App& bench);
 std::string ResolveModelPath(const std::string& model);
 
 // `device` ("cpu", "cuda[:N]") with the KV cache element type `kv_dtype` (empty: the device's
-// default), parsed: exits with a message naming what is wrong.
-DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype);
+// default), running `eager` or not (DeviceSpec::eager), parsed: exits with a message naming
+// what is wrong.
+DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype,
+                            bool eager = false);
 
 // Parses and probes `device` with `kv_dtype`: exits with a message naming what is wrong (no
 // such device, no GPU, a build without its backend, a KV dtype the backend does not keep)
@@ -41,7 +43,12 @@ void CheckDeviceOrExit(const std::string& device, const std::string& kv_dtype = 
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
                                                const std::string& dtype, int64_t kv_tokens,
                                                const std::string& device = "cpu",
-                                               const std::string& kv_dtype = "");
+                                               const std::string& kv_dtype = "",
+                                               bool eager = false);
+
+// The help of every --eager flag that makes a backend.
+inline constexpr const char* kEagerHelp =
+    "Queue every op of every step: no CUDA graphs (which replay decode steps recorded at load)";
 
 // The help of every --kv-dtype flag that makes a backend.
 inline constexpr const char* kKvDTypeHelp =

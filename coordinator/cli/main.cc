@@ -28,9 +28,10 @@ std::string ResolveModelPath(const std::string& model) {
   return *path;
 }
 
-DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype) {
+DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype, bool eager) {
   absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
   ExitIfError(spec.status());
+  spec->eager = eager;
   if (!kv_dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseDType(kv_dtype);
     ExitIfError(parsed.status());
@@ -46,11 +47,11 @@ void CheckDeviceOrExit(const std::string& device, const std::string& kv_dtype) {
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
                                                const std::string& dtype, int64_t kv_tokens,
                                                const std::string& device,
-                                               const std::string& kv_dtype) {
+                                               const std::string& kv_dtype, bool eager) {
   LocalExecutorOptions options;
   options.model = path;
   options.backend.threads = threads;
-  options.backend.device = DeviceSpecOrExit(device, kv_dtype);
+  options.backend.device = DeviceSpecOrExit(device, kv_dtype, eager);
   if (!dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseWeightDType(dtype);
     ExitIfError(parsed.status());

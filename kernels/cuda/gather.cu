@@ -37,6 +37,7 @@ __global__ void WriteKvKernel(const WriteKvParams p) {
        idx += int64_t{gridDim.x} * blockDim.x) {
     const int64_t token = idx / per_token, i = idx % per_token;
     const int64_t slot = p.slot_mapping[token];
+    if (slot < 0) continue;  // padding
     if (i < k_row) {
       StoreF(static_cast<__nv_bfloat16*>(p.k_cache) + slot * k_row + i,
              LoadF(static_cast<const T*>(p.k) + token * k_row + i));
@@ -58,6 +59,7 @@ __global__ void WriteKvFp8Kernel(const WriteKvParams p) {
   const bool is_v = r >= heads;
   const int64_t head = r % heads, dim = is_v ? p.v_head_dim : p.head_dim;
   const T* src = static_cast<const T*>(is_v ? p.v : p.k) + (token * heads + head) * dim;
+  if (p.slot_mapping[token] < 0) return;  // padding
   const int64_t row = p.slot_mapping[token] * heads + head;
   auto* dst = static_cast<__nv_fp8_storage_t*>(is_v ? p.v_cache : p.k_cache) + row * dim;
   float amax = 0.0f;

@@ -137,7 +137,7 @@ struct WriteKvParams {
   const void* v = nullptr;              // [num_tokens, num_kv_heads, v_head_dim], elem
   void* k_cache = nullptr;              // bf16, or fp8 codes
   void* v_cache = nullptr;              // likewise, or null when the cache stores no V
-  const int32_t* slot_mapping = nullptr;  // [num_tokens]
+  const int32_t* slot_mapping = nullptr;  // [num_tokens]; a negative slot stores nothing (padding)
   int64_t num_tokens = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;

@@ -15,6 +15,10 @@
 //    until the next PlanStep().
 //  * Sampling is an op of the last stage: Sample() turns logits into token ids (and the
 //    logprobs a request asked for) on the device; only those leave it.
+//  * Decode steps may be replayed from a recording (CUDA graphs): a backend that records them
+//    pads a step whose sequences each decode one token to the next of its GraphBatches() sizes
+//    in PlanStep(), and the model queues that step's ops through RunGraph(), which records them
+//    the first time for that size and replays the recording after that.
 //
 // Contracts shared by every op: tensors are in this backend's memory and contiguous unless
 // stated; activations are in device().activation_dtype (f32 on the CPU); weights are whatever
@@ -29,6 +33,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/device.h"
@@ -57,6 +62,13 @@ struct StepPlan {
   const int32_t* context_lens = nullptr;  // [num_seqs]
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq], -1 padded
   const int32_t* logit_rows = nullptr;    // [num_logit_rows]
+  // A decode step padded for a recorded graph (RunGraph): graph_batch > 0 sequences of one
+  // token each (num_tokens = num_seqs = num_logit_rows = graph_batch), the batch's own being the
+  // first batch_seqs; the padding stores no K/V and its outputs are to be ignored. Its
+  // max_blocks_per_seq and max_context_len are the reserved maxima, not the batch's, so that
+  // every step of one size launches the same grids.
+  int64_t graph_batch = 0;
+  int64_t batch_seqs = 0;
 };
 
 // The largest step a backend will run, known at load (the runner's options and its model):
@@ -70,11 +82,41 @@ struct StepLimits {
   int64_t vocab = 0;               // columns of the logits sampled (0: no sampling here)
   int64_t num_heads = 0;           // attention query heads on this rank
   int64_t head_dim = 0;            // the largest of the layers'
+  // Decode steps of up to this many sequences may be padded and replayed as recorded graphs
+  // (0: never). The model sets it only where a step's ops never wait for the host: one stage,
+  // no tensor parallelism.
+  int64_t max_graph_seqs = 0;
 };
 
 // The counts and maxima of `batch`'s plan (its pointers left null), and in `token_seq`
 // [num_tokens] the sequence each token belongs to: what every backend's PlanStep starts from.
 StepPlan PlanShape(const StepBatch& batch, std::vector<int32_t>& token_seq);
+
+// Every sequence of `batch` decodes one token whose logits the step returns, in order: a step
+// a recorded graph can replay once padded.
+bool IsDecodeStep(const StepBatch& batch);
+
+// Where a padded decode step's int32 metadata lies (offsets in values) when every padded step
+// shares one layout, that of the largest, `capacity` sequences with `blocks` block table
+// columns: so every step of one size has the same device pointers, which its recording holds.
+// The lists first (block_tables is also their length), then the block tables.
+struct PaddedDecodeLayout {
+  PaddedDecodeLayout(int64_t max_seqs, int64_t columns);
+  int64_t capacity = 0, blocks = 0;
+  int64_t tokens = 0, positions = 0, slots = 0, token_seq = 0;
+  int64_t query_start = 0;  // capacity + 1 values
+  int64_t context_lens = 0, logit_rows = 0;
+  int64_t block_tables = 0;  // [capacity, blocks]
+  int64_t size = 0;
+};
+
+// Packs the decode step `batch` (IsDecodeStep; at most `seqs` <= layout.capacity sequences,
+// block tables of at most layout.blocks columns) padded to `seqs` sequences into `out`
+// [layout.size]. The padding decodes token 0 at position 0, stores no K/V (slot -1) and reads
+// one key, of block 0. Of each block table row only the batch's max_blocks_per_seq columns are
+// written (at least one); the values past `seqs` are left as they were.
+void PackPaddedDecode(const StepBatch& batch, int64_t seqs, const PaddedDecodeLayout& layout,
+                      int32_t* out);
 
 enum class NormKind : uint8_t { kRms, kLayer };
 
@@ -208,6 +250,23 @@ class Backend {
 
   // Copies `batch`'s metadata into backend memory (validated by the caller).
   virtual absl::StatusOr<const StepPlan*> PlanStep(const StepBatch& batch) = 0;
+
+  // --- Recorded decode steps ---
+
+  // The sizes PlanStep pads decode steps to (StepPlan::graph_batch), ascending; empty where
+  // the backend records no graphs (the CPU; Reserve's max_graph_seqs of 0).
+  virtual std::vector<int64_t> GraphBatches() const { return {}; }
+  // Queues the ops of a step planned with graph_batch `batch`, which `queue` queues. The first
+  // time for `batch` the backend runs them as `queue` queues them, then calls `queue` again to
+  // record them without running; later steps of that size replay the recording, and `queue` is
+  // not called. So `queue` must queue the same ops with the same arguments for every step of
+  // one size (the plan's device pointers and counts are the same), and nothing in it may wait
+  // for the device (no Sync, no host copies). A backend records for the one runner whose
+  // limits it reserved (Reserve). Backends without graphs just call `queue`.
+  virtual absl::Status RunGraph(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
+    (void)batch;
+    return queue();
+  }
 
   // --- Ops ---
 

@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendOptions& optio
   if (!device.ok()) return device.status();
 #if STRATA_HAVE_CUDA_BACKEND
   if (options.device.kind == DeviceKind::kCuda) {
-    return MakeCudaBackend(options.device.index, device->kv_dtype);
+    return MakeCudaBackend(options.device.index, device->kv_dtype, options.device.eager);
   }
 #endif
   return MakeCpuBackend(options.threads);

@@ -8,10 +8,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/philox.h"
@@ -33,6 +36,9 @@ constexpr int64_t kMatMulWorkspace = int64_t{32} << 20;
 constexpr int64_t kAttentionWorkspace = int64_t{256} << 20;
 constexpr int64_t kReservedEditEntries = int64_t{1} << 20;
 constexpr int64_t kMaxSeqsPerAttentionLaunch = 65535;  // a grid dimension
+// Decode steps recorded as graphs: of 1, 2, 4, 8 sequences, then every multiple of 8, up to
+// the reserved maximum (at most this many).
+constexpr int64_t kMaxGraphSeqs = 256;
 
 // The error of a failed runtime call, which is also cleared from the thread's last error (else
 // the next launch check would report it again).
@@ -74,10 +80,11 @@ kc::Act ActOf(Activation act) {
 
 class CudaBackend : public Backend {
  public:
-  CudaBackend(DeviceInfo info, cudaStream_t stream, std::unique_ptr<CudaMatMul> matmul)
-      : info_(std::move(info)), stream_(stream), matmul_(std::move(matmul)) {}
+  CudaBackend(DeviceInfo info, cudaStream_t stream, std::unique_ptr<CudaMatMul> matmul, bool eager)
+      : info_(std::move(info)), stream_(stream), matmul_(std::move(matmul)), eager_(eager) {}
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    graphs_.clear();
     matmul_.reset();
     cudaStreamDestroy(stream_);
     if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
@@ -108,6 +115,9 @@ class CudaBackend : public Backend {
   }
 
   absl::StatusOr<const StepPlan*> PlanStep(const StepBatch& batch) override;
+
+  std::vector<int64_t> GraphBatches() const override { return graph_batches_; }
+  absl::Status RunGraph(int64_t batch, absl::FunctionRef<absl::Status()> queue) override;
 
   void MatMul(const Tensor& x, const Weight& w, const Weight* bias, const Tensor& y) override {
     const Weight* ws[] = {&w};
@@ -246,10 +256,18 @@ class CudaBackend : public Backend {
   void* Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes, const char* what);
   // Pinned host and device memory for `values` int32 step metadata values.
   absl::Status ReserveMeta(int64_t values);
+  // The plan of a decode step of batch.num_seqs() <= seqs sequences padded to `seqs`, in the
+  // fixed layout the recorded graphs read (see PlanStep).
+  absl::StatusOr<const StepPlan*> PlanGraphStep(const StepBatch& batch, int64_t seqs);
+  struct GraphExecDeleter {
+    void operator()(cudaGraphExec_t exec) const { cudaGraphExecDestroy(exec); }
+  };
+  using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
 
   DeviceInfo info_;
   cudaStream_t stream_;
   std::unique_ptr<CudaMatMul> matmul_;
+  const bool eager_;  // records no graphs
   absl::Status error_;
   bool reserved_ = false;  // Reserve() has sized the step memory
   // The step plan: metadata packed in pinned host memory, copied to the device in one transfer.
@@ -264,6 +282,14 @@ class CudaBackend : public Backend {
   int64_t attention_seqs_ = 1;  // decode sequences the reserved partials hold at the longest context
   std::shared_ptr<void> sample_scratch_;  // ids, logprobs, parameters, edited rows
   int64_t sample_scratch_bytes_ = 0;
+  // Recorded decode steps, by their padded size (graph_batches_). A recording holds the
+  // addresses of the step metadata and scratch it was recorded with: when any of them is
+  // reallocated, the recordings are dropped and made again at their size's next step.
+  std::vector<int64_t> graph_batches_;
+  int64_t graph_blocks_ = 0;      // block table columns of a padded step (the reserved maximum)
+  int64_t graph_block_size_ = 0;
+  absl::flat_hash_map<int64_t, GraphExec> graphs_;
+  bool recording_ = false;
 };
 
 // The part of an upload (or scratch) at byte `offset`.
@@ -490,6 +516,11 @@ absl::StatusOr<Buffer> CudaBackend::Allocate(DType dtype, Shape shape) {
 void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes,
                            const char* what) {
   if (bytes <= size && buffer != nullptr) return buffer.get();
+  if (recording_) {  // its ops ran just before with this memory: cannot happen
+    Record(absl::InternalError(absl::StrCat(what, " outgrew its memory while a step was recorded")));
+    return nullptr;
+  }
+  if (&buffer != &sample_scratch_) graphs_.clear();  // they hold the old buffer's address
   if (reserved_) {  // grown by half again at least, so a creeping workload reallocates rarely
     bytes = std::max(bytes, size + size / 2);
     STRATA_LOG_WARN("cuda:{}: a step beyond the memory reserved at load: {} grows from {} to {} "
@@ -507,6 +538,7 @@ void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t
 }
 
 absl::Status CudaBackend::ReserveMeta(int64_t values) {
+  graphs_.clear();  // they read the old buffer
   if (meta_host_ != nullptr) cudaFreeHost(meta_host_);
   meta_host_ = nullptr;
   meta_host_size_ = 0;
@@ -532,19 +564,13 @@ int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
 
 absl::Status CudaBackend::Reserve(const StepLimits& l) {
   if (l.max_tokens < 1 || l.max_logit_rows < 0 || l.max_blocks_per_seq < 0 || l.vocab < 0 ||
-      l.num_heads < 0 || l.head_dim < 0) {
+      l.num_heads < 0 || l.head_dim < 0 || l.max_graph_seqs < 0) {
     return absl::InvalidArgumentError("cuda backend: Reserve: negative limits");
   }
   if (cudaError_t err = cudaSetDevice(info_.index); err != cudaSuccess) {
     return CudaError(err, "select the device");
   }
   STRATA_RETURN_IF_ERROR(Sync());  // nothing in flight uses the buffers replaced
-  // Metadata: every token's four values, a sequence per token at most, and block tables for
-  // as many sequences as logit rows (decode sequences) at the longest context.
-  const int64_t seqs = l.max_tokens;
-  const int64_t tables = std::max<int64_t>(l.max_logit_rows, 1) * l.max_blocks_per_seq;
-  const int64_t values = 4 * l.max_tokens + 2 * seqs + 1 + tables + l.max_logit_rows;
-  if (values > meta_host_size_) STRATA_RETURN_IF_ERROR(ReserveMeta(values));
   // Attention partials of as many decode sequences as logit rows (up to kAttentionWorkspace;
   // more sequences than fit run in several launches).
   const int64_t per_seq = kc::AttentionWorkspaceBytes(1, l.num_heads, l.head_dim,
@@ -557,6 +583,26 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
       return Sync();
     }
   }
+  // Recorded decode steps: of sizes whose metadata, logits and attention partials (one launch)
+  // fit what is reserved here. Their block tables have the longest context's columns.
+  graphs_.clear();
+  graph_batches_.clear();
+  graph_blocks_ = std::max<int64_t>(l.max_blocks_per_seq, 1);
+  graph_block_size_ = l.block_size;
+  int64_t graph_seqs = std::min({l.max_graph_seqs, l.max_tokens, l.max_logit_rows, kMaxGraphSeqs});
+  if (eager_) graph_seqs = 0;
+  if (per_seq > 0) graph_seqs = std::min(graph_seqs, attention_seqs_);
+  if (l.block_size < 1 || graph_blocks_ * l.block_size > (int64_t{1} << 30)) graph_seqs = 0;
+  for (int64_t b = 1; b <= graph_seqs; b = b < 8 ? 2 * b : b + 8) graph_batches_.push_back(b);
+  if (graph_seqs > 0 && graph_batches_.back() != graph_seqs) graph_batches_.push_back(graph_seqs);
+  // Metadata: every token's four values, a sequence per token at most, and block tables for
+  // as many sequences as logit rows (decode sequences) at the longest context; or a padded
+  // decode step's (PlanGraphStep).
+  const int64_t seqs = l.max_tokens;
+  const int64_t tables = std::max<int64_t>(l.max_logit_rows, 1) * l.max_blocks_per_seq;
+  const int64_t values = std::max(4 * l.max_tokens + 2 * seqs + 1 + tables + l.max_logit_rows,
+                                  PaddedDecodeLayout(graph_seqs, graph_blocks_).size);
+  if (values > meta_host_size_) STRATA_RETURN_IF_ERROR(ReserveMeta(values));
   if (l.vocab > 0 && l.max_logit_rows > 0 &&
       Scratch(sample_scratch_, sample_scratch_bytes_, SampleScratchBytes(l.max_logit_rows, l.vocab),
               "the sampling memory") == nullptr) {
@@ -573,6 +619,10 @@ absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
   // Layout (int32): tokens, positions, slots, token_seq [n]; query_start [seqs + 1];
   // context_lens [seqs]; block_tables; logit_rows.
   const int64_t total = 4 * n + 2 * seqs + 1 + tables + logit_rows;
+  if (!graph_batches_.empty() && IsDecodeStep(batch) && n <= graph_batches_.back() &&
+      batch.max_blocks_per_seq <= graph_blocks_) {
+    return PlanGraphStep(batch, *std::lower_bound(graph_batches_.begin(), graph_batches_.end(), n));
+  }
   Launched(cudaSetDevice(info_.index), "select the device");  // the driving thread's device
   STRATA_RETURN_IF_ERROR(Sync());  // the previous step's copy out of the pinned buffer is done
   if (total > meta_host_size_) {
@@ -615,6 +665,80 @@ absl::StatusOr<const StepPlan*> CudaBackend::PlanStep(const StepBatch& batch) {
   p.block_tables = dev(6);
   p.logit_rows = dev(7);
   return &plan_;
+}
+
+// A padded decode step, in the layout every padded step shares (PaddedDecodeLayout).
+absl::StatusOr<const StepPlan*> CudaBackend::PlanGraphStep(const StepBatch& batch, int64_t seqs) {
+  const PaddedDecodeLayout layout(graph_batches_.back(), graph_blocks_);
+  Launched(cudaSetDevice(info_.index), "select the device");  // the driving thread's device
+  STRATA_RETURN_IF_ERROR(Sync());  // the previous step's copy out of the pinned buffer is done
+  PackPaddedDecode(batch, seqs, layout, meta_host_);
+  // The lists, then the block table columns the batch uses.
+  auto* device = static_cast<int32_t*>(meta_device_.get());
+  const size_t pitch = static_cast<size_t>(layout.blocks) * 4;
+  const size_t width = static_cast<size_t>(std::max<int64_t>(batch.max_blocks_per_seq, 1)) * 4;
+  cudaError_t err = cudaMemcpyAsync(device, meta_host_, layout.block_tables * 4,
+                                    cudaMemcpyHostToDevice, stream_);
+  if (err == cudaSuccess) {
+    err = cudaMemcpy2DAsync(device + layout.block_tables, pitch, meta_host_ + layout.block_tables,
+                            pitch, width, static_cast<size_t>(seqs), cudaMemcpyHostToDevice,
+                            stream_);
+  }
+  if (err != cudaSuccess) return CudaError(err, "step metadata copy");
+  StepPlan& p = plan_;
+  p = StepPlan{};
+  p.num_tokens = p.num_seqs = p.num_logit_rows = seqs;
+  p.max_blocks_per_seq = layout.blocks;
+  p.max_query_len = 1;
+  p.max_context_len = layout.blocks * graph_block_size_;
+  p.tokens = device + layout.tokens;
+  p.positions = device + layout.positions;
+  p.slot_mapping = device + layout.slots;
+  p.token_seq = device + layout.token_seq;
+  p.query_start = device + layout.query_start;
+  p.context_lens = device + layout.context_lens;
+  p.logit_rows = device + layout.logit_rows;
+  p.block_tables = device + layout.block_tables;
+  p.graph_batch = seqs;
+  p.batch_seqs = batch.num_seqs();
+  return &plan_;
+}
+
+absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
+  if (const auto it = graphs_.find(batch); it != graphs_.end()) {
+    Launched(cudaGraphLaunch(it->second.get(), stream_), "replaying a recorded step");
+    return absl::OkStatus();
+  }
+  // The first step of this size (or the first since its recording was dropped): run it, which
+  // also grows any scratch it needs, then record it (recording runs nothing).
+  STRATA_RETURN_IF_ERROR(queue());
+  STRATA_RETURN_IF_ERROR(Sync());
+  if (cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+      err != cudaSuccess) {
+    return CudaError(err, "recording a step");
+  }
+  recording_ = true;
+  absl::Status status = queue();
+  recording_ = false;
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+  cudaGetLastError();  // a capture error is reported below, not again by the next launch
+  if (status.ok()) status = error_;  // an op's argument or launch error while recording
+  error_ = absl::OkStatus();
+  if (status.ok() && end != cudaSuccess) status = CudaError(end, "recording a step");
+  cudaGraphExec_t exec = nullptr;
+  if (status.ok()) {
+    if (cudaError_t err = cudaGraphInstantiate(&exec, graph, 0); err != cudaSuccess) {
+      status = CudaError(err, "instantiating a recorded step");
+    }
+  }
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  if (!status.ok()) return status;
+  GraphExec& recorded = graphs_[batch];
+  recorded.reset(exec);
+  // Its launch data on the device now rather than at its first replay.
+  Launched(cudaGraphUpload(exec, stream_), "uploading a recorded step");
+  return absl::OkStatus();
 }
 
 void CudaBackend::MatMulGroup(const Tensor& x, absl::Span<const Weight* const> ws,
@@ -869,7 +993,7 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   return info;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype) {
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype, bool eager) {
   STRATA_ASSIGN_OR_RETURN(DeviceInfo info, CudaDeviceInfo(index));
   if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: a KV cache of ",
@@ -886,7 +1010,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dty
     cudaStreamDestroy(stream);
     return matmul.status();
   }
-  return std::unique_ptr<Backend>(new CudaBackend(std::move(info), stream, *std::move(matmul)));
+  return std::unique_ptr<Backend>(new CudaBackend(std::move(info), stream, *std::move(matmul), eager));
 }
 
 }  // namespace strata

@@ -26,7 +26,9 @@ namespace strata {
 absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index);
 
 // A backend on GPU `index` whose KV cache holds `kv_dtype`: bf16, or f8_e4m3 (a scale per
-// (slot, KV head) row beside it: KvLayer::k_scale / v_scale).
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype = DType::kBF16);
+// (slot, KV head) row beside it: KvLayer::k_scale / v_scale). Unless `eager`, decode steps of
+// up to 256 sequences are padded to a recorded size and replayed as CUDA graphs (Backend::RunGraph).
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype = DType::kBF16,
+                                                         bool eager = false);
 
 }  // namespace strata

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "worker/comm/communicator.h"
@@ -51,18 +52,22 @@ class Decoder final : public ModelRunner {
   }
 
   absl::StatusOr<Tensor> Forward(const StepPlan& plan) override;
+  absl::Status RecordGraphs();
 
  private:
+  // Queues the step's ops; `out` is the view Forward returns.
+  absl::Status Queue(const StepPlan& plan, Tensor& out);
+
   ModelContext context_;
   Backend& backend_;
   DecoderParts parts_;
   std::unique_ptr<KvCache> kv_;
   int64_t weight_bytes_ = 0;
   int64_t decode_weight_bytes_ = 0;
+  absl::flat_hash_map<int64_t, Tensor> graph_outputs_;  // by graph_batch: the recorded output
 };
 
 absl::StatusOr<Tensor> Decoder::Forward(const StepPlan& plan) {
-  const ModelConfig& c = context_.config;
   const ModelLoadOptions& o = context_.options;
   const int64_t t = plan.num_tokens, rows = plan.num_logit_rows;
   if (t < 1 || t > o.max_step_tokens || rows > o.max_logit_rows) {
@@ -70,26 +75,69 @@ absl::StatusOr<Tensor> Decoder::Forward(const StepPlan& plan) {
         "step: ", t, " tokens and ", rows, " rows of logits; this shard was loaded for 1 to ",
         o.max_step_tokens, " tokens and at most ", o.max_logit_rows, " rows"));
   }
+  Tensor out;
+  if (plan.graph_batch > 0) {  // a padded decode step: its output's first rows are the batch's
+    Tensor& recorded = graph_outputs_[plan.graph_batch];
+    STRATA_RETURN_IF_ERROR(
+        backend_.RunGraph(plan.graph_batch, [&] { return Queue(plan, recorded); }));
+    out = recorded.SliceRows(0, plan.batch_seqs);
+  } else {
+    STRATA_RETURN_IF_ERROR(Queue(plan, out));
+  }
+  STRATA_RETURN_IF_ERROR(backend_.Sync());
+  return out;
+}
+
+absl::Status Decoder::Queue(const StepPlan& plan, Tensor& out) {
+  const ModelConfig& c = context_.config;
+  const ModelLoadOptions& o = context_.options;
+  const int64_t rows = plan.num_logit_rows;
   StepContext ctx{backend_, plan, *parts_.ws, o.tp_size > 1 ? o.comm : nullptr, o.tp_size};
-  const Tensor x = HiddenInput(t);
+  const Tensor x = HiddenInput(plan.num_tokens);
   if (parts_.embed) STRATA_RETURN_IF_ERROR(parts_.embed->Forward(ctx, x));
   for (size_t i = 0; i < parts_.layers.size(); ++i) {
     STRATA_RETURN_IF_ERROR(parts_.layers[i]->Forward(ctx, kv_->Layer(i), x));
   }
   if (!parts_.head) {
-    STRATA_RETURN_IF_ERROR(backend_.Sync());
-    return x;
+    out = x;
+    return absl::OkStatus();
   }
   if (rows == 0) {  // a prompt chunk that samples nothing
-    STRATA_RETURN_IF_ERROR(backend_.Sync());
-    return parts_.ws->Get("logits", {0, c.vocab_size});
+    out = parts_.ws->Get("logits", {0, c.vocab_size});
+    return absl::OkStatus();
   }
   const Tensor h = parts_.ws->Get("h", {rows, c.hidden_size});
   backend_.GatherLogitRows(plan, x, h);
   parts_.final_norm->Forward(backend_, h, h);
-  STRATA_ASSIGN_OR_RETURN(Tensor logits, parts_.head->Forward(ctx, h));
-  STRATA_RETURN_IF_ERROR(backend_.Sync());
-  return logits;
+  STRATA_ASSIGN_OR_RETURN(out, parts_.head->Forward(ctx, h));
+  return absl::OkStatus();
+}
+
+// A decode step of `seqs` sequences for each size the backend pads decode steps to, run once
+// and recorded (RunGraph) at load, so that serving records nothing; the largest first, so its
+// run grows whatever scratch the others need before any is recorded. The sequences are padding
+// to the backend (no K/V stored); each reads one cached token of block 0.
+absl::Status Decoder::RecordGraphs() {
+  const std::vector<int64_t> sizes = backend_.GraphBatches();
+  for (auto it = sizes.rbegin(); it != sizes.rend(); ++it) {
+    const int64_t seqs = *it;
+    StepBatch batch;
+    const int32_t block = 0;
+    for (int64_t s = 0; s < seqs; ++s) {
+      batch.AddSequence({0}, 0, {&block, 1}, static_cast<int32_t>(kv_->block_size()), false);
+    }
+    std::fill(batch.slot_mapping.begin(), batch.slot_mapping.end(), -1);
+    STRATA_ASSIGN_OR_RETURN(const StepPlan* plan, backend_.PlanStep(batch));
+    absl::StatusOr<Tensor> out = plan->graph_batch == seqs
+                                     ? Forward(*plan)
+                                     : absl::InternalError("the backend did not pad the step");
+    if (!out.ok()) {
+      return absl::Status(out.status().code(),
+                          absl::StrCat("recording the decode step of ", seqs, " sequences: ",
+                                       out.status().message(), " (--eager runs without graphs)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -159,6 +207,9 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
   limits.vocab = parts.head && o.tp_rank == 0 ? c.vocab_size : 0;  // TP rank 0 samples
   limits.num_heads = parts.tp.q_heads.size();
   for (const KvSpec& kv : parts.kv_specs) limits.head_dim = std::max(limits.head_dim, kv.head_dim);
+  // A step's ops never wait for the host with one stage and no collectives.
+  const bool one_stage = parts.embed && parts.head && o.tp_size == 1;
+  limits.max_graph_seqs = one_stage ? o.max_logit_rows : 0;
   return limits;
 }
 
@@ -202,8 +253,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, 
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
                           KvCache::Create(backend, o.kv_blocks, o.kv_block_size, parts.kv_specs));
   STRATA_RETURN_IF_ERROR(backend.Reserve(MaxStep(context.config, o, parts)));
-  return std::unique_ptr<ModelRunner>(
-      new Decoder(std::move(context), backend, std::move(parts), std::move(kv)));
+  auto decoder = std::make_unique<Decoder>(std::move(context), backend, std::move(parts), std::move(kv));
+  STRATA_RETURN_IF_ERROR(decoder->RecordGraphs());
+  return decoder;
 }
 
 }  // namespace strata

@@ -159,6 +159,34 @@ TEST(ServeProcessTest, AKvOrWeightTypeTheDeviceDoesNotKeepFailsAtOnce) {
   }
 }
 
+// The last line of `output` with text.
+std::string LastLine(std::string output) {
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  return output.substr(output.rfind('\n') + 1);  // npos + 1 is 0
+}
+
+// `--eager` (no CUDA graphs) is taken by every command that makes a backend, serve passing it
+// to its workers; on the CPU, which records no graphs, the greedy text is the same either way.
+TEST(ServeProcessTest, EagerIsTakenByEveryCommandThatMakesABackend) {
+  const testing::StrataRun graphs = testing::RunStrata("--log-level warn generate --prompt hi -n 4");
+  ASSERT_EQ(graphs.code, 0) << graphs.output;
+  const std::pair<std::string, bool> commands[] = {  // (command, prints the text last)
+      {"--log-level warn generate --eager --prompt hi -n 4", true},
+      {"--log-level warn serve --eager --prompt hi --max-tokens 4", true},
+      {"bench generate --eager --prompt-tokens 8 --decode-tokens 4", false},
+  };
+  for (const auto& [command, text] : commands) {
+    SCOPED_TRACE(command);
+    const testing::StrataRun run = testing::RunStrata(command);
+    EXPECT_EQ(run.code, 0) << run.output;
+    if (text) EXPECT_EQ(LastLine(run.output), LastLine(graphs.output));
+  }
+  const testing::StrataRun worker =  // parsed: it fails registering, not on the flag
+      testing::RunStrata("worker --eager --coordinator 127.0.0.1:1 --register-timeout-ms 300");
+  EXPECT_EQ(worker.code, 1) << worker.output;
+  EXPECT_NE(worker.output.find("register with coordinator"), std::string::npos) << worker.output;
+}
+
 // `strata serve --device cuda` gives each worker its own GPU through per-child arguments:
 // child i runs with the shared arguments and then its own.
 TEST(LocalWorkersTest, EachChildGetsItsOwnArguments) {

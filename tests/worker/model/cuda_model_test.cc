@@ -10,6 +10,8 @@
 //    with Hugging Face transformers on the same GPU (tests/worker/model/hf_reference.py);
 //  * batch invariance: seeded requests get the same ids alone and in batches of 8 and 128;
 //  * steps allocate no device memory after load (the step memory is reserved for the limits);
+//  * decode steps replayed from the CUDA graphs recorded at load equal steps queued op by op,
+//    bit for bit, padded or not;
 //  * an f8_e4m3 KV cache keeps stories260K's clear predictions;
 //  * what the GPU does not run yet (mixture of experts, latent attention, quantized weights)
 //    fails with a clear error, never a wrong answer.
@@ -17,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -227,14 +230,12 @@ INSTANTIATE_TEST_SUITE_P(DenseFamilies, CudaFixtureTest,
                            return name;
                          });
 
-// Batch invariance on the GPU: seeded requests (temperature 0.8, top-p 0.9) get the same ids
-// alone as inside batches of 8 and 128 requests of mixed prompt lengths, through the engine
-// (continuous batching, chunked prefill), on a model whose head dim (128) takes the tuned
-// attention kernels.
-TEST(CudaModelTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+// A random bf16 model of 2 layers whose head dim (128) takes the tuned attention kernels
+// (vocabulary 512, 4 query and 2 KV heads), written under a temporary directory named for
+// `test`; empty if it could not be written.
+std::string WriteHeadDim128Model(const std::string& test) {
   SyntheticModelSpec spec;
-  spec.name = "strata-gpu-invariance-random";
+  spec.name = "strata-gpu-" + test + "-random";
   spec.vocab_size = 512;
   spec.hidden_size = 512;
   spec.intermediate_size = 1024;
@@ -242,8 +243,18 @@ TEST(CudaModelTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
   spec.num_heads = 4;
   spec.num_kv_heads = 2;
   spec.dtype = DType::kBF16;
-  const std::string path = (testing::TempDir("cuda_invariance") / "model.gguf").string();
-  ASSERT_TRUE(WriteSyntheticModel(spec, path).ok());
+  const std::string path = (testing::TempDir("cuda_" + test) / "model.gguf").string();
+  return WriteSyntheticModel(spec, path).ok() ? path : std::string();
+}
+
+// Batch invariance on the GPU: seeded requests (temperature 0.8, top-p 0.9) get the same ids
+// alone as inside batches of 8 and 128 requests of mixed prompt lengths, through the engine
+// (continuous batching, chunked prefill), on a model whose head dim (128) takes the tuned
+// attention kernels.
+TEST(CudaModelTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  const std::string path = WriteHeadDim128Model("invariance");
+  ASSERT_FALSE(path.empty());
   LocalExecutorOptions local;
   local.model = path;
   local.backend.device = kCuda;
@@ -358,17 +369,92 @@ TEST(CudaModelTest, StepsAllocateNothingAfterLoad) {
   }
 }
 
-// Mixtral's experts are not on the GPU yet: the first step fails naming the op.
+// Decode steps replayed from the graphs recorded at load compute what the same steps queued
+// op by op compute, bit for bit. A step of n sequences is padded to the next recorded size b
+// (1, 2, 4, 8, 16, 24, ...): its n rows of logits equal the first n rows of an eager step of
+// the first b sequences (the same matmul shapes, and a row depends on its own sequence only).
+// Eight sequences with contexts of 5 to 300 tokens; steps of 1, 3, 4, 5 and 8 of them, then
+// four more steps of all eight (replays with new metadata, contexts crossing blocks).
+TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  const std::string path = WriteHeadDim128Model("graphs");
+  ASSERT_FALSE(path.empty());
+  constexpr int64_t kVocab = 512;
+  constexpr int kSeqs = 8, kBlocksPerSeq = 32, kBlockSize = 16;
+  ModelLoadOptions options;
+  options.kv_blocks = kSeqs * kBlocksPerSeq;
+  options.kv_block_size = kBlockSize;
+  options.max_logit_rows = 40;
+  DeviceSpec eager = kCuda;
+  eager.eager = true;
+  auto graphs = testing::LoadForTest(path, options, 1, kCuda);
+  ASSERT_TRUE(graphs.ok()) << graphs.status();
+  auto queued = testing::LoadForTest(path, options, 1, eager);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(graphs->backend->GraphBatches(), (std::vector<int64_t>{1, 2, 4, 8, 16, 24, 32, 40}));
+  EXPECT_TRUE(queued->backend->GraphBatches().empty());
+
+  std::mt19937 random(11);
+  std::vector<std::vector<int32_t>> prompts(kSeqs), tables(kSeqs);
+  for (int s = 0; s < kSeqs; ++s) {
+    prompts[s].resize(s == 0 ? 5 : 1 + random() % 300);
+    for (int32_t& t : prompts[s]) t = 3 + static_cast<int32_t>(random() % 500);
+    for (int b = 0; b < kBlocksPerSeq; ++b) tables[s].push_back(s * kBlocksPerSeq + b);
+    for (testing::LoadedModel* m : {&*graphs, &*queued}) {
+      StepBatch prefill;
+      prefill.AddSequence(prompts[s], 0, tables[s], kBlockSize, false);
+      ASSERT_TRUE(testing::Forward(*m->runner, prefill).ok());
+    }
+  }
+  std::vector<int32_t> next(kSeqs), cached(kSeqs);
+  for (int s = 0; s < kSeqs; ++s) {
+    next[s] = 3 + static_cast<int32_t>(random() % 500);
+    cached[s] = static_cast<int32_t>(prompts[s].size());
+  }
+  auto decode = [&](int n) {
+    StepBatch batch;
+    for (int s = 0; s < n; ++s) batch.AddSequence({next[s]}, cached[s], tables[s], kBlockSize, false);
+    return batch;
+  };
+  auto expect_rows_equal = [&](int n, int padded) {
+    auto replayed = testing::Forward(*graphs->runner, decode(n));
+    auto reference = testing::Forward(*queued->runner, decode(padded));
+    ASSERT_TRUE(replayed.ok()) << replayed.status();
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    ASSERT_EQ(replayed->size(), static_cast<size_t>(n) * kVocab);
+    EXPECT_EQ(std::memcmp(replayed->data(), reference->data(), replayed->size() * sizeof(float)), 0)
+        << n << " sequences (padded to " << padded << ") against an eager step of " << padded;
+  };
+  const std::pair<int, int> sizes[] = {{1, 1}, {3, 4}, {4, 4}, {5, 8}, {8, 8}};  // n, padded
+  for (const auto& [n, padded] : sizes) expect_rows_equal(n, padded);
+  for (int step = 0; step < 4; ++step) {
+    for (int s = 0; s < kSeqs; ++s) {
+      ++cached[s];
+      next[s] = 3 + static_cast<int32_t>(random() % 500);
+    }
+    expect_rows_equal(kSeqs, kSeqs);
+  }
+}
+
+// Mixtral's experts are not on the GPU yet: a step fails naming the op. Recording the decode
+// steps at load runs one, so the load fails; without graphs, the first step.
 TEST(CudaModelTest, MixtureOfExpertsIsRefusedNotMiscomputed) {
   STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/mixtral/hf");
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
-  auto model = testing::LoadForTest(model_path.string(), {}, 1, kCuda);
+  auto expect_refused = [](const absl::Status& status) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented) << status;
+    EXPECT_NE(status.message().find("mixture-of-experts"), std::string::npos) << status;
+  };
+  auto recorded = testing::LoadForTest(model_path.string(), {}, 1, kCuda);
+  ASSERT_FALSE(recorded.ok());
+  expect_refused(recorded.status());
+  DeviceSpec eager = kCuda;
+  eager.eager = true;
+  auto model = testing::LoadForTest(model_path.string(), {}, 1, eager);
   ASSERT_TRUE(model.ok()) << model.status();
   auto logits = testing::Forward(*model->runner, testing::OneSequence(*model->runner, {1, 2, 3}, 0, false));
   ASSERT_FALSE(logits.ok());
-  EXPECT_EQ(logits.status().code(), absl::StatusCode::kUnimplemented) << logits.status();
-  EXPECT_NE(logits.status().message().find("mixture-of-experts"), std::string::npos)
-      << logits.status();
+  expect_refused(logits.status());
 }
 
 // The GPU keeps matrices in bf16 only: a conversion it would not make is refused at load,

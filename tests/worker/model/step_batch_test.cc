@@ -1,6 +1,9 @@
 #include "worker/backend/step_batch.h"
 
+#include <vector>
+
 #include "gtest/gtest.h"
+#include "worker/backend/backend.h"
 
 namespace strata {
 namespace {
@@ -44,6 +47,53 @@ TEST(StepBatchTest, HugeBlockIdsAndPositionsAreRefusedWithoutOverflow) {
   EXPECT_EQ(late.positions[1], -1);
   EXPECT_EQ(late.context_lens[0], -1);
   EXPECT_FALSE(late.Validate(100, 64, 8, 16).ok());
+}
+
+// Steps a recorded graph can replay: every sequence decodes one token, each with its logits.
+TEST(StepBatchTest, DecodeStepsAreOneSampledTokenPerSequence) {
+  StepBatch decode;
+  decode.AddSequence({13}, 17, {2, 7}, 16, false);
+  decode.AddSequence({14}, 0, {3}, 16, false);
+  EXPECT_TRUE(IsDecodeStep(decode));
+  StepBatch prefill = decode;
+  prefill.AddSequence({1, 2}, 0, {4}, 16, false);
+  EXPECT_FALSE(IsDecodeStep(prefill));
+  StepBatch chunk;  // a prompt chunk that samples nothing
+  chunk.AddSequence({13}, 17, {2, 7}, 16, false);
+  chunk.logit_rows.clear();
+  EXPECT_FALSE(IsDecodeStep(chunk));
+  EXPECT_FALSE(IsDecodeStep(StepBatch{}));
+}
+
+// A decode step of 3 sequences padded to 4 in the layout of at most 8 sequences with 4 block
+// table columns: the batch's values, then the padding's (token 0 at position 0, no K/V
+// stored, one key read from block 0); each table row's used columns only.
+TEST(StepBatchTest, PaddedDecodeStepsShareTheLargestLayout) {
+  StepBatch b;
+  b.AddSequence({13}, 17, {2, 7}, 16, false);
+  b.AddSequence({14}, 0, {3}, 16, false);
+  b.AddSequence({15}, 31, {5, 6}, 16, false);
+  const PaddedDecodeLayout layout(8, 4);
+  EXPECT_EQ(layout.positions, 8);
+  EXPECT_EQ(layout.query_start, 32);
+  EXPECT_EQ(layout.context_lens, 41);
+  EXPECT_EQ(layout.block_tables, 57);
+  EXPECT_EQ(layout.size, 57 + 8 * 4);
+  std::vector<int32_t> out(layout.size, 99);
+  PackPaddedDecode(b, 4, layout, out.data());
+  auto at = [&](int64_t offset, int64_t n) {
+    return std::vector<int32_t>(out.begin() + offset, out.begin() + offset + n);
+  };
+  EXPECT_EQ(at(layout.tokens, 5), (std::vector<int32_t>{13, 14, 15, 0, 99}));
+  EXPECT_EQ(at(layout.positions, 5), (std::vector<int32_t>{17, 0, 31, 0, 99}));
+  EXPECT_EQ(at(layout.slots, 4), (std::vector<int32_t>{7 * 16 + 1, 3 * 16, 6 * 16 + 15, -1}));
+  EXPECT_EQ(at(layout.token_seq, 4), (std::vector<int32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(at(layout.query_start, 6), (std::vector<int32_t>{0, 1, 2, 3, 4, 99}));
+  EXPECT_EQ(at(layout.context_lens, 4), (std::vector<int32_t>{18, 1, 32, 1}));
+  EXPECT_EQ(at(layout.logit_rows, 4), (std::vector<int32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(at(layout.block_tables, 5 * 4),
+            (std::vector<int32_t>{2, 7, 99, 99, 3, -1, 99, 99, 5, 6, 99, 99, 0, 99, 99, 99, 99, 99,
+                                  99, 99}));
 }
 
 }  // namespace
