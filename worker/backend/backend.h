@@ -262,7 +262,9 @@ class Backend {
   // not called. So `queue` must queue the same ops with the same arguments for every step of
   // one size (the plan's device pointers and counts are the same), and nothing in it may wait
   // for the device (no Sync, no host copies). A backend records for the one runner whose
-  // limits it reserved (Reserve). Backends without graphs just call `queue`.
+  // limits it reserved (Reserve). A recording that fails does not fail the step (which ran):
+  // the backend warns, stops padding and replays nothing after. Backends without graphs just
+  // call `queue`.
   virtual absl::Status RunGraph(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
     (void)batch;
     return queue();

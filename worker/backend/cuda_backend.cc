@@ -256,6 +256,8 @@ class CudaBackend : public Backend {
   void* Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes, const char* what);
   // Pinned host and device memory for `values` int32 step metadata values.
   absl::Status ReserveMeta(int64_t values);
+  // Records the ops `queue` queues as the graph of padded steps of `batch` sequences.
+  absl::Status Record(int64_t batch, absl::FunctionRef<absl::Status()> queue);
   // The plan of a decode step of batch.num_seqs() <= seqs sequences padded to `seqs`, in the
   // fixed layout the recorded graphs read (see PlanStep).
   absl::StatusOr<const StepPlan*> PlanGraphStep(const StepBatch& batch, int64_t seqs);
@@ -710,12 +712,24 @@ absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status
     return absl::OkStatus();
   }
   // The first step of this size (or the first since its recording was dropped): run it, which
-  // also grows any scratch it needs, then record it (recording runs nothing).
+  // also grows any scratch it needs, then record it (recording runs nothing). A recording that
+  // fails does not fail the step, which has run: the backend warns and runs every later step
+  // op by op, as with --eager.
   STRATA_RETURN_IF_ERROR(queue());
   STRATA_RETURN_IF_ERROR(Sync());
+  if (absl::Status recorded = Record(batch, queue); !recorded.ok()) {
+    STRATA_LOG_WARN("cuda:{}: recording the decode step of {} sequences: {}; every step runs op "
+                    "by op from now on (as with --eager)", info_.index, batch, StdSv(recorded.message()));
+    graphs_.clear();
+    graph_batches_.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Record(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
   if (cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
       err != cudaSuccess) {
-    return CudaError(err, "recording a step");
+    return CudaError(err, "stream capture");
   }
   recording_ = true;
   absl::Status status = queue();
@@ -725,11 +739,11 @@ absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status
   cudaGetLastError();  // a capture error is reported below, not again by the next launch
   if (status.ok()) status = error_;  // an op's argument or launch error while recording
   error_ = absl::OkStatus();
-  if (status.ok() && end != cudaSuccess) status = CudaError(end, "recording a step");
+  if (status.ok() && end != cudaSuccess) status = CudaError(end, "stream capture");
   cudaGraphExec_t exec = nullptr;
   if (status.ok()) {
     if (cudaError_t err = cudaGraphInstantiate(&exec, graph, 0); err != cudaSuccess) {
-      status = CudaError(err, "instantiating a recorded step");
+      status = CudaError(err, "instantiating the recording");
     }
   }
   if (graph != nullptr) cudaGraphDestroy(graph);

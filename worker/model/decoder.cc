@@ -128,13 +128,11 @@ absl::Status Decoder::RecordGraphs() {
     }
     std::fill(batch.slot_mapping.begin(), batch.slot_mapping.end(), -1);
     STRATA_ASSIGN_OR_RETURN(const StepPlan* plan, backend_.PlanStep(batch));
-    absl::StatusOr<Tensor> out = plan->graph_batch == seqs
-                                     ? Forward(*plan)
-                                     : absl::InternalError("the backend did not pad the step");
-    if (!out.ok()) {
+    if (plan->graph_batch != seqs) break;  // a recording failed: the backend runs op by op
+    if (absl::StatusOr<Tensor> out = Forward(*plan); !out.ok()) {
       return absl::Status(out.status().code(),
-                          absl::StrCat("recording the decode step of ", seqs, " sequences: ",
-                                       out.status().message(), " (--eager runs without graphs)"));
+                          absl::StrCat("the decode step of ", seqs, " sequences run at load: ",
+                                       out.status().message()));
     }
   }
   return absl::OkStatus();
