@@ -257,7 +257,7 @@ class CudaBackend : public Backend {
   // Pinned host and device memory for `values` int32 step metadata values.
   absl::Status ReserveMeta(int64_t values);
   // Records the ops `queue` queues as the graph of padded steps of `batch` sequences.
-  absl::Status Record(int64_t batch, absl::FunctionRef<absl::Status()> queue);
+  absl::Status RecordStep(int64_t batch, absl::FunctionRef<absl::Status()> queue);
   // The plan of a decode step of batch.num_seqs() <= seqs sequences padded to `seqs`, in the
   // fixed layout the recorded graphs read (see PlanStep).
   absl::StatusOr<const StepPlan*> PlanGraphStep(const StepBatch& batch, int64_t seqs);
@@ -519,7 +519,8 @@ void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t
                            const char* what) {
   if (bytes <= size && buffer != nullptr) return buffer.get();
   if (recording_) {  // its ops ran just before with this memory: cannot happen
-    Record(absl::InternalError(absl::StrCat(what, " outgrew its memory while a step was recorded")));
+    Record(absl::InternalError(
+        absl::StrCat(what, " outgrew its memory while a step was recorded")));
     return nullptr;
   }
   if (&buffer != &sample_scratch_) graphs_.clear();  // they hold the old buffer's address
@@ -717,16 +718,17 @@ absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status
   // op by op, as with --eager.
   STRATA_RETURN_IF_ERROR(queue());
   STRATA_RETURN_IF_ERROR(Sync());
-  if (absl::Status recorded = Record(batch, queue); !recorded.ok()) {
+  if (absl::Status recorded = RecordStep(batch, queue); !recorded.ok()) {
     STRATA_LOG_WARN("cuda:{}: recording the decode step of {} sequences: {}; every step runs op "
-                    "by op from now on (as with --eager)", info_.index, batch, StdSv(recorded.message()));
+                    "by op from now on (as with --eager)",
+                    info_.index, batch, StdSv(recorded.message()));
     graphs_.clear();
     graph_batches_.clear();
   }
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::Record(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
+absl::Status CudaBackend::RecordStep(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
   if (cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
       err != cudaSuccess) {
     return CudaError(err, "stream capture");

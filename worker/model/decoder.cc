@@ -251,7 +251,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, 
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
                           KvCache::Create(backend, o.kv_blocks, o.kv_block_size, parts.kv_specs));
   STRATA_RETURN_IF_ERROR(backend.Reserve(MaxStep(context.config, o, parts)));
-  auto decoder = std::make_unique<Decoder>(std::move(context), backend, std::move(parts), std::move(kv));
+  auto decoder =
+      std::make_unique<Decoder>(std::move(context), backend, std::move(parts), std::move(kv));
   STRATA_RETURN_IF_ERROR(decoder->RecordGraphs());
   return decoder;
 }

@@ -168,7 +168,8 @@ std::string LastLine(std::string output) {
 // `--eager` (no CUDA graphs) is taken by every command that makes a backend, serve passing it
 // to its workers; on the CPU, which records no graphs, the greedy text is the same either way.
 TEST(ServeProcessTest, EagerIsTakenByEveryCommandThatMakesABackend) {
-  const testing::StrataRun graphs = testing::RunStrata("--log-level warn generate --prompt hi -n 4");
+  const testing::StrataRun graphs =
+      testing::RunStrata("--log-level warn generate --prompt hi -n 4");
   ASSERT_EQ(graphs.code, 0) << graphs.output;
   const std::pair<std::string, bool> commands[] = {  // (command, prints the text last)
       {"--log-level warn generate --eager --prompt hi -n 4", true},

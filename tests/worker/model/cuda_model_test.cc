@@ -414,7 +414,9 @@ TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
   }
   auto decode = [&](int n) {
     StepBatch batch;
-    for (int s = 0; s < n; ++s) batch.AddSequence({next[s]}, cached[s], tables[s], kBlockSize, false);
+    for (int s = 0; s < n; ++s) {
+      batch.AddSequence({next[s]}, cached[s], tables[s], kBlockSize, false);
+    }
     return batch;
   };
   auto expect_rows_equal = [&](int n, int padded) {
