@@ -125,6 +125,18 @@ struct GatherRowsParams {
 };
 absl::Status LaunchGatherRows(const GatherRowsParams& params, void* stream);
 
+// dst[rows[i], :] += scales[i] * src[i, :] (f32), the rows distinct (an expert's tokens: the
+// mixture-of-experts sum, one expert per launch).
+struct ScatterAddRowsParams {
+  const float* src = nullptr;     // [num_rows, cols]
+  const int32_t* rows = nullptr;  // [num_rows], distinct
+  const float* scales = nullptr;  // [num_rows]
+  float* dst = nullptr;           // [*, cols]
+  int64_t num_rows = 0;
+  int64_t cols = 0;
+};
+absl::Status LaunchScatterAddRows(const ScatterAddRowsParams& params, void* stream);
+
 // Stores token t's K (and V) at cache slot slot_mapping[t] of a paged cache
 // [num_blocks, block_size, num_kv_heads, head_dim]; slot = block * block_size + offset. A bf16
 // cache gets each value rounded; an fp8 cache gets each (token, KV head) row as e4m3 codes of

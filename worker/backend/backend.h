@@ -82,9 +82,14 @@ struct StepLimits {
   int64_t vocab = 0;               // columns of the logits sampled (0: no sampling here)
   int64_t num_heads = 0;           // attention query heads on this rank
   int64_t head_dim = 0;            // the largest of the layers'
+  // Mixture of experts: the hidden size, a routed expert's FFN width (at most; 0: no MoE
+  // layers) and the experts per token.
+  int64_t hidden = 0;
+  int64_t expert_ffn = 0;
+  int64_t top_k = 0;
   // Decode steps of up to this many sequences may be padded and replayed as recorded graphs
   // (0: never). The model sets it only where a step's ops never wait for the host: one stage,
-  // no tensor parallelism.
+  // no tensor parallelism, no mixture of experts (whose ops route on the host).
   int64_t max_graph_seqs = 0;
 };
 

@@ -23,6 +23,7 @@
 #include "common/strings.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops.h"
+#include "worker/backend/cpu_moe.h"
 #include "worker/backend/cuda_matmul.h"
 
 namespace strata {
@@ -198,13 +199,10 @@ class CudaBackend : public Backend {
                const KvLayer& cache) override;
   void Attention(const StepPlan& plan, const Tensor& q, const KvLayer& cache,
                  const AttentionParams& params, const Tensor& out) override;
-  void MoeRoute(const Tensor&, const MoeRouting&, const Tensor&, const Tensor&) override {
-    Unsupported("MoeRoute: mixture-of-experts layers are not implemented on the GPU yet");
-  }
-  void MoeFfn(const Tensor&, const Tensor&, const Tensor&, const ExpertWeights&,
-              const Tensor&) override {
-    Unsupported("MoeFfn: mixture-of-experts layers are not implemented on the GPU yet");
-  }
+  void MoeRoute(const Tensor& logits, const MoeRouting& routing, const Tensor& ids,
+                const Tensor& weights) override;
+  void MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weights,
+              const ExpertWeights& experts, const Tensor& y) override;
 
   absl::Status Sample(const Tensor& logits, absl::Span<const SamplingRow> rows,
                       std::vector<SampledToken>& out) override;
@@ -284,6 +282,8 @@ class CudaBackend : public Backend {
   int64_t attention_seqs_ = 1;  // decode sequences the reserved partials hold at the longest context
   std::shared_ptr<void> sample_scratch_;  // ids, logprobs, parameters, edited rows
   int64_t sample_scratch_bytes_ = 0;
+  std::shared_ptr<void> expert_scratch_;  // MoeFfn: routes, gathered rows, products, sums
+  int64_t expert_scratch_bytes_ = 0;
   // Recorded decode steps, by their padded size (graph_batches_). A recording holds the
   // addresses of the step metadata and scratch it was recorded with: when any of them is
   // reallocated, the recordings are dropped and made again at their size's next step.
@@ -292,6 +292,9 @@ class CudaBackend : public Backend {
   int64_t graph_block_size_ = 0;
   absl::flat_hash_map<int64_t, GraphExec> graphs_;
   bool recording_ = false;
+  // The last routes computed or uploaded on the host (MoeRoute, MoeFfn).
+  std::vector<int32_t> route_ids_;
+  std::vector<float> route_weights_;
 };
 
 // The part of an upload (or scratch) at byte `offset`.
@@ -523,7 +526,8 @@ void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t
         absl::StrCat(what, " outgrew its memory while a step was recorded")));
     return nullptr;
   }
-  if (&buffer != &sample_scratch_) graphs_.clear();  // they hold the old buffer's address
+  // They hold the old buffer's address (the sampling and expert memory are never recorded).
+  if (&buffer != &sample_scratch_ && &buffer != &expert_scratch_) graphs_.clear();
   if (reserved_) {  // grown by half again at least, so a creeping workload reallocates rarely
     bytes = std::max(bytes, size + size / 2);
     STRATA_LOG_WARN("cuda:{}: a step beyond the memory reserved at load: {} grows from {} to {} "
@@ -556,6 +560,16 @@ absl::Status CudaBackend::ReserveMeta(int64_t values) {
   return absl::OkStatus();
 }
 
+// MoeFfn's scratch for `tokens` tokens of `hidden` values routed to `top_k` experts of `ffn`
+// columns, activations of `elem` bytes: the uploaded routes (rows and weights), then an
+// expert's gathered rows, its gate and up products, its f32 output, and the f32 sums.
+int64_t ExpertScratchBytes(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k,
+                           int64_t elem) {
+  const int64_t routes = Staging::Aligned(tokens * top_k * 4) * 2;
+  return routes + Staging::Aligned(tokens * hidden * elem) +
+         2 * Staging::Aligned(tokens * ffn * elem) + 2 * Staging::Aligned(tokens * hidden * 4);
+}
+
 // Sampling scratch of a step of `rows` rows (see Sample): ids and logprobs out, the parameters
 // (at most kReservedEditEntries bias and penalty entries), then a row of logits per row.
 int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
@@ -567,7 +581,8 @@ int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
 
 absl::Status CudaBackend::Reserve(const StepLimits& l) {
   if (l.max_tokens < 1 || l.max_logit_rows < 0 || l.max_blocks_per_seq < 0 || l.vocab < 0 ||
-      l.num_heads < 0 || l.head_dim < 0 || l.max_graph_seqs < 0) {
+      l.num_heads < 0 || l.head_dim < 0 || l.max_graph_seqs < 0 || l.hidden < 0 ||
+      l.expert_ffn < 0 || l.top_k < 0) {
     return absl::InvalidArgumentError("cuda backend: Reserve: negative limits");
   }
   if (cudaError_t err = cudaSetDevice(info_.index); err != cudaSuccess) {
@@ -606,6 +621,12 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
   const int64_t values = std::max(4 * l.max_tokens + 2 * seqs + 1 + tables + l.max_logit_rows,
                                   PaddedDecodeLayout(graph_seqs, graph_blocks_).size);
   if (values > meta_host_size_) STRATA_RETURN_IF_ERROR(ReserveMeta(values));
+  if (l.expert_ffn > 0 &&
+      Scratch(expert_scratch_, expert_scratch_bytes_,
+              ExpertScratchBytes(l.max_tokens, l.hidden, l.expert_ffn, l.top_k, 2),
+              "the experts' memory") == nullptr) {
+    return Sync();
+  }
   if (l.vocab > 0 && l.max_logit_rows > 0 &&
       Scratch(sample_scratch_, sample_scratch_bytes_, SampleScratchBytes(l.max_logit_rows, l.vocab),
               "the sampling memory") == nullptr) {
@@ -755,6 +776,128 @@ absl::Status CudaBackend::RecordStep(int64_t batch, absl::FunctionRef<absl::Stat
   // Its launch data on the device now rather than at its first replay.
   Launched(cudaGraphUpload(exec, stream_), "uploading a recorded step");
   return absl::OkStatus();
+}
+
+// Routing on the host, by the CPU backend's code (RouteExperts): the logits (and the correction
+// bias) come over, the ids and weights go back. So a token's experts are the CPU's exactly.
+void CudaBackend::MoeRoute(const Tensor& logits, const MoeRouting& routing, const Tensor& ids,
+                           const Tensor& weights) {
+  const int64_t tokens = logits.Rows(), e = routing.num_experts, k = routing.top_k;
+  if (!Check(logits.dtype == DType::kF32 && logits.Cols() == e && e > 0 && k > 0 && k <= e &&
+                 ids.dtype == DType::kI32 && ids.NumElements() == tokens * k &&
+                 weights.dtype == DType::kF32 && weights.NumElements() == tokens * k &&
+                 (routing.correction_bias == nullptr ||
+                  routing.correction_bias->view.NumElements() == e),
+             "MoeRoute: f32 logits [tokens, experts], ids and weights [tokens, top_k]")) {
+    return;
+  }
+  std::vector<float> host_logits(tokens * e), bias(routing.correction_bias != nullptr ? e : 0);
+  CopyToHost(logits, host_logits.data());
+  if (!bias.empty()) {
+    const auto* on_device = routing.correction_bias->view.data;
+    CopyToHost(MakeTensor(DType::kF32, {e}, const_cast<std::byte*>(on_device)), bias.data());
+  }
+  if (absl::Status done = Sync(); !done.ok()) {
+    Record(done);
+    return;
+  }
+  MoeRouting host = routing;
+  const Weight host_bias{MakeView(DType::kF32, {e}, bias.data()), nullptr};
+  if (!bias.empty()) host.correction_bias = &host_bias;
+  route_ids_.resize(tokens * k);
+  route_weights_.resize(tokens * k);
+  RouteExperts(MakeTensor(DType::kF32, {tokens, e}, host_logits.data()), host,
+               MakeTensor(DType::kI32, {tokens, k}, route_ids_.data()),
+               MakeTensor(DType::kF32, {tokens, k}, route_weights_.data()));
+  CopyFromHost(route_ids_.data(), ids);  // from members: they outlive the copies (next Sync)
+  CopyFromHost(route_weights_.data(), weights);
+}
+
+// The experts as grouped matmuls, as the CPU runs them (RunExperts): the route comes to the
+// host, each local expert's tokens (in token order) are gathered into one matrix, run through
+// gate/up, the activation and down (f32 out), and added, times their weights, into f32 sums in
+// expert order; y is the sums rounded once. Each expert's weights are read once per step.
+void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                         const ExpertWeights& experts, const Tensor& y) {
+  const int64_t tokens = x.Rows(), hidden = x.Cols(), top_k = ids.Cols();
+  const int64_t local = static_cast<int64_t>(experts.gate.size());
+  const auto elem = ElemOf(x.dtype);
+  bool ok = elem && SameShape(x, y) && ids.dtype == DType::kI32 && ids.Rows() == tokens &&
+            weights.dtype == DType::kF32 && weights.NumElements() == ids.NumElements() &&
+            experts.up.size() == experts.gate.size() && experts.down.size() == experts.gate.size();
+  int64_t ffn = 0;
+  for (int64_t e = 0; ok && e < local; ++e) {
+    const int64_t f = experts.gate[e].view.Rows();
+    ffn = std::max(ffn, f);
+    ok = experts.gate[e].view.Cols() == hidden && experts.up[e].view.Rows() == f &&
+         experts.up[e].view.Cols() == hidden && experts.down[e].view.Rows() == hidden &&
+         experts.down[e].view.Cols() == f;
+  }
+  if (!Check(ok, "MoeFfn: x and y [tokens, hidden], ids and weights [tokens, top_k], experts' "
+                 "gate and up [ffn, hidden] and down [hidden, ffn]")) {
+    return;
+  }
+  std::vector<int32_t> route(tokens * top_k);
+  std::vector<float> route_w(tokens * top_k);
+  CopyToHost(ids, route.data());
+  CopyToHost(weights, route_w.data());
+  if (absl::Status done = Sync(); !done.ok()) {
+    Record(done);
+    return;
+  }
+  // Each local expert's tokens and weights, in token order, packed expert after expert.
+  std::vector<int32_t> rows;
+  std::vector<float> scales;
+  std::vector<int64_t> begin(local + 1, 0);
+  for (int64_t e = 0; e < local; ++e) {
+    for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
+      if (route[slot] - experts.expert_begin != e) continue;
+      rows.push_back(static_cast<int32_t>(slot / top_k));
+      scales.push_back(route_w[slot]);
+    }
+    begin[e + 1] = static_cast<int64_t>(rows.size());
+  }
+  const int64_t x_bytes = ElementsToBytes(x.dtype, 1);
+  const int64_t routes = Staging::Aligned(tokens * top_k * 4);
+  const int64_t at_x = 2 * routes, at_gate = at_x + Staging::Aligned(tokens * hidden * x_bytes);
+  const int64_t at_up = at_gate + Staging::Aligned(tokens * ffn * x_bytes);
+  const int64_t at_out = at_up + Staging::Aligned(tokens * ffn * x_bytes);
+  const int64_t at_sum = at_out + Staging::Aligned(tokens * hidden * 4);
+  auto* base = static_cast<std::byte*>(
+      Scratch(expert_scratch_, expert_scratch_bytes_,
+              ExpertScratchBytes(tokens, hidden, ffn, top_k, x_bytes), "the experts' memory"));
+  if (base == nullptr) return;
+  route_ids_ = rows;  // members: they outlive the copies (next Sync)
+  route_weights_ = scales;
+  auto* d_rows = At<int32_t>(base, 0);
+  auto* d_scales = At<float>(base, routes);
+  Launched(cudaMemcpyAsync(d_rows, route_ids_.data(), rows.size() * 4, cudaMemcpyHostToDevice,
+                           stream_),
+           "expert routes");
+  Launched(cudaMemcpyAsync(d_scales, route_weights_.data(), scales.size() * 4,
+                           cudaMemcpyHostToDevice, stream_),
+           "expert weights");
+  const bool f32_out = y.dtype == DType::kF32;
+  auto* sums = f32_out ? y.As<float>() : At<float>(base, at_sum);
+  Launched(cudaMemsetAsync(sums, 0, tokens * hidden * 4, stream_), "expert sums");
+  for (int64_t e = 0; e < local && error_.ok(); ++e) {
+    const int64_t n = begin[e + 1] - begin[e], f = experts.gate[e].view.Rows();
+    if (n == 0) continue;
+    const Tensor xe = MakeTensor(x.dtype, {n, hidden}, base + at_x);
+    const Tensor gate = MakeTensor(x.dtype, {n, f}, base + at_gate);
+    const Tensor up = MakeTensor(x.dtype, {n, f}, base + at_up);
+    const Tensor out = MakeTensor(DType::kF32, {n, hidden}, base + at_out);
+    Record(kc::LaunchGatherRows({x.data, xe.data, d_rows + begin[e], n, hidden * x_bytes},
+                                stream_));
+    const Weight* ws[] = {&experts.gate[e], &experts.up[e]};
+    const Tensor ys[] = {gate, up};
+    MatMulGroup(xe, ws, {}, ys);
+    GatedActivation(gate, up, experts.activation, gate);
+    MatMul(gate, experts.down[e], nullptr, out);
+    Record(kc::LaunchScatterAddRows(
+        {out.As<float>(), d_rows + begin[e], d_scales + begin[e], sums, n, hidden}, stream_));
+  }
+  if (!f32_out) Convert(MakeTensor(DType::kF32, {tokens, hidden}, sums), y);
 }
 
 void CudaBackend::MatMulGroup(const Tensor& x, absl::Span<const Weight* const> ws,

@@ -9,8 +9,10 @@
 // then temperature, top-k, top-p, min-p with the host's Philox numbers; logprobs of the raw
 // row); only ids and logprobs leave it.
 //
-// Not on the GPU yet (the step fails with Unimplemented, naming the op): mixture-of-experts
-// layers, attention whose V head dim differs from K's (multi-head latent attention).
+// Mixture of experts: routed on the host by the CPU's code (the logits come over, the ids go
+// back), each expert's tokens gathered and run as grouped matmuls, one host sync per op.
+// Not on the GPU yet (the step fails with Unimplemented, naming the op): attention whose V head
+// dim differs from K's (multi-head latent attention).
 #pragma once
 
 #include <memory>

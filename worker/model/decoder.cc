@@ -205,9 +205,15 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
   limits.vocab = parts.head && o.tp_rank == 0 ? c.vocab_size : 0;  // TP rank 0 samples
   limits.num_heads = parts.tp.q_heads.size();
   for (const KvSpec& kv : parts.kv_specs) limits.head_dim = std::max(limits.head_dim, kv.head_dim);
-  // A step's ops never wait for the host with one stage and no collectives.
+  if (c.IsMoe()) {
+    limits.hidden = c.hidden_size;
+    limits.expert_ffn = c.moe.expert_intermediate_size;  // a rank's slice is no wider
+    limits.top_k = c.moe.experts_per_token;
+  }
+  // A step's ops never wait for the host with one stage, no collectives and no experts (the
+  // backends route them on the host).
   const bool one_stage = parts.embed && parts.head && o.tp_size == 1;
-  limits.max_graph_seqs = one_stage ? o.max_logit_rows : 0;
+  limits.max_graph_seqs = one_stage && !c.IsMoe() ? o.max_logit_rows : 0;
   return limits;
 }
 

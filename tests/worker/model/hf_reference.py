@@ -2,7 +2,7 @@
 """Hugging Face transformers as an independent reference for the CUDA backend (GPU machine).
 
 scripts/gpu-check.sh runs cuda_model_test with STRATA_LOGITS_OUT set, so the CUDA backend's
-logits for every dense fixture and golden case are written there (raw f32, [24, vocab] per
+logits for every fixture the GPU runs and golden case are written there (raw f32, [24, vocab] per
 file, named <family>_<hf|gguf>_case<k>.f32). This script runs transformers on the same GPU on
 the same models (the fixtures' Hugging Face folders, eager attention) and token ids, in float32
 and in bfloat16, and compares, position by position, with scale = max(1, max |reference|):
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import transformers
 
-# Dense families the CUDA backend runs (cuda_model_test's list); llama also from its GGUF.
+# Families the CUDA backend runs (cuda_model_test's list); llama also from its GGUF.
 MODELS = [("llama", "hf"), ("llama", "gguf"), ("mistral", "hf"), ("qwen2", "hf"),
           ("qwen3", "hf"), ("phi3", "hf"), ("phi2", "hf"), ("gemma2", "hf"), ("olmo2", "hf"),
-          ("falcon", "hf")]
+          ("falcon", "hf"), ("mixtral", "hf")]
 STRATA_BOUND = 0.05
 REFERENCE_BOUND = {"falcon": 1e-2}  # others: 1e-3
 
