@@ -783,6 +783,10 @@ absl::Status CudaBackend::RecordStep(int64_t batch, absl::FunctionRef<absl::Stat
 void CudaBackend::MoeRoute(const Tensor& logits, const MoeRouting& routing, const Tensor& ids,
                            const Tensor& weights) {
   const int64_t tokens = logits.Rows(), e = routing.num_experts, k = routing.top_k;
+  if (recording_) {  // it waits for the host: the decoder records no graphs of MoE models
+    Unsupported("MoeRoute: mixture-of-experts ops cannot be recorded in a graph");
+    return;
+  }
   if (!Check(logits.dtype == DType::kF32 && logits.Cols() == e && e > 0 && k > 0 && k <= e &&
                  ids.dtype == DType::kI32 && ids.NumElements() == tokens * k &&
                  weights.dtype == DType::kF32 && weights.NumElements() == tokens * k &&
@@ -798,7 +802,7 @@ void CudaBackend::MoeRoute(const Tensor& logits, const MoeRouting& routing, cons
     CopyToHost(MakeTensor(DType::kF32, {e}, const_cast<std::byte*>(on_device)), bias.data());
   }
   if (absl::Status done = Sync(); !done.ok()) {
-    Record(done);
+    error_ = std::move(done);  // the step's error again, for its Sync()
     return;
   }
   MoeRouting host = routing;
@@ -821,6 +825,10 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
                          const ExpertWeights& experts, const Tensor& y) {
   const int64_t tokens = x.Rows(), hidden = x.Cols(), top_k = ids.Cols();
   const int64_t local = static_cast<int64_t>(experts.gate.size());
+  if (recording_) {
+    Unsupported("MoeFfn: mixture-of-experts ops cannot be recorded in a graph");
+    return;
+  }
   const auto elem = ElemOf(x.dtype);
   bool ok = elem && SameShape(x, y) && ids.dtype == DType::kI32 && ids.Rows() == tokens &&
             weights.dtype == DType::kF32 && weights.NumElements() == ids.NumElements() &&
@@ -842,16 +850,20 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
   CopyToHost(ids, route.data());
   CopyToHost(weights, route_w.data());
   if (absl::Status done = Sync(); !done.ok()) {
-    Record(done);
+    error_ = std::move(done);  // the step's error again, for its Sync()
     return;
   }
   // Each local expert's tokens and weights, in token order, packed expert after expert.
+  std::vector<std::vector<int64_t>> slots(local);
+  for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
+    const int64_t e = route[slot] - experts.expert_begin;
+    if (e >= 0 && e < local) slots[e].push_back(slot);
+  }
   std::vector<int32_t> rows;
   std::vector<float> scales;
   std::vector<int64_t> begin(local + 1, 0);
   for (int64_t e = 0; e < local; ++e) {
-    for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
-      if (route[slot] - experts.expert_begin != e) continue;
+    for (const int64_t slot : slots[e]) {
       rows.push_back(static_cast<int32_t>(slot / top_k));
       scales.push_back(route_w[slot]);
     }

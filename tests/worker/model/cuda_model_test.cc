@@ -2,7 +2,8 @@
 // `gpu`; skips elsewhere):
 //  * stories260K (a real trained model, head dim 8: the generic attention kernel): its golden
 //    greedy continuations (llama2.c / llama.cpp), teacher-forced, from both formats;
-//  * the families' fixtures (Mixtral's experts included): logits at every prompt position within a bf16 tolerance of
+//  * the families' fixtures (Mixtral's experts included; its routing has one near-tie, see
+//    CudaFixtureTest): logits at every prompt position within a bf16 tolerance of
 //    llama.cpp's (or the float64 reference's): max |logit - golden| <= 0.05 * max(1, max
 //    |golden|), i.e. a few bf16 roundings carried through two layers;
 //    With STRATA_LOGITS_OUT set, those logits are also written there (raw f32, one file per
@@ -176,6 +177,12 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaStories260KTest,
                                                              : std::string("HuggingFace");
                          });
 
+// Mixtral's fixture routes 96 times (48 tokens, 2 layers). In f32 the smallest gap between a
+// token's 2nd and 3rd expert's router logits is 9.2e-4 (case 0, layer 1, token 19; the next
+// are 1.6e-2 and 1.8e-2). A float64 emulation of the fixture with every weight and activation
+// rounded to bf16 (a reviewer's) widens that gap to 2.1e-2, with the logits within 0.0099 of
+// scale; but were the other expert taken there, they would be 0.195 of scale off, past the
+// 0.05 bound. So a Mixtral failure here is first to be checked against that one decision.
 class CudaFixtureTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaFixtureTest, PromptLogitsWithinBf16Tolerance) {
