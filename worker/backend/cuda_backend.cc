@@ -561,14 +561,21 @@ absl::Status CudaBackend::ReserveMeta(int64_t values) {
 }
 
 // MoeFfn's scratch for `tokens` tokens of `hidden` values routed to `top_k` experts of `ffn`
-// columns, activations of `elem` bytes: the uploaded routes (rows and weights), then an
-// expert's gathered rows, its gate and up products, its f32 output, and the f32 sums.
-int64_t ExpertScratchBytes(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k,
-                           int64_t elem) {
-  const int64_t routes = Staging::Aligned(tokens * top_k * 4) * 2;
-  return routes + Staging::Aligned(tokens * hidden * elem) +
-         2 * Staging::Aligned(tokens * ffn * elem) + 2 * Staging::Aligned(tokens * hidden * 4);
-}
+// columns, activations of `elem` bytes, as byte offsets: the uploaded routes (rows at 0, then
+// weights), an expert's gathered rows, its gate and up products, its f32 output, and the f32
+// sums; `size` in all.
+struct ExpertScratch {
+  ExpertScratch(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k, int64_t elem) {
+    scales = Staging::Aligned(tokens * top_k * 4);
+    x = scales + Staging::Aligned(tokens * top_k * 4);
+    gate = x + Staging::Aligned(tokens * hidden * elem);
+    up = gate + Staging::Aligned(tokens * ffn * elem);
+    out = up + Staging::Aligned(tokens * ffn * elem);
+    sums = out + Staging::Aligned(tokens * hidden * 4);
+    size = sums + Staging::Aligned(tokens * hidden * 4);
+  }
+  int64_t scales, x, gate, up, out, sums, size;
+};
 
 // Sampling scratch of a step of `rows` rows (see Sample): ids and logprobs out, the parameters
 // (at most kReservedEditEntries bias and penalty entries), then a row of logits per row.
@@ -623,7 +630,7 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
   if (values > meta_host_size_) STRATA_RETURN_IF_ERROR(ReserveMeta(values));
   if (l.expert_ffn > 0 &&
       Scratch(expert_scratch_, expert_scratch_bytes_,
-              ExpertScratchBytes(l.max_tokens, l.hidden, l.expert_ffn, l.top_k, 2),
+              ExpertScratch(l.max_tokens, l.hidden, l.expert_ffn, l.top_k, 2).size,
               "the experts' memory") == nullptr) {
     return Sync();
   }
@@ -870,35 +877,30 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
     begin[e + 1] = static_cast<int64_t>(rows.size());
   }
   const int64_t x_bytes = ElementsToBytes(x.dtype, 1);
-  const int64_t routes = Staging::Aligned(tokens * top_k * 4);
-  const int64_t at_x = 2 * routes, at_gate = at_x + Staging::Aligned(tokens * hidden * x_bytes);
-  const int64_t at_up = at_gate + Staging::Aligned(tokens * ffn * x_bytes);
-  const int64_t at_out = at_up + Staging::Aligned(tokens * ffn * x_bytes);
-  const int64_t at_sum = at_out + Staging::Aligned(tokens * hidden * 4);
+  const ExpertScratch at(tokens, hidden, ffn, top_k, x_bytes);
   auto* base = static_cast<std::byte*>(
-      Scratch(expert_scratch_, expert_scratch_bytes_,
-              ExpertScratchBytes(tokens, hidden, ffn, top_k, x_bytes), "the experts' memory"));
+      Scratch(expert_scratch_, expert_scratch_bytes_, at.size, "the experts' memory"));
   if (base == nullptr) return;
-  route_ids_ = rows;  // members: they outlive the copies (next Sync)
-  route_weights_ = scales;
+  route_ids_ = std::move(rows);  // members: they outlive the copies (next Sync)
+  route_weights_ = std::move(scales);
   auto* d_rows = At<int32_t>(base, 0);
-  auto* d_scales = At<float>(base, routes);
-  Launched(cudaMemcpyAsync(d_rows, route_ids_.data(), rows.size() * 4, cudaMemcpyHostToDevice,
-                           stream_),
+  auto* d_scales = At<float>(base, at.scales);
+  Launched(cudaMemcpyAsync(d_rows, route_ids_.data(), route_ids_.size() * 4,
+                           cudaMemcpyHostToDevice, stream_),
            "expert routes");
-  Launched(cudaMemcpyAsync(d_scales, route_weights_.data(), scales.size() * 4,
+  Launched(cudaMemcpyAsync(d_scales, route_weights_.data(), route_weights_.size() * 4,
                            cudaMemcpyHostToDevice, stream_),
            "expert weights");
   const bool f32_out = y.dtype == DType::kF32;
-  auto* sums = f32_out ? y.As<float>() : At<float>(base, at_sum);
+  auto* sums = f32_out ? y.As<float>() : At<float>(base, at.sums);
   Launched(cudaMemsetAsync(sums, 0, tokens * hidden * 4, stream_), "expert sums");
   for (int64_t e = 0; e < local && error_.ok(); ++e) {
     const int64_t n = begin[e + 1] - begin[e], f = experts.gate[e].view.Rows();
     if (n == 0) continue;
-    const Tensor xe = MakeTensor(x.dtype, {n, hidden}, base + at_x);
-    const Tensor gate = MakeTensor(x.dtype, {n, f}, base + at_gate);
-    const Tensor up = MakeTensor(x.dtype, {n, f}, base + at_up);
-    const Tensor out = MakeTensor(DType::kF32, {n, hidden}, base + at_out);
+    const Tensor xe = MakeTensor(x.dtype, {n, hidden}, base + at.x);
+    const Tensor gate = MakeTensor(x.dtype, {n, f}, base + at.gate);
+    const Tensor up = MakeTensor(x.dtype, {n, f}, base + at.up);
+    const Tensor out = MakeTensor(DType::kF32, {n, hidden}, base + at.out);
     Record(kc::LaunchGatherRows({x.data, xe.data, d_rows + begin[e], n, hidden * x_bytes},
                                 stream_));
     const Weight* ws[] = {&experts.gate[e], &experts.up[e]};

@@ -69,6 +69,31 @@ float Margin(const float* row, int64_t n) {
   return first - second;
 }
 
+// stories260K's golden records as teacher-forced sequences: the prompt, then the golden
+// continuation but its last token, so that row `first + i` predicts golden[i].
+struct TeacherForced {
+  std::string prompt;
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> golden;
+  size_t first = 0;
+};
+std::vector<TeacherForced> LoadTeacherForced(const std::filesystem::path& path) {
+  std::vector<TeacherForced> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const boost::json::value rec = boost::json::parse(line);
+    TeacherForced& r = out.emplace_back();
+    r.prompt = rec.at("prompt").as_string();
+    r.tokens = testing::ToIds(rec.at("prompt_ids"));
+    r.golden = testing::ToIds(rec.at("greedy_ids"));
+    r.first = r.tokens.size() - 1;
+    r.tokens.insert(r.tokens.end(), r.golden.begin(), r.golden.end() - 1);
+  }
+  return out;
+}
+
 TEST_P(CudaStories260KTest, TeacherForcedArgmaxMatchesGoldenWhereClear) {
   STRATA_SHARED_DATA_OR_SKIP(model_path, GetParam());
   STRATA_SHARED_DATA_OR_SKIP(golden_path, "golden/stories260K.jsonl");
@@ -81,29 +106,20 @@ TEST_P(CudaStories260KTest, TeacherForcedArgmaxMatchesGoldenWhereClear) {
   auto cpu = testing::LoadForTest(model_path.string(), options, 1);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   const int64_t vocab = gpu->runner->config().vocab_size;
-  std::ifstream in(golden_path);
-  std::string line;
   int records = 0, checked = 0, total = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const boost::json::value rec = boost::json::parse(line);
-    std::vector<int32_t> tokens = testing::ToIds(rec.at("prompt_ids"));
-    const std::vector<int32_t> golden = testing::ToIds(rec.at("greedy_ids"));
-    const size_t first = tokens.size() - 1;  // the row that predicts golden[0]
-    tokens.insert(tokens.end(), golden.begin(), golden.end() - 1);
-    auto on_gpu = testing::Forward(*gpu->runner, testing::OneSequence(*gpu->runner, tokens, 0, true));
+  for (const TeacherForced& r : LoadTeacherForced(golden_path)) {
+    auto on_gpu = testing::Forward(*gpu->runner, testing::OneSequence(*gpu->runner, r.tokens, 0, true));
     ASSERT_TRUE(on_gpu.ok()) << on_gpu.status();
-    auto on_cpu = testing::Forward(*cpu->runner, testing::OneSequence(*cpu->runner, tokens, 0, true));
+    auto on_cpu = testing::Forward(*cpu->runner, testing::OneSequence(*cpu->runner, r.tokens, 0, true));
     ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
-    for (size_t i = 0; i < golden.size(); ++i) {
-      const float* g = on_gpu->data() + (first + i) * vocab;
-      const float* c = on_cpu->data() + (first + i) * vocab;
-      ASSERT_EQ(ArgmaxOf(c, vocab), golden[i]) << "the CPU itself disagrees at step " << i;
+    for (size_t i = 0; i < r.golden.size(); ++i) {
+      const float* g = on_gpu->data() + (r.first + i) * vocab;
+      const float* c = on_cpu->data() + (r.first + i) * vocab;
+      ASSERT_EQ(ArgmaxOf(c, vocab), r.golden[i]) << "the CPU itself disagrees at step " << i;
       ++total;
       if (Margin(c, vocab) <= 0.1f) continue;  // a near-tie: bf16 may pick either
       ++checked;
-      EXPECT_EQ(ArgmaxOf(g, vocab), golden[i])
-          << "prompt " << rec.at("prompt").as_string() << ", step " << i;
+      EXPECT_EQ(ArgmaxOf(g, vocab), r.golden[i]) << "prompt " << r.prompt << ", step " << i;
     }
     ++records;
   }
@@ -134,19 +150,11 @@ TEST(CudaStories260KFp8Test, Fp8KvCacheKeepsClearPredictions) {
   auto cpu = testing::LoadForTest(model_path.string(), options, 1);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   const int64_t vocab = cpu->runner->config().vocab_size;
-  std::ifstream in(golden_path);
-  std::string line;
   int checked = 0, total = 0;
   float largest = 0.0f;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const boost::json::value rec = boost::json::parse(line);
-    std::vector<int32_t> tokens = testing::ToIds(rec.at("prompt_ids"));
-    const std::vector<int32_t> golden = testing::ToIds(rec.at("greedy_ids"));
-    const size_t first = tokens.size() - 1;
-    tokens.insert(tokens.end(), golden.begin(), golden.end() - 1);
+  for (const TeacherForced& r : LoadTeacherForced(golden_path)) {
     auto run = [&](ModelRunner& runner) {
-      auto logits = testing::Forward(runner, testing::OneSequence(runner, tokens, 0, true));
+      auto logits = testing::Forward(runner, testing::OneSequence(runner, r.tokens, 0, true));
       EXPECT_TRUE(logits.ok()) << logits.status();
       return logits.ok() ? *std::move(logits) : std::vector<float>();
     };
@@ -154,13 +162,13 @@ TEST(CudaStories260KFp8Test, Fp8KvCacheKeepsClearPredictions) {
     ASSERT_EQ(q.size(), c.size());
     ASSERT_EQ(b.size(), c.size());
     largest = std::max(largest, testing::MaxAbsDiff(q.data(), b.data(), static_cast<int64_t>(q.size())));
-    for (size_t i = 0; i < golden.size(); ++i) {
-      const float* row = c.data() + (first + i) * vocab;
+    for (size_t i = 0; i < r.golden.size(); ++i) {
+      const float* row = c.data() + (r.first + i) * vocab;
       ++total;
       if (Margin(row, vocab) <= 1.0f) continue;
       ++checked;
-      EXPECT_EQ(ArgmaxOf(q.data() + (first + i) * vocab, vocab), golden[i])
-          << "prompt " << rec.at("prompt").as_string() << ", step " << i;
+      EXPECT_EQ(ArgmaxOf(q.data() + (r.first + i) * vocab, vocab), r.golden[i])
+          << "prompt " << r.prompt << ", step " << i;
     }
   }
   EXPECT_GE(checked, total / 2) << "too few clear positions to check";
