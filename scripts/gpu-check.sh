@@ -41,13 +41,11 @@ BUDGET=540  # seconds of the device call's 600 that stages may start within
 BENCH=strata_attention_bench
 SHARED=${STRATA_SHARED_DATA:-../shared/data}
 # The shared files the model tests read there (../shared does not travel): stories260K and
-# its golden ids, the fixtures (Hugging Face layout) and their goldens, DeepSeek-V2's for the
-# latent attention the GPU refuses.
+# its golden ids, the fixtures (Hugging Face layout) and their goldens.
 SHARED_FILES=(models/stories260K/hf models/stories260K/stories260K.gguf golden/stories260K.jsonl
-              fixtures/llama/model.gguf fixtures/mixtral/hf fixtures/deepseek2/hf)
-for family in llama mistral qwen2 qwen3 phi3 phi2 gemma2 olmo2 falcon mixtral; do
-  SHARED_FILES+=("fixtures/$family/golden.json")
-  [ "$family" = mixtral ] || SHARED_FILES+=("fixtures/$family/hf")
+              fixtures/llama/model.gguf)
+for family in llama mistral qwen2 qwen3 phi3 phi2 gemma2 olmo2 falcon mixtral deepseek2; do
+  SHARED_FILES+=("fixtures/$family/golden.json" "fixtures/$family/hf")
 done
 
 pack() {

@@ -7,6 +7,8 @@
 //   * decode: one query token per sequence; a block per (sequence, KV head, key split) serves
 //     every query head of that KV head from one read of each K/V row, and splits of long
 //     contexts are merged by a reduction kernel (flash-decoding).
+// Head dims without a tuned instance, and multi-head latent attention (V the first v_head_dim
+// values of each K row), take a generic kernel on CUDA cores (attention_generic.cuh).
 // A sequence's kernel, and every reduction order inside it, depends only on that sequence
 // (its query length and context length), never on the other sequences of the step: a request
 // gives the same bits alone or in any batch. The split of a context into key ranges is
@@ -39,8 +41,9 @@ const char* AttentionDTypeName(AttentionDType dtype);
 // or refuses naming what no kernel has.
 struct AttentionDesc {
   AttentionKind kind = AttentionKind::kPrefill;
-  int64_t head_dim = 128;  // of q, k and v (v_head_dim must equal it)
-  int64_t v_head_dim = 0;  // 0: head_dim
+  int64_t head_dim = 128;  // of q and k
+  int64_t v_head_dim = 0;  // of v and the output, at most head_dim (0: head_dim)
+  bool v_in_k = false;     // V not stored: a token's V is the first v_head_dim values of its K row
   AttentionDType dtype = AttentionDType::kBf16;
   bool causal = true;
   bool paged = true;
@@ -62,15 +65,18 @@ struct AttentionDesc {
 // [0, pos] without a window).
 struct PagedAttentionArgs {
   const void* q = nullptr;        // [num_tokens, num_heads, head_dim], dtype
-  // [num_blocks, block_size, num_kv_heads, head_dim] of dtype, or of fp8 e4m3 when fp8_kv: an
-  // element is then its code's value times its row's scale, k_scale / v_scale
-  // [num_blocks, block_size, num_kv_heads] (kernels/cuda/ops.h LaunchWriteKv).
+  // K: [num_blocks, block_size, num_kv_heads, head_dim] of dtype, or of fp8 e4m3 when fp8_kv:
+  // an element is then its code's value times its row's scale, k_scale / v_scale
+  // [num_blocks, block_size, num_kv_heads] (kernels/cuda/ops.h LaunchWriteKv). V likewise with
+  // v_head_dim; or, when v_in_k, not stored (v_cache and v_scale unused): a token's V is the
+  // first v_head_dim values of its K row, scaled by the K row's scale (multi-head latent
+  // attention, whose cache holds one latent row per token).
   const void* k_cache = nullptr;
   const void* v_cache = nullptr;
   bool fp8_kv = false;
   const float* k_scale = nullptr;
   const float* v_scale = nullptr;
-  void* out = nullptr;            // [num_tokens, num_heads, head_dim], dtype
+  void* out = nullptr;            // [num_tokens, num_heads, v_head_dim], dtype
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   const int32_t* query_start = nullptr;   // [num_seqs + 1]
   const int32_t* context_lens = nullptr;  // [num_seqs]
@@ -79,6 +85,8 @@ struct PagedAttentionArgs {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
+  int64_t v_head_dim = 0;  // 0: head_dim; else in [1, head_dim]
+  bool v_in_k = false;
   int64_t block_size = 0;
   // Host-side bounds that size the grids (a tighter bound launches fewer empty blocks).
   int64_t max_query_len = 0;    // >= every sequence's n_q
@@ -116,7 +124,8 @@ STRATA_HOST_DEVICE inline DecodeSplitInfo DecodeSplit(int32_t span) {
 }
 
 // Bytes of workspace the decode kernel needs for `num_seqs` sequences of at most
-// `max_context_len` tokens (the split partials: f32 outputs, maxima and sums).
+// `max_context_len` tokens (the split partials: f32 outputs, maxima and sums); 0 for a head dim
+// without a tuned decode instance (the generic kernel does not split).
 int64_t AttentionWorkspaceBytes(int64_t num_seqs, int64_t num_heads, int64_t head_dim,
                                 int64_t max_context_len);
 
@@ -125,17 +134,20 @@ using AttentionLaunchFn = absl::Status (*)(const PagedAttentionArgs& args, void*
 struct AttentionKernel {
   const char* name;  // e.g. "prefill_d128_bf16"
   AttentionKind kind;
-  int64_t head_dim;
+  int64_t head_dim;      // 0: any up to max_head_dim, both kinds (a generic kernel)
+  int64_t max_head_dim;  // head_dim for a tuned kernel
   AttentionDType dtype;
   bool sliding_window;  // supports a window
   bool softcap;         // supports a soft cap
   bool fp8_kv;          // reads an fp8 cache (else one of `dtype`)
+  bool latent;          // supports v_head_dim < head_dim and V inside K
   AttentionLaunchFn launch;
 };
 
 // The kernel for `desc`, or NotFound/InvalidArgument naming what no kernel supports (a head
-// dim, a dtype, an fp8 cache beside fp16, non-causal or contiguous attention, v_head_dim !=
-// head_dim).
+// dim, a dtype, an fp8 cache beside fp16, non-causal or contiguous attention, v_head_dim above
+// head_dim). A tuned instance where one matches, else the smallest generic kernel that covers
+// the head dim.
 absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& desc);
 
 // Checks args (pointers, shapes, head counts, workspace) once, at the API edge.

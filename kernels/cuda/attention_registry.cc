@@ -32,19 +32,23 @@ constexpr AttentionDType kFp16 = AttentionDType::kFp16;
 // The rows of one kind, head dim, dtype and cache type (each kernel supports windows and caps).
 template <int kDim, AttentionDType kDType, bool kFp8>
 constexpr AttentionKernel Prefill(const char* name) {
-  return {name, kPrefill, kDim, kDType, true, true, kFp8, LaunchPrefill<kDim, kDType, kFp8>};
+  return {name, kPrefill, kDim, kDim, kDType, true, true, kFp8, false,
+          LaunchPrefill<kDim, kDType, kFp8>};
 }
 template <int kDim, AttentionDType kDType, bool kFp8>
 constexpr AttentionKernel Decode(const char* name) {
-  return {name, kDecode, kDim, kDType, true, true, kFp8, LaunchDecode<kDim, kDType, kFp8>};
+  return {name, kDecode, kDim, kDim, kDType, true, true, kFp8, false,
+          LaunchDecode<kDim, kDType, kFp8>};
 }
-template <AttentionDType kDType, bool kFp8>
+template <int kMaxDim, AttentionDType kDType, bool kFp8>
 constexpr AttentionKernel Generic(const char* name) {
-  return {name, kPrefill, 0, kDType, true, true, kFp8, LaunchGeneric<0, kDType, kFp8>};
+  return {name, kPrefill, 0, kMaxDim, kDType, true, true, kFp8, true,
+          LaunchGeneric<kMaxDim, kDType, kFp8>};
 }
 
-// One row per instance. The generic rows (head dim 0: any up to 256) serve both kinds where no
-// tuned instance has the head dim. fp8 caches are read beside bf16 activations only.
+// One row per instance. The generic rows (head dim 0: any up to their max, smallest first)
+// serve both kinds where no tuned instance has the head dim, and latent attention. fp8 caches
+// are read beside bf16 activations only.
 constexpr std::array kKernels = {
     Prefill<64, kBf16, false>("prefill_d64_bf16"),
     Prefill<128, kBf16, false>("prefill_d128_bf16"),
@@ -64,11 +68,22 @@ constexpr std::array kKernels = {
     Decode<64, kBf16, true>("decode_d64_bf16_fp8kv"),
     Decode<128, kBf16, true>("decode_d128_bf16_fp8kv"),
     Decode<256, kBf16, true>("decode_d256_bf16_fp8kv"),
-    Generic<kBf16, false>("generic_bf16"),
-    Generic<kFp16, false>("generic_fp16"),
-    Generic<kBf16, true>("generic_bf16_fp8kv"),
+    Generic<256, kBf16, false>("generic_d256_bf16"),
+    Generic<256, kFp16, false>("generic_d256_fp16"),
+    Generic<256, kBf16, true>("generic_d256_bf16_fp8kv"),
+    Generic<576, kBf16, false>("generic_d576_bf16"),
+    Generic<576, kFp16, false>("generic_d576_fp16"),
+    Generic<576, kBf16, true>("generic_d576_bf16_fp8kv"),
 };
-constexpr int64_t kGenericMaxHeadDim = 256;
+constexpr int64_t kGenericMaxHeadDim = 576;
+
+// Whether a tuned decode instance (which splits long contexts) has this head dim.
+bool HasTunedDecode(int64_t head_dim) {
+  for (const AttentionKernel& kernel : kKernels) {
+    if (kernel.kind == kDecode && kernel.head_dim == head_dim) return true;
+  }
+  return false;
+}
 
 const char* KindName(AttentionKind kind) {
   return kind == AttentionKind::kPrefill ? "prefill" : "decode";
@@ -84,8 +99,9 @@ const char* AttentionDTypeName(AttentionDType dtype) {
 
 std::string AttentionDesc::ToString() const {
   return absl::StrCat(KindName(kind), " head_dim=", head_dim,
-                      v_head_dim > 0 ? absl::StrCat(" v_head_dim=", v_head_dim) : "", " ",
-                      AttentionDTypeName(dtype), causal ? " causal" : " non-causal",
+                      v_head_dim > 0 ? absl::StrCat(" v_head_dim=", v_head_dim) : "",
+                      v_in_k ? " v-in-k" : "", " ", AttentionDTypeName(dtype),
+                      causal ? " causal" : " non-causal",
                       paged ? " paged" : " contiguous", sliding_window ? " window" : "",
                       softcap ? " softcap" : "", fp8_kv ? " fp8-kv" : "");
 }
@@ -100,29 +116,31 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
     return absl::InvalidArgumentError(absl::StrCat(
         "no attention kernel for ", what, ": the kernels read K/V from the paged cache only"));
   }
-  if (desc.v_head_dim > 0 && desc.v_head_dim != desc.head_dim) {
+  if (desc.v_head_dim < 0 || desc.v_head_dim > desc.head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "no attention kernel for ", what, ": v_head_dim must equal head_dim on the GPU"));
+        "no attention kernel for ", what, ": v_head_dim must be in [1, head_dim] (0: head_dim)"));
   }
+  const bool latent = desc.v_in_k || (desc.v_head_dim > 0 && desc.v_head_dim != desc.head_dim);
   std::string dims;
   const AttentionKernel* generic = nullptr;
   for (const AttentionKernel& kernel : kKernels) {
     if (kernel.dtype != desc.dtype || kernel.fp8_kv != desc.fp8_kv) continue;
     if (desc.sliding_window && !kernel.sliding_window) continue;
     if (desc.softcap && !kernel.softcap) continue;
+    if (latent && !kernel.latent) continue;
     if (kernel.head_dim == 0) {
-      generic = &kernel;
+      if (generic == nullptr && desc.head_dim > 0 && desc.head_dim <= kernel.max_head_dim) {
+        generic = &kernel;
+      }
       continue;
     }
     if (kernel.kind != desc.kind) continue;
     absl::StrAppend(&dims, dims.empty() ? "" : ", ", kernel.head_dim);
     if (kernel.head_dim == desc.head_dim) return &kernel;
   }
-  if (generic != nullptr && desc.head_dim > 0 && desc.head_dim <= kGenericMaxHeadDim) {
-    return generic;
-  }
+  if (generic != nullptr) return generic;
   return absl::NotFoundError(absl::StrCat("no attention kernel for ", what,
-                                          " (tuned head dims for this kind and dtype: ",
+                                          " (tuned head dims for this kind, dtype and V layout: ",
                                           dims.empty() ? "none" : dims,
                                           "; the generic kernel takes up to ",
                                           kGenericMaxHeadDim, ")"));
@@ -131,7 +149,7 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
 int64_t AttentionWorkspaceBytes(int64_t num_seqs, int64_t num_heads, int64_t head_dim,
                                 int64_t max_context_len) {
   const int64_t splits = DecodeMaxSplits(max_context_len);
-  if (splits <= 1) return 0;
+  if (splits <= 1 || !HasTunedDecode(head_dim)) return 0;
   return num_seqs * num_heads * splits * (head_dim + 2) * static_cast<int64_t>(sizeof(float));
 }
 
@@ -155,19 +173,26 @@ absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
                " must satisfy 0 <= query <= context <= block_size * max_blocks_per_seq (",
                a.block_size * a.max_blocks_per_seq, ")");
   }
+  if (a.head_dim <= 0 || a.v_head_dim < 0 || a.v_head_dim > a.head_dim) {
+    return bad("head_dim ", a.head_dim, " must be positive and v_head_dim ", a.v_head_dim,
+               " in [0, head_dim]");
+  }
   if (!(a.scale > 0.0f) || !(a.softcap >= 0.0f) || a.sliding_window < 0) {
     return bad("scale ", a.scale, " must be positive, softcap ", a.softcap,
                " and sliding_window ", a.sliding_window, " not negative");
   }
   if (a.num_seqs == 0) return absl::OkStatus();
-  if (a.q == nullptr || a.k_cache == nullptr || a.v_cache == nullptr || a.out == nullptr ||
+  // A latent cache has no V of its own: V is read from the K rows (with their scales).
+  const void* v_cache = a.v_in_k ? a.k_cache : a.v_cache;
+  const float* v_scale = a.v_in_k ? a.k_scale : a.v_scale;
+  if (a.q == nullptr || a.k_cache == nullptr || v_cache == nullptr || a.out == nullptr ||
       a.block_tables == nullptr || a.query_start == nullptr || a.context_lens == nullptr) {
     return bad("a null tensor pointer");
   }
-  if (!Aligned16(a.q) || !Aligned16(a.k_cache) || !Aligned16(a.v_cache) || !Aligned16(a.out)) {
+  if (!Aligned16(a.q) || !Aligned16(a.k_cache) || !Aligned16(v_cache) || !Aligned16(a.out)) {
     return bad("q, the KV cache and out must be 16-byte aligned");
   }
-  if (a.fp8_kv && (a.k_scale == nullptr || a.v_scale == nullptr)) {
+  if (a.fp8_kv && (a.k_scale == nullptr || v_scale == nullptr)) {
     return bad("an fp8 cache needs its K and V scales");
   }
   const int64_t need =
@@ -184,6 +209,8 @@ absl::Status LaunchPagedAttention(const PagedAttentionArgs& args, AttentionDType
   if (absl::Status status = ValidateAttentionArgs(args); !status.ok()) return status;
   AttentionDesc desc;
   desc.head_dim = args.head_dim;
+  desc.v_head_dim = args.v_head_dim;
+  desc.v_in_k = args.v_in_k;
   desc.dtype = dtype;
   desc.sliding_window = args.sliding_window > 0;
   desc.softcap = args.softcap > 0.0f;
@@ -194,8 +221,8 @@ absl::Status LaunchPagedAttention(const PagedAttentionArgs& args, AttentionDType
   desc.kind = AttentionKind::kPrefill;
   absl::StatusOr<const AttentionKernel*> prefill = FindAttentionKernel(desc);
   if (!prefill.ok()) return prefill.status();
-  // Without tuned instances for this head dim, the generic kernel takes every query token (the
-  // choice depends on the head dim alone, never on the batch).
+  // Without tuned instances for this head dim or V layout, the generic kernel takes every query
+  // token (the choice depends on the layer's shape alone, never on the batch).
   if ((*decode)->head_dim == 0) return (*decode)->launch(args, stream);
   if (absl::Status status = (*decode)->launch(args, stream); !status.ok()) return status;
   if (args.max_query_len <= 1) return absl::OkStatus();

@@ -32,27 +32,60 @@ TEST(AttentionRegistry, FindsEveryBuiltInstance) {
   }
 }
 
-TEST(AttentionRegistry, OtherHeadDimsGoToTheGenericKernelUpTo256) {
+TEST(AttentionRegistry, OtherHeadDimsGoToTheSmallestGenericKernelThatTakesThem) {
   AttentionDesc desc;
-  for (int64_t d : {8, 16, 20, 80, 96, 256}) {
+  for (int64_t d : {8, 16, 20, 80, 96, 256, 288, 576}) {
     desc.head_dim = d;
     desc.dtype = d == 96 ? AttentionDType::kFp16 : AttentionDType::kBf16;
     absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
     ASSERT_TRUE(kernel.ok()) << d;
-    EXPECT_EQ(std::string((*kernel)->name), d == 256 ? "prefill_d256_bf16"
-                                            : d == 96 ? "generic_fp16" : "generic_bf16");
+    EXPECT_EQ(std::string((*kernel)->name), d == 256  ? "prefill_d256_bf16"
+                                            : d == 96 ? "generic_d256_fp16"
+                                            : d > 256 ? "generic_d576_bf16"
+                                                      : "generic_d256_bf16");
   }
+}
+
+// Latent attention (V the first v_head_dim values of K's rows) and a V of fewer dims than K go
+// to the generic kernels, whatever the head dim: the tuned ones read V rows of head_dim.
+TEST(AttentionRegistry, OtherVLayoutsGoToTheGenericKernels) {
+  AttentionDesc desc;
+  desc.kind = AttentionKind::kDecode;
+  desc.head_dim = 576;
+  desc.v_head_dim = 512;
+  desc.v_in_k = true;
+  for (bool fp8 : {false, true}) {
+    desc.fp8_kv = fp8;
+    absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+    ASSERT_TRUE(kernel.ok()) << kernel.status();
+    EXPECT_EQ(std::string((*kernel)->name), fp8 ? "generic_d576_bf16_fp8kv" : "generic_d576_bf16");
+  }
+  desc.fp8_kv = false;
+  desc.head_dim = 128;
+  desc.v_head_dim = 128;  // equal dims, but V inside K
+  absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+  ASSERT_TRUE(kernel.ok()) << kernel.status();
+  EXPECT_EQ(std::string((*kernel)->name), "generic_d256_bf16");
+  desc.v_in_k = false;
+  desc.v_head_dim = 64;  // V stored apart, of fewer dims
+  kernel = FindAttentionKernel(desc);
+  ASSERT_TRUE(kernel.ok()) << kernel.status();
+  EXPECT_EQ(std::string((*kernel)->name), "generic_d256_bf16");
+  desc.v_head_dim = 128;  // the ordinary layout keeps its tuned kernel
+  kernel = FindAttentionKernel(desc);
+  ASSERT_TRUE(kernel.ok()) << kernel.status();
+  EXPECT_EQ(std::string((*kernel)->name), "decode_d128_bf16");
 }
 
 TEST(AttentionRegistry, RefusesWhatNoKernelHasNamingIt) {
   AttentionDesc desc;
-  desc.head_dim = 288;
+  desc.head_dim = 640;
   absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
   EXPECT_EQ(kernel.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(kernel.status().message(), HasSubstr("head_dim=288"));
+  EXPECT_THAT(kernel.status().message(), HasSubstr("head_dim=640"));
   EXPECT_THAT(kernel.status().message(),
-              HasSubstr("tuned head dims for this kind and dtype: 64, 128, 256; the generic kernel "
-                        "takes up to 256"));
+              HasSubstr("tuned head dims for this kind, dtype and V layout: 64, 128, 256; the "
+                        "generic kernel takes up to 576"));
 
   desc.head_dim = 128;
   desc.causal = false;
@@ -61,9 +94,9 @@ TEST(AttentionRegistry, RefusesWhatNoKernelHasNamingIt) {
   desc.paged = false;
   EXPECT_THAT(FindAttentionKernel(desc).status().message(), HasSubstr("paged cache only"));
   desc.paged = true;
-  desc.v_head_dim = 512;  // latent attention's layout
+  desc.v_head_dim = 512;  // more V dims than K's
   EXPECT_THAT(FindAttentionKernel(desc).status().message(),
-              HasSubstr("v_head_dim must equal head_dim"));
+              HasSubstr("v_head_dim must be in [1, head_dim]"));
 }
 
 TEST(AttentionDecodeSplit, CoversTheSpanInBoundedAlignedChunks) {
@@ -91,6 +124,9 @@ TEST(AttentionWorkspace, OnlyWhenAContextCanBeSplit) {
   EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 256), 0);
   EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 4096), 64 * 32 * 16 * (128 + 2) * 4);
   EXPECT_EQ(AttentionWorkspaceBytes(1, 1, 128, 1 << 20), 32 * (128 + 2) * 4);
+  // Head dims without a tuned decode kernel run the generic one, which does not split.
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 16, 576, 1 << 20), 0);
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 80, 4096), 0);
 }
 
 PagedAttentionArgs ValidArgs() {
@@ -125,6 +161,13 @@ TEST(AttentionValidation, NamesTheBadArgument) {
       {"16-byte aligned",
        [](PagedAttentionArgs& a) { a.out = static_cast<char*>(a.out) + 2; }},
       {"scale 0 must be positive", [](PagedAttentionArgs& a) { a.scale = 0.0f; }},
+      {"v_head_dim 129 in [0, head_dim]", [](PagedAttentionArgs& a) { a.v_head_dim = 129; }},
+      {"a null tensor pointer",
+       [](PagedAttentionArgs& a) {
+         a.v_head_dim = 64;
+         a.k_cache = nullptr;  // a latent cache's V is read from K
+         a.v_in_k = true;
+       }},
       {"num_seqs 70000", [](PagedAttentionArgs& a) { a.num_seqs = 70000; }},
       {"workspace of 0 bytes; 58240 needed for 2 sequences of up to 1600 tokens",
        [](PagedAttentionArgs& a) {
@@ -141,12 +184,26 @@ TEST(AttentionValidation, NamesTheBadArgument) {
   }
 }
 
+TEST(AttentionValidation, ALatentCacheNeedsNoVPointers) {
+  PagedAttentionArgs a = ValidArgs();
+  a.v_in_k = true;
+  a.v_head_dim = 96;
+  a.v_cache = nullptr;
+  EXPECT_TRUE(ValidateAttentionArgs(a).ok());
+  a.fp8_kv = true;
+  a.k_scale = reinterpret_cast<const float*>(a.k_cache);
+  EXPECT_TRUE(ValidateAttentionArgs(a).ok());
+  a.k_scale = nullptr;
+  EXPECT_THAT(ValidateAttentionArgs(a).message(), HasSubstr("needs its K and V scales"));
+}
+
 TEST(AttentionLaunch, AnUnbuiltHeadDimFailsBeforeAnyLaunch) {
   PagedAttentionArgs a = ValidArgs();
-  a.head_dim = 300;
+  a.head_dim = 640;
+  a.max_context_len = 64;
   const absl::Status status = LaunchPagedAttention(a, AttentionDType::kBf16, nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(status.message(), HasSubstr("decode head_dim=300 bf16"));
+  EXPECT_THAT(status.message(), HasSubstr("decode head_dim=640 bf16"));
 }
 
 TEST(AttentionLaunch, AnInstanceRefusesAnotherHeadDim) {
@@ -158,7 +215,11 @@ TEST(AttentionLaunch, AnInstanceRefusesAnotherHeadDim) {
   a.head_dim = 64;
   const absl::Status status = (*kernel)->launch(a, nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("for head_dim 128 given head_dim 64"));
+  EXPECT_THAT(status.message(), HasSubstr("for head_dim 128 (V stored, of the same dim) given "
+                                          "head_dim 64"));
+  a.head_dim = 128;  // the right head dim, but V inside K
+  a.v_in_k = true;
+  EXPECT_THAT((*kernel)->launch(a, nullptr).message(), HasSubstr("V in K"));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Our CUDA attention kernels against a float64 reference of the same rounded inputs, on ragged
 // paged batches (shuffled blocks, GQA, chunked prefill over a cached prefix, decode beside
-// prefill, sliding windows, soft caps, contexts long enough for 32 decode splits), and batch
+// prefill, sliding windows, soft caps, contexts long enough for 32 decode splits, latent caches
+// whose V is part of K), and batch
 // invariance: a sequence's output bits do not depend on the rest of the batch. Skips without a
 // CUDA device.
 //
@@ -101,6 +102,26 @@ std::vector<Case> Cases() {
     if (c.name == "fp8_window_37") c.shape.sliding_window = 37;
     cases.push_back(c);
   }
+  // Multi-head latent attention: one KV "head" of latent rows, V their first values (DeepSeek's
+  // 512 + 64 with 16 query heads, and the fixture model's 32 + 8), bf16 and fp8 caches; and a
+  // V stored apart with fewer dims than K. All on the generic kernel.
+  struct VLayout {
+    Case c;
+    int64_t v_head_dim;
+    bool v_in_k;
+  };
+  for (VLayout layout : std::vector<VLayout>{
+           {{"latent_d576_v512_mixed",
+             Shape(576, 16, 1, 16, {{1, 2000}, {30, 300}, {1, 1}, {7, 7}})},
+            512, true},
+           {{"latent_d40_v32_mixed", Shape(40, 8, 1, 16, mixed)}, 32, true},
+           {{"fp8_latent_d576_v512", Shape(576, 16, 1, 16, {{1, 700}, {12, 40}})}, 512, true},
+           {{"v_apart_d64_v32_mixed", Shape(64, 4, 2, 16, mixed)}, 32, false}}) {
+    layout.c.shape.v_head_dim = layout.v_head_dim;
+    layout.c.shape.v_in_k = layout.v_in_k;
+    layout.c.shape.fp8_kv = layout.c.name.starts_with("fp8");
+    cases.push_back(layout.c);
+  }
   return cases;
 }
 
@@ -122,7 +143,7 @@ TEST_P(CudaAttentionTest, MatchesFloat64Reference) {
     const std::vector<uint16_t> got = device.Output();
     const std::vector<double> want = testing::ReferenceAttention(host);
     const double tolerance = shape.dtype == AttentionDType::kBf16 ? 1e-2 : 2e-3;
-    const int64_t d = shape.head_dim;
+    const int64_t d = shape.v_dim();
     double worst = 0.0;
     int failures = 0;
     for (int64_t row = 0; row < host.num_tokens * shape.num_heads && failures < 5; ++row) {

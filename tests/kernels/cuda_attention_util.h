@@ -1,7 +1,7 @@
 // Host side of the CUDA attention tests and benchmark: a random paged batch (Q, K/V cache in
 // shuffled blocks, block tables, query/context lengths) in 16-bit floats (or an fp8 e4m3 cache
-// with a scale per row), its float64 reference, and a device copy with PagedAttentionArgs
-// pointing into it.
+// with a scale per row; or a latent cache whose V is the first v_head_dim values of each K
+// row), its float64 reference, and a device copy with PagedAttentionArgs pointing into it.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,7 +35,11 @@ struct AttentionShape {
   float softcap = 0.0f;
   int64_t sliding_window = 0;
   bool fp8_kv = false;  // the cache in fp8 e4m3, rows of random magnitudes with their scales
+  int64_t v_head_dim = 0;  // of V and the output (0: head_dim)
+  bool v_in_k = false;     // V not stored: the first v_head_dim values of each K row
   std::vector<SeqShape> seqs;
+
+  int64_t v_dim() const { return v_head_dim > 0 ? v_head_dim : head_dim; }
 };
 
 inline uint16_t ToHalfBits(float x, AttentionDType dtype) {
@@ -59,16 +63,20 @@ struct HostBatch {
   int64_t num_tokens = 0;
   int64_t num_blocks = 0;
   int64_t max_blocks_per_seq = 0;
-  std::vector<uint16_t> q, k, v;  // q [tokens, heads, d]; k, v [blocks, block_size, kv, d]
+  // q [tokens, heads, d]; k [blocks, block_size, kv, d]; v likewise with dv (empty if v_in_k)
+  std::vector<uint16_t> q, k, v;
   std::vector<uint8_t> k8, v8;    // fp8_kv: the cache's codes (k and v are then empty)
   std::vector<float> k_scale, v_scale;  // fp8_kv: [blocks, block_size, kv]
   std::vector<int32_t> block_tables, query_start, context_lens;
 
-  // Cache element i of K (or V) as the kernels read it.
-  float Kv(bool is_v, int64_t i) const {
-    if (!shape.fp8_kv) return FromHalfBits((is_v ? v : k)[i], shape.dtype);
-    const __half h(__nv_cvt_fp8_to_halfraw((is_v ? v8 : k8)[i], __NV_E4M3));
-    return __half2float(h) * (is_v ? v_scale : k_scale)[i / shape.head_dim];
+  // Element i of the cache row `row` (a slot's KV head) of K, or of V, as the kernels read it.
+  float Kv(bool is_v, int64_t row, int64_t i) const {
+    const bool from_v = is_v && !shape.v_in_k;
+    const int64_t row_dim = from_v ? shape.v_dim() : shape.head_dim;
+    const int64_t at = row * row_dim + i;
+    if (!shape.fp8_kv) return FromHalfBits((from_v ? v : k)[at], shape.dtype);
+    const __half h(__nv_cvt_fp8_to_halfraw((from_v ? v8 : k8)[at], __NV_E4M3));
+    return __half2float(h) * (from_v ? v_scale : k_scale)[row];
   }
 };
 
@@ -126,38 +134,41 @@ inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_r
     for (uint16_t& x : t) x = ToHalfBits(range * unit(rng), shape.dtype);
   };
   fill(b.q, b.num_tokens * shape.num_heads * d, q_range);
-  const int64_t cache = b.num_blocks * shape.block_size * shape.num_kv_heads * d;
+  const int64_t rows = b.num_blocks * shape.block_size * shape.num_kv_heads;
+  const int64_t dv = shape.v_dim();
   if (shape.fp8_kv) {  // rows of magnitudes 2^-4 .. 2^3 (each row its own scale), a zero row
     std::uniform_real_distribution<float> log2_magnitude(-4.0f, 3.0f);
-    for (auto [codes, scales] : {std::pair{&b.k8, &b.k_scale}, std::pair{&b.v8, &b.v_scale}}) {
-      std::vector<float> x(cache);
-      for (int64_t r = 0; r < cache / d; ++r) {
+    auto quantize = [&](int64_t row_dim, std::vector<uint8_t>& codes, std::vector<float>& scales) {
+      std::vector<float> x(rows * row_dim);
+      for (int64_t r = 0; r < rows; ++r) {
         const float m = r == 1 ? 0.0f : std::exp2(log2_magnitude(rng));
-        for (int64_t i = 0; i < d; ++i) x[r * d + i] = m * unit(rng);
+        for (int64_t i = 0; i < row_dim; ++i) x[r * row_dim + i] = m * unit(rng);
       }
-      QuantizeFp8Rows(x, d, *codes, *scales);
-    }
+      QuantizeFp8Rows(x, row_dim, codes, scales);
+    };
+    quantize(d, b.k8, b.k_scale);
+    if (!shape.v_in_k) quantize(dv, b.v8, b.v_scale);
     return b;
   }
-  fill(b.k, cache, 1.0f);
-  fill(b.v, cache, 1.0f);
+  fill(b.k, rows * d, 1.0f);
+  if (!shape.v_in_k) fill(b.v, rows * dv, 1.0f);
   return b;
 }
 
-// The float64 reference output [tokens, heads, d] of the batch's (rounded) inputs.
+// The float64 reference output [tokens, heads, dv] of the batch's (rounded) inputs.
 inline std::vector<double> ReferenceAttention(const HostBatch& b) {
   const AttentionShape& sh = b.shape;
-  const int64_t d = sh.head_dim;
+  const int64_t d = sh.head_dim, dv = sh.v_dim();
   const int64_t group = sh.num_heads / sh.num_kv_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-  std::vector<double> out(b.num_tokens * sh.num_heads * d, 0.0);
+  std::vector<double> out(b.num_tokens * sh.num_heads * dv, 0.0);
   auto at = [&](const std::vector<uint16_t>& t, int64_t i) { return FromHalfBits(t[i], sh.dtype); };
   for (size_t s = 0; s < sh.seqs.size(); ++s) {
     const SeqShape seq = sh.seqs[s];
     const int32_t* table = b.block_tables.data() + s * b.max_blocks_per_seq;
-    auto row = [&](int64_t key, int64_t kvh) {
+    auto row = [&](int64_t key, int64_t kvh) {  // the cache row of a key position's KV head
       const int64_t slot = int64_t{table[key / sh.block_size]} * sh.block_size + key % sh.block_size;
-      return (slot * sh.num_kv_heads + kvh) * d;
+      return slot * sh.num_kv_heads + kvh;
     };
     for (int32_t j = 0; j < seq.n_q; ++j) {
       const int64_t token = b.query_start[s] + j;
@@ -165,11 +176,13 @@ inline std::vector<double> ReferenceAttention(const HostBatch& b) {
       const int64_t first = sh.sliding_window > 0 ? std::max<int64_t>(0, pos - sh.sliding_window + 1) : 0;
       for (int64_t h = 0; h < sh.num_heads; ++h) {
         const int64_t q0 = (token * sh.num_heads + h) * d;
+        const int64_t o0 = (token * sh.num_heads + h) * dv;
         std::vector<double> p(pos + 1 - first);
         double top = -INFINITY;
         for (int64_t t = first; t <= pos; ++t) {
           double dot = 0.0;
-          for (int64_t i = 0; i < d; ++i) dot += double{at(b.q, q0 + i)} * b.Kv(false, row(t, h / group) + i);
+          const int64_t r = row(t, h / group);
+          for (int64_t i = 0; i < d; ++i) dot += double{at(b.q, q0 + i)} * b.Kv(false, r, i);
           dot *= scale;
           if (sh.softcap > 0.0f) dot = sh.softcap * std::tanh(dot / sh.softcap);
           p[t - first] = dot;
@@ -179,8 +192,8 @@ inline std::vector<double> ReferenceAttention(const HostBatch& b) {
         for (double& x : p) sum += (x = std::exp(x - top));
         for (int64_t t = first; t <= pos; ++t) {
           const double w = p[t - first] / sum;
-          const int64_t v0 = row(t, h / group);
-          for (int64_t i = 0; i < d; ++i) out[q0 + i] += w * b.Kv(true, v0 + i);
+          const int64_t r = row(t, h / group);
+          for (int64_t i = 0; i < dv; ++i) out[o0 + i] += w * b.Kv(true, r, i);
         }
       }
     }
@@ -224,7 +237,9 @@ struct DeviceBatch {
   explicit DeviceBatch(const HostBatch& b)
       : q(b.q), k(b.shape.fp8_kv ? DeviceMemory(b.k8) : DeviceMemory(b.k)),
         v(b.shape.fp8_kv ? DeviceMemory(b.v8) : DeviceMemory(b.v)), k_scale(b.k_scale),
-        v_scale(b.v_scale), out(b.q.size() * 2), block_tables(b.block_tables),
+        v_scale(b.v_scale),
+        out(static_cast<size_t>(b.num_tokens * b.shape.num_heads * b.shape.v_dim()) * 2),
+        block_tables(b.block_tables),
         query_start(b.query_start), context_lens(b.context_lens) {
     const AttentionShape& sh = b.shape;
     int64_t max_q = 0, max_ctx = 0;
@@ -237,7 +252,7 @@ struct DeviceBatch {
     cudaMemset(out.get(), 0xFF, out.bytes());
     args.q = q.get();
     args.k_cache = k.get();
-    args.v_cache = v.get();
+    args.v_cache = v.get();  // null for a latent cache: the kernels must not read it
     args.fp8_kv = sh.fp8_kv;
     args.k_scale = static_cast<const float*>(k_scale.get());
     args.v_scale = static_cast<const float*>(v_scale.get());
@@ -250,6 +265,8 @@ struct DeviceBatch {
     args.num_heads = sh.num_heads;
     args.num_kv_heads = sh.num_kv_heads;
     args.head_dim = sh.head_dim;
+    args.v_head_dim = sh.v_head_dim;
+    args.v_in_k = sh.v_in_k;
     args.block_size = sh.block_size;
     args.max_query_len = max_q;
     args.max_context_len = max_ctx;

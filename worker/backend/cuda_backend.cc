@@ -1052,19 +1052,18 @@ void CudaBackend::WriteKv(const StepPlan& plan, const Tensor& k, const Tensor& v
 
 void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer& cache,
                             const AttentionParams& params, const Tensor& out) {
+  // V is stored, or (multi-head latent attention) read from the first dv values of K's rows.
   const int64_t dv = params.v_head_dim > 0 ? params.v_head_dim : params.head_dim;
-  if (dv != params.head_dim || cache.v.empty()) {
-    Unsupported("Attention: the GPU kernels need V stored, with V's head dim equal to K's "
-                "(multi-head latent attention is not on the GPU yet)");
-    return;
-  }
+  const bool v_in_k = cache.v.empty();
   const bool fp8 = cache.k.dtype == DType::kF8E4M3;
   if (!Check(q.dtype == DType::kBF16 && out.dtype == DType::kBF16 &&
-                 (cache.k.dtype == DType::kBF16 || fp8) && cache.v.dtype == cache.k.dtype &&
-                 (!fp8 || (!cache.k_scale.empty() && !cache.v_scale.empty())) &&
+                 (cache.k.dtype == DType::kBF16 || fp8) &&
+                 (v_in_k || cache.v.dtype == cache.k.dtype) &&
+                 (!fp8 || (!cache.k_scale.empty() && (v_in_k || !cache.v_scale.empty()))) &&
                  q.NumElements() == plan.num_tokens * params.num_heads * params.head_dim &&
                  out.NumElements() == plan.num_tokens * params.num_heads * dv &&
-                 cache.head_dim == params.head_dim && cache.num_kv_heads == params.num_kv_heads,
+                 cache.head_dim == params.head_dim && cache.num_kv_heads == params.num_kv_heads &&
+                 (cache.v_head_dim == 0 || cache.v_head_dim == dv) && dv <= params.head_dim,
              "Attention: bf16 q and out, a bf16 or f8_e4m3 cache (with its scales), of matching "
              "shapes")) {
     return;
@@ -1072,11 +1071,13 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
   kc::PagedAttentionArgs a;
   a.q = q.data;
   a.k_cache = cache.k.data;
-  a.v_cache = cache.v.data;
+  a.v_cache = v_in_k ? nullptr : cache.v.data;
+  a.v_head_dim = dv;
+  a.v_in_k = v_in_k;
   if (fp8) {
     a.fp8_kv = true;
     a.k_scale = cache.k_scale.As<float>();
-    a.v_scale = cache.v_scale.As<float>();
+    a.v_scale = v_in_k ? nullptr : cache.v_scale.As<float>();
   }
   a.out = out.data;
   a.block_tables = plan.block_tables;

@@ -180,7 +180,9 @@ TEST(ServeProcessTest, EagerIsTakenByEveryCommandThatMakesABackend) {
     SCOPED_TRACE(command);
     const testing::StrataRun run = testing::RunStrata(command);
     EXPECT_EQ(run.code, 0) << run.output;
-    if (text) EXPECT_EQ(LastLine(run.output), LastLine(graphs.output));
+    if (text) {
+      EXPECT_EQ(LastLine(run.output), LastLine(graphs.output));
+    }
   }
   const testing::StrataRun worker =  // parsed: it fails registering, not on the flag
       testing::RunStrata("worker --eager --coordinator 127.0.0.1:1 --register-timeout-ms 300");

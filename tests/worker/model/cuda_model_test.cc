@@ -2,11 +2,12 @@
 // `gpu`; skips elsewhere):
 //  * stories260K (a real trained model, head dim 8: the generic attention kernel): its golden
 //    greedy continuations (llama2.c / llama.cpp), teacher-forced, from both formats;
-//  * the families' fixtures (Mixtral's experts included; its routing has one near-tie, see
-//    CudaFixtureTest): logits at every prompt position within a bf16 tolerance of
-//    llama.cpp's (or the float64 reference's): max |logit - golden| <= 0.05 * max(1, max
-//    |golden|), i.e. a few bf16 roundings carried through two layers;
-//    With STRATA_LOGITS_OUT set, those logits are also written there (raw f32, one file per
+//  * the families' fixtures (Mixtral's and DeepSeek-V2's experts included, and DeepSeek-V2's
+//    latent attention; Mixtral's routing has one near-tie, see CudaFixtureTest): logits at
+//    every prompt position and every greedy step (decode, fed the golden's tokens) within a
+//    bf16 tolerance of llama.cpp's (or the float64 reference's): max |logit - golden| <= 0.05 *
+//    max(1, max |golden|), i.e. a few bf16 roundings carried through the layers;
+//    With STRATA_LOGITS_OUT set, the prompt logits are also written there (raw f32, one file per
 //    model and case, named <family>_<hf|gguf>_case<k>.f32) for scripts/gpu-check.sh to compare
 //    with Hugging Face transformers on the same GPU (tests/worker/model/hf_reference.py);
 //  * batch invariance: seeded requests get the same ids alone and in batches of 8 and 128;
@@ -14,8 +15,8 @@
 //  * decode steps replayed from the CUDA graphs recorded at load equal steps queued op by op,
 //    bit for bit, padded or not;
 //  * an f8_e4m3 KV cache keeps stories260K's clear predictions;
-//  * what the GPU does not run yet (latent attention, quantized weights) fails with a clear
-//    error, never a wrong answer.
+//  * what the GPU does not run yet (quantized weights) fails with a clear error, never a wrong
+//    answer.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -185,17 +186,40 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaStories260KTest,
                                                              : std::string("HuggingFace");
                          });
 
-// Mixtral's fixture routes 96 times (48 tokens, 2 layers). In f32 the smallest gap between a
-// token's 2nd and 3rd expert's router logits is 9.2e-4 (case 0, layer 1, token 19; the next
-// are 1.6e-2 and 1.8e-2). A float64 emulation of the fixture with every weight and activation
-// rounded to bf16 (a reviewer's) widens that gap to 2.1e-2, with the logits within 0.0099 of
-// scale; but were the other expert taken there, they would be 0.195 of scale off, past the
-// 0.05 bound. So a Mixtral failure here is first to be checked against that one decision.
-class CudaFixtureTest : public ::testing::TestWithParam<std::string> {};
+// What bf16 can be held to on each fixture. Measured by loading the fixtures on the CPU with
+// bf16 weights (f32 activations) against the same goldens, err(p) = max |logit - golden| /
+// max(1, max |golden|) at each of the 96 positions (2 cases x 24 prompt positions and 24
+// greedy steps):
+//  * the dense families but Gemma 2: err <= 0.025 everywhere. Bound: 0.05 everywhere (room for
+//    the GPU's bf16 activations and KV cache);
+//  * the MoE families: err <= 0.013 except where a routing decision is a near-tie and flips,
+//    a discrete jump: Mixtral 1 position (0.199; case 0, position 19, whose 2nd/3rd expert
+//    router logits are 9.2e-4 apart in f32), DeepSeek-V2 4 positions (0.086 to 0.288). Bound:
+//    0.05 at all but 10% of positions, those within 0.5;
+//  * Gemma 2 (26 random layers): err grows with the position, through attention, from 0.013 at
+//    a case's first position to 0.446 (f16 weights: 0.066; f32 already 3.3e-4 off, where the
+//    others are 1e-5): the fixture's conditioning, not bf16's error. Bound: 0.05 at each case's
+//    first position.
+// And everywhere, for every family: each side's top token ranks within the other's top 10
+// (bf16 weights: 23 of Gemma 2's 96 positions disagree on the top token, at worst rank 5;
+// DeepSeek-V2's worst is rank 6, at a flipped routing).
+struct FixtureBound {
+  std::string path;        // under fixtures/
+  double far_share = 0.0;  // positions allowed past 0.05 (routing near-ties)
+  bool first_position_only = false;
+};
 
-TEST_P(CudaFixtureTest, PromptLogitsWithinBf16Tolerance) {
-  const std::string family = GetParam().substr(0, GetParam().find('/'));
-  STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/" + GetParam());
+class CudaFixtureTest : public ::testing::TestWithParam<FixtureBound> {};
+
+// How far `got` ranks `id` (0: its top token).
+int64_t RankOf(const float* got, int64_t vocab, int64_t id) {
+  return std::count_if(got, got + vocab, [&](float x) { return x > got[id]; });
+}
+
+TEST_P(CudaFixtureTest, PromptAndDecodeLogitsWithinBf16Tolerance) {
+  const FixtureBound& bound = GetParam();
+  const std::string family = bound.path.substr(0, bound.path.find('/'));
+  STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/" + bound.path);
   STRATA_SHARED_DATA_OR_SKIP(golden_path, "fixtures/" + family + "/golden.json");
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
   ModelLoadOptions options;
@@ -205,15 +229,16 @@ TEST_P(CudaFixtureTest, PromptLogitsWithinBf16Tolerance) {
   ASSERT_TRUE(model.ok()) << model.status();
   ModelRunner& runner = *model->runner;
   const int64_t vocab = runner.config().vocab_size;
-  float worst_ratio = 0;
   const char* dump_dir = std::getenv("STRATA_LOGITS_OUT");
+  std::vector<float> errors;  // err at every position checked against 0.05
+  int64_t worst_rank = 0;
   int case_index = 0;
   for (const testing::FixtureCase& c : testing::LoadFixtureGolden(golden_path)) {
     auto logits = testing::Forward(runner, testing::OneSequence(runner, c.tokens, 0, true));
     ASSERT_TRUE(logits.ok()) << logits.status();
     ASSERT_EQ(logits->size(), c.tokens.size() * vocab);
     if (dump_dir != nullptr && *dump_dir != '\0') {
-      const std::string name = family + (GetParam().ends_with(".gguf") ? "_gguf" : "_hf") +
+      const std::string name = family + (bound.path.ends_with(".gguf") ? "_gguf" : "_hf") +
                                "_case" + std::to_string(case_index) + ".f32";
       std::ofstream out(std::filesystem::path(dump_dir) / name, std::ios::binary);
       out.write(reinterpret_cast<const char*>(logits->data()),
@@ -221,29 +246,60 @@ TEST_P(CudaFixtureTest, PromptLogitsWithinBf16Tolerance) {
       EXPECT_TRUE(out.good()) << "cannot write " << name << " under " << dump_dir;
     }
     ++case_index;
-    for (size_t p = 0; p < c.tokens.size(); ++p) {
-      const float* want = c.logits_all[p].data();
+    auto check = [&](const float* got, const std::vector<float>& want, bool first,
+                     const std::string& where) {
       float scale = 1.0f;
-      for (int64_t i = 0; i < vocab; ++i) scale = std::max(scale, std::fabs(want[i]));
-      const float diff = testing::MaxAbsDiff(logits->data() + p * vocab, want, vocab);
-      EXPECT_LE(diff, 0.05f * scale) << "position " << p;
-      worst_ratio = std::max(worst_ratio, diff / scale);
+      for (float w : want) scale = std::max(scale, std::fabs(w));
+      const float err = testing::MaxAbsDiff(got, want.data(), vocab) / scale;
+      if (first || !bound.first_position_only) {  // held to 0.05 (at most far_share past it)
+        EXPECT_LE(err, bound.far_share > 0 ? 0.5f : 0.05f) << where;
+        errors.push_back(err);
+      }
+      const int64_t rank = std::max(RankOf(want.data(), vocab, ArgmaxOf(got, vocab)),
+                                    RankOf(got, vocab, ArgmaxOf(want.data(), vocab)));
+      EXPECT_LT(rank, 10) << where << ": the top tokens disagree";
+      worst_rank = std::max(worst_rank, rank);
+    };
+    for (size_t p = 0; p < c.tokens.size(); ++p) {
+      check(logits->data() + p * vocab, c.logits_all[p], p == 0, "position " + std::to_string(p));
+    }
+    // Decode steps (the decode kernels; replayed graphs for the dense families), fed the
+    // golden's greedy tokens: a near-tie bf16 resolves the other way must not end the check.
+    std::vector<float> step(logits->end() - vocab, logits->end());
+    auto cached = static_cast<int32_t>(c.tokens.size());
+    for (size_t i = 0; i < c.greedy.size(); ++i) {
+      check(step.data(), c.greedy_step_logits[i], false, "greedy step " + std::to_string(i));
+      auto next = testing::Forward(runner, testing::OneSequence(runner, {c.greedy[i]}, cached++,
+                                                                false));
+      ASSERT_TRUE(next.ok()) << next.status();
+      step = *std::move(next);
     }
   }
-  std::printf("%s on cuda: max |logit - golden| / max(1, |golden|) = %.3g\n", GetParam().c_str(),
-              worst_ratio);
+  ASSERT_FALSE(errors.empty());
+  const auto far = std::count_if(errors.begin(), errors.end(), [](float e) { return e > 0.05f; });
+  EXPECT_LE(far, static_cast<int64_t>(bound.far_share * static_cast<double>(errors.size())))
+      << far << " of " << errors.size() << " positions are past 0.05 of scale";
+  std::sort(errors.begin(), errors.end());
+  std::printf("%s on cuda: err = max |logit - golden| / max(1, |golden|): median %.3g, max %.3g "
+              "over %zu positions (%ld past 0.05); worst rank of a top token %ld\n",
+              bound.path.c_str(), errors[errors.size() / 2], errors.back(), errors.size(),
+              static_cast<long>(far), static_cast<long>(worst_rank));
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, CudaFixtureTest,
-                         ::testing::Values("llama/hf", "llama/model.gguf", "mistral/hf", "qwen2/hf",
-                                           "qwen3/hf", "phi3/hf", "phi2/hf", "gemma2/hf", "olmo2/hf",
-                                           "falcon/hf", "mixtral/hf"),
-                         [](const auto& p) {
-                           std::string name = p.param;
-                           std::replace(name.begin(), name.end(), '/', '_');
-                           std::replace(name.begin(), name.end(), '.', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Families, CudaFixtureTest,
+    ::testing::Values(FixtureBound{"llama/hf"}, FixtureBound{"llama/model.gguf"},
+                      FixtureBound{"mistral/hf"}, FixtureBound{"qwen2/hf"},
+                      FixtureBound{"qwen3/hf"}, FixtureBound{"phi3/hf"}, FixtureBound{"phi2/hf"},
+                      FixtureBound{"gemma2/hf", 0.0, true}, FixtureBound{"olmo2/hf"},
+                      FixtureBound{"falcon/hf"}, FixtureBound{"mixtral/hf", 0.1},
+                      FixtureBound{"deepseek2/hf", 0.1}),
+    [](const auto& p) {
+      std::string name = p.param.path;
+      std::replace(name.begin(), name.end(), '/', '_');
+      std::replace(name.begin(), name.end(), '.', '_');
+      return name;
+    });
 
 // A random bf16 model of 2 layers whose head dim (128) takes the tuned attention kernels
 // (vocabulary 512, 4 query and 2 KV heads), written under a temporary directory named for
@@ -452,20 +508,6 @@ TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
     }
     expect_rows_equal(kSeqs, kSeqs);
   }
-}
-
-// DeepSeek-V2's latent attention is not on the GPU yet: the first step fails naming it, never
-// a wrong answer (its experts would run; MoE models record no graphs, so the load succeeds).
-TEST(CudaModelTest, LatentAttentionIsRefusedNotMiscomputed) {
-  STRATA_SHARED_DATA_OR_SKIP(model_path, "fixtures/deepseek2/hf");
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
-  auto model = testing::LoadForTest(model_path.string(), {}, 1, kCuda);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto logits = testing::Forward(*model->runner, testing::OneSequence(*model->runner, {1, 2, 3}, 0, false));
-  ASSERT_FALSE(logits.ok());
-  EXPECT_EQ(logits.status().code(), absl::StatusCode::kUnimplemented) << logits.status();
-  EXPECT_NE(logits.status().message().find("latent attention"), std::string::npos)
-      << logits.status();
 }
 
 // The GPU keeps matrices in bf16 only: a conversion it would not make is refused at load,

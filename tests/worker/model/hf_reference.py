@@ -12,8 +12,10 @@ and in bfloat16, and compares, position by position, with scale = max(1, max |re
     RoPE scaling, ~0.02; 1e-2 for Falcon, whose golden uses tanh GELU where transformers uses
     erf, a 5e-3 difference). A model that loads with a missing, unexpected or mis-shaped
     tensor (transformers would initialise it at random) fails as such;
-  * Strata on the GPU against transformers f32, within the bound cuda_model_test holds against
-    the golden: max |diff| <= 0.05 * scale (a few bf16 roundings carried through the layers);
+  * Strata on the GPU against transformers f32, within the bounds cuda_model_test holds against
+    the golden (its FixtureBound): |diff| <= 0.05 * scale at every position, except Gemma 2's
+    fixture (26 random layers, ill-conditioned: only each case's first position) and the MoE
+    fixtures (routing near-ties flip under bf16: up to 10% of positions past 0.05, within 0.5);
   * transformers' own bf16 run against its f32 run: what bf16 costs in transformers' hands, the
     peer figure Strata's error is reported against (their ratio).
 
@@ -32,15 +34,35 @@ import transformers
 # Families the CUDA backend runs (cuda_model_test's list); llama also from its GGUF.
 MODELS = [("llama", "hf"), ("llama", "gguf"), ("mistral", "hf"), ("qwen2", "hf"),
           ("qwen3", "hf"), ("phi3", "hf"), ("phi2", "hf"), ("gemma2", "hf"), ("olmo2", "hf"),
-          ("falcon", "hf"), ("mixtral", "hf")]
+          ("falcon", "hf"), ("mixtral", "hf"), ("deepseek2", "hf")]
 STRATA_BOUND = 0.05
+FIRST_POSITION_ONLY = {"gemma2"}  # cuda_model_test.cc FixtureBound
+FAR_SHARE = {"mixtral": 0.1, "deepseek2": 0.1}
+FAR_BOUND = 0.5
 REFERENCE_BOUND = {"falcon": 1e-2}  # others: 1e-3
 
 
-def worst_ratio(got, want):
-    """max over positions of max |got - want| / max(1, max |want|)."""
+def ratios(got, want):
+    """Per position: max |got - want| / max(1, max |want|)."""
     scale = np.maximum(1.0, np.abs(want).max(axis=1))
-    return float((np.abs(got - want).max(axis=1) / scale).max())
+    return np.abs(got - want).max(axis=1) / scale
+
+
+def worst_ratio(got, want):
+    return float(ratios(got, want).max())
+
+
+def strata_failure(family, errors):
+    """Why Strata's per-position errors against transformers f32 break the family's bound."""
+    if family in FIRST_POSITION_ONLY:
+        errors = errors[:1]
+    far = int((errors > STRATA_BOUND).sum())
+    allowed = int(FAR_SHARE.get(family, 0.0) * errors.size)
+    if far > allowed:
+        return f"{far} of {errors.size} positions past {STRATA_BOUND} (max {errors.max():.3g})"
+    if allowed and errors.max() > FAR_BOUND:
+        return f"a position at {errors.max():.3g} (> {FAR_BOUND})"
+    return None
 
 
 def load(folder, dtype):
@@ -115,15 +137,16 @@ def main():
                       f"{row['hf_bf16_vs_hf_f32']:>16.3g}{'-':>18}")
                 continue
             ours = ours.reshape(ref.shape)
-            row["strata_vs_hf_f32"] = worst_ratio(ours, ref)
+            errors = ratios(ours, ref)
+            row["strata_vs_hf_f32"] = float(errors.max())
             row["strata_argmax_agrees"] = float((ours.argmax(1) == ref.argmax(1)).mean())
             row["strata_over_hf_bf16"] = row["strata_vs_hf_f32"] / max(row["hf_bf16_vs_hf_f32"], 1e-12)
             rows.append(row)
             print(f"{name:<14}{k:>5}{row['hf_f32_vs_golden']:>18.3g}{row['strata_vs_hf_f32']:>18.3g}"
                   f"{row['hf_bf16_vs_hf_f32']:>16.3g}{row['strata_over_hf_bf16']:>18.2f}")
-            if row["strata_vs_hf_f32"] > STRATA_BOUND:
-                failures.append(f"{name} case {k}: Strata is {row['strata_vs_hf_f32']:.3g} from "
-                                f"transformers f32 (> {STRATA_BOUND})")
+            why = strata_failure(family, errors)
+            if why:
+                failures.append(f"{name} case {k}: Strata against transformers f32: {why}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "failures": failures}, indent=1))
     for f in failures:
