@@ -33,6 +33,10 @@ struct DeviceSpec {
   // Queue every op of every step (`--eager`): no decode steps replayed from recorded graphs
   // (the CUDA backend's; the CPU has none).
   bool eager = false;
+  // Choose each projection's matmul algorithm per batch size (`--per-shape-matmul`, the CUDA
+  // backend's): possibly faster, but a request's numbers may then depend on its batch. Off,
+  // one algorithm per weight runs every batch size (batch invariance).
+  bool per_shape_matmul = false;
 };
 absl::StatusOr<DeviceSpec> ParseDeviceSpec(std::string_view text);
 

@@ -206,7 +206,7 @@ run() {
       timeout 100 "$PACK/bin/strata" bench generate --model "$model" --device cuda --batch "$batch" \
         --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" \
         > "$out/e2e_batch$batch.txt" 2>&1
-      echo "e2e batch $batch: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch$batch.txt" | tr '\n' ' ')" >> "$summary"
+      echo "e2e batch $batch: rc=$? $(grep -E 'prefill:|decode:|ratio' "$out/e2e_batch$batch.txt" | tr '\n' ' ')" >> "$summary"
     done
     # Batch 1 again with every op queued (--eager, no CUDA graphs): against the batch-1 run,
     # what replaying recorded decode steps saves in launches.
@@ -216,6 +216,15 @@ run() {
         > "$out/e2e_batch1_eager.txt" 2>&1
       echo "e2e batch 1 eager: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch1_eager.txt" | tr '\n' ' ')" >> "$summary"
     fi
+    # Batch 1 and 128 with cuBLASLt choosing per batch size (--per-shape-matmul): against the
+    # default runs, what batch invariance (one algorithm per weight) costs in prefill and decode.
+    for batch in 1 128; do
+      fits 100 || { echo "e2e batch $batch per-shape matmul: skipped (time)" >> "$summary"; continue; }
+      timeout 100 "$PACK/bin/strata" bench generate --model "$model" --device cuda --batch "$batch" \
+        --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" --per-shape-matmul \
+        > "$out/e2e_batch${batch}_per_shape.txt" 2>&1
+      echo "e2e batch $batch per-shape matmul: rc=$? $(grep -E 'prefill:|decode:|ratio' "$out/e2e_batch${batch}_per_shape.txt" | tr '\n' ' ')" >> "$summary"
+    done
     # The same at batch 128 with sampling drawn on the device (temperature 0.8, top-p 0.9):
     # against the greedy run, the sampler's cost.
     if fits 100; then

@@ -28,7 +28,7 @@ struct BenchFlags {
   int64_t batch = 1;
   std::string device = "cpu";
   std::string kv_dtype;
-  bool eager = false;
+  GpuFlags gpu;
   double bandwidth_gbps = 0;  // the device's; 0 on the CPU: measured
   float temperature = 0.0f;   // 0: greedy
   float top_p = 1.0f;
@@ -51,7 +51,7 @@ void RunGenerateBench(const BenchFlags& f) {
   const std::string path = ResolveModelPath(f.model);
   std::unique_ptr<LocalExecutor> executor = LoadLocalOrExit(
       path, f.threads, f.dtype, f.batch * (f.prompt_tokens + f.decode_tokens + 1), f.device,
-      f.kv_dtype, f.eager);
+      f.kv_dtype, f.gpu);
   const ModelConfig& config = executor->config();
   const bool cpu = executor->runner().backend().device().kind == DeviceKind::kCpu;
 
@@ -132,7 +132,7 @@ void AddBenchCommand(CLI::App& app) {
   gen->add_option("--device", flags->device, "Device: cpu, or cuda[:N]")
       ->envname("STRATA_DEVICE")->capture_default_str();
   gen->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
-  gen->add_flag("--eager", flags->eager, kEagerHelp)->envname("STRATA_EAGER");
+  AddGpuFlags(gen, &flags->gpu);
   gen->add_option("--bandwidth-gbps", flags->bandwidth_gbps,
                   "The device's memory bandwidth for the bound (a GPU's; the CPU's is measured)")
       ->check(CLI::NonNegativeNumber);

@@ -129,7 +129,7 @@ struct WorkerFlags {
   std::string coordinator;
   std::string device = "cpu";
   std::string kv_dtype;
-  bool eager = false;
+  GpuFlags gpu;
   std::string listen = "0.0.0.0:0";
   std::string advertise_host;
   std::string node_name;
@@ -176,7 +176,7 @@ void RunWorker(const WorkerFlags& f) {
     std::fflush(nullptr);
     std::_Exit(0);
   }).detach();
-  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype, f.eager);
+  const DeviceSpec device = DeviceSpecOrExit(f.device, f.kv_dtype, f.gpu);
   absl::StatusOr<DeviceInfo> info = ProbeDevice(device);  // fails at once without the device
   ExitIfError(info.status());
   std::string coordinator_host, bind_host;
@@ -238,7 +238,7 @@ struct ClusterFlags {
   std::string dtype;
   std::string device = "cpu";
   std::string kv_dtype;  // of the local workers' caches (empty: the device's default)
-  bool eager = false;    // the local workers queue every op (no CUDA graphs)
+  GpuFlags gpu;          // how the local workers run steps
   std::string listen = "0.0.0.0:50051";
   int tp = 1;
   int pp = 1;
@@ -290,7 +290,7 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
     cmd->add_option("--device", f.device, "Device of the local workers: cpu, or cuda (one worker "
                     "per GPU)")->envname("STRATA_DEVICE")->capture_default_str();
     cmd->add_option("--kv-dtype", f.kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
-    cmd->add_flag("--eager", f.eager, kEagerHelp)->envname("STRATA_EAGER");
+    AddGpuFlags(cmd, &f.gpu);
   }
   cmd->add_option("--listen", f.listen, "Cluster service address (HOST:PORT) workers register at")
       ->envname("STRATA_LISTEN")->capture_default_str();
@@ -406,8 +406,8 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   const std::pair<const char*, std::vector<const char*>> groups[] = {
       {"Model", {"--model", "--dtype", "--served-model-name", "--max-model-len"}},
       {"Devices and parallelism",
-       {"--device", "--kv-dtype", "--eager", "--tp", "--pp", "--expert-parallel", "--threads",
-        "--max-kv-blocks"}},
+       {"--device", "--kv-dtype", "--eager", "--per-shape-matmul", "--tp", "--pp",
+        "--expert-parallel", "--threads", "--max-kv-blocks"}},
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
         "--vllm-metrics", "--audit-log", "--key-requests-per-minute", "--key-tokens-per-minute",
@@ -615,7 +615,7 @@ LocalProcesses StartLocalProcesses(ClusterFlags& f, int replica = 0) {
     args.insert(args.end(), {"--memory", std::to_string(memory)});
   }
   if (!f.kv_dtype.empty()) args.insert(args.end(), {"--kv-dtype", f.kv_dtype});
-  if (f.eager) args.push_back("--eager");
+  for (std::string& arg : GpuFlagArgs(f.gpu)) args.push_back(std::move(arg));
   for (std::string& arg : TlsArgs(f.tls)) args.push_back(std::move(arg));
   // One GPU per worker: replica r's workers take the GPUs after replica r - 1's.
   std::function<std::vector<std::string>(int)> per_worker = [&f](int) {
@@ -832,7 +832,7 @@ void AddWorkerCommand(CLI::App& app) {
   cmd->add_option("--device", flags->device, "The device this worker runs on: cpu, cuda, cuda:N")
       ->envname("STRATA_DEVICE")->capture_default_str();
   cmd->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
-  cmd->add_flag("--eager", flags->eager, kEagerHelp)->envname("STRATA_EAGER");
+  AddGpuFlags(cmd, &flags->gpu);
   cmd->add_option("--listen", flags->listen, "Address of this worker's service (HOST:PORT)")
       ->envname("STRATA_WORKER_LISTEN")->capture_default_str();
   cmd->add_option("--advertise-host", flags->advertise_host,

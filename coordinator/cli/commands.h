@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -26,11 +27,21 @@ void AddBenchServeCommand(CLI::App& bench);
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
 
+// How a GPU backend runs steps (the CPU's ignores them): DeviceSpec::eager and
+// DeviceSpec::per_shape_matmul.
+struct GpuFlags {
+  bool eager = false;
+  bool per_shape_matmul = false;
+};
+// Adds --eager and --per-shape-matmul (and their STRATA_ environment names) to `cmd`.
+void AddGpuFlags(CLI::App* cmd, GpuFlags* flags);
+// The arguments that give a worker process the same `flags`.
+std::vector<std::string> GpuFlagArgs(const GpuFlags& flags);
+
 // `device` ("cpu", "cuda[:N]") with the KV cache element type `kv_dtype` (empty: the device's
-// default), running `eager` or not (DeviceSpec::eager), parsed: exits with a message naming
-// what is wrong.
+// default), run as `gpu` says, parsed: exits with a message naming what is wrong.
 DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype,
-                            bool eager = false);
+                            const GpuFlags& gpu = {});
 
 // Parses and probes `device` with `kv_dtype`: exits with a message naming what is wrong (no
 // such device, no GPU, a build without its backend, a KV dtype the backend does not keep)
@@ -44,11 +55,7 @@ std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int thre
                                                const std::string& dtype, int64_t kv_tokens,
                                                const std::string& device = "cpu",
                                                const std::string& kv_dtype = "",
-                                               bool eager = false);
-
-// The help of every --eager flag that makes a backend.
-inline constexpr const char* kEagerHelp =
-    "Queue every op of every step: no CUDA graphs (which replay decode steps recorded at load)";
+                                               const GpuFlags& gpu = {});
 
 // The help of every --kv-dtype flag that makes a backend.
 inline constexpr const char* kKvDTypeHelp =

@@ -30,7 +30,7 @@ struct GenerateFlags {
   int threads = 0;
   std::string device = "cpu";
   std::string kv_dtype;
-  bool eager = false;
+  GpuFlags gpu;
   std::string dtype;
   bool ignore_eos = false;
   bool chat = false;
@@ -62,7 +62,7 @@ void RunGenerate(const GenerateFlags& f) {
 
   std::unique_ptr<LocalExecutor> executor =
       LoadLocalOrExit(path, f.threads, f.dtype, static_cast<int64_t>(prompt->size()) + f.max_new_tokens,
-                      f.device, f.kv_dtype, f.eager);
+                      f.device, f.kv_dtype, f.gpu);
   const ModelConfig& config = executor->config();
   STRATA_LOG_INFO("{}: {} layers, {:.1f} MB of weights, {} prompt tokens", config.architecture,
                   config.num_layers, executor->weight_bytes() / 1e6, prompt->size());
@@ -128,7 +128,7 @@ void AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--device", flags->device, "Device: cpu, or cuda[:N]")
       ->envname("STRATA_DEVICE")->capture_default_str();
   cmd->add_option("--kv-dtype", flags->kv_dtype, kKvDTypeHelp)->envname("STRATA_KV_DTYPE");
-  cmd->add_flag("--eager", flags->eager, kEagerHelp)->envname("STRATA_EAGER");
+  AddGpuFlags(cmd, &flags->gpu);
   cmd->add_option("--dtype", flags->dtype,
                   "Convert weights on load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)")
       ->envname("STRATA_DTYPE");

@@ -28,10 +28,31 @@ std::string ResolveModelPath(const std::string& model) {
   return *path;
 }
 
-DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype, bool eager) {
+void AddGpuFlags(CLI::App* cmd, GpuFlags* flags) {
+  cmd->add_flag("--eager", flags->eager,
+                "Queue every op of every step: no CUDA graphs (which replay decode steps recorded "
+                "at load)")
+      ->envname("STRATA_EAGER");
+  cmd->add_flag("--per-shape-matmul", flags->per_shape_matmul,
+                "Choose each projection's cuBLASLt algorithm per batch size (possibly faster; a "
+                "request's numbers may then depend on the batch it runs in). Default: one "
+                "algorithm per weight for every batch size, batch-invariant")
+      ->envname("STRATA_PER_SHAPE_MATMUL");
+}
+
+std::vector<std::string> GpuFlagArgs(const GpuFlags& flags) {
+  std::vector<std::string> args;
+  if (flags.eager) args.push_back("--eager");
+  if (flags.per_shape_matmul) args.push_back("--per-shape-matmul");
+  return args;
+}
+
+DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype,
+                            const GpuFlags& gpu) {
   absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
   ExitIfError(spec.status());
-  spec->eager = eager;
+  spec->eager = gpu.eager;
+  spec->per_shape_matmul = gpu.per_shape_matmul;
   if (!kv_dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseDType(kv_dtype);
     ExitIfError(parsed.status());
@@ -47,11 +68,12 @@ void CheckDeviceOrExit(const std::string& device, const std::string& kv_dtype) {
 std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
                                                const std::string& dtype, int64_t kv_tokens,
                                                const std::string& device,
-                                               const std::string& kv_dtype, bool eager) {
+                                               const std::string& kv_dtype,
+                                               const GpuFlags& gpu) {
   LocalExecutorOptions options;
   options.model = path;
   options.backend.threads = threads;
-  options.backend.device = DeviceSpecOrExit(device, kv_dtype, eager);
+  options.backend.device = DeviceSpecOrExit(device, kv_dtype, gpu);
   if (!dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseWeightDType(dtype);
     ExitIfError(parsed.status());

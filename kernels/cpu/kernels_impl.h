@@ -8,8 +8,8 @@
 // loaded (and converted from f16/bf16, or unpacked from q4_0) is reused kMr times and every
 // x vector NR times. Weight rows are walked in panels of kPanelRows so a panel stays in L2
 // while all rows of x pass over it (prefill). Decode (m < 4) is memory-bound: tiles prefetch
-// the rows of the next tile, small tiles split the reduction over several accumulator sets to
-// hide FMA latency, and quantized weights go one row at a time (see ForEachTile).
+// the rows of the next tile, and quantized weights go one row at a time (see ForEachTile).
+// Every output is one FMA chain over k whatever the tile (AccumulatorSets): batch invariance.
 // Quantized weights are dotted in int8 against activations quantized to q8_0 (exactly as
 // QuantizeRow): one 32-block per step, block sums scaled by d_w * d_x in f32.
 #pragma once
@@ -71,11 +71,12 @@ void NextTileRows(const std::byte* w, int64_t stride, int64_t j0, int64_t n_end,
   }
 }
 
-// Independent accumulator sets a tile keeps so that at least four FMA chains are in flight
-// (a 1 x 1 decode tile would otherwise wait on FMA latency every step).
-constexpr int AccumulatorSets(int mr, int nr) {
-  return mr * nr >= 4 ? 1 : (mr * nr >= 2 ? 2 : 4);
-}
+// Accumulator sets per output: one, in every tile. Each element of y is then one FMA chain
+// over k in order, whatever tile (how many rows of x, how many weight rows) computes it, so a
+// row of y does not depend on how many rows x has: a request gets the same bits alone or in
+// a batch (batch invariance). Several sets per small tile would hide FMA latency in decode,
+// but change the order of the sum with the tile's shape.
+constexpr int AccumulatorSets(int /*mr*/, int /*nr*/) { return 1; }
 
 template <int V>
 using IntTag = std::integral_constant<int, V>;

@@ -57,7 +57,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendOptions& optio
   if (!device.ok()) return device.status();
 #if STRATA_HAVE_CUDA_BACKEND
   if (options.device.kind == DeviceKind::kCuda) {
-    return MakeCudaBackend(options.device.index, device->kv_dtype, options.device.eager);
+    return MakeCudaBackend(options.device.index, device->kv_dtype, options.device.eager,
+                           options.device.per_shape_matmul);
   }
 #endif
   return MakeCpuBackend(options.threads);

@@ -1167,7 +1167,8 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   return info;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype, bool eager) {
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype, bool eager,
+                                                         bool per_shape_matmul) {
   STRATA_ASSIGN_OR_RETURN(DeviceInfo info, CudaDeviceInfo(index));
   if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: a KV cache of ",
@@ -1179,7 +1180,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dty
       err != cudaSuccess) {
     return CudaError(err, "stream");
   }
-  absl::StatusOr<std::unique_ptr<CudaMatMul>> matmul = CudaMatMul::Create(kMatMulWorkspace);
+  absl::StatusOr<std::unique_ptr<CudaMatMul>> matmul =
+      CudaMatMul::Create(kMatMulWorkspace, per_shape_matmul);
   if (!matmul.ok()) {
     cudaStreamDestroy(stream);
     return matmul.status();

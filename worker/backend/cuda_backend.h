@@ -30,7 +30,9 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index);
 // A backend on GPU `index` whose KV cache holds `kv_dtype`: bf16, or f8_e4m3 (a scale per
 // (slot, KV head) row beside it: KvLayer::k_scale / v_scale). Unless `eager`, decode steps of
 // up to 256 sequences are padded to a recorded size and replayed as CUDA graphs (Backend::RunGraph).
+// Projections keep batch invariance unless `per_shape_matmul` (CudaMatMul).
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype = DType::kBF16,
-                                                         bool eager = false);
+                                                         bool eager = false,
+                                                         bool per_shape_matmul = false);
 
 }  // namespace strata

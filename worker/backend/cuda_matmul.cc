@@ -24,8 +24,10 @@ struct CudaMatMul::Plan {
   }
 };
 
-absl::StatusOr<std::unique_ptr<CudaMatMul>> CudaMatMul::Create(int64_t workspace_bytes) {
+absl::StatusOr<std::unique_ptr<CudaMatMul>> CudaMatMul::Create(int64_t workspace_bytes,
+                                                               bool per_shape) {
   std::unique_ptr<CudaMatMul> mm(new CudaMatMul());
+  mm->per_shape_ = per_shape;
   if (cublasStatus_t s = cublasLtCreate(&mm->handle_); s != CUBLAS_STATUS_SUCCESS) {
     return LtError(s, "create");
   }
@@ -43,10 +45,8 @@ CudaMatMul::~CudaMatMul() {
   if (handle_ != nullptr) cublasLtDestroy(handle_);
 }
 
-absl::StatusOr<const CudaMatMul::Plan*> CudaMatMul::GetPlan(int64_t m, int64_t n, int64_t k,
-                                                            bool y_f32) {
-  const auto key = std::make_tuple(m, n, k, y_f32);
-  if (auto it = plans_.find(key); it != plans_.end()) return it->second.get();
+absl::StatusOr<std::unique_ptr<CudaMatMul::Plan>> CudaMatMul::Describe(int64_t m, int64_t n,
+                                                                       int64_t k, bool y_f32) {
   auto plan = std::make_unique<Plan>();
   cublasStatus_t s = cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
   if (s != CUBLAS_STATUS_SUCCESS) return LtError(s, "matmul descriptor");
@@ -59,6 +59,11 @@ absl::StatusOr<const CudaMatMul::Plan*> CudaMatMul::GetPlan(int64_t m, int64_t n
       (s = cublasLtMatrixLayoutCreate(&plan->c, y_type, n, m, n)) != CUBLAS_STATUS_SUCCESS) {
     return LtError(s, "matrix layout");
   }
+  return plan;
+}
+
+absl::StatusOr<cublasLtMatmulAlgo_t> CudaMatMul::Heuristic(const Plan& plan, int64_t m,
+                                                           int64_t n, int64_t k) {
   cublasLtMatmulPreference_t pref = nullptr;
   cublasLtMatmulPreferenceCreate(&pref);
   const uint64_t ws = static_cast<uint64_t>(workspace_bytes_);
@@ -69,17 +74,54 @@ absl::StatusOr<const CudaMatMul::Plan*> CudaMatMul::GetPlan(int64_t m, int64_t n
                                        &no_split_k, sizeof(no_split_k));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  s = cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref,
-                                     1, &result, &found);
+  const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
+      handle_, plan.op, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cuBLASLt has no bf16 algorithm for ", m, "x", n, "x", k, " (status ", static_cast<int>(s),
         "; rows of k values must be 16-byte aligned)"));
   }
-  plan->algo = result.algo;
-  const Plan* out = plan.get();
-  plans_.emplace(key, std::move(plan));
+  return result.algo;
+}
+
+absl::StatusOr<const CudaMatMul::Plan*> CudaMatMul::GetPlan(int64_t m, int64_t n, int64_t k,
+                                                            bool y_f32) {
+  const auto key = std::make_tuple(m, n, k, y_f32);
+  if (auto it = plans_.find(key); it != plans_.end()) return it->second.get();
+  absl::StatusOr<std::unique_ptr<Plan>> plan = Describe(m, n, k, y_f32);
+  if (!plan.ok()) return plan.status();
+  if (per_shape_) {
+    absl::StatusOr<cublasLtMatmulAlgo_t> algo = Heuristic(**plan, m, n, k);
+    if (!algo.ok()) return algo.status();
+    (*plan)->algo = *algo;
+  } else {
+    const auto weight = std::make_tuple(n, k, y_f32);
+    auto pinned = pinned_.find(weight);
+    if (pinned == pinned_.end()) {
+      absl::StatusOr<std::unique_ptr<Plan>> reference = Describe(kPinnedRows, n, k, y_f32);
+      if (!reference.ok()) return reference.status();
+      absl::StatusOr<cublasLtMatmulAlgo_t> algo = Heuristic(**reference, kPinnedRows, n, k);
+      if (!algo.ok()) return algo.status();
+      pinned = pinned_.emplace(weight, *algo).first;
+    }
+    // The pinned algorithm must take this row count as it is (and within the workspace):
+    // another algorithm would break the invariance, so it is an error, not a fallback.
+    cublasLtMatmulHeuristicResult_t check{};
+    const cublasStatus_t s = cublasLtMatmulAlgoCheck(handle_, (*plan)->op, (*plan)->a, (*plan)->b,
+                                                     (*plan)->c, (*plan)->c, &pinned->second,
+                                                     &check);
+    if (s != CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > static_cast<size_t>(workspace_bytes_)) {
+      return absl::InternalError(absl::StrCat(
+          "cuBLASLt's algorithm for ", n, "x", k, " weights (chosen for ", kPinnedRows,
+          " rows) does not take ", m, " rows (status ", static_cast<int>(s),
+          "); --per-shape-matmul chooses one per row count instead, without batch invariance"));
+    }
+    (*plan)->algo = pinned->second;
+  }
+  const Plan* out = plan->get();
+  plans_.emplace(key, *std::move(plan));
   return out;
 }
 

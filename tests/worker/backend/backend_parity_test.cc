@@ -262,6 +262,31 @@ TEST_P(BackendParityTest, MatMul) {
   }
 }
 
+// Batch invariance: a row's product has the same bits whatever other rows share the call
+// (the CPU reduces every output in one FMA chain whatever its tile; the CUDA backend runs one
+// cuBLASLt algorithm per weight for every row count), for float and quantized weights, into
+// f32 and into the activation type.
+TEST_P(BackendParityTest, MatMulRowsDoNotDependOnTheRowCount) {
+  const int64_t k = 512, n = 384, most = 256;
+  const Vec x = Random(most * k, 40);
+  for (DType w_dtype : {DType::kBF16, DType::kF32, DType::kQ8_0, DType::kQ4_0}) {
+    const Weight w = s().W(w_dtype, {n, k}, Random(n * k, 41));
+    for (DType y_dtype : {DType::kF32, b().device().activation_dtype}) {
+      const Tensor all = s().Zeros(y_dtype, {most, n});
+      b().MatMul(s().Act({most, k}, x), w, nullptr, all);
+      const Vec whole = s().Read(all);
+      for (int64_t m : {1, 2, 3, 7, 64, 129}) {
+        const Tensor y = s().Zeros(y_dtype, {m, n});
+        b().MatMul(s().Act({m, k}, Vec(x.begin(), x.begin() + m * k)), w, nullptr, y);
+        const Vec part = s().Read(y);
+        EXPECT_TRUE(std::equal(part.begin(), part.end(), whole.begin()))
+            << DTypeName(w_dtype) << " weights: " << m << " rows into " << DTypeName(y_dtype)
+            << " differ from the same rows among " << most;
+      }
+    }
+  }
+}
+
 TEST_P(BackendParityTest, MatMulGroupSharesTheInput) {
   const int64_t m = 5, k = 64;
   const Vec x = Random(m * k, 4);
