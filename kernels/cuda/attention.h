@@ -91,6 +91,7 @@ struct PagedAttentionArgs {
   // Host-side bounds that size the grids (a tighter bound launches fewer empty blocks).
   int64_t max_query_len = 0;    // >= every sequence's n_q
   int64_t max_context_len = 0;  // >= every context_lens[s]
+  int64_t max_tokens = 0;       // > 0: >= the launch's query tokens (else num_seqs * max_query_len)
   float scale = 1.0f;           // on q.k
   float softcap = 0.0f;         // > 0: scores = softcap * tanh(scores / softcap)
   int64_t sliding_window = 0;   // > 0: the window (keys in (pos - window, pos])

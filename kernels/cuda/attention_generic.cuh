@@ -134,8 +134,12 @@ absl::Status LaunchGeneric(const PagedAttentionArgs& a, void* stream) {
         " not in [0, head_dim]");
   }
   if (a.num_seqs == 0) return absl::OkStatus();
-  // Query tokens are bounded by the host's bounds: num_seqs * max_query_len.
-  const int64_t items = a.num_seqs * a.max_query_len * a.num_heads;
+  // Query tokens are bounded by the host's bounds: num_seqs * max_query_len, or max_tokens (a
+  // long prompt chunk among many decodes would otherwise launch a block per head for every
+  // decode sequence times the chunk's length).
+  int64_t tokens = a.num_seqs * a.max_query_len;
+  if (a.max_tokens > 0 && a.max_tokens < tokens) tokens = a.max_tokens;
+  const int64_t items = tokens * a.num_heads;
   if (items == 0) return absl::OkStatus();
   const int64_t blocks = (items + kGenericWarps - 1) / kGenericWarps;
   if (blocks > 0x7fffffff) return absl::InvalidArgumentError("generic attention: step too large");

@@ -167,6 +167,7 @@ absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
     return bad("block_size ", a.block_size, " and max_blocks_per_seq ", a.max_blocks_per_seq,
                " must be positive");
   }
+  if (a.max_tokens < 0) return bad("max_tokens ", a.max_tokens, " is negative");
   if (a.max_query_len < 0 || a.max_context_len < a.max_query_len ||
       a.max_context_len > a.block_size * a.max_blocks_per_seq || a.max_context_len > (1 << 30)) {
     return bad("max_query_len ", a.max_query_len, " and max_context_len ", a.max_context_len,

@@ -169,6 +169,7 @@ TEST(AttentionValidation, NamesTheBadArgument) {
          a.v_in_k = true;
        }},
       {"num_seqs 70000", [](PagedAttentionArgs& a) { a.num_seqs = 70000; }},
+      {"max_tokens -1 is negative", [](PagedAttentionArgs& a) { a.max_tokens = -1; }},
       {"workspace of 0 bytes; 58240 needed for 2 sequences of up to 1600 tokens",
        [](PagedAttentionArgs& a) {
          a.max_blocks_per_seq = 100;

@@ -270,6 +270,7 @@ struct DeviceBatch {
     args.block_size = sh.block_size;
     args.max_query_len = max_q;
     args.max_context_len = max_ctx;
+    args.max_tokens = b.num_tokens;
     args.scale = 1.0f / std::sqrt(static_cast<float>(sh.head_dim));
     args.softcap = sh.softcap;
     args.sliding_window = sh.sliding_window;

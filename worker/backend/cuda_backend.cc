@@ -1063,7 +1063,8 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
                  q.NumElements() == plan.num_tokens * params.num_heads * params.head_dim &&
                  out.NumElements() == plan.num_tokens * params.num_heads * dv &&
                  cache.head_dim == params.head_dim && cache.num_kv_heads == params.num_kv_heads &&
-                 (cache.v_head_dim == 0 || cache.v_head_dim == dv) && dv <= params.head_dim,
+                 (cache.v_head_dim > 0 ? cache.v_head_dim : cache.head_dim) == dv &&
+                 dv <= params.head_dim,
              "Attention: bf16 q and out, a bf16 or f8_e4m3 cache (with its scales), of matching "
              "shapes")) {
     return;
@@ -1091,6 +1092,7 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
   a.block_size = cache.block_size;
   a.max_query_len = plan.max_query_len;
   a.max_context_len = plan.max_context_len;
+  a.max_tokens = plan.num_tokens;  // bounds every launch's share of the step
   a.scale = params.scale;
   a.softcap = params.softcap;
   a.sliding_window = params.sliding_window;

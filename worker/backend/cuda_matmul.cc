@@ -1,6 +1,7 @@
 #include "worker/backend/cuda_matmul.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace strata {
 namespace {
@@ -72,6 +73,15 @@ absl::StatusOr<cublasLtMatmulAlgo_t> CudaMatMul::Heuristic(const Plan& plan, int
   const uint32_t no_split_k = CUBLASLT_REDUCTION_SCHEME_NONE;
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
                                        &no_split_k, sizeof(no_split_k));
+  // Operands are only promised 16-byte alignment (views into the workspace, weight slices),
+  // not the 256 bytes the heuristic assumes by default: a plan must work for any call.
+  const uint32_t alignment = kAlignment;
+  for (auto which : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    cublasLtMatmulPreferenceSetAttribute(pref, which, &alignment, sizeof(alignment));
+  }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
@@ -105,20 +115,25 @@ absl::StatusOr<const CudaMatMul::Plan*> CudaMatMul::GetPlan(int64_t m, int64_t n
       if (!algo.ok()) return algo.status();
       pinned = pinned_.emplace(weight, *algo).first;
     }
-    // The pinned algorithm must take this row count as it is (and within the workspace):
-    // another algorithm would break the invariance, so it is an error, not a fallback.
+    // The pinned algorithm must take this row count as it is (and within the workspace). If
+    // cuBLASLt refuses, this row count gets its own algorithm, said once: serving goes on, but
+    // rows computed at this count may differ in their last bits from other counts.
     cublasLtMatmulHeuristicResult_t check{};
     const cublasStatus_t s = cublasLtMatmulAlgoCheck(handle_, (*plan)->op, (*plan)->a, (*plan)->b,
                                                      (*plan)->c, (*plan)->c, &pinned->second,
                                                      &check);
-    if (s != CUBLAS_STATUS_SUCCESS ||
-        check.workspaceSize > static_cast<size_t>(workspace_bytes_)) {
-      return absl::InternalError(absl::StrCat(
-          "cuBLASLt's algorithm for ", n, "x", k, " weights (chosen for ", kPinnedRows,
-          " rows) does not take ", m, " rows (status ", static_cast<int>(s),
-          "); --per-shape-matmul chooses one per row count instead, without batch invariance"));
+    if (s == CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= static_cast<size_t>(workspace_bytes_)) {
+      (*plan)->algo = pinned->second;
+    } else {
+      absl::StatusOr<cublasLtMatmulAlgo_t> own = Heuristic(**plan, m, n, k);
+      if (!own.ok()) return own.status();
+      (*plan)->algo = *own;
+      STRATA_LOG_WARN("cuBLASLt's algorithm for {}x{} weights (chosen for {} rows) does not take "
+                      "{} rows (status {}): that row count runs its own, so batch invariance "
+                      "does not hold across it",
+                      n, k, kPinnedRows, m, static_cast<int>(s));
     }
-    (*plan)->algo = pinned->second;
   }
   const Plan* out = plan->get();
   plans_.emplace(key, *std::move(plan));
@@ -128,6 +143,13 @@ absl::StatusOr<const CudaMatMul::Plan*> CudaMatMul::GetPlan(int64_t m, int64_t n
 absl::Status CudaMatMul::Run(const void* x, const void* w, void* y, bool y_f32, int64_t m,
                              int64_t n, int64_t k, cudaStream_t stream) {
   if (m == 0) return absl::OkStatus();
+  for (const void* p : {x, w, static_cast<const void*>(y)}) {
+    if (reinterpret_cast<uintptr_t>(p) % kAlignment != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cuBLASLt matmul ", m, "x", n, "x", k, ": operands must be ", kAlignment,
+          "-byte aligned"));
+    }
+  }
   absl::StatusOr<const Plan*> plan = GetPlan(m, n, k, y_f32);
   if (!plan.ok()) return plan.status();
   const float alpha = 1.0f, beta = 0.0f;

@@ -5,7 +5,8 @@
 // Batch invariance (the default): one algorithm per (n, k, y type) — the heuristic's for
 // kPinnedRows rows — runs every row count m, so a row of y is computed by the same kernel, in
 // the same order over k, however many rows share the call: a request's projections do not
-// depend on its batch. Per shape (`per_shape`, `--per-shape-matmul`): the heuristic's
+// depend on its batch. (A row count cuBLASLt's check refuses it gets its own, with a
+// warning.) Per shape (`per_shape`, `--per-shape-matmul`): the heuristic's
 // algorithm for each m, which may pick a different kernel (tile, tensor-core instruction) for
 // a different batch size, so a row's bits may change with the batch; possibly faster.
 #pragma once
@@ -29,6 +30,8 @@ class CudaMatMul {
                                                             bool per_shape = false);
   // The row count whose heuristic algorithm runs every row count unless per shape.
   static constexpr int64_t kPinnedRows = 64;
+  // The alignment, in bytes, every operand must have (algorithms are chosen for it).
+  static constexpr uint32_t kAlignment = 16;
   ~CudaMatMul();
   CudaMatMul(const CudaMatMul&) = delete;
   CudaMatMul& operator=(const CudaMatMul&) = delete;
