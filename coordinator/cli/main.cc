@@ -2,90 +2,10 @@
 // coordinator, worker (the distributed runtime), generate (offline, one process), bench
 // (memory, generate, cluster), synth (write a deterministic random-weight model), plan (shard
 // plan of a model over a cluster).
-#include <cstdio>
-
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "coordinator/cli/commands.h"
-#include "worker/backend/backends.h"
-#include "worker/model/synthetic_model.h"
-
-namespace strata::cli {
-
-void ExitIfError(const absl::Status& status) {
-  if (status.ok()) return;
-  std::fprintf(stderr, "strata: error: %s\n", std::string(status.message()).c_str());
-  std::exit(1);
-}
-
-std::string ResolveModelPath(const std::string& model) {
-  if (!model.empty()) return model;
-  absl::StatusOr<std::string> path = EnsureDefaultModel();
-  ExitIfError(path.status());
-  STRATA_LOG_WARN("no --model given: using the embedded default {} (random weights, output "
-                  "is not meaningful text)", *path);
-  return *path;
-}
-
-void AddGpuFlags(CLI::App* cmd, GpuFlags* flags) {
-  cmd->add_flag("--eager", flags->eager,
-                "Queue every op of every step: no CUDA graphs (which replay decode steps recorded "
-                "at load)")
-      ->envname("STRATA_EAGER");
-  cmd->add_flag("--per-shape-matmul", flags->per_shape_matmul,
-                "Choose each projection's cuBLASLt algorithm per batch size (possibly faster; a "
-                "request's numbers may then depend on the batch it runs in). Default: one "
-                "algorithm per weight for every batch size, batch-invariant")
-      ->envname("STRATA_PER_SHAPE_MATMUL");
-}
-
-std::vector<std::string> GpuFlagArgs(const GpuFlags& flags) {
-  std::vector<std::string> args;
-  if (flags.eager) args.push_back("--eager");
-  if (flags.per_shape_matmul) args.push_back("--per-shape-matmul");
-  return args;
-}
-
-DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dtype,
-                            const GpuFlags& gpu) {
-  absl::StatusOr<DeviceSpec> spec = ParseDeviceSpec(device);
-  ExitIfError(spec.status());
-  spec->eager = gpu.eager;
-  spec->per_shape_matmul = gpu.per_shape_matmul;
-  if (!kv_dtype.empty()) {
-    absl::StatusOr<DType> parsed = ParseDType(kv_dtype);
-    ExitIfError(parsed.status());
-    spec->kv_dtype = *parsed;
-  }
-  return *spec;
-}
-
-void CheckDeviceOrExit(const std::string& device, const std::string& kv_dtype) {
-  ExitIfError(ProbeDevice(DeviceSpecOrExit(device, kv_dtype)).status());
-}
-
-std::unique_ptr<LocalExecutor> LoadLocalOrExit(const std::string& path, int threads,
-                                               const std::string& dtype, int64_t kv_tokens,
-                                               const std::string& device,
-                                               const std::string& kv_dtype,
-                                               const GpuFlags& gpu) {
-  LocalExecutorOptions options;
-  options.model = path;
-  options.backend.threads = threads;
-  options.backend.device = DeviceSpecOrExit(device, kv_dtype, gpu);
-  if (!dtype.empty()) {
-    absl::StatusOr<DType> parsed = ParseWeightDType(dtype);
-    ExitIfError(parsed.status());
-    options.weight_dtype = *parsed;
-  }
-  options.kv_tokens = kv_tokens;
-  absl::StatusOr<std::unique_ptr<LocalExecutor>> executor = LocalExecutor::Create(options);
-  ExitIfError(executor.status());
-  return *std::move(executor);
-}
-
-}  // namespace strata::cli
 
 int main(int argc, char** argv) {
   // Debian's Abseil is built with its debug checks on, so every absl::Mutex (gRPC's locks) is
