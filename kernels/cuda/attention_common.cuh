@@ -8,11 +8,25 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
+#include "absl/status/status.h"
 #include "kernels/cuda/attention.h"
 
 namespace strata::kernels::cuda::attention {
+
+// OK when a tuned `kind` instance of head dim `dim` takes `a`: that head dim, V stored and of
+// the same dim (other layouts are the generic kernel's).
+inline absl::Status CheckTunedLayout(const char* kind, int dim, const PagedAttentionArgs& a) {
+  if (a.head_dim == dim && !a.v_in_k && (a.v_head_dim == 0 || a.v_head_dim == dim)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      std::string(kind) + " attention instance for head_dim " + std::to_string(dim) +
+      " (V stored, of the same dim) given head_dim " + std::to_string(a.head_dim) +
+      ", v_head_dim " + std::to_string(a.v_head_dim) + (a.v_in_k ? ", V in K" : ""));
+}
 
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr int kWarps = 4;

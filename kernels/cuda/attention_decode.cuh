@@ -305,12 +305,7 @@ absl::Status LaunchDecodeGroup(const PagedAttentionArgs& a, int32_t max_splits, 
 // sequences with one query token.
 template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchDecode(const PagedAttentionArgs& a, void* stream) {
-  if (a.head_dim != kDim || a.v_in_k || (a.v_head_dim != 0 && a.v_head_dim != kDim)) {
-    return absl::InvalidArgumentError(
-        "decode attention instance for head_dim " + std::to_string(kDim) +
-        " (V stored, of the same dim) given head_dim " + std::to_string(a.head_dim) +
-        ", v_head_dim " + std::to_string(a.v_head_dim) + (a.v_in_k ? ", V in K" : ""));
-  }
+  if (absl::Status layout = CheckTunedLayout("decode", kDim, a); !layout.ok()) return layout;
   if (a.num_seqs == 0) return absl::OkStatus();
   const int32_t max_splits = DecodeMaxSplits(a.max_context_len);
   // Query heads per block: the group rounded up to a power of two, at most 8.

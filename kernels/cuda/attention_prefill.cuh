@@ -260,12 +260,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
 // Launches the prefill kernel over the step's sequences with more than one query token.
 template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchPrefill(const PagedAttentionArgs& a, void* stream) {
-  if (a.head_dim != kDim || a.v_in_k || (a.v_head_dim != 0 && a.v_head_dim != kDim)) {
-    return absl::InvalidArgumentError(
-        "prefill attention instance for head_dim " + std::to_string(kDim) +
-        " (V stored, of the same dim) given head_dim " + std::to_string(a.head_dim) +
-        ", v_head_dim " + std::to_string(a.v_head_dim) + (a.v_in_k ? ", V in K" : ""));
-  }
+  if (absl::Status layout = CheckTunedLayout("prefill", kDim, a); !layout.ok()) return layout;
   if (a.max_query_len <= 1 || a.num_seqs == 0) return absl::OkStatus();
   constexpr size_t kSmem = PrefillSmemBytes<kDim, kDType>();
   if constexpr (kSmem > 48 * 1024) {

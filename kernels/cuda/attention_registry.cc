@@ -75,7 +75,14 @@ constexpr std::array kKernels = {
     Generic<576, kFp16, false>("generic_d576_fp16"),
     Generic<576, kBf16, true>("generic_d576_bf16_fp8kv"),
 };
-constexpr int64_t kGenericMaxHeadDim = 576;
+// The largest head dim a generic kernel takes.
+constexpr int64_t kGenericMaxHeadDim = [] {
+  int64_t most = 0;
+  for (const AttentionKernel& kernel : kKernels) {
+    if (kernel.head_dim == 0 && kernel.max_head_dim > most) most = kernel.max_head_dim;
+  }
+  return most;
+}();
 
 // Whether a tuned decode instance (which splits long contexts) has this head dim.
 bool HasTunedDecode(int64_t head_dim) {
