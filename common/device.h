@@ -37,6 +37,14 @@ struct DeviceSpec {
   // backend's): possibly faster, but a request's numbers may then depend on its batch. Off,
   // one algorithm per weight runs every batch size (batch invariance).
   bool per_shape_matmul = false;
+
+  // Device `index` of `kind`, every other setting at its default.
+  static DeviceSpec Of(DeviceKind kind, int index) {
+    DeviceSpec spec;
+    spec.kind = kind;
+    spec.index = index;
+    return spec;
+  }
 };
 absl::StatusOr<DeviceSpec> ParseDeviceSpec(std::string_view text);
 

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -89,7 +90,8 @@ struct StepLimits {
   int64_t top_k = 0;
   // Decode steps of up to this many sequences may be padded and replayed as recorded graphs
   // (0: never). The model sets it only where a step's ops never wait for the host: one stage,
-  // no tensor parallelism, no mixture of experts (whose ops route on the host).
+  // collectives (if tensor-parallel) queued on the backend's stream, no mixture of experts
+  // (whose ops route on the host).
   int64_t max_graph_seqs = 0;
 };
 
@@ -251,6 +253,14 @@ class Backend {
   // Waits for every queued op; returns the first error since the previous Sync().
   virtual absl::Status Sync() = 0;
 
+  // The native handle of the queue the ops run on (a cudaStream_t), for a communicator to
+  // enqueue its collectives in order with them; nullptr where ops run as they are called.
+  virtual void* stream() const { return nullptr; }
+  // Others' work queued on stream() (collectives) can stall on a dead peer; `wait` waits for
+  // the queue within its own bound and says why not (a communicator's Synchronize). Sync()
+  // calls it first, so no wait of the backend's hangs. Empty: none.
+  virtual void SetStreamWait(std::function<absl::Status()> wait) { (void)wait; }
+
   // --- The step plan ---
 
   // Copies `batch`'s metadata into backend memory (validated by the caller).
@@ -268,7 +278,8 @@ class Backend {
   // one size (the plan's device pointers and counts are the same), and nothing in it may wait
   // for the device (no Sync, no host copies). A backend records for the one runner whose
   // limits it reserved (Reserve). A recording that fails does not fail the step (which ran):
-  // the backend warns, stops padding and replays nothing after. Backends without graphs just
+  // the backend warns and runs every later step op by op, still padded (so a step's shapes,
+  // and a tensor-parallel group's collectives, do not change). Backends without graphs just
   // call `queue`.
   virtual absl::Status RunGraph(int64_t batch, absl::FunctionRef<absl::Status()> queue) {
     (void)batch;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <type_traits>
 #include <string>
@@ -109,10 +110,20 @@ class CudaBackend : public Backend {
              "copy to the host");
   }
   absl::Status Sync() override {
+    if (stream_wait_) {  // collectives on the stream: waited for within their bound first
+      if (absl::Status waited = stream_wait_(); !waited.ok() && error_.ok()) {
+        error_ = std::move(waited);
+      }
+    }
     Launched(cudaStreamSynchronize(stream_), "step");
     absl::Status error = std::move(error_);
     error_ = absl::OkStatus();
     return error;
+  }
+
+  void* stream() const override { return stream_; }
+  void SetStreamWait(std::function<absl::Status()> wait) override {
+    stream_wait_ = std::move(wait);
   }
 
   absl::StatusOr<const StepPlan*> PlanStep(const StepBatch& batch) override;
@@ -268,6 +279,7 @@ class CudaBackend : public Backend {
   cudaStream_t stream_;
   std::unique_ptr<CudaMatMul> matmul_;
   const bool eager_;  // records no graphs
+  std::function<absl::Status()> stream_wait_;  // SetStreamWait
   absl::Status error_;
   bool reserved_ = false;  // Reserve() has sized the step memory
   // The step plan: metadata packed in pinned host memory, copied to the device in one transfer.
@@ -292,6 +304,7 @@ class CudaBackend : public Backend {
   int64_t graph_block_size_ = 0;
   absl::flat_hash_map<int64_t, GraphExec> graphs_;
   bool recording_ = false;
+  bool recording_failed_ = false;  // padded steps run op by op from then on
   // The last routes computed or uploaded on the host (MoeRoute, MoeFfn).
   std::vector<int32_t> route_ids_;
   std::vector<float> route_weights_;
@@ -612,6 +625,7 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
   // fit what is reserved here. Their block tables have the longest context's columns.
   graphs_.clear();
   graph_batches_.clear();
+  recording_failed_ = false;
   graph_blocks_ = std::max<int64_t>(l.max_blocks_per_seq, 1);
   graph_block_size_ = l.block_size;
   int64_t graph_seqs = std::min({l.max_graph_seqs, l.max_tokens, l.max_logit_rows, kMaxGraphSeqs});
@@ -743,15 +757,17 @@ absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status
   // The first step of this size (or the first since its recording was dropped): run it, which
   // also grows any scratch it needs, then record it (recording runs nothing). A recording that
   // fails does not fail the step, which has run: the backend warns and runs every later step
-  // op by op, as with --eager.
+  // op by op. It still pads them: every rank of a tensor-parallel group then queues the same
+  // collectives, whichever of them recorded.
   STRATA_RETURN_IF_ERROR(queue());
+  if (recording_failed_) return absl::OkStatus();
   STRATA_RETURN_IF_ERROR(Sync());
   if (absl::Status recorded = RecordStep(batch, queue); !recorded.ok()) {
     STRATA_LOG_WARN("cuda:{}: recording the decode step of {} sequences: {}; every step runs op "
-                    "by op from now on (as with --eager)",
+                    "by op from now on",
                     info_.index, batch, StdSv(recorded.message()));
     graphs_.clear();
-    graph_batches_.clear();
+    recording_failed_ = true;
   }
   return absl::OkStatus();
 }

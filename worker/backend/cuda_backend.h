@@ -11,8 +11,8 @@
 //
 // Mixture of experts: routed on the host by the CPU's code (the logits come over, the ids go
 // back), each expert's tokens gathered and run as grouped matmuls, one host sync per op.
-// Not on the GPU yet (the step fails with Unimplemented, naming the op): attention whose V head
-// dim differs from K's (multi-head latent attention).
+// Tensor parallelism: a communicator made on stream() (NCCL) queues its collectives in order
+// with the step's ops; Sync() waits for them through SetStreamWait's bound first.
 #pragma once
 
 #include <memory>

@@ -11,7 +11,7 @@
 //  * Buffers live in the implementation's memory space (host for Gloo, device for NCCL; see
 //    device_memory()). `n` counts floats.
 //  * No call hangs forever: a dead or stuck peer yields an error within the timeout the
-//    communicator was created with. After any error the communicator is broken: every later call
+//    communicator was created with (from Synchronize() for a stream-ordered one). After any error the communicator is broken: every later call
 //    fails with FailedPrecondition quoting the first error; the group must be rebuilt.
 //  * Not thread-safe: one thread at a time per communicator.
 #pragma once
@@ -57,6 +57,16 @@ class Communicator {
 
   // Returns once every rank has entered the barrier.
   virtual absl::Status Barrier() = 0;
+
+  // The stream (a cudaStream_t) on which the calls above only enqueue their work and return,
+  // in order with whatever else is queued there (a backend's ops); Synchronize() waits for it.
+  // nullptr (Gloo; NCCL waiting for completion) when each call returns with its work done.
+  virtual void* stream() const { return nullptr; }
+
+  // Waits for everything enqueued on stream() so far, within the communicator's timeout: a
+  // dead or stuck peer fails it with DeadlineExceeded and breaks the communicator. At once
+  // without a stream.
+  virtual absl::Status Synchronize() { return absl::OkStatus(); }
 };
 
 // The result of a (distributed) argmax: the maximum logit and its global vocabulary id.

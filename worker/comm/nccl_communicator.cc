@@ -26,7 +26,15 @@ using Clock = std::chrono::steady_clock;
 using comm_internal::CheckCount;
 using comm_internal::CheckRank;
 
-void PollPause() { std::this_thread::sleep_for(std::chrono::microseconds(50)); }
+// Between polls of a wait that began at `start`: a yield for its first 2 ms (a decode step's
+// wait is short, and a sleep would add up to its length to every step), then 50 us sleeps.
+void PollPause(Clock::time_point start) {
+  if (Clock::now() - start < std::chrono::milliseconds(2)) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
 
 }  // namespace
 
@@ -67,9 +75,10 @@ struct NcclCommunicator::State {
 
   // Waits until the last NCCL call on the communicator leaves ncclInProgress.
   absl::Status WaitReady(const std::string& context, ncclResult_t r, Clock::time_point deadline) {
+    const Clock::time_point start = Clock::now();
     while (r == ncclInProgress) {
       if (Clock::now() >= deadline) return Timeout(context, "NCCL call");
-      PollPause();
+      PollPause(start);
       if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) r = ncclInternalError;
     }
     if (r != ncclSuccess) return NcclError(context, r);
@@ -78,6 +87,7 @@ struct NcclCommunicator::State {
 
   // Waits until the stream has drained, watching for NCCL asynchronous errors.
   absl::Status WaitStream(const std::string& context, Clock::time_point deadline) {
+    const Clock::time_point start = Clock::now();
     while (true) {
       const cudaError_t e = cudaStreamQuery(stream());
       ncclResult_t async = ncclSuccess;
@@ -89,7 +99,7 @@ struct NcclCommunicator::State {
             absl::StrCat(context, ": CUDA error ", cudaGetErrorString(e))));
       }
       if (Clock::now() >= deadline) return Timeout(context, "the enqueued operation");
-      PollPause();
+      PollPause(start);
     }
   }
 
@@ -136,6 +146,11 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
   }
   STRATA_RETURN_IF_ERROR(
       CheckRank(context, "rank", options.rank, 0, options.world_size, /*allow_self=*/true));
+  if (!options.wait_for_completion && options.stream == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        context, ": a communicator that only enqueues (wait_for_completion = false) needs the "
+                 "stream to enqueue on"));
+  }
   if (cudaSetDevice(options.device) != cudaSuccess) {
     return absl::FailedPreconditionError(
         absl::StrCat(context, ": no usable CUDA device ", options.device));
@@ -241,6 +256,10 @@ absl::Status NcclCommunicator::Barrier() {
   }));
   // A barrier has to wait even when the other operations only enqueue.
   return state_->options.wait_for_completion ? absl::OkStatus() : Synchronize();
+}
+
+void* NcclCommunicator::stream() const {
+  return state_->options.wait_for_completion ? nullptr : state_->options.stream;
 }
 
 absl::Status NcclCommunicator::Synchronize() {

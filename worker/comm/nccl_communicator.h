@@ -19,13 +19,14 @@ struct NcclOptions {
   int device = 0;  // CUDA device ordinal this rank uses; made current by every call
   // cudaStream_t the operations are enqueued on; nullptr = the legacy default stream.
   void* stream = nullptr;
-  // Bound on the rendezvous (unique id exchange + communicator init) and, when
-  // wait_for_completion is set, on every operation.
+  // Bound on the rendezvous (unique id exchange + communicator init), on every operation with
+  // wait_for_completion, and on every Synchronize().
   std::chrono::milliseconds timeout{60000};
-  // When true (the default, and what the Communicator contract needs), each call waits for its
-  // work on `stream` to finish, polling NCCL for asynchronous errors, and aborts the
-  // communicator on timeout. When false, calls only enqueue; call Synchronize() to learn about
-  // failures (timeouts included).
+  // When true (the default), each call waits for its work on `stream` to finish, polling NCCL
+  // for asynchronous errors, and aborts the communicator on timeout. When false, calls only
+  // enqueue (stream(); `stream` must be set): a tensor-parallel group on its backend's stream,
+  // whose steps then wait for the host only once and can be recorded as CUDA graphs;
+  // Synchronize() learns of failures (timeouts included).
   bool wait_for_completion = true;
   // Namespace of this group's keys in the store (unique per group incarnation).
   std::string store_prefix = "nccl";
@@ -55,9 +56,11 @@ class NcclCommunicator : public Communicator {
   absl::Status Recv(float* data, int64_t n, int peer) override;
   absl::Status Barrier() override;
 
-  // Waits (bounded by options.timeout) for all work enqueued on the stream, reporting NCCL
-  // asynchronous errors; needed only with wait_for_completion = false.
-  absl::Status Synchronize();
+  // options.stream without wait_for_completion (calls only enqueue there), else nullptr.
+  void* stream() const override;
+  // Waits (bounded by options.timeout) for all work enqueued on the stream, the communicator's
+  // and any other, reporting NCCL asynchronous errors.
+  absl::Status Synchronize() override;
 
  private:
   struct State;

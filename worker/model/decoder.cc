@@ -34,6 +34,16 @@ class Decoder final : public ModelRunner {
       decode_weight_bytes_ -= parts_.expert_bytes -
                               parts_.expert_bytes * c.moe.experts_per_token / c.moe.num_experts;
     }
+    // Collectives queued on the backend's stream: every wait for the stream goes through the
+    // communicator's, bounded by its timeout (a dead peer would stall the stream forever).
+    const ModelLoadOptions& o = context_.options;
+    if (o.tp_size > 1 && o.comm->stream() != nullptr) {
+      backend_.SetStreamWait([comm = o.comm] { return comm->Synchronize(); });
+      waits_on_comm_ = true;
+    }
+  }
+  ~Decoder() override {
+    if (waits_on_comm_) backend_.SetStreamWait(nullptr);
   }
 
   const ModelConfig& config() const override { return context_.config; }
@@ -64,6 +74,7 @@ class Decoder final : public ModelRunner {
   std::unique_ptr<KvCache> kv_;
   int64_t weight_bytes_ = 0;
   int64_t decode_weight_bytes_ = 0;
+  bool waits_on_comm_ = false;  // the backend's waits go through the TP communicator's
   absl::flat_hash_map<int64_t, Tensor> graph_outputs_;  // by graph_batch: the recorded output
 };
 
@@ -210,10 +221,11 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
     limits.expert_ffn = c.moe.expert_intermediate_size;  // a rank's slice is no wider
     limits.top_k = c.moe.experts_per_token;
   }
-  // A step's ops never wait for the host with one stage, no collectives and no experts (the
-  // backends route them on the host).
-  const bool one_stage = parts.embed && parts.head && o.tp_size == 1;
-  limits.max_graph_seqs = one_stage && !c.IsMoe() ? o.max_logit_rows : 0;
+  // A step's ops never wait for the host with one stage, collectives (if any) queued on the
+  // backend's stream, and no experts (the backends route them on the host).
+  const bool one_stage = parts.embed && parts.head;
+  const bool queued = o.tp_size == 1 || o.comm->stream() != nullptr;
+  limits.max_graph_seqs = one_stage && queued && !c.IsMoe() ? o.max_logit_rows : 0;
   return limits;
 }
 
@@ -234,6 +246,12 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> BuildDecoder(ModelContext context, 
       return absl::InvalidArgumentError(absl::StrCat(
           "the communicator works on ", o.comm->device_memory() ? "device" : "host",
           " memory, the ", DeviceKindName(backend.device().kind), " backend's tensors are not"));
+    }
+    // One that only queues its collectives must queue them behind the step's ops.
+    if (o.comm->stream() != nullptr && o.comm->stream() != backend.stream()) {
+      return absl::InvalidArgumentError(
+          "the communicator queues its collectives on a stream that is not the backend's: they "
+          "would not wait for the ops that write what they read");
     }
   }
   if (const std::optional<DType> kept = backend.device().weight_dtype;

@@ -49,6 +49,7 @@ struct Shard {
   v1::ShardAssignment assignment;
   std::unique_ptr<Communicator> tp_comm;  // this stage's TP group (tp_size > 1)
   std::unique_ptr<Communicator> pp_comm;  // this TP index across stages (pp_size > 1)
+  // Last, so destroyed first: its backend's recorded graphs hold the TP group's NCCL plans.
   std::unique_ptr<ShardRuntime> runtime;
 };
 
@@ -120,10 +121,12 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   static absl::Status RunStep(Shard& shard, const v1::StepRequest& request,
                               v1::StepResult& result);
   // A GPU worker's TP group or pipeline: NCCL on this worker's device (Unimplemented in a
-  // build without NCCL).
+  // build without NCCL). With a `stream` its calls only enqueue there (the TP group, on the
+  // backend's stream); without, each waits for its work (the pipeline's hand-offs).
   absl::StatusOr<std::unique_ptr<Communicator>> MakeGpuGroup(int rank, int size,
                                                              std::chrono::milliseconds timeout,
-                                                             const std::string& prefix);
+                                                             const std::string& prefix,
+                                                             void* stream);
 
   const WorkerServerOptions options_;
   GrpcStore store_;
@@ -135,19 +138,22 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 };
 
 absl::StatusOr<std::unique_ptr<Communicator>> WorkerServiceImpl::MakeGpuGroup(
-    int rank, int size, std::chrono::milliseconds timeout, const std::string& prefix) {
+    int rank, int size, std::chrono::milliseconds timeout, const std::string& prefix,
+    void* stream) {
 #if STRATA_HAVE_NCCL
   NcclOptions nccl;
   nccl.rank = rank;
   nccl.world_size = size;
   nccl.device = std::max(options_.device.index, 0);
+  nccl.stream = stream;
+  nccl.wait_for_completion = stream == nullptr;
   nccl.timeout = timeout;
   nccl.store_prefix = prefix;
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> comm,
                           NcclCommunicator::Create(nccl, store_));
   return std::unique_ptr<Communicator>(std::move(comm));
 #else
-  (void)rank, (void)size, (void)timeout, (void)prefix;
+  (void)rank, (void)size, (void)timeout, (void)prefix, (void)stream;
   return absl::UnimplementedError(
       "this build has no NCCL: GPU workers cannot form a tensor-parallel group or pipeline");
 #endif
@@ -200,7 +206,12 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
   gloo.hostname = options_.advertise_host;
   gloo.timeout = std::chrono::milliseconds(
       request.comm_timeout_ms() > 0 ? request.comm_timeout_ms() : 30000);
-  // GPU workers' collectives run on device memory: NCCL for the TP group and for the pipeline
+  BackendOptions backend_options;
+  backend_options.device = options_.device;
+  backend_options.threads = a.threads() > 0 ? a.threads() : options_.default_threads;
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(backend_options));
+  // GPU workers' collectives run on device memory: NCCL for the TP group (queued on the
+  // backend's stream, behind the ops that write what they read) and for the pipeline
   // hand-offs, Gloo between CPU workers. Every worker joins its TP group first, then its
   // pipeline: the same order on every rank, so the blocking initialisations cannot cross.
   const bool gpu = options_.device.kind == DeviceKind::kCuda;
@@ -209,7 +220,7 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
         absl::StrCat(StoreGenerationPrefix(request.generation()), "tp/stage", a.pp_rank());
     if (gpu) {
       STRATA_ASSIGN_OR_RETURN(shard->tp_comm, MakeGpuGroup(a.tp_rank(), a.tp_size(), gloo.timeout,
-                                                           prefix));
+                                                           prefix, backend->stream()));
     } else {
       gloo.rank = a.tp_rank();
       gloo.world_size = a.tp_size();
@@ -222,7 +233,7 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
         absl::StrCat(StoreGenerationPrefix(request.generation()), "pp/tp", a.tp_rank());
     if (gpu) {
       STRATA_ASSIGN_OR_RETURN(shard->pp_comm, MakeGpuGroup(a.pp_rank(), a.pp_size(), gloo.timeout,
-                                                           prefix));
+                                                           prefix, nullptr));
     } else {
       gloo.rank = a.pp_rank();
       gloo.world_size = a.pp_size();
@@ -231,10 +242,6 @@ absl::StatusOr<std::unique_ptr<Shard>> WorkerServiceImpl::LoadShard(
     }
   }
 
-  BackendOptions backend_options;
-  backend_options.device = options_.device;
-  backend_options.threads = a.threads() > 0 ? a.threads() : options_.default_threads;
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(backend_options));
   ModelLoadOptions load;
   load.layer_begin = a.layer_begin();
   load.layer_end = a.layer_end();

@@ -124,7 +124,7 @@ TEST(ServeProcessTest, SigkillStillTakesTheWorkersDown) {
 // Without a GPU, every command that would run on one fails at once, naming why: no worker
 // process is started, nothing crashes, nothing waits for a coordinator.
 TEST(ServeProcessTest, DeviceCudaWithoutAGpuFailsAtOnceSayingWhy) {
-  const absl::StatusOr<DeviceInfo> gpu = ProbeDevice({DeviceKind::kCuda, 0});
+  const absl::StatusOr<DeviceInfo> gpu = ProbeDevice(DeviceSpec::Of(DeviceKind::kCuda, 0));
   if (gpu.ok()) GTEST_SKIP() << "a CUDA device is present";
   const std::string why(gpu.status().message());
   for (const std::string command :

@@ -19,7 +19,7 @@ bool Built(DeviceKind kind) {
 
 TEST(BackendsTest, CpuIsAlwaysThere) {
   ASSERT_TRUE(Built(DeviceKind::kCpu));
-  absl::StatusOr<DeviceInfo> info = ProbeDevice({DeviceKind::kCpu, -1});
+  absl::StatusOr<DeviceInfo> info = ProbeDevice(DeviceSpec::Of(DeviceKind::kCpu, -1));
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_TRUE(info->host_memory);
   EXPECT_EQ(info->activation_dtype, DType::kF32);
@@ -45,7 +45,7 @@ TEST(BackendsTest, CudaIsBuiltWhereNvccWas) {
   EXPECT_TRUE(Built(DeviceKind::kCuda));
 #else
   EXPECT_FALSE(Built(DeviceKind::kCuda));
-  const absl::Status status = ProbeDevice({DeviceKind::kCuda, -1}).status();
+  const absl::Status status = ProbeDevice(DeviceSpec::Of(DeviceKind::kCuda, -1)).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("no backend for it"));
 #endif
@@ -55,7 +55,7 @@ TEST(BackendsTest, CudaIsBuiltWhereNvccWas) {
 // reason, from ProbeDevice and MakeBackend alike.
 TEST(BackendsTest, CudaReportsItsDeviceOrWhyThereIsNone) {
   if (!Built(DeviceKind::kCuda)) GTEST_SKIP() << "built without CUDA";
-  absl::StatusOr<DeviceInfo> info = ProbeDevice({DeviceKind::kCuda, 0});
+  absl::StatusOr<DeviceInfo> info = ProbeDevice(DeviceSpec::Of(DeviceKind::kCuda, 0));
   if (info.ok()) {
     EXPECT_EQ(info->kind, DeviceKind::kCuda);
     EXPECT_EQ(info->activation_dtype, DType::kBF16);
@@ -63,7 +63,8 @@ TEST(BackendsTest, CudaReportsItsDeviceOrWhyThereIsNone) {
     EXPECT_FALSE(info->host_memory);
     EXPECT_GT(info->memory_total, 0);
     EXPECT_GE(info->count, 1);
-    absl::StatusOr<DeviceInfo> beyond = ProbeDevice({DeviceKind::kCuda, info->count});
+    absl::StatusOr<DeviceInfo> beyond =
+        ProbeDevice(DeviceSpec::Of(DeviceKind::kCuda, info->count));
     EXPECT_EQ(beyond.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_THAT(beyond.status().message(), HasSubstr("CUDA device(s)"));
     // An fp8 cache is the GPU's to keep; a q8_0 one nobody's.
@@ -82,7 +83,7 @@ TEST(BackendsTest, CudaReportsItsDeviceOrWhyThereIsNone) {
   EXPECT_EQ(info.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(info.status().message(), HasSubstr("device 'cuda': no CUDA device is visible"));
   BackendOptions options;
-  options.device = {DeviceKind::kCuda, 0};
+  options.device = DeviceSpec::Of(DeviceKind::kCuda, 0);
   absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(options);
   EXPECT_EQ(backend.status(), info.status());
 }

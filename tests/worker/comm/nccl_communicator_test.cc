@@ -5,7 +5,9 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -45,22 +47,32 @@ class DeviceFloats {
   size_t n_;
 };
 
-// Runs body(rank, comm) on `world` threads, rank r on device r.
-void RunGroup(int world, const std::function<void(int, NcclCommunicator&)>& body) {
+// Runs body(rank, comm) on `world` threads, rank r on device r. With `queued`, each rank's
+// communicator only enqueues, on a stream of its own (comm.stream()).
+void RunGroup(int world, const std::function<void(int, NcclCommunicator&)>& body,
+              bool queued = false) {
   FileStore store(testing::TempDir("nccl_group"));
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       ASSERT_EQ(cudaSetDevice(r), cudaSuccess);
+      cudaStream_t stream = nullptr;
+      if (queued) {
+        ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+      }
       NcclOptions options;
       options.rank = r;
       options.world_size = world;
       options.device = r;
+      options.stream = stream;
+      options.wait_for_completion = !queued;
       options.timeout = std::chrono::seconds(60);
       absl::StatusOr<std::unique_ptr<NcclCommunicator>> comm =
           NcclCommunicator::Create(options, store);
-      ASSERT_TRUE(comm.ok()) << comm.status();
-      body(r, **comm);
+      EXPECT_TRUE(comm.ok()) << comm.status();
+      if (comm.ok()) body(r, **comm);
+      comm = nullptr;  // before its stream
+      if (stream != nullptr) cudaStreamDestroy(stream);
     });
   }
   for (std::thread& t : threads) t.join();
@@ -124,6 +136,63 @@ TEST_F(NcclCommunicatorTest, RanksInThreads) {
       ASSERT_TRUE(comm.Send(next.get(), n, rank + 1).ok());
     }
   });
+}
+
+// Queued on a stream (the way a TP group queues on its backend's): the calls only enqueue,
+// so they can be recorded in a CUDA graph with the ops around them, and every replay runs them
+// again on that replay's data. One device suffices (a group of one rank).
+TEST_F(NcclCommunicatorTest, QueuedCollectivesReplayFromAGraph) {
+  RunGroup(std::min(DeviceCount(), 4), [](int rank, NcclCommunicator& comm) {
+    const int world = comm.world_size();
+    const auto stream = static_cast<cudaStream_t>(comm.stream());
+    ASSERT_NE(stream, nullptr);
+    constexpr int64_t n = 1024;
+    DeviceFloats src(std::vector<float>(n, 0.0f)), buf(std::vector<float>(n, 0.0f));
+    DeviceFloats gathered(std::vector<float>(world * n, -1.0f));  // [world, n]
+    // The graph: a copy in, the sum over ranks, every rank's sum gathered.
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    EXPECT_EQ(cudaMemcpyAsync(buf.get(), src.get(), n * sizeof(float), cudaMemcpyDeviceToDevice,
+                              stream),
+              cudaSuccess);
+    EXPECT_TRUE(comm.AllReduceSum(buf.get(), n).ok());
+    EXPECT_TRUE(comm.AllGather(buf.get(), n, gathered.get()).ok());
+    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    cudaGraphDestroy(graph);
+
+    const int64_t rank_sum = world * (world + 1) / 2;
+    for (int round = 1; round <= 3; ++round) {
+      std::vector<float> host(n);  // (rank + 1) * round * i: exact sums
+      for (int64_t i = 0; i < n; ++i) host[i] = static_cast<float>((rank + 1) * round * i);
+      ASSERT_EQ(cudaMemcpyAsync(src.get(), host.data(), n * sizeof(float), cudaMemcpyHostToDevice,
+                                stream),
+                cudaSuccess);
+      ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+      ASSERT_TRUE(comm.Synchronize().ok());
+      const std::vector<float> got = gathered.ToHost();
+      for (int s = 0; s < world; ++s) {
+        for (int64_t i = 0; i < n; i += 97) {
+          ASSERT_EQ(got[s * n + i], static_cast<float>(rank_sum * round * i))
+              << "round " << round << ", slot " << s << ", element " << i;
+        }
+      }
+    }
+    cudaGraphExecDestroy(exec);
+  }, /*queued=*/true);
+}
+
+// A communicator that only enqueues needs a stream to enqueue on: refused before any device is
+// touched (so this runs without one).
+TEST(NcclOptionsTest, QueuedCallsNeedAStream) {
+  FileStore store(testing::TempDir("nccl_no_stream"));
+  NcclOptions options;
+  options.wait_for_completion = false;
+  const auto comm = NcclCommunicator::Create(options, store);
+  ASSERT_FALSE(comm.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(comm.status())) << comm.status();
+  EXPECT_NE(comm.status().message().find("stream"), std::string::npos) << comm.status();
 }
 
 }  // namespace

@@ -40,7 +40,7 @@
 namespace strata {
 namespace {
 
-const DeviceSpec kCuda{DeviceKind::kCuda, 0};
+const DeviceSpec kCuda = DeviceSpec::Of(DeviceKind::kCuda, 0);
 
 bool HaveGpu() { return ProbeDevice(kCuda).ok(); }
 

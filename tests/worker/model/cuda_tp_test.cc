@@ -9,9 +9,10 @@
 // kernels on the same shapes. The pipeline runs through ShardRuntime, the worker's own
 // hand-off code. With two or more GPUs the ranks meet over NCCL, a rank per GPU; with one GPU
 // (NCCL refuses two ranks on one device) every rank runs on it and they meet through
-// SameDeviceGroup below, device-memory collectives between threads, so the sharded model's GPU
-// path (its slices, comm buffers, vocab-parallel logits, the pipeline hand-off) is checked on
-// one GPU too. Skips without a device (label `gpu`).
+// SameDeviceGroup below, device-memory collectives between threads queued on the ranks'
+// streams as NCCL's are, so the sharded model's GPU path (its slices, comm buffers,
+// vocab-parallel logits, decode steps recorded with their collectives, the pipeline hand-off)
+// is checked on one GPU too. Skips without a device (label `gpu`).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -28,8 +29,9 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/ops.h"
 #include "tests/testing/shared_data.h"
+#include "tests/worker/model/device_barrier.h"
 #include "tests/worker/model/model_testing.h"
-#include "worker/backend/cuda_backend.h"
+#include "worker/backend/backends.h"
 #include "worker/comm/nccl_communicator.h"
 #include "worker/comm/store.h"
 #include "worker/model/synthetic_model.h"
@@ -46,15 +48,23 @@ int DeviceCount() {
 }
 
 // Ranks that are threads of this process with every buffer on one GPU: the collectives of
-// communicator.h in device memory, for tests on a machine with one GPU. Each rank copies its
-// part into its slot of a shared device buffer; after a barrier every rank reads the slots it
-// needs (an all-reduce sums them in rank order, so every rank gets the same bits). Every copy
-// and sum completes before the barrier that publishes it (cudaDeviceSynchronize: the model's
-// backends run on streams of their own). A barrier that waits past the timeout fails the call.
+// communicator.h in device memory, for tests on a machine with one GPU. As a worker's NCCL
+// group does, a rank queues its collectives on its backend's stream (stream()), so the model
+// runs them as it runs NCCL's, recorded graphs included. Each rank copies its part into its
+// slot of a shared device buffer and passes a device barrier (device_barrier.h; outside a
+// recording the ranks meet on the host before queuing it); then every rank reads the slots it
+// needs (an all-reduce sums them in rank order, so every rank gets the
+// same bits) and passes a second barrier before any slot is written again. Send and Recv go
+// through host mailboxes and wait for their copies on the rank's stream. Nothing waits past
+// kTimeout: the device barriers give up (Synchronize then fails) and so do the mailboxes.
 class SameDeviceGroup {
  public:
   SameDeviceGroup(int world, int64_t max_floats) : world_(world), max_(max_floats) {
     EXPECT_EQ(cudaMalloc(&slots_, world * max_floats * 4), cudaSuccess);
+    EXPECT_EQ(cudaMalloc(&counters_, world * sizeof(uint32_t)), cudaSuccess);
+    EXPECT_EQ(cudaMemset(counters_, 0, world * sizeof(uint32_t)), cudaSuccess);
+    EXPECT_EQ(cudaMalloc(&timed_out_, sizeof(int)), cudaSuccess);
+    EXPECT_EQ(cudaMemset(timed_out_, 0, sizeof(int)), cudaSuccess);
     for (int i = 0; i < world * world; ++i) mailboxes_.push_back(std::make_unique<Mailbox>());
     for (int i = 0; i < world * world; ++i) {
       EXPECT_EQ(cudaMalloc(&mailboxes_[i]->data, max_floats * 4), cudaSuccess);
@@ -62,14 +72,20 @@ class SameDeviceGroup {
   }
   ~SameDeviceGroup() {
     cudaFree(slots_);
+    cudaFree(counters_);
+    cudaFree(timed_out_);
     for (auto& m : mailboxes_) cudaFree(m->data);
   }
 
-  absl::StatusOr<std::unique_ptr<Communicator>> Rank(int rank) {
-    return std::unique_ptr<Communicator>(std::make_unique<Member>(*this, rank));
+  // Rank `rank`, queuing on `stream` (its backend's).
+  absl::StatusOr<std::unique_ptr<Communicator>> Rank(int rank, void* stream) {
+    return std::unique_ptr<Communicator>(
+        std::make_unique<Member>(*this, rank, static_cast<cudaStream_t>(stream)));
   }
 
  private:
+  static constexpr std::chrono::seconds kTimeout{60};
+
   struct Mailbox {  // rank a -> rank b
     std::mutex mu;
     std::condition_variable cv;
@@ -79,10 +95,12 @@ class SameDeviceGroup {
 
   class Member : public Communicator {
    public:
-    Member(SameDeviceGroup& g, int rank) : g_(g), rank_(rank) {}
+    Member(SameDeviceGroup& g, int rank, cudaStream_t stream)
+        : g_(g), rank_(rank), stream_(stream) {}
     int rank() const override { return rank_; }
     int world_size() const override { return g_.world_; }
     bool device_memory() const override { return true; }
+    void* stream() const override { return stream_; }
 
     absl::Status AllReduceSum(float* data, int64_t n) override {
       STRATA_RETURN_IF_ERROR(Publish(data, n));
@@ -92,22 +110,19 @@ class SameDeviceGroup {
         add.x = data;
         add.y = g_.Slot(r);
         add.n = n;
-        STRATA_RETURN_IF_ERROR(kernels::cuda::LaunchUpdate(add, nullptr));
+        STRATA_RETURN_IF_ERROR(kernels::cuda::LaunchUpdate(add, stream_));
       }
-      STRATA_RETURN_IF_ERROR(Done());
-      return g_.Wait();  // nobody overwrites a slot before every rank has read it
+      return Pass();  // nobody overwrites a slot before every rank has read it
     }
     absl::Status AllGather(const float* in, int64_t n, float* out) override {
       STRATA_RETURN_IF_ERROR(Publish(in, n));
       for (int r = 0; r < g_.world_; ++r) Copy(out + r * n, g_.Slot(r), n);
-      STRATA_RETURN_IF_ERROR(Done());
-      return g_.Wait();
+      return Pass();
     }
     absl::Status Broadcast(float* data, int64_t n, int root) override {
       STRATA_RETURN_IF_ERROR(Publish(data, n));
       if (rank_ != root) Copy(data, g_.Slot(root), n);
-      STRATA_RETURN_IF_ERROR(Done());
-      return g_.Wait();
+      return Pass();
     }
     absl::Status Send(const float* data, int64_t n, int peer) override {
       if (n > g_.max_) return absl::InvalidArgumentError("SameDeviceGroup: message too large");
@@ -117,7 +132,7 @@ class SameDeviceGroup {
         return absl::DeadlineExceededError("SameDeviceGroup: send timed out");
       }
       Copy(m.data, data, n);
-      STRATA_RETURN_IF_ERROR(Done());
+      STRATA_RETURN_IF_ERROR(Synchronize());
       m.full = true;
       m.cv.notify_all();
       return absl::OkStatus();
@@ -130,43 +145,73 @@ class SameDeviceGroup {
         return absl::DeadlineExceededError("SameDeviceGroup: recv timed out");
       }
       Copy(data, m.data, n);
-      STRATA_RETURN_IF_ERROR(Done());
+      STRATA_RETURN_IF_ERROR(Synchronize());
       m.full = false;
       m.cv.notify_all();
       return absl::OkStatus();
     }
-    absl::Status Barrier() override { return g_.Wait(); }
+    absl::Status Barrier() override {
+      STRATA_RETURN_IF_ERROR(Pass());
+      return Synchronize();
+    }
+    // Waits for this rank's stream only (another rank's may be waiting in a barrier for this
+    // one's next call), bounded by the device barriers' timeout.
+    absl::Status Synchronize() override {
+      cudaError_t e = cudaStreamSynchronize(stream_);
+      if (error_ != cudaSuccess) e = error_;
+      error_ = cudaSuccess;
+      if (e != cudaSuccess) {
+        return absl::InternalError(absl::StrCat("SameDeviceGroup: ", cudaGetErrorString(e)));
+      }
+      int timed_out = 0;
+      if (cudaMemcpy(&timed_out, g_.timed_out_, sizeof(int), cudaMemcpyDeviceToHost) !=
+              cudaSuccess ||
+          timed_out != 0) {
+        return absl::DeadlineExceededError("SameDeviceGroup: a device barrier timed out");
+      }
+      return absl::OkStatus();
+    }
 
    private:
     absl::Status Publish(const float* data, int64_t n) {
       if (n > g_.max_) return absl::InvalidArgumentError("SameDeviceGroup: message too large");
       Copy(g_.Slot(rank_), data, n);
-      STRATA_RETURN_IF_ERROR(Done());
-      return g_.Wait();
+      return Pass();
     }
     void Copy(float* dst, const float* src, int64_t n) {
-      if (cudaError_t e = cudaMemcpy(dst, src, n * 4, cudaMemcpyDeviceToDevice); e != cudaSuccess) {
+      if (cudaError_t e = cudaMemcpyAsync(dst, src, n * 4, cudaMemcpyDeviceToDevice, stream_);
+          e != cudaSuccess) {
         error_ = e;
       }
     }
-    absl::Status Done() {  // the copies and sums queued so far have completed
-      cudaError_t e = cudaDeviceSynchronize();
-      if (error_ != cudaSuccess) e = error_;
-      error_ = cudaSuccess;
-      if (e == cudaSuccess) return absl::OkStatus();
-      return absl::InternalError(absl::StrCat("SameDeviceGroup: ", cudaGetErrorString(e)));
+    absl::Status Pass() {
+      // Queued outside a recording, a rank meets the others on the host first: every barrier
+      // queued is then one every rank has reached, so it completes whatever a rank does next
+      // (a cudaFree waits for the whole device, a peer's waiting barrier included).
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(stream_, &capture) != cudaSuccess ||
+          capture == cudaStreamCaptureStatusNone) {
+        STRATA_RETURN_IF_ERROR(g_.Meet());
+      }
+      const uint64_t timeout_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(kTimeout).count();
+      if (cudaError_t e = testing::QueueDeviceBarrier(g_.counters_, rank_, g_.world_, timeout_ns,
+                                                      g_.timed_out_, stream_);
+          e != cudaSuccess) {
+        return absl::InternalError(absl::StrCat("SameDeviceGroup: ", cudaGetErrorString(e)));
+      }
+      return absl::OkStatus();
     }
 
     SameDeviceGroup& g_;
     int rank_;
+    cudaStream_t stream_;
     cudaError_t error_ = cudaSuccess;
   };
 
-  static constexpr std::chrono::seconds kTimeout{60};
-
   float* Slot(int rank) { return slots_ + rank * max_; }
   // Returns when every rank has called it (DeadlineExceeded after kTimeout).
-  absl::Status Wait() {
+  absl::Status Meet() {
     std::unique_lock lock(mu_);
     const int64_t generation = generation_;
     if (++arrived_ == world_) {
@@ -176,7 +221,7 @@ class SameDeviceGroup {
       return absl::OkStatus();
     }
     if (!cv_.wait_for(lock, kTimeout, [&] { return generation_ != generation; })) {
-      return absl::DeadlineExceededError("SameDeviceGroup: a barrier timed out");
+      return absl::DeadlineExceededError("SameDeviceGroup: a rank did not reach a collective");
     }
     return absl::OkStatus();
   }
@@ -184,6 +229,8 @@ class SameDeviceGroup {
   const int world_;
   const int64_t max_;
   float* slots_ = nullptr;
+  uint32_t* counters_ = nullptr;  // device barrier passes, per rank
+  int* timed_out_ = nullptr;
   std::vector<std::unique_ptr<Mailbox>> mailboxes_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -191,16 +238,25 @@ class SameDeviceGroup {
   int64_t generation_ = 0;
 };
 
+// A one-thread backend on GPU `device`.
+BackendOptions OnGpu(int device) {
+  return {.device = DeviceSpec::Of(DeviceKind::kCuda, device), .threads = 1};
+}
+
 constexpr int64_t kGroupFloats = int64_t{1} << 20;  // the largest message of these tests, and more
 
-// Rank `rank` of an NCCL group on `device`.
+// Rank `rank` of an NCCL group on `device`; with a `stream` (a TP group's: its backend's, as a
+// worker makes it) its calls only enqueue there, else each waits for its work.
 absl::StatusOr<std::unique_ptr<Communicator>> NcclGroup(int rank, int world, int device,
                                                         const std::string& prefix,
-                                                        KeyValueStore& store) {
+                                                        KeyValueStore& store,
+                                                        void* stream = nullptr) {
   NcclOptions nccl;
   nccl.rank = rank;
   nccl.world_size = world;
   nccl.device = device;
+  nccl.stream = stream;
+  nccl.wait_for_completion = stream == nullptr;
   nccl.timeout = std::chrono::seconds(60);
   nccl.store_prefix = prefix;
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> comm, NcclCommunicator::Create(nccl, store));
@@ -284,7 +340,7 @@ TEST(CudaTensorParallelTest, SplitsMatchOneGpu) {
 
   ModelLoadOptions options;
   options.kv_blocks = 8;
-  auto one = testing::LoadForTest(path, options, 1, {DeviceKind::kCuda, 0});
+  auto one = testing::LoadForTest(path, options, 1, DeviceSpec::Of(DeviceKind::kCuda, 0));
   ASSERT_TRUE(one.ok()) << one.status();
   std::vector<int32_t> chain;
   const std::vector<std::vector<float>> want = StepLogits(*one->runner, prompt, &chain, nullptr);
@@ -301,15 +357,23 @@ TEST(CudaTensorParallelTest, SplitsMatchOneGpu) {
     for (int r = 0; r < world; ++r) {
       ranks.emplace_back([&, r] {
         const int device = nccl ? r : 0;
-        auto comm = nccl ? NcclGroup(r, world, device, "nccl", store) : same_device.Rank(r);
+        // Declared first, so it outlives the backend, whose graphs hold NCCL's plans.
+        absl::StatusOr<std::unique_ptr<Communicator>> comm;
+        auto backend = MakeBackend(OnGpu(device));
+        ASSERT_TRUE(backend.ok()) << backend.status();
+        comm = nccl ? NcclGroup(r, world, device, "nccl", store, (*backend)->stream())
+                    : same_device.Rank(r, (*backend)->stream());
         ASSERT_TRUE(comm.ok()) << comm.status();
         ModelLoadOptions shard = options;
         shard.tp_rank = r;
         shard.tp_size = world;
         shard.comm = comm->get();
-        auto loaded = testing::LoadForTest(path, shard, 1, {DeviceKind::kCuda, device});
-        ASSERT_TRUE(loaded.ok()) << loaded.status();
-        got[r] = StepLogits(*loaded->runner, prompt, nullptr, &chain);
+        auto runner = LoadModel(path, **backend, shard);
+        ASSERT_TRUE(runner.ok()) << runner.status();
+        // Collectives queued on the backend's stream: decode steps are recorded as graphs,
+        // all-reduces inside, as a model alone on one GPU records them.
+        EXPECT_FALSE((*backend)->GraphBatches().empty());
+        got[r] = StepLogits(**runner, prompt, nullptr, &chain);
       });
     }
     for (std::thread& t : ranks) t.join();
@@ -357,7 +421,7 @@ TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
   ModelLoadOptions options;
   options.kv_blocks = 8;
   options.kv_block_size = 16;
-  auto one = testing::LoadForTest(path, options, 1, {DeviceKind::kCuda, 0});
+  auto one = testing::LoadForTest(path, options, 1, DeviceSpec::Of(DeviceKind::kCuda, 0));
   ASSERT_TRUE(one.ok()) << one.status();
   std::vector<int32_t> chain;
   const std::vector<std::vector<float>> want = StepLogits(*one->runner, prompt, &chain, nullptr);
@@ -382,14 +446,17 @@ TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
         ranks.emplace_back([&, s, t] {
           const int device = nccl ? s * tp + t : 0;
           const int slot = s * tp + t;
-          absl::StatusOr<std::unique_ptr<Communicator>> tp_comm;
+          absl::StatusOr<std::unique_ptr<Communicator>> tp_comm;  // outlives the backend
+          auto backend = MakeBackend(OnGpu(device));
+          ASSERT_TRUE(backend.ok()) << backend.status();
           if (tp > 1) {
-            tp_comm = nccl ? NcclGroup(t, tp, device, "tp" + std::to_string(s), store)
-                           : tp_groups[s]->Rank(t);
+            tp_comm = nccl ? NcclGroup(t, tp, device, "tp" + std::to_string(s), store,
+                                       (*backend)->stream())
+                           : tp_groups[s]->Rank(t, (*backend)->stream());
             ASSERT_TRUE(tp_comm.ok()) << tp_comm.status();
           }
           auto pp_comm = nccl ? NcclGroup(s, pp, device, "pp" + std::to_string(t), store)
-                              : pp_groups[t]->Rank(s);
+                              : pp_groups[t]->Rank(s, (*backend)->stream());
           ASSERT_TRUE(pp_comm.ok()) << pp_comm.status();
           ModelLoadOptions shard = options;
           shard.layer_begin = s * 2;
@@ -399,14 +466,14 @@ TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
             shard.tp_size = tp;
             shard.comm = tp_comm->get();
           }
-          auto loaded = testing::LoadForTest(path, shard, 1, {DeviceKind::kCuda, device});
-          ASSERT_TRUE(loaded.ok()) << loaded.status();
+          auto runner = LoadModel(path, **backend, shard);
+          ASSERT_TRUE(runner.ok()) << runner.status();
           StageRole role;
           role.pp_rank = s;
           role.pp_size = pp;
           role.tp_rank = t;
           role.pp_comm = pp_comm->get();
-          ShardRuntime runtime(std::move(loaded->backend), std::move(loaded->runner), role);
+          ShardRuntime runtime(*std::move(backend), *std::move(runner), role);
           got[slot] = RunSteps(runtime, prompt, chain);
         });
       }

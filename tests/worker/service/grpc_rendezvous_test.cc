@@ -47,7 +47,9 @@ TEST(GrpcRendezvousTest, TwoProcessGlooAllReduceThroughTheCoordinatorStore) {
     WorkerAgentOptions agent_options;
     agent_options.coordinator = "127.0.0.1:" + *port;
     agent_options.host = "127.0.0.1:" + std::to_string(9100 + rank);
-    agent_options.inventory = {DeviceKind::kCpu, 1, {int64_t{1} << 30}, "local"};
+    agent_options.inventory.device_count = 1;
+    agent_options.inventory.memory_bytes = {int64_t{1} << 30};
+    agent_options.inventory.node_name = "local";
     agent_options.on_registered = [&store](uint64_t id, const std::string& token) {
       store.SetSession(id, token);
     };
