@@ -89,7 +89,7 @@ struct StepLimits {
   int64_t expert_ffn = 0;
   int64_t top_k = 0;
   // Decode steps of up to this many sequences may be padded and replayed as recorded graphs
-  // (0: never). The model sets it only where a step's ops never wait for the host: one stage,
+  // (0: never). The model sets it only where a step's ops never wait for the host:
   // collectives (if tensor-parallel) queued on the backend's stream, no mixture of experts
   // (whose ops route on the host).
   int64_t max_graph_seqs = 0;

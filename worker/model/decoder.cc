@@ -221,11 +221,11 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
     limits.expert_ffn = c.moe.expert_intermediate_size;  // a rank's slice is no wider
     limits.top_k = c.moe.experts_per_token;
   }
-  // A step's ops never wait for the host with one stage, collectives (if any) queued on the
-  // backend's stream, and no experts (the backends route them on the host).
-  const bool one_stage = parts.embed && parts.head;
+  // A step's ops never wait for the host with collectives (if any) queued on the backend's
+  // stream and no experts (the backends route them on the host). A pipeline stage's hand-offs
+  // happen around its step (ShardRuntime), not in it.
   const bool queued = o.tp_size == 1 || o.comm->stream() != nullptr;
-  limits.max_graph_seqs = one_stage && queued && !c.IsMoe() ? o.max_logit_rows : 0;
+  limits.max_graph_seqs = queued && !c.IsMoe() ? o.max_logit_rows : 0;
   return limits;
 }
 

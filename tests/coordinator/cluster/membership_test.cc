@@ -22,7 +22,13 @@ MembershipOptions Short() {
   return options;
 }
 
-DeviceInventory Cpu() { return {DeviceKind::kCpu, 1, {int64_t{1} << 30}, "n"}; }
+DeviceInventory Cpu() {
+  DeviceInventory cpu;
+  cpu.device_count = 1;
+  cpu.memory_bytes = {int64_t{1} << 30};
+  cpu.node_name = "n";
+  return cpu;
+}
 
 TEST(MembershipTest, WaitForAliveReturnsWhenEnoughRegisterAndTimesOutOtherwise) {
   Membership membership(Short());

@@ -48,8 +48,10 @@ class Pki {
     Run(absl::StrCat("openssl x509 -req -days 1 -in ", Q(name + ".csr"), " -CA ", Q("ca.pem"),
                      " -CAkey ", Q("ca.key"), " -CAcreateserial -extfile ", Q(name + ".ext"),
                      " -out ", Q(name + ".pem")));
-    return {(dir_ / (name + ".pem")).string(), (dir_ / (name + ".key")).string(),
-            (dir_ / "ca.pem").string()};
+    return {.cert = (dir_ / (name + ".pem")).string(),
+            .key = (dir_ / (name + ".key")).string(),
+            .ca = (dir_ / "ca.pem").string(),
+            .server_name = ""};
   }
 
  private:
@@ -166,12 +168,13 @@ TEST_F(TlsTest, BadTlsFlagsFailAtStartNamingTheFlag) {
   const TlsFiles node = cluster_->Issue("node4", "IP:127.0.0.1");
   CoordinatorServerOptions options;
   options.host = "127.0.0.1";
-  options.tls = {node.cert, "", node.ca};
+  options.tls = {.cert = node.cert, .key = "", .ca = node.ca, .server_name = ""};
   auto partial = CoordinatorServer::Start(options);
   ASSERT_FALSE(partial.ok());
   EXPECT_NE(partial.status().message().find("--tls-key is missing"), std::string::npos)
       << partial.status();
-  options.tls = {node.cert, node.key, "/nonexistent/ca.pem"};
+  options.tls = {.cert = node.cert, .key = node.key, .ca = "/nonexistent/ca.pem",
+                 .server_name = ""};
   auto missing = CoordinatorServer::Start(options);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("--tls-ca: cannot read /nonexistent/ca.pem"),

@@ -189,7 +189,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaStories260KTest,
 // What bf16 can be held to on each fixture. Measured by loading the fixtures on the CPU with
 // bf16 weights (f32 activations) against the same goldens, err(p) = max |logit - golden| /
 // max(1, max |golden|) at each of the 96 positions (2 cases x 24 prompt positions and 24
-// greedy steps):
+// greedy steps, step 0 being the last prompt position again; the test checks the 94 distinct):
 //  * the dense families but Gemma 2: err <= 0.025 everywhere. Bound: 0.05 everywhere (room for
 //    the GPU's bf16 activations and KV cache);
 //  * the MoE families: err <= 0.013 except where a routing decision is a near-tie and flips,
@@ -265,14 +265,13 @@ TEST_P(CudaFixtureTest, PromptAndDecodeLogitsWithinBf16Tolerance) {
     }
     // Decode steps (the decode kernels; replayed graphs for the dense families), fed the
     // golden's greedy tokens: a near-tie bf16 resolves the other way must not end the check.
-    std::vector<float> step(logits->end() - vocab, logits->end());
+    // Greedy step 0 is the last prompt position, checked above.
     auto cached = static_cast<int32_t>(c.tokens.size());
-    for (size_t i = 0; i < c.greedy.size(); ++i) {
-      check(step.data(), c.greedy_step_logits[i], false, "greedy step " + std::to_string(i));
-      auto next = testing::Forward(runner, testing::OneSequence(runner, {c.greedy[i]}, cached++,
-                                                                false));
-      ASSERT_TRUE(next.ok()) << next.status();
-      step = *std::move(next);
+    for (size_t i = 1; i < c.greedy.size(); ++i) {
+      auto step = testing::Forward(runner, testing::OneSequence(runner, {c.greedy[i - 1]},
+                                                                cached++, false));
+      ASSERT_TRUE(step.ok()) << step.status();
+      check(step->data(), c.greedy_step_logits[i], false, "greedy step " + std::to_string(i));
     }
   }
   ASSERT_FALSE(errors.empty());

@@ -6,7 +6,7 @@
 // where the one-GPU margin exceeds 0.1; every run is fed the one-GPU run's tokens. A pipeline
 // alone (TP 1 x PP 2) must give the one-GPU logits bit for bit: the residual stream between
 // layers is bf16 on one GPU too, the hand-off copies its bits, and each stage runs the same
-// kernels on the same shapes. The pipeline runs through ShardRuntime, the worker's own
+// kernels on the same shapes (decode steps replayed from graphs on both sides). The pipeline runs through ShardRuntime, the worker's own
 // hand-off code. With two or more GPUs the ranks meet over NCCL, a rank per GPU; with one GPU
 // (NCCL refuses two ranks on one device) every rank runs on it and they meet through
 // SameDeviceGroup below, device-memory collectives between threads queued on the ranks'
@@ -474,6 +474,8 @@ TEST(CudaPipelineParallelTest, StagesMatchOneGpu) {
           role.tp_rank = t;
           role.pp_comm = pp_comm->get();
           ShardRuntime runtime(*std::move(backend), *std::move(runner), role);
+          // Every stage records its decode steps (the hand-offs are around them).
+          EXPECT_FALSE(runtime.runner().backend().GraphBatches().empty());
           got[slot] = RunSteps(runtime, prompt, chain);
         });
       }

@@ -35,7 +35,9 @@ WorkerAgentOptions AgentOptions(const CoordinatorServer& server) {
   WorkerAgentOptions options;
   options.coordinator = server.address();
   options.host = "127.0.0.1:9001";
-  options.inventory = {DeviceKind::kCpu, 1, {int64_t{4} << 30}, "local"};
+  options.inventory.device_count = 1;
+  options.inventory.memory_bytes = {int64_t{4} << 30};
+  options.inventory.node_name = "local";
   options.rpc_timeout = milliseconds(2000);
   return options;
 }

@@ -24,8 +24,10 @@ class WorkerServerTest : public ::testing::Test {
     auto coordinator = CoordinatorServer::Start(options);
     ASSERT_TRUE(coordinator.ok()) << coordinator.status();
     coordinator_ = *std::move(coordinator);
-    auto server = WorkerServer::Start({.bind_host = "127.0.0.1",
-                                       .coordinator = coordinator_->address()});
+    WorkerServerOptions worker;
+    worker.bind_host = "127.0.0.1";
+    worker.coordinator = coordinator_->address();
+    auto server = WorkerServer::Start(worker);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     stub_ = v1::WorkerService::NewStub(
