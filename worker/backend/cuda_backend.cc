@@ -110,9 +110,12 @@ class CudaBackend : public Backend {
              "copy to the host");
   }
   absl::Status Sync() override {
-    if (stream_wait_) {  // collectives on the stream: waited for within their bound first
-      if (absl::Status waited = stream_wait_(); !waited.ok() && error_.ok()) {
-        error_ = std::move(waited);
+    // Collectives on the stream are waited for within their bound first. If that fails (a
+    // peer died, the communicator is broken) the step failed with it, whatever else did.
+    if (stream_wait_) {
+      if (absl::Status waited = stream_wait_(); !waited.ok()) {
+        error_ = absl::OkStatus();
+        return waited;
       }
     }
     Launched(cudaStreamSynchronize(stream_), "step");
@@ -265,6 +268,15 @@ class CudaBackend : public Backend {
   void* Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t bytes, const char* what);
   // Pinned host and device memory for `values` int32 step metadata values.
   absl::Status ReserveMeta(int64_t values);
+  // Sync() inside a step, before the host reads or replaces what the queue uses (a copy into
+  // pageable memory would wait for the queue unbounded): false if it failed, its error kept
+  // for the step's own Sync().
+  bool Drained() {
+    absl::Status done = Sync();
+    if (done.ok()) return true;
+    error_ = std::move(done);
+    return false;
+  }
   // Records the ops `queue` queues as the graph of padded steps of `batch` sequences.
   absl::Status RecordStep(int64_t batch, absl::FunctionRef<absl::Status()> queue);
   // The plan of a decode step of batch.num_seqs() <= seqs sequences padded to `seqs`, in the
@@ -546,7 +558,7 @@ void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t
     STRATA_LOG_WARN("cuda:{}: a step beyond the memory reserved at load: {} grows from {} to {} "
                     "bytes", info_.index, what, size, bytes);
   }
-  Launched(cudaStreamSynchronize(stream_), "scratch growth");  // the old buffer may be in use
+  if (!Drained()) return nullptr;  // the old buffer may be in use
   absl::StatusOr<std::shared_ptr<void>> grown = DeviceAlloc(bytes, info_.index);
   if (!grown.ok()) {
     Record(grown.status());
@@ -757,12 +769,17 @@ absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status
   // The first step of this size (or the first since its recording was dropped): run it, which
   // also grows any scratch it needs, then record it (recording runs nothing). A recording that
   // fails does not fail the step, which has run: the backend warns and runs every later step
-  // op by op. It still pads them: every rank of a tensor-parallel group then queues the same
-  // collectives, whichever of them recorded.
+  // op by op, still padded. Except with collectives on the stream: NCCL needs every rank of
+  // the group to record them, or none, so the step fails (its group is reloaded).
   STRATA_RETURN_IF_ERROR(queue());
   if (recording_failed_) return absl::OkStatus();
   STRATA_RETURN_IF_ERROR(Sync());
   if (absl::Status recorded = RecordStep(batch, queue); !recorded.ok()) {
+    if (stream_wait_) {
+      return absl::Status(recorded.code(),
+                          absl::StrCat("recording the decode step of ", batch,
+                                       " sequences (its collectives too): ", recorded.message()));
+    }
     STRATA_LOG_WARN("cuda:{}: recording the decode step of {} sequences: {}; every step runs op "
                     "by op from now on",
                     info_.index, batch, StdSv(recorded.message()));
@@ -819,15 +836,13 @@ void CudaBackend::MoeRoute(const Tensor& logits, const MoeRouting& routing, cons
     return;
   }
   std::vector<float> host_logits(tokens * e), bias(routing.correction_bias != nullptr ? e : 0);
+  if (!Drained()) return;
   CopyToHost(logits, host_logits.data());
   if (!bias.empty()) {
     const auto* on_device = routing.correction_bias->view.data;
     CopyToHost(MakeTensor(DType::kF32, {e}, const_cast<std::byte*>(on_device)), bias.data());
   }
-  if (absl::Status done = Sync(); !done.ok()) {
-    error_ = std::move(done);  // the step's error again, for its Sync()
-    return;
-  }
+  if (!Drained()) return;
   MoeRouting host = routing;
   const Weight host_bias{MakeView(DType::kF32, {e}, bias.data()), nullptr};
   if (!bias.empty()) host.correction_bias = &host_bias;
@@ -870,12 +885,10 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
   }
   std::vector<int32_t> route(tokens * top_k);
   std::vector<float> route_w(tokens * top_k);
+  if (!Drained()) return;
   CopyToHost(ids, route.data());
   CopyToHost(weights, route_w.data());
-  if (absl::Status done = Sync(); !done.ok()) {
-    error_ = std::move(done);  // the step's error again, for its Sync()
-    return;
-  }
+  if (!Drained()) return;
   // Each local expert's tokens and weights, in token order, packed expert after expert.
   std::vector<std::vector<int64_t>> slots(local);
   for (int64_t slot = 0; slot < tokens * top_k; ++slot) {

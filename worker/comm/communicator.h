@@ -63,9 +63,10 @@ class Communicator {
   // nullptr (Gloo; NCCL waiting for completion) when each call returns with its work done.
   virtual void* stream() const { return nullptr; }
 
-  // Waits for everything enqueued on stream() so far, within the communicator's timeout: a
-  // dead or stuck peer fails it with DeadlineExceeded and breaks the communicator. At once
-  // without a stream.
+  // Waits for everything queued on stream() so far (the backend's ops too), within the
+  // communicator's timeout, which must therefore exceed the longest step: a dead or stuck peer
+  // fails it with DeadlineExceeded and breaks the communicator. Without a stream every call
+  // has waited for its work already: nothing is left to wait for.
   virtual absl::Status Synchronize() { return absl::OkStatus(); }
 };
 

@@ -4,18 +4,21 @@
 // (config.blocking = 0). Every NCCL call may then return ncclInProgress; WaitReady() polls
 // ncclCommGetAsyncError until the communicator settles, and WaitStream() polls the stream and
 // the async error until the enqueued work finishes. Either past the deadline aborts the
-// communicator (ncclCommAbort makes its kernels exit) and latches DeadlineExceeded. The unique
-// id travels through the KeyValueStore as raw bytes.
+// communicator (ncclCommAbort makes its kernels exit; on a thread of its own, see Fail) and
+// latches DeadlineExceeded. The unique id travels through the KeyValueStore as raw bytes.
 #include "worker/comm/nccl_communicator.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status.h"
 #include "worker/comm/comm_util.h"
 
@@ -42,6 +45,8 @@ struct NcclCommunicator::State {
   NcclOptions options;
   ncclComm_t comm = nullptr;
   bool aborted = false;
+  std::thread aborter;  // runs ncclCommAbort (Fail)
+  std::shared_ptr<std::atomic<bool>> abort_done;
   float* barrier_scratch = nullptr;  // [1] device float the barrier all-reduces
   comm_internal::ErrorLatch latch;
 
@@ -51,11 +56,19 @@ struct NcclCommunicator::State {
     return comm_internal::OpContext("NCCL", op, options.rank, options.world_size, peer);
   }
 
-  // Aborts the NCCL communicator (once) and latches `status`.
+  // Aborts the NCCL communicator (once) and latches `status`. ncclCommAbort first sets the
+  // flag that makes the communicator's kernels exit, then waits until no CUDA graph holds its
+  // work (NCCL 2.26 on). The graphs' owner (the backend) destroys them only after this error
+  // has reached it, so the abort runs on a thread of its own, which the destructor waits for.
   absl::Status Fail(absl::Status status) {
     if (comm != nullptr && !aborted) {
-      ncclCommAbort(comm);
       aborted = true;
+      abort_done = std::make_shared<std::atomic<bool>>(false);
+      aborter = std::thread([c = comm, device = options.device, done = abort_done] {
+        cudaSetDevice(device);
+        ncclCommAbort(c);
+        done->store(true);
+      });
     }
     return latch.Record(std::move(status));
   }
@@ -123,17 +136,31 @@ struct NcclCommunicator::State {
 NcclCommunicator::NcclCommunicator(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
 NcclCommunicator::~NcclCommunicator() {
-  if (state_->comm == nullptr) return;
-  cudaSetDevice(state_->options.device);
-  if (!state_->aborted) {
+  State& s = *state_;
+  if (s.comm != nullptr && !s.aborted) {
+    cudaSetDevice(s.options.device);
     // Finalize flushes pending work; bounded (WaitReady aborts on timeout) so a dead peer
     // cannot hang the destructor.
-    const Clock::time_point deadline = Clock::now() + state_->options.timeout;
+    const Clock::time_point deadline = Clock::now() + s.options.timeout;
     const absl::Status finalized =
-        state_->WaitReady("NCCL finalize", ncclCommFinalize(state_->comm), deadline);
-    if (finalized.ok()) ncclCommDestroy(state_->comm);
+        s.WaitReady("NCCL finalize", ncclCommFinalize(s.comm), deadline);
+    if (finalized.ok()) ncclCommDestroy(s.comm);
   }
-  if (state_->barrier_scratch != nullptr) cudaFree(state_->barrier_scratch);
+  if (s.aborter.joinable()) {  // done once the graphs holding our work are gone (see Fail)
+    const Clock::time_point deadline = Clock::now() + s.options.timeout;
+    while (!s.abort_done->load() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (s.abort_done->load()) {
+      s.aborter.join();
+    } else {
+      STRATA_LOG_ERROR("{}: ncclCommAbort still waits after {} ms (a CUDA graph that recorded "
+                       "this communicator's work outlives it); left running",
+                       s.Context("destroy"), s.options.timeout.count());
+      s.aborter.detach();
+    }
+  }
+  if (s.barrier_scratch != nullptr) cudaFree(s.barrier_scratch);
 }
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(

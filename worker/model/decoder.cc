@@ -43,7 +43,10 @@ class Decoder final : public ModelRunner {
     }
   }
   ~Decoder() override {
-    if (waits_on_comm_) backend_.SetStreamWait(nullptr);
+    if (!waits_on_comm_) return;
+    // What a failed step left queued, waited for while the wait is still bounded.
+    (void)backend_.Sync();
+    backend_.SetStreamWait(nullptr);
   }
 
   const ModelConfig& config() const override { return context_.config; }
@@ -139,7 +142,6 @@ absl::Status Decoder::RecordGraphs() {
     }
     std::fill(batch.slot_mapping.begin(), batch.slot_mapping.end(), -1);
     STRATA_ASSIGN_OR_RETURN(const StepPlan* plan, backend_.PlanStep(batch));
-    if (plan->graph_batch != seqs) break;  // a recording failed: the backend runs op by op
     if (absl::StatusOr<Tensor> out = Forward(*plan); !out.ok()) {
       return absl::Status(out.status().code(),
                           absl::StrCat("the decode step of ", seqs, " sequences run at load: ",

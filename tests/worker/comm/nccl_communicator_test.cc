@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -158,9 +160,14 @@ TEST_F(NcclCommunicatorTest, QueuedCollectivesReplayFromAGraph) {
     EXPECT_TRUE(comm.AllReduceSum(buf.get(), n).ok());
     EXPECT_TRUE(comm.AllGather(buf.get(), n, gathered.get()).ok());
     ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-    cudaGraphExec_t exec = nullptr;
-    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    cudaGraphExec_t raw = nullptr;
+    const cudaError_t instantiated = cudaGraphInstantiate(&raw, graph, 0);
     cudaGraphDestroy(graph);
+    ASSERT_EQ(instantiated, cudaSuccess);
+    // Destroyed on every way out, before the communicator (whose teardown waits for the graphs
+    // that recorded its work).
+    const std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, cudaError_t (*)(cudaGraphExec_t)>
+        exec(raw, cudaGraphExecDestroy);
 
     const int64_t rank_sum = world * (world + 1) / 2;
     for (int round = 1; round <= 3; ++round) {
@@ -169,7 +176,7 @@ TEST_F(NcclCommunicatorTest, QueuedCollectivesReplayFromAGraph) {
       ASSERT_EQ(cudaMemcpyAsync(src.get(), host.data(), n * sizeof(float), cudaMemcpyHostToDevice,
                                 stream),
                 cudaSuccess);
-      ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+      ASSERT_EQ(cudaGraphLaunch(exec.get(), stream), cudaSuccess);
       ASSERT_TRUE(comm.Synchronize().ok());
       const std::vector<float> got = gathered.ToHost();
       for (int s = 0; s < world; ++s) {
@@ -179,7 +186,6 @@ TEST_F(NcclCommunicatorTest, QueuedCollectivesReplayFromAGraph) {
         }
       }
     }
-    cudaGraphExecDestroy(exec);
   }, /*queued=*/true);
 }
 
