@@ -125,10 +125,13 @@ STRATA_HOST_DEVICE inline DecodeSplitInfo DecodeSplit(int32_t span) {
 }
 
 // Bytes of workspace the decode kernel needs for `num_seqs` sequences of at most
-// `max_context_len` tokens (the split partials: f32 outputs, maxima and sums); 0 for a head dim
-// without a tuned decode instance (the generic kernel does not split).
+// `max_context_len` tokens (the split partials: f32 outputs, maxima and sums) with this K/V
+// layout (v_head_dim and v_in_k as in PagedAttentionArgs); 0 where the registry's kernel does
+// not split: a head dim without a tuned decode instance, or a latent layout (V inside K, or
+// narrower than K), both of which the generic kernel takes.
 int64_t AttentionWorkspaceBytes(int64_t num_seqs, int64_t num_heads, int64_t head_dim,
-                                int64_t max_context_len);
+                                int64_t max_context_len, int64_t v_head_dim = 0,
+                                bool v_in_k = false);
 
 // A registered kernel instance.
 using AttentionLaunchFn = absl::Status (*)(const PagedAttentionArgs& args, void* stream);

@@ -84,6 +84,12 @@ constexpr int64_t kGenericMaxHeadDim = [] {
   return most;
 }();
 
+// Whether V is read from the K rows or is narrower than K: the layouts only the generic
+// kernels take.
+bool IsLatent(int64_t head_dim, int64_t v_head_dim, bool v_in_k) {
+  return v_in_k || (v_head_dim > 0 && v_head_dim != head_dim);
+}
+
 // Whether a tuned decode instance (which splits long contexts) has this head dim.
 bool HasTunedDecode(int64_t head_dim) {
   for (const AttentionKernel& kernel : kKernels) {
@@ -127,7 +133,7 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
     return absl::InvalidArgumentError(absl::StrCat(
         "no attention kernel for ", what, ": v_head_dim must be in [1, head_dim] (0: head_dim)"));
   }
-  const bool latent = desc.v_in_k || (desc.v_head_dim > 0 && desc.v_head_dim != desc.head_dim);
+  const bool latent = IsLatent(desc.head_dim, desc.v_head_dim, desc.v_in_k);
   std::string dims;
   const AttentionKernel* generic = nullptr;
   for (const AttentionKernel& kernel : kKernels) {
@@ -154,9 +160,11 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
 }
 
 int64_t AttentionWorkspaceBytes(int64_t num_seqs, int64_t num_heads, int64_t head_dim,
-                                int64_t max_context_len) {
+                                int64_t max_context_len, int64_t v_head_dim, bool v_in_k) {
   const int64_t splits = DecodeMaxSplits(max_context_len);
-  if (splits <= 1 || !HasTunedDecode(head_dim)) return 0;
+  if (splits <= 1 || IsLatent(head_dim, v_head_dim, v_in_k) || !HasTunedDecode(head_dim)) {
+    return 0;
+  }
   return num_seqs * num_heads * splits * (head_dim + 2) * static_cast<int64_t>(sizeof(float));
 }
 
@@ -204,7 +212,8 @@ absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
     return bad("an fp8 cache needs its K and V scales");
   }
   const int64_t need =
-      AttentionWorkspaceBytes(a.num_seqs, a.num_heads, a.head_dim, a.max_context_len);
+      AttentionWorkspaceBytes(a.num_seqs, a.num_heads, a.head_dim, a.max_context_len,
+                              a.v_head_dim, a.v_in_k);
   if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need || !Aligned16(a.workspace))) {
     return bad("workspace of ", a.workspace_bytes, " bytes; ", need, " needed for ", a.num_seqs,
                " sequences of up to ", a.max_context_len, " tokens, 16-byte aligned");

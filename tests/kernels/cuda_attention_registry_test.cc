@@ -127,6 +127,10 @@ TEST(AttentionWorkspace, OnlyWhenAContextCanBeSplit) {
   // Head dims without a tuned decode kernel run the generic one, which does not split.
   EXPECT_EQ(AttentionWorkspaceBytes(64, 16, 576, 1 << 20), 0);
   EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 80, 4096), 0);
+  // Nor do latent layouts, whatever the head dim: V inside K, or V narrower than K.
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 4096, 128, false), 64 * 32 * 16 * (128 + 2) * 4);
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 4096, 0, true), 0);
+  EXPECT_EQ(AttentionWorkspaceBytes(64, 32, 128, 4096, 64, false), 0);
 }
 
 PagedAttentionArgs ValidArgs() {

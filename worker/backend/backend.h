@@ -72,6 +72,15 @@ struct StepPlan {
   int64_t batch_seqs = 0;
 };
 
+// An attention layer's K/V layout: K's head dim, V's (0: K's), and whether V is stored apart
+// or read from the first v_head_dim values of each K row (KvLayer).
+struct AttentionShape {
+  int64_t head_dim = 0;
+  int64_t v_head_dim = 0;
+  bool v_in_k = false;
+  bool operator==(const AttentionShape&) const = default;
+};
+
 // The largest step a backend will run, known at load (the runner's options and its model):
 // what sizes the memory a step needs beside the model's workspace (step metadata, attention
 // partials, sampling) once.
@@ -82,7 +91,7 @@ struct StepLimits {
   int64_t block_size = 0;
   int64_t vocab = 0;               // columns of the logits sampled (0: no sampling here)
   int64_t num_heads = 0;           // attention query heads on this rank
-  int64_t head_dim = 0;            // the largest of the layers'
+  std::vector<AttentionShape> attention;  // the layers' K/V layouts, each once
   // Mixture of experts: the hidden size, a routed expert's FFN width (at most; 0: no MoE
   // layers) and the experts per token.
   int64_t hidden = 0;

@@ -613,7 +613,7 @@ int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
 
 absl::Status CudaBackend::Reserve(const StepLimits& l) {
   if (l.max_tokens < 1 || l.max_logit_rows < 0 || l.max_blocks_per_seq < 0 || l.vocab < 0 ||
-      l.num_heads < 0 || l.head_dim < 0 || l.max_graph_seqs < 0 || l.hidden < 0 ||
+      l.num_heads < 0 || l.max_graph_seqs < 0 || l.hidden < 0 ||
       l.expert_ffn < 0 || l.top_k < 0) {
     return absl::InvalidArgumentError("cuda backend: Reserve: negative limits");
   }
@@ -622,9 +622,17 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
   }
   STRATA_RETURN_IF_ERROR(Sync());  // nothing in flight uses the buffers replaced
   // Attention partials of as many decode sequences as logit rows (up to kAttentionWorkspace;
-  // more sequences than fit run in several launches).
-  const int64_t per_seq = kc::AttentionWorkspaceBytes(1, l.num_heads, l.head_dim,
-                                                      l.max_blocks_per_seq * l.block_size);
+  // more sequences than fit run in several launches), for the layer whose layout needs most.
+  int64_t per_seq = 0;
+  for (const AttentionShape& shape : l.attention) {
+    if (shape.head_dim < 0 || shape.v_head_dim < 0) {
+      return absl::InvalidArgumentError("cuda backend: Reserve: negative head dims");
+    }
+    per_seq = std::max(per_seq, kc::AttentionWorkspaceBytes(
+                                    1, l.num_heads, shape.head_dim,
+                                    l.max_blocks_per_seq * l.block_size, shape.v_head_dim,
+                                    shape.v_in_k));
+  }
   if (per_seq > 0) {
     attention_seqs_ = std::max<int64_t>(1, std::min(std::max<int64_t>(l.max_logit_rows, 1),
                                                     kAttentionWorkspace / per_seq));
@@ -775,10 +783,10 @@ absl::Status CudaBackend::RunGraph(int64_t batch, absl::FunctionRef<absl::Status
   if (recording_failed_) return absl::OkStatus();
   STRATA_RETURN_IF_ERROR(Sync());
   if (absl::Status recorded = RecordStep(batch, queue); !recorded.ok()) {
-    if (stream_wait_) {
-      return absl::Status(recorded.code(),
-                          absl::StrCat("recording the decode step of ", batch,
-                                       " sequences (its collectives too): ", recorded.message()));
+    if (stream_wait_) {  // Internal: the group's state is not what it was (reload it)
+      return absl::InternalError(absl::StrCat(
+          "recording the decode step of ", batch, " sequences (its collectives too): ",
+          recorded.message(), " (--eager runs every step op by op)"));
     }
     STRATA_LOG_WARN("cuda:{}: recording the decode step of {} sequences: {}; every step runs op "
                     "by op from now on",
@@ -1129,7 +1137,7 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
   // step with more runs its sequences in several launches (a sequence's result does not depend
   // on which launch it is in). Without a reservation the partials are sized to the step.
   const int64_t per_seq = kc::AttentionWorkspaceBytes(1, params.num_heads, params.head_dim,
-                                                      plan.max_context_len);
+                                                      plan.max_context_len, dv, v_in_k);
   int64_t per_launch = std::max<int64_t>(plan.num_seqs, 1);
   if (per_seq > 0) {
     const int64_t need = per_seq * (reserved_ ? std::min(per_launch, attention_seqs_) : per_launch);

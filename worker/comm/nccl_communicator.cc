@@ -47,6 +47,29 @@ struct NcclCommunicator::State {
   bool aborted = false;
   std::thread aborter;  // runs ncclCommAbort (Fail)
   std::shared_ptr<std::atomic<bool>> abort_done;
+
+  // Also where Create fails after NCCL made the communicator: an abort started there is
+  // waited for too (it is quick: no graph holds the communicator's work yet).
+  ~State() {
+    if (aborter.joinable()) {  // done once the graphs holding our work are gone (see Fail)
+      const Clock::time_point deadline = Clock::now() + options.timeout;
+      while (!abort_done->load() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (abort_done->load()) {
+        aborter.join();
+      } else {
+        STRATA_LOG_ERROR("{}: ncclCommAbort still waits after {} ms (a CUDA graph that "
+                         "recorded this communicator's work outlives it); left running",
+                         Context("destroy"), options.timeout.count());
+        aborter.detach();
+      }
+    }
+    if (barrier_scratch != nullptr) {
+      cudaSetDevice(options.device);
+      cudaFree(barrier_scratch);
+    }
+  }
   float* barrier_scratch = nullptr;  // [1] device float the barrier all-reduces
   comm_internal::ErrorLatch latch;
 
@@ -146,22 +169,7 @@ NcclCommunicator::~NcclCommunicator() {
         s.WaitReady("NCCL finalize", ncclCommFinalize(s.comm), deadline);
     if (finalized.ok()) ncclCommDestroy(s.comm);
   }
-  if (s.aborter.joinable()) {  // done once the graphs holding our work are gone (see Fail)
-    const Clock::time_point deadline = Clock::now() + s.options.timeout;
-    while (!s.abort_done->load() && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    if (s.abort_done->load()) {
-      s.aborter.join();
-    } else {
-      STRATA_LOG_ERROR("{}: ncclCommAbort still waits after {} ms (a CUDA graph that recorded "
-                       "this communicator's work outlives it); left running",
-                       s.Context("destroy"), s.options.timeout.count());
-      s.aborter.detach();
-    }
-  }
-  if (s.barrier_scratch != nullptr) cudaFree(s.barrier_scratch);
-}
+}  // ~State waits for an abort
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
     const NcclOptions& options, KeyValueStore& store) {

@@ -217,7 +217,13 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
   }
   limits.vocab = parts.head && o.tp_rank == 0 ? c.vocab_size : 0;  // TP rank 0 samples
   limits.num_heads = parts.tp.q_heads.size();
-  for (const KvSpec& kv : parts.kv_specs) limits.head_dim = std::max(limits.head_dim, kv.head_dim);
+  for (const KvSpec& kv : parts.kv_specs) {
+    const AttentionShape shape{kv.head_dim, kv.v_head_dim, !kv.store_v};
+    if (std::find(limits.attention.begin(), limits.attention.end(), shape) ==
+        limits.attention.end()) {
+      limits.attention.push_back(shape);
+    }
+  }
   if (c.IsMoe()) {
     limits.hidden = c.hidden_size;
     limits.expert_ffn = c.moe.expert_intermediate_size;  // a rank's slice is no wider

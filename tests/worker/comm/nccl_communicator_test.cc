@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -187,6 +188,22 @@ TEST_F(NcclCommunicatorTest, QueuedCollectivesReplayFromAGraph) {
       }
     }
   }, /*queued=*/true);
+}
+
+// Rank 0 of two, whose peer never comes: NCCL's initialisation is under way when the deadline
+// passes, so the communicator is aborted inside Create, which must return DeadlineExceeded
+// (not hang, not end the process). One device suffices.
+TEST_F(NcclCommunicatorTest, APeerThatNeverJoinsFailsCreateWithinTheTimeout) {
+  FileStore store(testing::TempDir("nccl_lonely"));
+  NcclOptions options;
+  options.rank = 0;
+  options.world_size = 2;
+  options.timeout = std::chrono::seconds(3);
+  const auto start = std::chrono::steady_clock::now();
+  const auto comm = NcclCommunicator::Create(options, store);
+  ASSERT_FALSE(comm.ok());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(comm.status())) << comm.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
 // A communicator that only enqueues needs a stream to enqueue on: refused before any device is
