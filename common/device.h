@@ -37,6 +37,11 @@ struct DeviceSpec {
   // backend's): possibly faster, but a request's numbers may then depend on its batch. Off,
   // one algorithm per weight runs every batch size (batch invariance).
   bool per_shape_matmul = false;
+  // Prefill attention on the Hopper kernel (wgmma, TMA) where it has the layer's shape
+  // (`--hopper-prefill`, the CUDA backend's, compute capability 9.0 only). Off, every prefill
+  // runs the portable kernel. Either way a request's bits do not depend on its batch; the two
+  // kernels' bits differ.
+  bool hopper_prefill = false;
 
   // Device `index` of `kind`, every other setting at its default.
   static DeviceSpec Of(DeviceKind kind, int index) {

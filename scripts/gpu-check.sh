@@ -179,7 +179,7 @@ run() {
   done
   if want tests && command -v compute-sanitizer > /dev/null && fits 150; then
     timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/cuda_attention_test" \
-      --gtest_filter='*decode_d128_gqa4*:*prefill_d128_mixed*:*window_37*:*decode_d256_gqa8*' \
+      --gtest_filter='*decode_d128_gqa4*:*prefill_d128_mixed*:*window_37*:*decode_d256_gqa8*:*hopper_d128_mixed*:*hopper_block8*' \
       > "$out/memcheck.log" 2>&1
     echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | head -1)" | tee -a "$summary"
   fi
@@ -240,6 +240,15 @@ run() {
         > "$out/e2e_batch128_fp8kv.txt" 2>&1
       echo "e2e batch 128 fp8 KV: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch128_fp8kv.txt" | tr '\n' ' ')" >> "$summary"
     fi
+    # Long prompts (4 x 2048 tokens) on the portable prefill kernel and on the Hopper one
+    # (--hopper-prefill): what the wgmma/TMA kernel saves end to end.
+    for flag in "" --hopper-prefill; do
+      fits 100 || { echo "e2e prefill 4x2048 $flag: skipped (time)" >> "$summary"; continue; }
+      timeout 100 "$PACK/bin/strata" bench generate --model "$model" --device cuda --batch 4 \
+        --prompt-tokens 2048 --decode-tokens 8 --bandwidth-gbps "$copy" $flag \
+        > "$out/e2e_prefill4x2048${flag:+_hopper}.txt" 2>&1
+      echo "e2e prefill 4x2048 ${flag:-portable}: rc=$? $(grep -E 'prefill:' "$out/e2e_prefill4x2048${flag:+_hopper}.txt" | tr '\n' ' ')" >> "$summary"
+    done
   else
     echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"
   fi

@@ -2,7 +2,9 @@
 // 8 KV heads, head dim 128, bf16, paged cache with 16-token blocks in shuffled order).
 //
 //   prefill: causal, batch x seq tokens, TFLOP/s = 4 * d * heads * sum(visible keys) / time,
-//            against --peak_tflops (dense bf16 of the device);
+//            against --peak_tflops (dense bf16 of the device); the portable kernel, and on a
+//            compute capability 9.0 device the Hopper kernel (--hopper-prefill) on the same
+//            shapes;
 //   decode:  one query per sequence, GB/s = K/V bytes read (+ q, out) / time, against the
 //            device-to-device copy bandwidth measured here first (bytes read + written).
 // Times are medians of --iters launches after warm-up, with CUDA events; inputs are random
@@ -171,6 +173,7 @@ struct PagedBatch {
     args.scale = 1.0f / std::sqrt(static_cast<float>(kDim));
     args.workspace = workspace->ptr;
     args.workspace_bytes = ws;
+    args.num_blocks = num_blocks;
   }
 
   static std::unique_ptr<Buffer> Upload(const std::vector<int32_t>& host) {
@@ -190,15 +193,17 @@ struct PagedBatch {
   }
 };
 
-void Prefill(const Options& opt, int64_t batch, int32_t seq, bool fp8 = false) {
+void Prefill(const Options& opt, int64_t batch, int32_t seq, bool fp8 = false,
+             bool hopper = false) {
   PagedBatch b(batch, seq, seq, fp8);
+  b.args.hopper = hopper;
   const double ms = b.Run(opt.iters);
   const double keys = static_cast<double>(batch) * seq * (seq + 1.0) / 2.0;
   const double tflops = 4.0 * kDim * kHeads * keys / (ms * 1e-3) / 1e12;
-  std::printf("prefill d128 bf16%s causal batch=%ld seq=%d heads=32/8: %.3f ms, %.1f TFLOP/s "
+  std::printf("prefill d128 bf16%s causal batch=%ld seq=%d heads=32/8%s: %.3f ms, %.1f TFLOP/s "
               "(%.1f %% of %.0f)\n",
-              fp8 ? " fp8-kv" : "", static_cast<long>(batch), seq, ms, tflops,
-              100.0 * tflops / opt.peak_tflops, opt.peak_tflops);
+              fp8 ? " fp8-kv" : "", static_cast<long>(batch), seq, hopper ? " hopper" : "", ms,
+              tflops, 100.0 * tflops / opt.peak_tflops, opt.peak_tflops);
 }
 
 // Bytes read: K and V (a byte a value and a 4-byte scale per row for fp8, else 2 bytes a
@@ -242,8 +247,12 @@ int main(int argc, char** argv) {
               prop.totalGlobalMem / 1048576.0);
   const double copy = CopyBandwidthGBs(opt);
   std::printf("copy: %.0f GB/s (device to device, read + write)\n", copy);
-  for (int32_t seq : {1024, 4096}) Prefill(opt, seq == 1024 ? 16 : 4, seq);
-  Prefill(opt, 1, 16384);
+  const bool hopper = prop.major == 9 && prop.minor == 0;
+  for (bool on_hopper : {false, true}) {
+    if (on_hopper && !hopper) break;
+    for (int32_t seq : {1024, 4096}) Prefill(opt, seq == 1024 ? 16 : 4, seq, false, on_hopper);
+    Prefill(opt, 1, 16384, false, on_hopper);
+  }
   for (int64_t batch : {1, 32, 128}) Decode(opt, copy, batch, 4096);
   for (int32_t ctx : {16384, 65536}) Decode(opt, copy, 1, ctx);
   Decode(opt, copy, 32, 16384);

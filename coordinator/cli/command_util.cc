@@ -36,12 +36,19 @@ void AddGpuFlags(CLI::App* cmd, GpuFlags* flags) {
                 "request's numbers may then depend on the batch it runs in). Default: one "
                 "algorithm per weight for every batch size, batch-invariant")
       ->envname("STRATA_PER_SHAPE_MATMUL");
+  cmd->add_flag("--hopper-prefill", flags->hopper_prefill,
+                "Run prefill attention on the Hopper kernel (wgmma and TMA; compute capability "
+                "9.0 GPUs only) for the head dims and cache layouts it has: 64 and 128, bf16 "
+                "cache, block size a multiple of 8 that divides 128 or is a multiple of it. "
+                "Default: the portable kernel")
+      ->envname("STRATA_HOPPER_PREFILL");
 }
 
 std::vector<std::string> GpuFlagArgs(const GpuFlags& flags) {
   std::vector<std::string> args;
   if (flags.eager) args.push_back("--eager");
   if (flags.per_shape_matmul) args.push_back("--per-shape-matmul");
+  if (flags.hopper_prefill) args.push_back("--hopper-prefill");
   return args;
 }
 
@@ -51,6 +58,7 @@ DeviceSpec DeviceSpecOrExit(const std::string& device, const std::string& kv_dty
   ExitIfError(spec.status());
   spec->eager = gpu.eager;
   spec->per_shape_matmul = gpu.per_shape_matmul;
+  spec->hopper_prefill = gpu.hopper_prefill;
   if (!kv_dtype.empty()) {
     absl::StatusOr<DType> parsed = ParseDType(kv_dtype);
     ExitIfError(parsed.status());

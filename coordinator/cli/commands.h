@@ -27,13 +27,15 @@ void AddBenchServeCommand(CLI::App& bench);
 // when empty. Logs which one is used. Exits the process with a message on failure.
 std::string ResolveModelPath(const std::string& model);
 
-// How a GPU backend runs steps (the CPU's ignores them): DeviceSpec::eager and
-// DeviceSpec::per_shape_matmul.
+// How a GPU backend runs steps (the CPU's ignores them): DeviceSpec::eager,
+// DeviceSpec::per_shape_matmul and DeviceSpec::hopper_prefill.
 struct GpuFlags {
   bool eager = false;
   bool per_shape_matmul = false;
+  bool hopper_prefill = false;
 };
-// Adds --eager and --per-shape-matmul (and their STRATA_ environment names) to `cmd`.
+// Adds --eager, --per-shape-matmul and --hopper-prefill (and their STRATA_ environment names)
+// to `cmd`.
 void AddGpuFlags(CLI::App* cmd, GpuFlags* flags);
 // The arguments that give a worker process the same `flags`.
 std::vector<std::string> GpuFlagArgs(const GpuFlags& flags);

@@ -7,6 +7,8 @@
 //   * decode: one query token per sequence; a block per (sequence, KV head, key split) serves
 //     every query head of that KV head from one read of each K/V row, and splits of long
 //     contexts are merged by a reduction kernel (flash-decoding).
+// On Hopper (sm_90), where asked (PagedAttentionArgs::hopper), prefill may instead take a kernel
+// on warpgroup matrix multiplies with TMA loads (attention_hopper.cuh) for the shapes it has.
 // Head dims without a tuned instance, and multi-head latent attention (V the first v_head_dim
 // values of each K row), take a generic kernel on CUDA cores (attention_generic.cuh).
 // A sequence's kernel, and every reduction order inside it, depends only on that sequence
@@ -50,6 +52,11 @@ struct AttentionDesc {
   bool sliding_window = false;
   bool softcap = false;
   bool fp8_kv = false;  // the cache holds fp8 e4m3 with a scale per (slot, KV head) row
+  // The Hopper prefill kernel is taken only when asked for, on compute capability 9.0 (`sm`:
+  // major * 10 + minor; 0 unknown), for a cache block size it tiles (HopperPrefillFits).
+  bool hopper = false;
+  int sm = 0;
+  int64_t block_size = 0;
 
   std::string ToString() const;
 };
@@ -95,6 +102,11 @@ struct PagedAttentionArgs {
   float scale = 1.0f;           // on q.k
   float softcap = 0.0f;         // > 0: scores = softcap * tanh(scores / softcap)
   int64_t sliding_window = 0;   // > 0: the window (keys in (pos - window, pos])
+  // Prefill on the Hopper kernel where one fits (LaunchPagedAttention; sm_90 only, else the
+  // portable kernel runs). It reads the cache through tensor maps, which need `num_blocks`,
+  // the cache's blocks.
+  bool hopper = false;
+  int64_t num_blocks = 0;
   // Device scratch of at least AttentionWorkspaceBytes(...) for the decode splits.
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
@@ -124,6 +136,18 @@ STRATA_HOST_DEVICE inline DecodeSplitInfo DecodeSplit(int32_t span) {
   return {(span + chunk - 1) / chunk, chunk};
 }
 
+// The Hopper prefill kernel's key tile, and the cache block sizes it loads: whole blocks of a
+// multiple of 8 rows that tile a key tile, or tiles inside larger blocks.
+inline constexpr int32_t kHopperKeys = 128;
+STRATA_HOST_DEVICE inline bool HopperPrefillFits(int64_t block_size) {
+  return block_size >= 8 && block_size % 8 == 0 &&
+         (kHopperKeys % block_size == 0 || block_size % kHopperKeys == 0);
+}
+
+// Whether this build has the Hopper prefill kernel's code (CMAKE_CUDA_ARCHITECTURES names
+// 90a); without it the registry takes no Hopper row.
+bool HopperPrefillBuilt();
+
 // Bytes of workspace the decode kernel needs for `num_seqs` sequences of at most
 // `max_context_len` tokens (the split partials: f32 outputs, maxima and sums) with this K/V
 // layout (v_head_dim and v_in_k as in PagedAttentionArgs); 0 where the registry's kernel does
@@ -145,13 +169,14 @@ struct AttentionKernel {
   bool softcap;         // supports a soft cap
   bool fp8_kv;          // reads an fp8 cache (else one of `dtype`)
   bool latent;          // supports v_head_dim < head_dim and V inside K
+  int sm;               // 0: any device; 90: compute capability 9.0 only, and only if asked
   AttentionLaunchFn launch;
 };
 
 // The kernel for `desc`, or NotFound/InvalidArgument naming what no kernel supports (a head
 // dim, a dtype, an fp8 cache beside fp16, non-causal or contiguous attention, v_head_dim above
-// head_dim). A tuned instance where one matches, else the smallest generic kernel that covers
-// the head dim.
+// head_dim). A tuned instance where one matches (for prefill the Hopper one first, where asked
+// and it fits), else the smallest generic kernel that covers the head dim.
 absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& desc);
 
 // Checks args (pointers, shapes, head counts, workspace) once, at the API edge.

@@ -49,6 +49,57 @@ __device__ inline void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, u
   }
 }
 
+// Folds one tile of raw scores into a warp's online softmax (both prefill kernels). `s` holds
+// the C fragments of the warp's 16 rows by kSTiles * 8 keys from key `k0`; this lane's two rows
+// (l/4 and l/4 + 8) sit at positions pos[0..1] and see keys from first[0..1]. Masks (causal,
+// window), caps and moves each score to the log2 domain, updates the rows' running max `m`,
+// rescales their sums `l` and output accumulators `o` as the max moves, and leaves in `s` each
+// key's weight exp2(logit - max) (0 where masked; a row with nothing visible yet uses max 0),
+// added to `l`.
+template <int kSTiles, int kOTiles>
+__device__ inline void FoldSoftmaxTile(float (&s)[kSTiles][4], float (&o)[kOTiles][4],
+                                       float (&m)[2], float (&l)[2], int32_t k0, int lane,
+                                       const int32_t (&pos)[2], const int32_t (&first)[2],
+                                       float scale, float softcap) {
+  float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int n = 0; n < kSTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = e / 2;
+      const int32_t key = k0 + n * 8 + 2 * (lane % 4) + e % 2;
+      float v = Logit2(s[n][e], scale, softcap);
+      if (key > pos[r] || key < first[r]) v = -INFINITY;
+      s[n][e] = v;
+      tile_max[r] = fmaxf(tile_max[r], v);
+    }
+  }
+  float base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+    tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+    const float m_new = fmaxf(m[r], tile_max[r]);
+    base[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet
+    const float alpha = exp2f(m[r] - base[r]);
+    m[r] = m_new;
+    l[r] *= alpha;
+#pragma unroll
+    for (int n = 0; n < kOTiles; ++n) {
+      o[n][2 * r] *= alpha;
+      o[n][2 * r + 1] *= alpha;
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < kSTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[n][e] = exp2f(s[n][e] - base[e / 2]);
+      l[e / 2] += s[n][e];
+    }
+  }
+}
+
 // Two floats as one register of two 16-bit elements (lo in the low half).
 template <AttentionDType kDType>
 __device__ inline uint32_t Pack2(float lo, float hi) {

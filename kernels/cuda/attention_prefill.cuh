@@ -174,44 +174,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
       }
     }
 
-    // Mask, cap and fold the tile into each row's running max and sum.
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int n = 0; n < kSTiles; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = e / 2;
-        const int32_t key = k0 + n * 8 + 2 * (lane % 4) + e % 2;
-        float v = Logit2(s[n][e], a.scale, a.softcap);
-        if (key > pos[r] || key < first[r]) v = -INFINITY;
-        s[n][e] = v;
-        tile_max[r] = fmaxf(tile_max[r], v);
-      }
-    }
-    float base[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float m_new = fmaxf(m[r], tile_max[r]);
-      base[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet
-      const float alpha = exp2f(m[r] - base[r]);
-      m[r] = m_new;
-      l[r] *= alpha;
-#pragma unroll
-      for (int n = 0; n < kOTiles; ++n) {
-        o[n][2 * r] *= alpha;
-        o[n][2 * r + 1] *= alpha;
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < kSTiles; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[n][e] = exp2f(s[n][e] - base[e / 2]);
-        l[e / 2] += s[n][e];
-      }
-    }
+    FoldSoftmaxTile(s, o, m, l, k0, lane, pos, first, a.scale, a.softcap);
     if constexpr (kFp8Kv) {  // P times the key's V scale, so P . code is P . v
 #pragma unroll
       for (int n = 0; n < kSTiles; ++n) {

@@ -1,7 +1,10 @@
 // The attention kernel registry: one row per compiled instance (kernels/cuda/CMakeLists.txt
 // generates one .cu per row), looked up by descriptor. Validation of a step's arguments
 // happens here, once, before any launch.
+#include <cuda_runtime.h>
+
 #include <array>
+#include <atomic>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,12 +20,15 @@ template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchDecode(const PagedAttentionArgs& args, void* stream);
 template <int kDim, AttentionDType kDType, bool kFp8Kv>
 absl::Status LaunchGeneric(const PagedAttentionArgs& args, void* stream);
+template <int kDim, AttentionDType kDType, bool kFp8Kv>
+absl::Status LaunchHopper(const PagedAttentionArgs& args, void* stream);
 }  // namespace attention
 
 namespace {
 
 using attention::LaunchDecode;
 using attention::LaunchGeneric;
+using attention::LaunchHopper;
 using attention::LaunchPrefill;
 constexpr AttentionKind kPrefill = AttentionKind::kPrefill;
 constexpr AttentionKind kDecode = AttentionKind::kDecode;
@@ -32,24 +38,35 @@ constexpr AttentionDType kFp16 = AttentionDType::kFp16;
 // The rows of one kind, head dim, dtype and cache type (each kernel supports windows and caps).
 template <int kDim, AttentionDType kDType, bool kFp8>
 constexpr AttentionKernel Prefill(const char* name) {
-  return {name, kPrefill, kDim, kDim, kDType, true, true, kFp8, false,
+  return {name, kPrefill, kDim, kDim, kDType, true, true, kFp8, false, 0,
           LaunchPrefill<kDim, kDType, kFp8>};
+}
+template <int kDim, AttentionDType kDType>
+constexpr AttentionKernel Hopper(const char* name) {
+  return {name, kPrefill, kDim, kDim, kDType, true, true, false, false, 90,
+          LaunchHopper<kDim, kDType, false>};
 }
 template <int kDim, AttentionDType kDType, bool kFp8>
 constexpr AttentionKernel Decode(const char* name) {
-  return {name, kDecode, kDim, kDim, kDType, true, true, kFp8, false,
+  return {name, kDecode, kDim, kDim, kDType, true, true, kFp8, false, 0,
           LaunchDecode<kDim, kDType, kFp8>};
 }
 template <int kMaxDim, AttentionDType kDType, bool kFp8>
 constexpr AttentionKernel Generic(const char* name) {
-  return {name, kPrefill, 0, kMaxDim, kDType, true, true, kFp8, true,
+  return {name, kPrefill, 0, kMaxDim, kDType, true, true, kFp8, true, 0,
           LaunchGeneric<kMaxDim, kDType, kFp8>};
 }
 
 // One row per instance. The generic rows (head dim 0: any up to their max, smallest first)
 // serve both kinds where no tuned instance has the head dim, and latent attention. fp8 caches
-// are read beside bf16 activations only.
+// are read beside bf16 activations only. The Hopper rows come before the portable prefill rows
+// of their head dims, which take what they do not (not asked for, another device, fp8 caches,
+// other block sizes).
 constexpr std::array kKernels = {
+    Hopper<64, kBf16>("hopper_prefill_d64_bf16"),
+    Hopper<128, kBf16>("hopper_prefill_d128_bf16"),
+    Hopper<64, kFp16>("hopper_prefill_d64_fp16"),
+    Hopper<128, kFp16>("hopper_prefill_d128_fp16"),
     Prefill<64, kBf16, false>("prefill_d64_bf16"),
     Prefill<128, kBf16, false>("prefill_d128_bf16"),
     Prefill<256, kBf16, false>("prefill_d256_bf16"),
@@ -104,7 +121,36 @@ const char* KindName(AttentionKind kind) {
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// The current device's compute capability (major * 10 + minor; 0 if it cannot be read), asked
+// once per device.
+int CurrentDeviceSm() {
+  constexpr int kDevices = 64;
+  static std::array<std::atomic<int>, kDevices> known{};  // 0: not asked yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) {
+    cudaGetLastError();
+    return 0;
+  }
+  int sm = known[device].load(std::memory_order_relaxed);
+  if (sm != 0) return sm;
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  sm = major * 10 + minor;
+  known[device].store(sm, std::memory_order_relaxed);
+  return sm;
+}
+
 }  // namespace
+
+// Builds outside CMake (scripts/gpu-check.sh's rebuild) compile for sm_90a.
+#ifndef STRATA_HOPPER_PREFILL_BUILT
+#define STRATA_HOPPER_PREFILL_BUILT 1
+#endif
+bool HopperPrefillBuilt() { return STRATA_HOPPER_PREFILL_BUILT != 0; }
 
 const char* AttentionDTypeName(AttentionDType dtype) {
   return dtype == AttentionDType::kBf16 ? "bf16" : "fp16";
@@ -116,7 +162,8 @@ std::string AttentionDesc::ToString() const {
                       v_in_k ? " v-in-k" : "", " ", AttentionDTypeName(dtype),
                       causal ? " causal" : " non-causal",
                       paged ? " paged" : " contiguous", sliding_window ? " window" : "",
-                      softcap ? " softcap" : "", fp8_kv ? " fp8-kv" : "");
+                      softcap ? " softcap" : "", fp8_kv ? " fp8-kv" : "",
+                      hopper ? absl::StrCat(" hopper(sm ", sm, ", block ", block_size, ")") : "");
 }
 
 absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& desc) {
@@ -141,6 +188,10 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
     if (desc.sliding_window && !kernel.sliding_window) continue;
     if (desc.softcap && !kernel.softcap) continue;
     if (latent && !kernel.latent) continue;
+    if (kernel.sm != 0 && !(HopperPrefillBuilt() && desc.hopper && desc.sm == kernel.sm &&
+                            HopperPrefillFits(desc.block_size))) {
+      continue;
+    }
     if (kernel.head_dim == 0) {
       if (generic == nullptr && desc.head_dim > 0 && desc.head_dim <= kernel.max_head_dim) {
         generic = &kernel;
@@ -148,8 +199,8 @@ absl::StatusOr<const AttentionKernel*> FindAttentionKernel(const AttentionDesc& 
       continue;
     }
     if (kernel.kind != desc.kind) continue;
-    absl::StrAppend(&dims, dims.empty() ? "" : ", ", kernel.head_dim);
     if (kernel.head_dim == desc.head_dim) return &kernel;
+    if (kernel.sm == 0) absl::StrAppend(&dims, dims.empty() ? "" : ", ", kernel.head_dim);
   }
   if (generic != nullptr) return generic;
   return absl::NotFoundError(absl::StrCat("no attention kernel for ", what,
@@ -182,7 +233,10 @@ absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
     return bad("block_size ", a.block_size, " and max_blocks_per_seq ", a.max_blocks_per_seq,
                " must be positive");
   }
-  if (a.max_tokens < 0) return bad("max_tokens ", a.max_tokens, " is negative");
+  if (a.max_tokens < 0 || a.num_blocks < 0) {
+    return bad("max_tokens ", a.max_tokens, " and num_blocks ", a.num_blocks,
+               " must not be negative");
+  }
   if (a.max_query_len < 0 || a.max_context_len < a.max_query_len ||
       a.max_context_len > a.block_size * a.max_blocks_per_seq || a.max_context_len > (1 << 30)) {
     return bad("max_query_len ", a.max_query_len, " and max_context_len ", a.max_context_len,
@@ -232,6 +286,9 @@ absl::Status LaunchPagedAttention(const PagedAttentionArgs& args, AttentionDType
   desc.sliding_window = args.sliding_window > 0;
   desc.softcap = args.softcap > 0.0f;
   desc.fp8_kv = args.fp8_kv;
+  desc.hopper = args.hopper;
+  desc.sm = args.hopper ? CurrentDeviceSm() : 0;
+  desc.block_size = args.block_size;
   desc.kind = AttentionKind::kDecode;
   absl::StatusOr<const AttentionKernel*> decode = FindAttentionKernel(desc);
   if (!decode.ok()) return decode.status();

@@ -77,6 +77,52 @@ TEST(AttentionRegistry, OtherVLayoutsGoToTheGenericKernels) {
   EXPECT_EQ(std::string((*kernel)->name), "decode_d128_bf16");
 }
 
+// The Hopper prefill kernel is taken only when asked for, on compute capability 9.0, for the
+// head dims, dtypes and block sizes it has; everything else keeps the portable kernels.
+TEST(AttentionRegistry, HopperPrefillOnlyWhereAskedOnSm90AndFitting) {
+  AttentionDesc desc;
+  desc.sliding_window = true;
+  desc.softcap = true;
+  desc.block_size = 16;
+  desc.sm = 90;
+  auto name = [&desc] {
+    absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+    return kernel.ok() ? std::string((*kernel)->name) : kernel.status().ToString();
+  };
+  EXPECT_EQ(name(), "prefill_d128_bf16");  // not asked
+  desc.hopper = true;
+  EXPECT_EQ(name(), "hopper_prefill_d128_bf16");
+  desc.dtype = AttentionDType::kFp16;
+  desc.head_dim = 64;
+  EXPECT_EQ(name(), "hopper_prefill_d64_fp16");
+  for (int64_t block : {8, 32, 64, 128, 256, 1024}) {
+    desc.block_size = block;
+    EXPECT_EQ(name(), "hopper_prefill_d64_fp16") << block;
+  }
+  for (int64_t block : {0, 1, 4, 12, 24, 48, 192}) {
+    desc.block_size = block;
+    EXPECT_EQ(name(), "prefill_d64_fp16") << block;
+  }
+  desc.block_size = 16;
+  desc.sm = 80;
+  EXPECT_EQ(name(), "prefill_d64_fp16");
+  desc.sm = 100;  // sm_90a code does not run on later architectures
+  EXPECT_EQ(name(), "prefill_d64_fp16");
+  desc.sm = 90;
+  desc.head_dim = 256;
+  EXPECT_EQ(name(), "prefill_d256_fp16");
+  desc.head_dim = 128;
+  desc.dtype = AttentionDType::kBf16;
+  desc.fp8_kv = true;
+  EXPECT_EQ(name(), "prefill_d128_bf16_fp8kv");
+  desc.fp8_kv = false;
+  desc.kind = AttentionKind::kDecode;
+  EXPECT_EQ(name(), "decode_d128_bf16");
+  desc.kind = AttentionKind::kPrefill;
+  desc.v_head_dim = 64;  // a latent layout
+  EXPECT_EQ(name(), "generic_d256_bf16");
+}
+
 TEST(AttentionRegistry, RefusesWhatNoKernelHasNamingIt) {
   AttentionDesc desc;
   desc.head_dim = 640;
@@ -173,7 +219,10 @@ TEST(AttentionValidation, NamesTheBadArgument) {
          a.v_in_k = true;
        }},
       {"num_seqs 70000", [](PagedAttentionArgs& a) { a.num_seqs = 70000; }},
-      {"max_tokens -1 is negative", [](PagedAttentionArgs& a) { a.max_tokens = -1; }},
+      {"max_tokens -1 and num_blocks 0 must not be negative",
+       [](PagedAttentionArgs& a) { a.max_tokens = -1; }},
+      {"max_tokens 0 and num_blocks -2 must not be negative",
+       [](PagedAttentionArgs& a) { a.num_blocks = -2; }},
       {"workspace of 0 bytes; 58240 needed for 2 sequences of up to 1600 tokens",
        [](PagedAttentionArgs& a) {
          a.max_blocks_per_seq = 100;
@@ -225,6 +274,26 @@ TEST(AttentionLaunch, AnInstanceRefusesAnotherHeadDim) {
   a.head_dim = 128;  // the right head dim, but V inside K
   a.v_in_k = true;
   EXPECT_THAT((*kernel)->launch(a, nullptr).message(), HasSubstr("V in K"));
+}
+
+// The Hopper instance checks what its tensor maps need before touching the device: a block size
+// it tiles, and the cache's block count.
+TEST(AttentionLaunch, TheHopperInstanceRefusesWhatItsTensorMapsCannotTake) {
+  AttentionDesc desc;
+  desc.hopper = true;
+  desc.sm = 90;
+  desc.block_size = 16;
+  absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+  ASSERT_TRUE(kernel.ok());
+  ASSERT_EQ(std::string((*kernel)->name), "hopper_prefill_d128_bf16");
+  PagedAttentionArgs a = ValidArgs();
+  a.block_size = 12;
+  EXPECT_THAT((*kernel)->launch(a, nullptr).message(), HasSubstr("given block size 12"));
+  a.block_size = 16;
+  a.num_blocks = 0;
+  EXPECT_THAT((*kernel)->launch(a, nullptr).message(), HasSubstr("num_blocks 0 must be positive"));
+  a.num_blocks = int64_t{1} << 28;  // 2^32 slots
+  EXPECT_THAT((*kernel)->launch(a, nullptr).message(), HasSubstr("fewer than 2^31 slots"));
 }
 
 }  // namespace

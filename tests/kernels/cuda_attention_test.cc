@@ -35,9 +35,24 @@ bool HaveDevice() {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
+// Whether device 0 runs the Hopper prefill kernel (compute capability 9.0).
+bool HaveHopper() {
+  int major = 0, minor = 0;
+  return HaveDevice() &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) == cudaSuccess &&
+         major == 9 && minor == 0;
+}
+// The prefill paths this device has: the portable kernel, and the Hopper one on sm_90.
+std::vector<bool> HopperModes() {
+  if (HaveHopper()) return {false, true};
+  return {false};
+}
+
 struct Case {
   std::string name;
   AttentionShape shape;
+  bool hopper = false;  // prefill on the Hopper kernel (PagedAttentionArgs::hopper)
 };
 
 AttentionShape Shape(int64_t d, int64_t heads, int64_t kv_heads, int64_t block_size,
@@ -122,6 +137,27 @@ std::vector<Case> Cases() {
     layout.c.shape.fp8_kv = layout.c.name.starts_with("fp8");
     cases.push_back(layout.c);
   }
+  // The Hopper prefill kernel (sm_90 only): its head dims and dtypes, both warpgroups' rows,
+  // every block size it loads (a box per block of 8..128 rows, a tile inside a larger block),
+  // long prompts, windows and caps. Decode rows in these batches take the decode kernel.
+  for (Case c : std::vector<Case>{
+           {"hopper_d128_mixed", Shape(128, 8, 2, 16, mixed)},
+           {"hopper_d64_mixed", Shape(64, 4, 1, 32, mixed)},
+           {"hopper_d128_fp16", Shape(128, 8, 4, 16, mixed, AttentionDType::kFp16)},
+           {"hopper_d64_fp16", Shape(64, 4, 4, 16, mixed, AttentionDType::kFp16)},
+           {"hopper_block8", Shape(128, 4, 2, 8, {{300, 300}, {129, 700}, {2, 9}})},
+           {"hopper_block128", Shape(128, 4, 2, 128, {{300, 300}, {129, 700}, {2, 9}})},
+           {"hopper_block256", Shape(64, 4, 2, 256, {{300, 300}, {129, 700}, {2, 9}})},
+           {"hopper_long", Shape(128, 4, 1, 16, {{2048, 4096}, {1000, 1000}})},
+           {"hopper_window_37", Shape(128, 8, 2, 16, mixed)},
+           {"hopper_window_600", Shape(128, 8, 2, 16, {{900, 2000}, {200, 900}})},
+           {"hopper_softcap_30", Shape(128, 8, 4, 16, mixed)}}) {
+    c.hopper = true;
+    if (c.name == "hopper_window_37") c.shape.sliding_window = 37;
+    if (c.name == "hopper_window_600") c.shape.sliding_window = 600;
+    if (c.name == "hopper_softcap_30") c.shape.softcap = 30.0f;
+    cases.push_back(c);
+  }
   return cases;
 }
 
@@ -129,6 +165,7 @@ class CudaAttentionTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+    if (GetParam().hopper && !HaveHopper()) GTEST_SKIP() << "not a compute capability 9.0 device";
   }
 };
 
@@ -137,6 +174,7 @@ TEST_P(CudaAttentionTest, MatchesFloat64Reference) {
   for (uint32_t seed : {1u, 2u}) {  // fresh inputs each time
     const HostBatch host = MakeBatch(shape, seed);
     DeviceBatch device(host);
+    device.args.hopper = GetParam().hopper;
     const absl::Status status = LaunchPagedAttention(device.args, shape.dtype, nullptr);
     ASSERT_TRUE(status.ok()) << status;
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
@@ -173,7 +211,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttentionTest, ::testing::ValuesIn(Cases())
 // its output bits are the same every time (prefill chunk and decode query each).
 TEST(CudaAttentionInvariance, SequenceBitsIndependentOfBatch) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
-  for (const SeqShape subject : {SeqShape{1, 5000}, SeqShape{70, 300}, SeqShape{1, 40}}) {
+  for (bool hopper : HopperModes()) {
+  for (const SeqShape subject : {SeqShape{1, 5000}, SeqShape{70, 300}, SeqShape{300, 900},
+                                 SeqShape{1, 40}}) {
     std::vector<uint16_t> alone;
     std::mt19937 rng(subject.ctx);
     for (int others : {0, 1, 7, 63, 127}) {
@@ -201,6 +241,7 @@ TEST(CudaAttentionInvariance, SequenceBitsIndependentOfBatch) {
                     batch.v.begin() + dst * block_elems);
       }
       DeviceBatch device(batch);
+      device.args.hopper = hopper;
       ASSERT_TRUE(LaunchPagedAttention(device.args, AttentionDType::kBf16, nullptr).ok());
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const std::vector<uint16_t> out = device.Output();
@@ -210,9 +251,11 @@ TEST(CudaAttentionInvariance, SequenceBitsIndependentOfBatch) {
         alone = mine;
       } else {
         EXPECT_EQ(mine, alone) << "sequence (n_q " << subject.n_q << ", ctx " << subject.ctx
-                               << ") changed inside a batch of " << others + 1;
+                               << ") changed inside a batch of " << others + 1
+                               << (hopper ? " (hopper prefill)" : "");
       }
     }
+  }
   }
 }
 
@@ -221,6 +264,7 @@ TEST(CudaAttentionInvariance, SequenceBitsIndependentOfBatch) {
 // window: key tiles start at fixed multiples, and tiles a row cannot see add exact zeros.
 TEST(CudaAttentionInvariance, ChunkedPrefillEqualsOneStep) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  for (bool hopper : HopperModes()) {
   for (int64_t window : {int64_t{0}, int64_t{50}}) {
     AttentionShape whole = Shape(128, 8, 2, 16, {{200, 200}});
     whole.sliding_window = window;
@@ -234,13 +278,15 @@ TEST(CudaAttentionInvariance, ChunkedPrefillEqualsOneStep) {
     const int64_t row = 8 * 128;
     tail.q.assign(one.q.begin() + 107 * row, one.q.end());
     DeviceBatch d_one(one), d_tail(tail);
+    d_one.args.hopper = d_tail.args.hopper = hopper;
     ASSERT_TRUE(LaunchPagedAttention(d_one.args, AttentionDType::kBf16, nullptr).ok());
     ASSERT_TRUE(LaunchPagedAttention(d_tail.args, AttentionDType::kBf16, nullptr).ok());
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     const std::vector<uint16_t> all = d_one.Output();
     const std::vector<uint16_t> chunk = d_tail.Output();
     EXPECT_EQ(chunk, std::vector<uint16_t>(all.begin() + 107 * row, all.end()))
-        << "window " << window;
+        << "window " << window << (hopper ? " (hopper prefill)" : "");
+  }
   }
 }
 

@@ -152,6 +152,22 @@ inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_r
   }
   fill(b.k, rows * d, 1.0f);
   if (!shape.v_in_k) fill(b.v, rows * dv, 1.0f);
+  // Slots no sequence has written (past each context in its last block, and the unused blocks)
+  // hold NaN: a kernel that lets one into a result, even times a zero weight, fails.
+  std::vector<bool> written(b.num_blocks * shape.block_size, false);
+  for (size_t s = 0; s < shape.seqs.size(); ++s) {
+    for (int32_t t = 0; t < shape.seqs[s].ctx; ++t) {
+      const int64_t block = b.block_tables[s * b.max_blocks_per_seq + t / shape.block_size];
+      written[block * shape.block_size + t % shape.block_size] = true;
+    }
+  }
+  constexpr uint16_t kNaN = 0xFFFF;  // in bf16 and in fp16
+  for (size_t slot = 0; slot < written.size(); ++slot) {
+    if (written[slot]) continue;
+    const int64_t row = static_cast<int64_t>(slot) * shape.num_kv_heads;
+    std::fill_n(b.k.begin() + row * d, shape.num_kv_heads * d, kNaN);
+    if (!shape.v_in_k) std::fill_n(b.v.begin() + row * dv, shape.num_kv_heads * dv, kNaN);
+  }
   return b;
 }
 
@@ -276,6 +292,7 @@ struct DeviceBatch {
     args.sliding_window = sh.sliding_window;
     args.workspace = workspace.get();
     args.workspace_bytes = static_cast<int64_t>(workspace.bytes());
+    args.num_blocks = b.num_blocks;
   }
 
   std::vector<uint16_t> Output() const {

@@ -57,8 +57,9 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendOptions& optio
   if (!device.ok()) return device.status();
 #if STRATA_HAVE_CUDA_BACKEND
   if (options.device.kind == DeviceKind::kCuda) {
-    return MakeCudaBackend(options.device.index, device->kv_dtype, options.device.eager,
-                           options.device.per_shape_matmul);
+    DeviceSpec spec = options.device;
+    spec.kv_dtype = device->kv_dtype;
+    return MakeCudaBackend(spec);
   }
 #endif
   return MakeCpuBackend(options.threads);

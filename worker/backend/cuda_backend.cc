@@ -82,8 +82,13 @@ kc::Act ActOf(Activation act) {
 
 class CudaBackend : public Backend {
  public:
-  CudaBackend(DeviceInfo info, cudaStream_t stream, std::unique_ptr<CudaMatMul> matmul, bool eager)
-      : info_(std::move(info)), stream_(stream), matmul_(std::move(matmul)), eager_(eager) {}
+  CudaBackend(DeviceInfo info, cudaStream_t stream, std::unique_ptr<CudaMatMul> matmul, bool eager,
+              bool hopper_prefill)
+      : info_(std::move(info)),
+        stream_(stream),
+        matmul_(std::move(matmul)),
+        eager_(eager),
+        hopper_prefill_(hopper_prefill) {}
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     graphs_.clear();
@@ -291,6 +296,7 @@ class CudaBackend : public Backend {
   cudaStream_t stream_;
   std::unique_ptr<CudaMatMul> matmul_;
   const bool eager_;  // records no graphs
+  const bool hopper_prefill_;  // prefill attention on the Hopper kernel where it fits
   std::function<absl::Status()> stream_wait_;  // SetStreamWait
   absl::Status error_;
   bool reserved_ = false;  // Reserve() has sized the step memory
@@ -1133,6 +1139,8 @@ void CudaBackend::Attention(const StepPlan& plan, const Tensor& q, const KvLayer
   a.scale = params.scale;
   a.softcap = params.softcap;
   a.sliding_window = params.sliding_window;
+  a.hopper = hopper_prefill_;
+  a.num_blocks = cache.num_blocks;
   // The decode partials: sized at load for as many sequences as the step has logit rows; a
   // step with more runs its sequences in several launches (a sequence's result does not depend
   // on which launch it is in). Without a reservation the partials are sized to the step.
@@ -1206,9 +1214,25 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   return info;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype, bool eager,
-                                                         bool per_shape_matmul) {
-  STRATA_ASSIGN_OR_RETURN(DeviceInfo info, CudaDeviceInfo(index));
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(const DeviceSpec& spec) {
+  STRATA_ASSIGN_OR_RETURN(DeviceInfo info, CudaDeviceInfo(spec.index));
+  const DType kv_dtype = spec.kv_dtype.value_or(DType::kBF16);
+  if (spec.hopper_prefill) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, info.index);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, info.index);
+    if (!kc::HopperPrefillBuilt()) {
+      return absl::FailedPreconditionError(
+          "--hopper-prefill: this build has no sm_90a code (CMAKE_CUDA_ARCHITECTURES without "
+          "90a); drop the flag for the portable kernel");
+    }
+    if (major != 9 || minor != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--hopper-prefill: device 'cuda:", info.index, "' (", info.name,
+          ") has compute capability ", major, ".", minor,
+          "; the Hopper prefill kernel runs on 9.0 only (drop the flag for the portable one)"));
+    }
+  }
   if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: a KV cache of ",
                                                    DTypeName(kv_dtype), "; bf16 or f8_e4m3"));
@@ -1220,12 +1244,13 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dty
     return CudaError(err, "stream");
   }
   absl::StatusOr<std::unique_ptr<CudaMatMul>> matmul =
-      CudaMatMul::Create(kMatMulWorkspace, per_shape_matmul);
+      CudaMatMul::Create(kMatMulWorkspace, spec.per_shape_matmul);
   if (!matmul.ok()) {
     cudaStreamDestroy(stream);
     return matmul.status();
   }
-  return std::unique_ptr<Backend>(new CudaBackend(std::move(info), stream, *std::move(matmul), eager));
+  return std::unique_ptr<Backend>(new CudaBackend(std::move(info), stream, *std::move(matmul),
+                                                  spec.eager, spec.hopper_prefill));
 }
 
 }  // namespace strata

@@ -27,12 +27,12 @@ namespace strata {
 // why there is none (no device visible, index out of range, compute capability below 8.0).
 absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index);
 
-// A backend on GPU `index` whose KV cache holds `kv_dtype`: bf16, or f8_e4m3 (a scale per
-// (slot, KV head) row beside it: KvLayer::k_scale / v_scale). Unless `eager`, decode steps of
-// up to 256 sequences are padded to a recorded size and replayed as CUDA graphs (Backend::RunGraph).
-// Projections keep batch invariance unless `per_shape_matmul` (CudaMatMul).
-absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int index, DType kv_dtype = DType::kBF16,
-                                                         bool eager = false,
-                                                         bool per_shape_matmul = false);
+// A backend on GPU `spec.index` whose KV cache holds `spec.kv_dtype` (default bf16): bf16, or
+// f8_e4m3 (a scale per (slot, KV head) row beside it: KvLayer::k_scale / v_scale). Unless
+// `spec.eager`, decode steps of up to 256 sequences are padded to a recorded size and replayed
+// as CUDA graphs (Backend::RunGraph). Projections keep batch invariance unless
+// `spec.per_shape_matmul` (CudaMatMul). `spec.hopper_prefill` needs a compute capability 9.0
+// device (FailedPrecondition elsewhere).
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(const DeviceSpec& spec);
 
 }  // namespace strata

@@ -165,17 +165,23 @@ std::string LastLine(std::string output) {
   return output.substr(output.rfind('\n') + 1);  // npos + 1 is 0
 }
 
-// The GPU's step flags, `--eager` (no CUDA graphs) and `--per-shape-matmul`, are taken by
-// every command that makes a backend, serve passing them to its workers; on the CPU, which
-// has neither graphs nor cuBLASLt, the greedy text is the same either way.
+// The GPU's step flags, `--eager` (no CUDA graphs), `--per-shape-matmul` and
+// `--hopper-prefill`, are taken by every command that makes a backend, serve passing them to
+// its workers; on the CPU, which has neither graphs, cuBLASLt nor the Hopper kernel, the
+// greedy text is the same either way.
 TEST(ServeProcessTest, GpuFlagsAreTakenByEveryCommandThatMakesABackend) {
   const testing::StrataRun graphs =
       testing::RunStrata("--log-level warn generate --prompt hi -n 4");
   ASSERT_EQ(graphs.code, 0) << graphs.output;
   const std::pair<std::string, bool> commands[] = {  // (command, prints the text last)
-      {"--log-level warn generate --eager --per-shape-matmul --prompt hi -n 4", true},
-      {"--log-level warn serve --eager --per-shape-matmul --prompt hi --max-tokens 4", true},
-      {"bench generate --eager --per-shape-matmul --prompt-tokens 8 --decode-tokens 4", false},
+      {"--log-level warn generate --eager --per-shape-matmul --hopper-prefill --prompt hi -n 4",
+       true},
+      {"--log-level warn serve --eager --per-shape-matmul --hopper-prefill --prompt hi "
+       "--max-tokens 4",
+       true},
+      {"bench generate --eager --per-shape-matmul --hopper-prefill --prompt-tokens 8 "
+       "--decode-tokens 4",
+       false},
   };
   for (const auto& [command, text] : commands) {
     SCOPED_TRACE(command);
@@ -186,8 +192,8 @@ TEST(ServeProcessTest, GpuFlagsAreTakenByEveryCommandThatMakesABackend) {
     }
   }
   const testing::StrataRun worker =  // parsed: it fails registering, not on the flag
-      testing::RunStrata("worker --eager --per-shape-matmul --coordinator 127.0.0.1:1 "
-                         "--register-timeout-ms 300");
+      testing::RunStrata("worker --eager --per-shape-matmul --hopper-prefill "
+                         "--coordinator 127.0.0.1:1 --register-timeout-ms 300");
   EXPECT_EQ(worker.code, 1) << worker.output;
   EXPECT_NE(worker.output.find("register with coordinator"), std::string::npos) << worker.output;
 }

@@ -59,7 +59,7 @@ std::vector<BackendCase> Backends() {
   if (CudaDeviceInfo(0).ok()) {
     BackendCase cuda{"cuda",
                      []() -> std::unique_ptr<Backend> {
-                       auto backend = MakeCudaBackend(0);
+                       auto backend = MakeCudaBackend(DeviceSpec::Of(DeviceKind::kCuda, 0));
                        EXPECT_TRUE(backend.ok()) << backend.status();
                        return backend.ok() ? *std::move(backend) : nullptr;
                      },

@@ -15,8 +15,12 @@
 //  * decode steps replayed from the CUDA graphs recorded at load equal steps queued op by op,
 //    bit for bit, padded or not;
 //  * an f8_e4m3 KV cache keeps stories260K's clear predictions;
+//  * --hopper-prefill (compute capability 9.0): logits as close to the CPU's as the portable
+//    kernel's, seeded requests invariant in a batch; refused on other GPUs;
 //  * what the GPU does not run yet (quantized weights) fails with a clear error, never a wrong
 //    answer.
+#include <cuda_runtime.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -506,6 +510,88 @@ TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
       next[s] = 3 + static_cast<int32_t>(random() % 500);
     }
     expect_rows_equal(kSeqs, kSeqs);
+  }
+}
+
+// Whether GPU 0 has compute capability 9.0 (the Hopper prefill kernel's).
+bool HaveHopper() {
+  int major = 0, minor = 0;
+  return HaveGpu() &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) == cudaSuccess &&
+         major == 9 && minor == 0;
+}
+
+// --hopper-prefill through the backend: on compute capability 9.0, a 300-token prompt's
+// logits (head dim 128, every row through the Hopper kernel) are as close to the CPU's f32 as
+// the portable kernel's are (within twice their largest difference), and seeded requests keep
+// their ids alone and in a batch of 16; on other GPUs the backend refuses the flag, naming
+// the compute capability.
+TEST(CudaModelTest, HopperPrefillMatchesThePortableKernelsAccuracy) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  const std::string path = WriteHeadDim128Model("hopper");
+  ASSERT_FALSE(path.empty());
+  ModelLoadOptions options;
+  options.kv_blocks = 32;
+  options.kv_block_size = 16;
+  options.max_logit_rows = 300;
+  DeviceSpec hopper_device = kCuda;
+  hopper_device.hopper_prefill = true;
+  auto hopper = testing::LoadForTest(path, options, 1, hopper_device);
+  if (!HaveHopper()) {
+    ASSERT_FALSE(hopper.ok());
+    EXPECT_EQ(hopper.status().code(), absl::StatusCode::kFailedPrecondition) << hopper.status();
+    EXPECT_NE(hopper.status().message().find("compute capability"), std::string::npos)
+        << hopper.status();
+    GTEST_SKIP() << "not a compute capability 9.0 device: the refusal was checked";
+  }
+  ASSERT_TRUE(hopper.ok()) << hopper.status();
+  auto portable = testing::LoadForTest(path, options, 1, kCuda);
+  ASSERT_TRUE(portable.ok()) << portable.status();
+  auto cpu = testing::LoadForTest(path, options, 1);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  std::mt19937 random(3);
+  std::vector<int32_t> prompt(300);
+  for (int32_t& t : prompt) t = 3 + static_cast<int32_t>(random() % 500);
+  auto logits = [&](testing::LoadedModel& m) {
+    auto out = testing::Forward(*m.runner, testing::OneSequence(*m.runner, prompt, 0, true));
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *std::move(out) : std::vector<float>();
+  };
+  const std::vector<float> h = logits(*hopper), p = logits(*portable), c = logits(*cpu);
+  ASSERT_EQ(h.size(), c.size());
+  ASSERT_EQ(p.size(), c.size());
+  const int64_t n = static_cast<int64_t>(c.size());
+  const float hopper_error = testing::MaxAbsDiff(h.data(), c.data(), n);
+  const float portable_error = testing::MaxAbsDiff(p.data(), c.data(), n);
+  EXPECT_LE(hopper_error, 2.0f * portable_error + 1e-3f)
+      << "hopper prefill " << hopper_error << " from the CPU, portable " << portable_error;
+  std::printf("300-token prompt: largest logit difference from the CPU: hopper prefill %.4f, "
+              "portable %.4f\n", hopper_error, portable_error);
+
+  LocalExecutorOptions local;
+  local.model = path;
+  local.backend.device = hopper_device;
+  local.kv_tokens = 16 * 400;
+  auto executor = LocalExecutor::Create(local);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  std::vector<std::vector<int32_t>> prompts(16);
+  for (auto& one : prompts) {
+    one.resize(2 + random() % 350);
+    for (int32_t& t : one) t = 3 + static_cast<int32_t>(random() % 500);
+  }
+  engine::BatchGenerateOptions sampling;
+  sampling.max_new_tokens = 8;
+  sampling.stop_at_eos = false;
+  sampling.sampling.temperature = 0.8f;
+  sampling.sampling.seed = 9;
+  auto batch = engine::GenerateBatch(**executor, prompts, sampling);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  for (size_t i = 0; i < prompts.size(); i += 5) {
+    auto alone = engine::GenerateBatch(**executor, {prompts[i]}, sampling);
+    ASSERT_TRUE(alone.ok()) << alone.status();
+    EXPECT_EQ(batch->sequences[i].tokens, alone->sequences[0].tokens)
+        << "request " << i << " (prompt " << prompts[i].size() << ") alone and in a batch of 16";
   }
 }
 
