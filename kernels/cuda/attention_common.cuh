@@ -147,6 +147,33 @@ __device__ inline int32_t FirstVisibleKey(int32_t pos, int64_t sliding_window) {
   return first > 0 ? static_cast<int32_t>(first) : 0;
 }
 
+// What a prefill block owns: query rows [tile_q, tile_q + rows) of its sequence (tile `tile`
+// of kRows), the first at position pos0, and the keys they see: from key_begin, a multiple of
+// kKeys (so a row's key tiles, and its rounding, are the same however its prompt was chunked),
+// to key_end, one past the last row's position. `rows` is 0 where the block has nothing to do:
+// a decode sequence (the decode kernel's) or a tile past the prompt.
+struct PrefillBlock {
+  int32_t q_start = 0;  // the sequence's first query row in the step
+  int32_t tile_q = 0;
+  int32_t pos0 = 0;
+  int32_t rows = 0;
+  int32_t key_begin = 0;
+  int32_t key_end = 0;
+};
+template <int kRows, int kKeys>
+__device__ inline PrefillBlock PrefillBlockOf(const PagedAttentionArgs& a, int seq, int tile) {
+  PrefillBlock b;
+  b.q_start = a.query_start[seq];
+  const int32_t n_q = a.query_start[seq + 1] - b.q_start;
+  b.tile_q = tile * kRows;
+  if (n_q <= 1 || b.tile_q >= n_q) return b;
+  b.pos0 = a.context_lens[seq] - n_q + b.tile_q;
+  b.rows = min(kRows, n_q - b.tile_q);
+  b.key_begin = FirstVisibleKey(b.pos0, a.sliding_window) / kKeys * kKeys;
+  b.key_end = b.pos0 + b.rows;
+  return b;
+}
+
 // A raw score (q.k) -> the log2-domain logit the softmax exponentiates.
 __device__ inline float Logit2(float dot, float scale, float softcap) {
   float s = dot * scale;

@@ -53,8 +53,10 @@ inline constexpr int kHopperTileBytes = 128 * kDim * 2;
 template <int kDim>
 inline constexpr size_t kHopperSmemBytes = (1 + 2 * kHopperStages) * kHopperTileBytes<kDim> + 1024;
 
+// 224 registers a thread: nine warps of them fill the register file (under __launch_bounds__
+// ptxas capped the kernel at 168 and spilled).
 template <int kDim, AttentionDType kDType>
-__global__ void __launch_bounds__(kHopperThreads, 1)
+__global__ void __maxnreg__(224)
     HopperPrefillKernel(const PagedAttentionArgs a, const __grid_constant__ CUtensorMap k_map,
                         const __grid_constant__ CUtensorMap v_map) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -67,15 +69,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   constexpr int kOTiles = kDim / 8;         // n8 tiles of O per warp
 
   const int seq = blockIdx.y;
-  const int32_t q_start = a.query_start[seq];
-  const int32_t n_q = a.query_start[seq + 1] - q_start;
-  const int32_t tile_q = static_cast<int32_t>(blockIdx.x) * kHopperRows;
-  if (n_q <= 1 || tile_q >= n_q) return;  // the whole block: nothing here is waited on yet
-  const int32_t pos0 = a.context_lens[seq] - n_q + tile_q;
-  const int32_t rows = min(kHopperRows, n_q - tile_q);
-  const int32_t key_begin =
-      FirstVisibleKey(pos0, a.sliding_window) / kHopperKeys * kHopperKeys;
-  const int32_t key_end = pos0 + rows;
+  const PrefillBlock block = PrefillBlockOf<kHopperRows, kHopperKeys>(a, seq, blockIdx.x);
+  if (block.rows == 0) return;  // the whole block: nothing here is waited on yet
+  const auto [q_start, tile_q, pos0, rows, key_begin, key_end] = block;
   const int32_t tiles = (key_end - key_begin + kHopperKeys - 1) / kHopperKeys;
   const int64_t head = blockIdx.z;
   const int32_t kv_head = static_cast<int32_t>(head / (a.num_heads / a.num_kv_heads));

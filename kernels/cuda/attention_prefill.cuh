@@ -92,16 +92,9 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
   constexpr int kOTiles = kDim / 8;  // n8 tiles of O per warp
 
   const int seq = blockIdx.y;
-  const int32_t q_start = a.query_start[seq];
-  const int32_t n_q = a.query_start[seq + 1] - q_start;
-  const int32_t tile_q = static_cast<int32_t>(blockIdx.x) * kPrefillRows;
-  if (n_q <= 1 || tile_q >= n_q) return;
-  const int32_t pos0 = a.context_lens[seq] - n_q + tile_q;  // position of the tile's row 0
-  const int32_t rows = min(kPrefillRows, n_q - tile_q);
-  // Key tiles start at multiples of kBc whatever the tile's first row, so a row's running
-  // softmax (its tile order and rounding) is the same however its prompt was chunked.
-  const int32_t key_begin = FirstVisibleKey(pos0, a.sliding_window) / kBc * kBc;
-  const int32_t key_end = pos0 + rows;  // one past the last row's position
+  const PrefillBlock block = PrefillBlockOf<kPrefillRows, kBc>(a, seq, blockIdx.x);
+  if (block.rows == 0) return;
+  const auto [q_start, tile_q, pos0, rows, key_begin, key_end] = block;
   const int64_t head = blockIdx.z;
   const int64_t kv_head = head / (a.num_heads / a.num_kv_heads);
   const int32_t* table = a.block_tables + seq * a.max_blocks_per_seq;
