@@ -240,9 +240,13 @@ run() {
         > "$out/e2e_batch128_fp8kv.txt" 2>&1
       echo "e2e batch 128 fp8 KV: rc=$? $(grep -E 'decode:|ratio' "$out/e2e_batch128_fp8kv.txt" | tr '\n' ' ')" >> "$summary"
     fi
-    # Long prompts (4 x 2048 tokens) on the portable prefill kernel and on the Hopper one
-    # (--hopper-prefill): what the wgmma/TMA kernel saves end to end.
-    for flag in "" --hopper-prefill; do
+    # Long prompts (4 x 2048 tokens) on the portable prefill kernel and, on a compute
+    # capability 9.0 GPU, on the Hopper one (--hopper-prefill): what the wgmma/TMA kernel saves
+    # end to end.
+    local flags=("")
+    [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)" = 9.0 ] &&
+      flags+=(--hopper-prefill)
+    for flag in "${flags[@]}"; do
       fits 100 || { echo "e2e prefill 4x2048 $flag: skipped (time)" >> "$summary"; continue; }
       timeout 100 "$PACK/bin/strata" bench generate --model "$model" --device cuda --batch 4 \
         --prompt-tokens 2048 --decode-tokens 8 --bandwidth-gbps "$copy" $flag \

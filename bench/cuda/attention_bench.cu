@@ -3,8 +3,8 @@
 //
 //   prefill: causal, batch x seq tokens, TFLOP/s = 4 * d * heads * sum(visible keys) / time,
 //            against --peak_tflops (dense bf16 of the device); the portable kernel, and on a
-//            compute capability 9.0 device the Hopper kernel (--hopper-prefill) on the same
-//            shapes;
+//            compute capability 9.0 device the Hopper kernel (PagedAttentionArgs::hopper) on
+//            the same shapes, each line naming the registry's prefill kernel;
 //   decode:  one query per sequence, GB/s = K/V bytes read (+ q, out) / time, against the
 //            device-to-device copy bandwidth measured here first (bytes read + written).
 // Times are medians of --iters launches after warm-up, with CUDA events; inputs are random
@@ -197,13 +197,21 @@ void Prefill(const Options& opt, int64_t batch, int32_t seq, bool fp8 = false,
              bool hopper = false) {
   PagedBatch b(batch, seq, seq, fp8);
   b.args.hopper = hopper;
+  AttentionDesc desc;
+  desc.head_dim = kDim;
+  desc.fp8_kv = fp8;
+  desc.hopper = hopper;
+  desc.sm = hopper ? ComputeCapability(0) : 0;
+  desc.block_size = kBlock;
+  const absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
   const double ms = b.Run(opt.iters);
   const double keys = static_cast<double>(batch) * seq * (seq + 1.0) / 2.0;
   const double tflops = 4.0 * kDim * kHeads * keys / (ms * 1e-3) / 1e12;
-  std::printf("prefill d128 bf16%s causal batch=%ld seq=%d heads=32/8%s: %.3f ms, %.1f TFLOP/s "
-              "(%.1f %% of %.0f)\n",
-              fp8 ? " fp8-kv" : "", static_cast<long>(batch), seq, hopper ? " hopper" : "", ms,
-              tflops, 100.0 * tflops / opt.peak_tflops, opt.peak_tflops);
+  std::printf("prefill d128 bf16%s causal batch=%ld seq=%d heads=32/8 [%s]: %.3f ms, %.1f "
+              "TFLOP/s (%.1f %% of %.0f)\n",
+              fp8 ? " fp8-kv" : "", static_cast<long>(batch), seq,
+              kernel.ok() ? (*kernel)->name : "?", ms, tflops, 100.0 * tflops / opt.peak_tflops,
+              opt.peak_tflops);
 }
 
 // Bytes read: K and V (a byte a value and a 4-byte scale per row for fp8, else 2 bytes a
@@ -247,7 +255,7 @@ int main(int argc, char** argv) {
               prop.totalGlobalMem / 1048576.0);
   const double copy = CopyBandwidthGBs(opt);
   std::printf("copy: %.0f GB/s (device to device, read + write)\n", copy);
-  const bool hopper = prop.major == 9 && prop.minor == 0;
+  const bool hopper = ComputeCapability(0) == 90 && HopperPrefillBuilt();
   for (bool on_hopper : {false, true}) {
     if (on_hopper && !hopper) break;
     for (int32_t seq : {1024, 4096}) Prefill(opt, seq == 1024 ? 16 : 4, seq, false, on_hopper);

@@ -406,8 +406,8 @@ void AddClusterFlags(CLI::App* cmd, ClusterFlags& f, bool serve) {
   const std::pair<const char*, std::vector<const char*>> groups[] = {
       {"Model", {"--model", "--dtype", "--served-model-name", "--max-model-len"}},
       {"Devices and parallelism",
-       {"--device", "--kv-dtype", "--eager", "--per-shape-matmul", "--hopper-prefill", "--tp", "--pp",
-        "--expert-parallel", "--threads", "--max-kv-blocks"}},
+       {"--device", "--kv-dtype", "--eager", "--per-shape-matmul", "--hopper-prefill", "--tp",
+        "--pp", "--expert-parallel", "--threads", "--max-kv-blocks"}},
       {"HTTP API",
        {"--http", "--host", "--port", "--api-key-file", "--api-keys", "--protect-ops",
         "--vllm-metrics", "--audit-log", "--key-requests-per-minute", "--key-tokens-per-minute",

@@ -144,6 +144,10 @@ STRATA_HOST_DEVICE inline bool HopperPrefillFits(int64_t block_size) {
          (kHopperKeys % block_size == 0 || block_size % kHopperKeys == 0);
 }
 
+// The compute capability of CUDA device `device` as major * 10 + minor (90 for Hopper), or 0
+// if it cannot be read.
+int ComputeCapability(int device);
+
 // Whether this build has the Hopper prefill kernel's code (CMAKE_CUDA_ARCHITECTURES names
 // 90a); without it the registry takes no Hopper row.
 bool HopperPrefillBuilt();

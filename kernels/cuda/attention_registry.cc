@@ -121,26 +121,17 @@ const char* KindName(AttentionKind kind) {
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// The current device's compute capability (major * 10 + minor; 0 if it cannot be read), asked
-// once per device.
+// The current device's compute capability, asked once per device.
 int CurrentDeviceSm() {
   constexpr int kDevices = 64;
   static std::array<std::atomic<int>, kDevices> known{};  // 0: not asked yet
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) {
-    cudaGetLastError();
-    return 0;
-  }
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kDevices) return 0;
   int sm = known[device].load(std::memory_order_relaxed);
-  if (sm != 0) return sm;
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
+  if (sm == 0) {
+    sm = ComputeCapability(device);
+    known[device].store(sm, std::memory_order_relaxed);
   }
-  sm = major * 10 + minor;
-  known[device].store(sm, std::memory_order_relaxed);
   return sm;
 }
 
@@ -151,6 +142,15 @@ int CurrentDeviceSm() {
 #define STRATA_HOPPER_PREFILL_BUILT 1
 #endif
 bool HopperPrefillBuilt() { return STRATA_HOPPER_PREFILL_BUILT != 0; }
+
+int ComputeCapability(int device) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    return 0;
+  }
+  return major * 10 + minor;
+}
 
 const char* AttentionDTypeName(AttentionDType dtype) {
   return dtype == AttentionDType::kBf16 ? "bf16" : "fp16";
@@ -250,6 +250,10 @@ absl::Status ValidateAttentionArgs(const PagedAttentionArgs& a) {
   if (!(a.scale > 0.0f) || !(a.softcap >= 0.0f) || a.sliding_window < 0) {
     return bad("scale ", a.scale, " must be positive, softcap ", a.softcap,
                " and sliding_window ", a.sliding_window, " not negative");
+  }
+  if (a.hopper && a.num_blocks <= 0) {
+    return bad("the Hopper prefill kernel needs num_blocks (the cache's blocks; given ",
+               a.num_blocks, ")");
   }
   if (a.num_seqs == 0) return absl::OkStatus();
   // A latent cache has no V of its own: V is read from the K rows (with their scales).

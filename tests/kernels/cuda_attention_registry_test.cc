@@ -80,6 +80,7 @@ TEST(AttentionRegistry, OtherVLayoutsGoToTheGenericKernels) {
 // The Hopper prefill kernel is taken only when asked for, on compute capability 9.0, for the
 // head dims, dtypes and block sizes it has; everything else keeps the portable kernels.
 TEST(AttentionRegistry, HopperPrefillOnlyWhereAskedOnSm90AndFitting) {
+  if (!HopperPrefillBuilt()) GTEST_SKIP() << "built without sm_90a code: no Hopper rows";
   AttentionDesc desc;
   desc.sliding_window = true;
   desc.softcap = true;
@@ -121,6 +122,9 @@ TEST(AttentionRegistry, HopperPrefillOnlyWhereAskedOnSm90AndFitting) {
   desc.kind = AttentionKind::kPrefill;
   desc.v_head_dim = 64;  // a latent layout
   EXPECT_EQ(name(), "generic_d256_bf16");
+  desc.v_head_dim = 0;
+  desc.head_dim = 640;  // the refusal lists the portable kernels' head dims once
+  EXPECT_THAT(name(), HasSubstr("tuned head dims for this kind, dtype and V layout: 64, 128, 256;"));
 }
 
 TEST(AttentionRegistry, RefusesWhatNoKernelHasNamingIt) {
@@ -223,6 +227,8 @@ TEST(AttentionValidation, NamesTheBadArgument) {
        [](PagedAttentionArgs& a) { a.max_tokens = -1; }},
       {"max_tokens 0 and num_blocks -2 must not be negative",
        [](PagedAttentionArgs& a) { a.num_blocks = -2; }},
+      {"the Hopper prefill kernel needs num_blocks (the cache's blocks; given 0)",
+       [](PagedAttentionArgs& a) { a.hopper = true; }},
       {"workspace of 0 bytes; 58240 needed for 2 sequences of up to 1600 tokens",
        [](PagedAttentionArgs& a) {
          a.max_blocks_per_seq = 100;
@@ -279,6 +285,7 @@ TEST(AttentionLaunch, AnInstanceRefusesAnotherHeadDim) {
 // The Hopper instance checks what its tensor maps need before touching the device: a block size
 // it tiles, and the cache's block count.
 TEST(AttentionLaunch, TheHopperInstanceRefusesWhatItsTensorMapsCannotTake) {
+  if (!HopperPrefillBuilt()) GTEST_SKIP() << "built without sm_90a code: no Hopper rows";
   AttentionDesc desc;
   desc.hopper = true;
   desc.sm = 90;

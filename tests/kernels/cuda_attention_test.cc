@@ -35,13 +35,9 @@ bool HaveDevice() {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
-// Whether device 0 runs the Hopper prefill kernel (compute capability 9.0).
+// Whether device 0 runs the Hopper prefill kernel (compute capability 9.0, sm_90a code built).
 bool HaveHopper() {
-  int major = 0, minor = 0;
-  return HaveDevice() &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) == cudaSuccess &&
-         major == 9 && minor == 0;
+  return HaveDevice() && ComputeCapability(0) == 90 && HopperPrefillBuilt();
 }
 // The prefill paths this device has: the portable kernel, and the Hopper one on sm_90.
 std::vector<bool> HopperModes() {
@@ -165,7 +161,9 @@ class CudaAttentionTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
-    if (GetParam().hopper && !HaveHopper()) GTEST_SKIP() << "not a compute capability 9.0 device";
+    if (GetParam().hopper && !HaveHopper()) {
+      GTEST_SKIP() << "not a compute capability 9.0 device, or no sm_90a code built";
+    }
   }
 };
 
@@ -212,50 +210,50 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttentionTest, ::testing::ValuesIn(Cases())
 TEST(CudaAttentionInvariance, SequenceBitsIndependentOfBatch) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   for (bool hopper : HopperModes()) {
-  for (const SeqShape subject : {SeqShape{1, 5000}, SeqShape{70, 300}, SeqShape{300, 900},
-                                 SeqShape{1, 40}}) {
-    std::vector<uint16_t> alone;
-    std::mt19937 rng(subject.ctx);
-    for (int others : {0, 1, 7, 63, 127}) {
-      AttentionShape shape = Shape(128, 8, 2, 16, {});
-      std::uniform_int_distribution<int> ctx_dist(1, 3000);
-      for (int i = 0; i < others; ++i) {
-        const int32_t ctx = ctx_dist(rng);
-        shape.seqs.push_back({rng() % 3 == 0 ? std::min<int32_t>(ctx, 1 + rng() % 200) : 1, ctx});
-      }
-      const size_t index = others == 0 ? 0 : rng() % (others + 1);
-      shape.seqs.insert(shape.seqs.begin() + index, subject);
-      // The subject's inputs are the same in every batch: generate it alone, then splice.
-      const HostBatch single = MakeBatch(Shape(128, 8, 2, 16, {subject}), 7);
-      HostBatch batch = MakeBatch(shape, 100 + others);
-      const int64_t row = 8 * 128;  // q elements per token
-      std::copy(single.q.begin(), single.q.end(),
-                batch.q.begin() + batch.query_start[index] * row);
-      const int64_t block_elems = 16 * 2 * 128;
-      for (int64_t i = 0; i < single.max_blocks_per_seq; ++i) {
-        const int32_t src = single.block_tables[i];
-        const int32_t dst = batch.block_tables[index * batch.max_blocks_per_seq + i];
-        std::copy_n(single.k.begin() + src * block_elems, block_elems,
-                    batch.k.begin() + dst * block_elems);
-        std::copy_n(single.v.begin() + src * block_elems, block_elems,
-                    batch.v.begin() + dst * block_elems);
-      }
-      DeviceBatch device(batch);
-      device.args.hopper = hopper;
-      ASSERT_TRUE(LaunchPagedAttention(device.args, AttentionDType::kBf16, nullptr).ok());
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      const std::vector<uint16_t> out = device.Output();
-      const std::vector<uint16_t> mine(out.begin() + batch.query_start[index] * row,
-                                       out.begin() + batch.query_start[index + 1] * row);
-      if (others == 0) {
-        alone = mine;
-      } else {
-        EXPECT_EQ(mine, alone) << "sequence (n_q " << subject.n_q << ", ctx " << subject.ctx
-                               << ") changed inside a batch of " << others + 1
-                               << (hopper ? " (hopper prefill)" : "");
+    for (const SeqShape subject :
+         {SeqShape{1, 5000}, SeqShape{70, 300}, SeqShape{300, 900}, SeqShape{1, 40}}) {
+      std::vector<uint16_t> alone;
+      std::mt19937 rng(subject.ctx);
+      for (int others : {0, 1, 7, 63, 127}) {
+        AttentionShape shape = Shape(128, 8, 2, 16, {});
+        std::uniform_int_distribution<int> ctx_dist(1, 3000);
+        for (int i = 0; i < others; ++i) {
+          const int32_t ctx = ctx_dist(rng);
+          shape.seqs.push_back({rng() % 3 == 0 ? std::min<int32_t>(ctx, 1 + rng() % 200) : 1, ctx});
+        }
+        const size_t index = others == 0 ? 0 : rng() % (others + 1);
+        shape.seqs.insert(shape.seqs.begin() + index, subject);
+        // The subject's inputs are the same in every batch: generate it alone, then splice.
+        const HostBatch single = MakeBatch(Shape(128, 8, 2, 16, {subject}), 7);
+        HostBatch batch = MakeBatch(shape, 100 + others);
+        const int64_t row = 8 * 128;  // q elements per token
+        std::copy(single.q.begin(), single.q.end(),
+                  batch.q.begin() + batch.query_start[index] * row);
+        const int64_t block_elems = 16 * 2 * 128;
+        for (int64_t i = 0; i < single.max_blocks_per_seq; ++i) {
+          const int32_t src = single.block_tables[i];
+          const int32_t dst = batch.block_tables[index * batch.max_blocks_per_seq + i];
+          std::copy_n(single.k.begin() + src * block_elems, block_elems,
+                      batch.k.begin() + dst * block_elems);
+          std::copy_n(single.v.begin() + src * block_elems, block_elems,
+                      batch.v.begin() + dst * block_elems);
+        }
+        DeviceBatch device(batch);
+        device.args.hopper = hopper;
+        ASSERT_TRUE(LaunchPagedAttention(device.args, AttentionDType::kBf16, nullptr).ok());
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<uint16_t> out = device.Output();
+        const std::vector<uint16_t> mine(out.begin() + batch.query_start[index] * row,
+                                         out.begin() + batch.query_start[index + 1] * row);
+        if (others == 0) {
+          alone = mine;
+        } else {
+          EXPECT_EQ(mine, alone) << "sequence (n_q " << subject.n_q << ", ctx " << subject.ctx
+                                 << ") changed inside a batch of " << others + 1
+                                 << (hopper ? " (hopper prefill)" : "");
+        }
       }
     }
-  }
   }
 }
 
@@ -265,28 +263,28 @@ TEST(CudaAttentionInvariance, SequenceBitsIndependentOfBatch) {
 TEST(CudaAttentionInvariance, ChunkedPrefillEqualsOneStep) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   for (bool hopper : HopperModes()) {
-  for (int64_t window : {int64_t{0}, int64_t{50}}) {
-    AttentionShape whole = Shape(128, 8, 2, 16, {{200, 200}});
-    whole.sliding_window = window;
-    const HostBatch one = MakeBatch(whole, 11);
-    AttentionShape tail_shape = whole;
-    tail_shape.seqs = {{93, 200}};  // the last 93 tokens after a 107-token chunk
-    HostBatch tail = one;
-    tail.shape = tail_shape;
-    tail.query_start = {0, 93};
-    tail.num_tokens = 93;
-    const int64_t row = 8 * 128;
-    tail.q.assign(one.q.begin() + 107 * row, one.q.end());
-    DeviceBatch d_one(one), d_tail(tail);
-    d_one.args.hopper = d_tail.args.hopper = hopper;
-    ASSERT_TRUE(LaunchPagedAttention(d_one.args, AttentionDType::kBf16, nullptr).ok());
-    ASSERT_TRUE(LaunchPagedAttention(d_tail.args, AttentionDType::kBf16, nullptr).ok());
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const std::vector<uint16_t> all = d_one.Output();
-    const std::vector<uint16_t> chunk = d_tail.Output();
-    EXPECT_EQ(chunk, std::vector<uint16_t>(all.begin() + 107 * row, all.end()))
-        << "window " << window << (hopper ? " (hopper prefill)" : "");
-  }
+    for (int64_t window : {int64_t{0}, int64_t{50}}) {
+      AttentionShape whole = Shape(128, 8, 2, 16, {{200, 200}});
+      whole.sliding_window = window;
+      const HostBatch one = MakeBatch(whole, 11);
+      AttentionShape tail_shape = whole;
+      tail_shape.seqs = {{93, 200}};  // the last 93 tokens after a 107-token chunk
+      HostBatch tail = one;
+      tail.shape = tail_shape;
+      tail.query_start = {0, 93};
+      tail.num_tokens = 93;
+      const int64_t row = 8 * 128;
+      tail.q.assign(one.q.begin() + 107 * row, one.q.end());
+      DeviceBatch d_one(one), d_tail(tail);
+      d_one.args.hopper = d_tail.args.hopper = hopper;
+      ASSERT_TRUE(LaunchPagedAttention(d_one.args, AttentionDType::kBf16, nullptr).ok());
+      ASSERT_TRUE(LaunchPagedAttention(d_tail.args, AttentionDType::kBf16, nullptr).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<uint16_t> all = d_one.Output();
+      const std::vector<uint16_t> chunk = d_tail.Output();
+      EXPECT_EQ(chunk, std::vector<uint16_t>(all.begin() + 107 * row, all.end()))
+          << "window " << window << (hopper ? " (hopper prefill)" : "");
+    }
   }
 }
 

@@ -148,12 +148,12 @@ inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_r
     };
     quantize(d, b.k8, b.k_scale);
     if (!shape.v_in_k) quantize(dv, b.v8, b.v_scale);
-    return b;
+  } else {
+    fill(b.k, rows * d, 1.0f);
+    if (!shape.v_in_k) fill(b.v, rows * dv, 1.0f);
   }
-  fill(b.k, rows * d, 1.0f);
-  if (!shape.v_in_k) fill(b.v, rows * dv, 1.0f);
   // Slots no sequence has written (past each context in its last block, and the unused blocks)
-  // hold NaN: a kernel that lets one into a result, even times a zero weight, fails.
+  // hold NaN codes: a kernel that lets one into a result, even times a zero weight, fails.
   std::vector<bool> written(b.num_blocks * shape.block_size, false);
   for (size_t s = 0; s < shape.seqs.size(); ++s) {
     for (int32_t t = 0; t < shape.seqs[s].ctx; ++t) {
@@ -161,12 +161,19 @@ inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_r
       written[block * shape.block_size + t % shape.block_size] = true;
     }
   }
-  constexpr uint16_t kNaN = 0xFFFF;  // in bf16 and in fp16
+  auto poison = [&](auto& cache, int64_t row, int64_t row_dim, auto nan) {
+    std::fill_n(cache.begin() + row * row_dim, shape.num_kv_heads * row_dim, nan);
+  };
   for (size_t slot = 0; slot < written.size(); ++slot) {
     if (written[slot]) continue;
     const int64_t row = static_cast<int64_t>(slot) * shape.num_kv_heads;
-    std::fill_n(b.k.begin() + row * d, shape.num_kv_heads * d, kNaN);
-    if (!shape.v_in_k) std::fill_n(b.v.begin() + row * dv, shape.num_kv_heads * dv, kNaN);
+    if (shape.fp8_kv) {  // 0x7F: NaN in e4m3
+      poison(b.k8, row, d, uint8_t{0x7F});
+      if (!shape.v_in_k) poison(b.v8, row, dv, uint8_t{0x7F});
+    } else {  // 0xFFFF: NaN in bf16 and in fp16
+      poison(b.k, row, d, uint16_t{0xFFFF});
+      if (!shape.v_in_k) poison(b.v, row, dv, uint16_t{0xFFFF});
+    }
   }
   return b;
 }

@@ -40,6 +40,9 @@ absl::StatusOr<DeviceInfo> ProbeDevice(const DeviceSpec& spec) {
 #if STRATA_HAVE_CUDA_BACKEND
       absl::StatusOr<DeviceInfo> info = CudaDeviceInfo(spec.index);
       if (!info.ok()) return info.status();
+      if (spec.hopper_prefill) {
+        if (absl::Status hopper = CheckHopperPrefill(info->index); !hopper.ok()) return hopper;
+      }
       return WithKvDType(*std::move(info), spec);
 #else
       break;

@@ -17,7 +17,9 @@ struct BackendOptions {
 };
 
 // The device a backend for `spec` would run on, without creating one. FailedPrecondition
-// naming the reason when this binary has no backend for the kind or the device is absent.
+// naming the reason when this binary has no backend for the kind, the device is absent, or
+// `spec.hopper_prefill` asks a GPU for what it cannot run (CheckHopperPrefill), so a worker
+// refuses at start.
 absl::StatusOr<DeviceInfo> ProbeDevice(const DeviceSpec& spec);
 
 // A backend on `options.device`; the same errors as ProbeDevice.

@@ -297,6 +297,26 @@ class CudaBackend : public Backend {
   std::unique_ptr<CudaMatMul> matmul_;
   const bool eager_;  // records no graphs
   const bool hopper_prefill_;  // prefill attention on the Hopper kernel where it fits
+
+  // Under --hopper-prefill, says when a layer's attention shape keeps the portable kernel.
+  void WarnIfPortablePrefill(const AttentionShape& shape, int64_t block_size) const {
+    kc::AttentionDesc desc;
+    desc.head_dim = shape.head_dim;
+    desc.v_head_dim = shape.v_head_dim;
+    desc.v_in_k = shape.v_in_k;
+    desc.fp8_kv = info_.kv_dtype == DType::kF8E4M3;
+    desc.hopper = true;
+    desc.sm = 90;  // checked when the backend was made
+    desc.block_size = block_size;
+    absl::StatusOr<const kc::AttentionKernel*> kernel = kc::FindAttentionKernel(desc);
+    if (kernel.ok() && (*kernel)->sm == 0) {
+      STRATA_LOG_WARN("cuda:{}: --hopper-prefill: prefill attention of {} keeps the portable "
+                      "kernel {} (the Hopper kernel takes head dims 64 and 128 with V stored, a "
+                      "bf16 cache, and block sizes that are multiples of 8 dividing 128, or "
+                      "multiples of 128)",
+                      info_.index, desc.ToString(), (*kernel)->name);
+    }
+  }
   std::function<absl::Status()> stream_wait_;  // SetStreamWait
   absl::Status error_;
   bool reserved_ = false;  // Reserve() has sized the step memory
@@ -634,6 +654,7 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
     if (shape.head_dim < 0 || shape.v_head_dim < 0) {
       return absl::InvalidArgumentError("cuda backend: Reserve: negative head dims");
     }
+    if (hopper_prefill_) WarnIfPortablePrefill(shape, l.block_size);
     per_seq = std::max(per_seq, kc::AttentionWorkspaceBytes(
                                     1, l.num_heads, shape.head_dim,
                                     l.max_blocks_per_seq * l.block_size, shape.v_head_dim,
@@ -1214,25 +1235,27 @@ absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index) {
   return info;
 }
 
+absl::Status CheckHopperPrefill(int index) {
+  const int sm = kc::ComputeCapability(index);
+  const std::string device = absl::StrCat("device 'cuda:", index, "' has compute capability ",
+                                          sm / 10, ".", sm % 10);
+  if (sm != 90) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--hopper-prefill: ", device,
+        "; the Hopper prefill kernel runs on 9.0 only (drop the flag for the portable one)"));
+  }
+  if (!kc::HopperPrefillBuilt()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--hopper-prefill: ", device, ", but this build has no sm_90a code "
+        "(CMAKE_CUDA_ARCHITECTURES without 90a); drop the flag for the portable kernel"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(const DeviceSpec& spec) {
   STRATA_ASSIGN_OR_RETURN(DeviceInfo info, CudaDeviceInfo(spec.index));
   const DType kv_dtype = spec.kv_dtype.value_or(DType::kBF16);
-  if (spec.hopper_prefill) {
-    int major = 0, minor = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, info.index);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, info.index);
-    if (!kc::HopperPrefillBuilt()) {
-      return absl::FailedPreconditionError(
-          "--hopper-prefill: this build has no sm_90a code (CMAKE_CUDA_ARCHITECTURES without "
-          "90a); drop the flag for the portable kernel");
-    }
-    if (major != 9 || minor != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--hopper-prefill: device 'cuda:", info.index, "' (", info.name,
-          ") has compute capability ", major, ".", minor,
-          "; the Hopper prefill kernel runs on 9.0 only (drop the flag for the portable one)"));
-    }
-  }
+  if (spec.hopper_prefill) STRATA_RETURN_IF_ERROR(CheckHopperPrefill(info.index));
   if (kv_dtype != DType::kBF16 && kv_dtype != DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: a KV cache of ",
                                                    DTypeName(kv_dtype), "; bf16 or f8_e4m3"));

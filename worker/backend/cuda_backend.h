@@ -27,6 +27,10 @@ namespace strata {
 // why there is none (no device visible, index out of range, compute capability below 8.0).
 absl::StatusOr<DeviceInfo> CudaDeviceInfo(int index);
 
+// OK if GPU `index` can run --hopper-prefill (compute capability 9.0, and a build with sm_90a
+// code), else FailedPrecondition naming the device's compute capability and what is missing.
+absl::Status CheckHopperPrefill(int index);
+
 // A backend on GPU `spec.index` whose KV cache holds `spec.kv_dtype` (default bf16): bf16, or
 // f8_e4m3 (a scale per (slot, KV head) row beside it: KvLayer::k_scale / v_scale). Unless
 // `spec.eager`, decode steps of up to 256 sequences are padded to a recorded size and replayed

@@ -19,8 +19,6 @@
 //    kernel's, seeded requests invariant in a batch; refused on other GPUs;
 //  * what the GPU does not run yet (quantized weights) fails with a clear error, never a wrong
 //    answer.
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +32,7 @@
 
 #include "coordinator/engine/batch_generate.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/attention.h"
 #include "tests/testing/shared_data.h"
 #include "tests/worker/model/golden.h"
 #include "tests/worker/model/model_testing.h"
@@ -513,13 +512,10 @@ TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
   }
 }
 
-// Whether GPU 0 has compute capability 9.0 (the Hopper prefill kernel's).
+// Whether GPU 0 runs the Hopper prefill kernel (compute capability 9.0, sm_90a code built).
 bool HaveHopper() {
-  int major = 0, minor = 0;
-  return HaveGpu() &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) == cudaSuccess &&
-         major == 9 && minor == 0;
+  return HaveGpu() && kernels::cuda::ComputeCapability(0) == 90 &&
+         kernels::cuda::HopperPrefillBuilt();
 }
 
 // --hopper-prefill through the backend: on compute capability 9.0, a 300-token prompt's
@@ -543,7 +539,8 @@ TEST(CudaModelTest, HopperPrefillMatchesThePortableKernelsAccuracy) {
     EXPECT_EQ(hopper.status().code(), absl::StatusCode::kFailedPrecondition) << hopper.status();
     EXPECT_NE(hopper.status().message().find("compute capability"), std::string::npos)
         << hopper.status();
-    GTEST_SKIP() << "not a compute capability 9.0 device: the refusal was checked";
+    GTEST_SKIP() << "not a compute capability 9.0 device, or no sm_90a code built: the refusal "
+                    "was checked";
   }
   ASSERT_TRUE(hopper.ok()) << hopper.status();
   auto portable = testing::LoadForTest(path, options, 1, kCuda);
