@@ -15,7 +15,8 @@
 #                               decode of a Llama-3-8B-shaped bf16 model (written there by
 #                               `strata synth` while the tests run) at batch 1/32/128 (and 1
 #                               without CUDA graphs, 128 with sampling on the device, and with
-#                               an fp8 KV cache), and last
+#                               an fp8 KV cache; and 4 x 2048-token prompts with and without
+#                               --hopper-prefill on a compute capability 9.0 GPU), after
 #                               Hugging Face transformers on the same fixtures as a second
 #                               reference for the model tests' logits (hf_reference.py); writes
 #                               logs under $OUT and prints a summary last. If the packed binaries
@@ -191,6 +192,23 @@ run() {
     timeout 90 "$python" bench/cuda/sdpa_peer.py > "$out/sdpa_peer.txt" 2>&1
     echo "sdpa peer: rc=$?" >> "$summary"
   fi
+  # Transformers on the same GPU, models and ids: a second, independent reference for the
+  # fixture logits cuda_model_test wrote (offline: the machine has no network). Before the
+  # end-to-end runs, so that correctness comes first if the time runs out.
+  if ! want tests; then
+    :
+  elif ! fits 90; then
+    echo "hf reference: skipped (time)" >> "$summary"
+  elif ! "$python" -c 'import torch, transformers' > /dev/null 2>&1; then
+    echo "hf reference: skipped (no torch/transformers for $python)" >> "$summary"
+  else
+    [ -n "$(ls -A "$STRATA_LOGITS_OUT")" ] ||
+      echo "hf reference: no Strata logits (cuda_model_test did not run): reference rows only" >> "$summary"
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 timeout 90 "$python" tests/worker/model/hf_reference.py \
+      --data "$STRATA_SHARED_DATA" --logits "$STRATA_LOGITS_OUT" --json "$out/hf_reference.json" \
+      > "$out/hf_reference.txt" 2>&1
+    echo "hf reference: rc=$? $(tail -1 "$out/hf_reference.txt")" >> "$summary"
+  fi
   # End to end: Llama-3-8B-shaped bf16 decode at batch 1, 32, 128 against the copy bandwidth
   # (the model was being written in the background since the start).
   local copy
@@ -255,22 +273,6 @@ run() {
     done
   else
     echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"
-  fi
-  # Transformers on the same GPU, models and ids: a second, independent reference for the
-  # fixture logits cuda_model_test wrote (offline: the machine has no network).
-  if ! want tests; then
-    :
-  elif ! fits 90; then
-    echo "hf reference: skipped (time)" >> "$summary"
-  elif ! "$python" -c 'import torch, transformers' > /dev/null 2>&1; then
-    echo "hf reference: skipped (no torch/transformers for $python)" >> "$summary"
-  else
-    [ -n "$(ls -A "$STRATA_LOGITS_OUT")" ] ||
-      echo "hf reference: no Strata logits (cuda_model_test did not run): reference rows only" >> "$summary"
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 timeout 90 "$python" tests/worker/model/hf_reference.py \
-      --data "$STRATA_SHARED_DATA" --logits "$STRATA_LOGITS_OUT" --json "$out/hf_reference.json" \
-      > "$out/hf_reference.txt" 2>&1
-    echo "hf reference: rc=$? $(tail -1 "$out/hf_reference.txt")" >> "$summary"
   fi
   echo "=== summary ($((SECONDS - start)) s)"
   cat "$summary" "$out/hf_reference.txt" "$out/attention_bench.txt" "$out/sdpa_peer.txt" 2> /dev/null
