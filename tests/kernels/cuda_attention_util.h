@@ -138,10 +138,12 @@ inline HostBatch MakeBatch(const AttentionShape& shape, uint32_t seed, float q_r
   const int64_t dv = shape.v_dim();
   if (shape.fp8_kv) {  // rows of magnitudes 2^-4 .. 2^3 (each row its own scale), a zero row
     std::uniform_real_distribution<float> log2_magnitude(-4.0f, 3.0f);
+    // The zero row: the first sequence's first key (written, so never poisoned below).
+    const int64_t zero_row = int64_t{b.block_tables[0]} * shape.block_size * shape.num_kv_heads;
     auto quantize = [&](int64_t row_dim, std::vector<uint8_t>& codes, std::vector<float>& scales) {
       std::vector<float> x(rows * row_dim);
       for (int64_t r = 0; r < rows; ++r) {
-        const float m = r == 1 ? 0.0f : std::exp2(log2_magnitude(rng));
+        const float m = r == zero_row ? 0.0f : std::exp2(log2_magnitude(rng));
         for (int64_t i = 0; i < row_dim; ++i) x[r * row_dim + i] = m * unit(rng);
       }
       QuantizeFp8Rows(x, row_dim, codes, scales);
