@@ -60,8 +60,7 @@ __global__ void __maxnreg__(224)
     HopperPrefillKernel(const PagedAttentionArgs a, const __grid_constant__ CUtensorMap k_map,
                         const __grid_constant__ CUtensorMap v_map) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using E = Elem<kDType>;
-  using T = typename E::T;
+  using T = typename Elem<kDType>::T;
   constexpr int kPanels = kDim / kPanelCols;
   constexpr int kPanelBytes = 128 * 128;  // one panel of a 128-row tile
   constexpr int kTileBytes = kHopperTileBytes<kDim>;
@@ -221,21 +220,9 @@ __global__ void __maxnreg__(224)
     if (lane == 0) MbarArrive(&empty[s]);  // this warp is done with the stage
   }
 
-  T* out = static_cast<T*>(a.out);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    const int row = group * 64 + group_warp * 16 + lane / 4 + 8 * r;
-    if (row >= rows) continue;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-    T* dst = out + (int64_t{q_start + tile_q + row} * a.num_heads + head) * kDim;
-#pragma unroll
-    for (int n = 0; n < kOTiles; ++n) {
-      *reinterpret_cast<typename E::T2*>(dst + n * 8 + 2 * (lane % 4)) =
-          E::FromFloat2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-    }
-  }
+  T* tile_out = static_cast<T*>(a.out) + (int64_t{q_start + tile_q} * a.num_heads + head) * kDim;
+  StoreWarpRows<kDType>(o, l, group * 64 + group_warp * 16, rows, tile_out, a.num_heads * kDim,
+                        lane);
 #else
   __trap();  // built for another architecture; the registry chooses this kernel on sm_90 only
 #endif

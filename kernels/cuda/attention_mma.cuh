@@ -100,6 +100,31 @@ __device__ inline void FoldSoftmaxTile(float (&s)[kSTiles][4], float (&o)[kOTile
   }
 }
 
+// Normalizes a warp's slab of 16 output rows and stores the rows below `rows` (both prefill
+// kernels): `o` holds their C fragments (kOTiles * 8 columns), `l` this lane's two rows' sums
+// (quad partials, reduced here); the slab starts at row `slab` of a tile whose row 0 is at
+// `tile_out`, rows `row_stride` elements apart.
+template <AttentionDType kDType, int kOTiles>
+__device__ inline void StoreWarpRows(const float (&o)[kOTiles][4], float (&l)[2], int slab,
+                                     int rows, typename Elem<kDType>::T* tile_out,
+                                     int64_t row_stride, int lane) {
+  using E = Elem<kDType>;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const int row = slab + lane / 4 + 8 * r;
+    if (row >= rows) continue;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    typename E::T* dst = tile_out + row * row_stride;
+#pragma unroll
+    for (int n = 0; n < kOTiles; ++n) {
+      *reinterpret_cast<typename E::T2*>(dst + n * 8 + 2 * (lane % 4)) =
+          E::FromFloat2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    }
+  }
+}
+
 // Two floats as one register of two 16-bit elements (lo in the low half).
 template <AttentionDType kDType>
 __device__ inline uint32_t Pack2(float lo, float hi) {

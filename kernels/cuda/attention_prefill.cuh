@@ -83,8 +83,7 @@ __device__ inline void LoadFp8KvTile(typename Elem<kDType>::T* tile, float* tile
 
 template <int kDim, AttentionDType kDType, bool kFp8Kv>
 __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionArgs a) {
-  using E = Elem<kDType>;
-  using T = typename E::T;
+  using T = typename Elem<kDType>::T;
   using C = CacheT<kDType, kFp8Kv>;
   using Tile = SwizzledTile<kDim>;
   constexpr int kBc = PrefillKeys(kDim);
@@ -196,21 +195,8 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const PagedAttentionAr
     __syncthreads();  // the next tile's copies overwrite K and V
   }
 
-  T* out = static_cast<T*>(a.out);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    const int row = warp * 16 + lane / 4 + 8 * r;
-    if (row >= rows) continue;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-    T* dst = out + (int64_t{q_start + tile_q + row} * a.num_heads + head) * kDim;
-#pragma unroll
-    for (int n = 0; n < kOTiles; ++n) {
-      *reinterpret_cast<typename E::T2*>(dst + n * 8 + 2 * (lane % 4)) =
-          E::FromFloat2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-    }
-  }
+  T* tile_out = static_cast<T*>(a.out) + (int64_t{q_start + tile_q} * a.num_heads + head) * kDim;
+  StoreWarpRows<kDType>(o, l, warp * 16, rows, tile_out, a.num_heads * kDim, lane);
 }
 
 // Launches the prefill kernel over the step's sequences with more than one query token.

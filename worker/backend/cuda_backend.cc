@@ -282,22 +282,6 @@ class CudaBackend : public Backend {
     error_ = std::move(done);
     return false;
   }
-  // Records the ops `queue` queues as the graph of padded steps of `batch` sequences.
-  absl::Status RecordStep(int64_t batch, absl::FunctionRef<absl::Status()> queue);
-  // The plan of a decode step of batch.num_seqs() <= seqs sequences padded to `seqs`, in the
-  // fixed layout the recorded graphs read (see PlanStep).
-  absl::StatusOr<const StepPlan*> PlanGraphStep(const StepBatch& batch, int64_t seqs);
-  struct GraphExecDeleter {
-    void operator()(cudaGraphExec_t exec) const { cudaGraphExecDestroy(exec); }
-  };
-  using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
-
-  DeviceInfo info_;
-  cudaStream_t stream_;
-  std::unique_ptr<CudaMatMul> matmul_;
-  const bool eager_;  // records no graphs
-  const bool hopper_prefill_;  // prefill attention on the Hopper kernel where it fits
-
   // Under --hopper-prefill, says when a layer's attention shape keeps the portable kernel.
   void WarnIfPortablePrefill(const AttentionShape& shape, int64_t block_size) const {
     kc::AttentionDesc desc;
@@ -317,6 +301,21 @@ class CudaBackend : public Backend {
                       info_.index, desc.ToString(), (*kernel)->name);
     }
   }
+  // Records the ops `queue` queues as the graph of padded steps of `batch` sequences.
+  absl::Status RecordStep(int64_t batch, absl::FunctionRef<absl::Status()> queue);
+  // The plan of a decode step of batch.num_seqs() <= seqs sequences padded to `seqs`, in the
+  // fixed layout the recorded graphs read (see PlanStep).
+  absl::StatusOr<const StepPlan*> PlanGraphStep(const StepBatch& batch, int64_t seqs);
+  struct GraphExecDeleter {
+    void operator()(cudaGraphExec_t exec) const { cudaGraphExecDestroy(exec); }
+  };
+  using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter>;
+
+  DeviceInfo info_;
+  cudaStream_t stream_;
+  std::unique_ptr<CudaMatMul> matmul_;
+  const bool eager_;  // records no graphs
+  const bool hopper_prefill_;  // prefill attention on the Hopper kernel where it fits
   std::function<absl::Status()> stream_wait_;  // SetStreamWait
   absl::Status error_;
   bool reserved_ = false;  // Reserve() has sized the step memory
