@@ -164,6 +164,20 @@ class CudaAttentionTest : public ::testing::TestWithParam<Case> {
     if (GetParam().hopper && !HaveHopper()) {
       GTEST_SKIP() << "not a compute capability 9.0 device, or no sm_90a code built";
     }
+    if (GetParam().hopper) {  // the case is the Hopper kernel's, not a fallback's
+      const AttentionShape& shape = GetParam().shape;
+      AttentionDesc desc;
+      desc.head_dim = shape.head_dim;
+      desc.dtype = shape.dtype;
+      desc.sliding_window = shape.sliding_window > 0;
+      desc.softcap = shape.softcap > 0.0f;
+      desc.hopper = true;
+      desc.sm = ComputeCapability(0);
+      desc.block_size = shape.block_size;
+      absl::StatusOr<const AttentionKernel*> kernel = FindAttentionKernel(desc);
+      ASSERT_TRUE(kernel.ok()) << kernel.status();
+      ASSERT_EQ((*kernel)->sm, 90) << GetParam().name << " takes " << (*kernel)->name;
+    }
   }
 };
 
