@@ -11,18 +11,20 @@
 #                               runs here, the backend parity table's cuda rows, the registry
 #                               tests; the model tests read the packed copies of the shared
 #                               files they need), compute-sanitizer's memcheck on a few attention
-#                               cases, the attention benchmark and its PyTorch peer, end-to-end
-#                               decode of a Llama-3-8B-shaped bf16 model (written there by
-#                               `strata synth` while the tests run) at batch 1/32/128 (and 1
-#                               without CUDA graphs, 128 with sampling on the device, and with
-#                               an fp8 KV cache; and 4 x 2048-token prompts with and without
-#                               --hopper-prefill on a compute capability 9.0 GPU), after
-#                               Hugging Face transformers on the same fixtures as a second
-#                               reference for the model tests' logits (hf_reference.py); writes
-#                               logs under $OUT and prints a summary last. If the packed binaries
-#                               cannot start there (other system libraries), the attention tests
-#                               and benchmark are rebuilt from the packed sources with that
-#                               machine's nvcc first (GPU_CHECK_REBUILD=1 forces it).
+#                               cases and the experts' kernels, the attention benchmark and
+#                               its PyTorch peer, end-to-end decode of a Llama-3-8B-shaped bf16
+#                               model (written there by `strata synth` while the tests run) at
+#                               batch 1/32/128 (and 1 without CUDA graphs, 128 with sampling on
+#                               the device, and with an fp8 KV cache; and 4 x 2048-token prompts
+#                               with and without --hopper-prefill on a compute capability 9.0
+#                               GPU) and of a Mixtral-shaped one at batch 1 and 32 (with and
+#                               without graphs), after Hugging Face transformers on the same
+#                               fixtures as a second reference for the model tests' logits
+#                               (hf_reference.py); writes logs under $OUT and prints a summary
+#                               last. If the packed binaries cannot start there (other system
+#                               libraries), the attention tests and benchmark are rebuilt from
+#                               the packed sources with that machine's nvcc first
+#                               (GPU_CHECK_REBUILD=1 forces it).
 #   scripts/gpu-check.sh run tests | run perf
 #                               one half each, for when the stages do not fit one call: the
 #                               tests, memcheck and the transformers comparison; or the
@@ -132,16 +134,22 @@ run() {
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1
   head -12 "$out/nvidia-smi.txt"
   local model=/tmp/strata-llama3-8b-bf16.gguf synth
+  local moe_model=/tmp/strata-mixtral-2l-bf16.gguf synth_moe
   if ! want perf; then
     (echo "stages '$stages': no model written" > "$out/synth.log"; exit 1) &
     synth=$!
+    synth_moe=$synth
   elif nvidia-smi -L > /dev/null 2>&1; then
     timeout 360 nice "$PACK/bin/strata" synth --preset llama3-8b --dtype bf16 -o "$model" \
       > "$out/synth.log" 2>&1 &
     synth=$!
+    timeout 360 nice "$PACK/bin/strata" synth --preset mixtral-2l --dtype bf16 -o "$moe_model" \
+      > "$out/synth_moe.log" 2>&1 &
+    synth_moe=$!
   else
     (echo "no GPU: no model written" > "$out/synth.log"; exit 1) &
     synth=$!
+    synth_moe=$synth
   fi
   if [ -n "${GPU_CHECK_REBUILD:-}" ] ||
      ! "$bin/cuda_attention_registry_test" --gtest_brief=1 > "$out/start-check.log" 2>&1; then
@@ -183,6 +191,13 @@ run() {
       --gtest_filter='*decode_d128_gqa4*:*prefill_d128_mixed*:*window_37*:*decode_d256_gqa8*:*hopper_d128_mixed*:*hopper_block8*' \
       > "$out/memcheck.log" 2>&1
     echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | head -1)" | tee -a "$summary"
+  fi
+  # The experts' kernels (route, plan, grouped matmuls, combine) through the backend.
+  if want tests && command -v compute-sanitizer > /dev/null && [ -x "$bin/backend_parity_test" ] &&
+     fits 60; then
+    timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/backend_parity_test" \
+      --gtest_filter='*Moe*cuda*' > "$out/memcheck_moe.log" 2>&1
+    echo "memcheck moe: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck_moe.log" | head -1)" | tee -a "$summary"
   fi
   if want perf && fits 90; then
     timeout 90 "$bin/$BENCH" > "$out/attention_bench.txt" 2>&1
@@ -273,6 +288,25 @@ run() {
     done
   else
     echo "e2e: skipped (no model: see synth.log, or no copy figure)" >> "$summary"
+  fi
+  # Mixture of experts (Mixtral-8x7B's layer shape, 2 layers; the experts routed and run on the
+  # device): batch 1 and 32 replayed from graphs and with every op queued (--eager), against
+  # the bound of the bytes a token's active experts read.
+  if want perf && fits 100 && wait "$synth_moe" && [ -n "$copy" ]; then
+    local eager log
+    for batch in 1 32; do
+      for eager in "" --eager; do
+        fits 60 || { echo "e2e moe batch $batch $eager: skipped (time)" >> "$summary"; continue; }
+        log=$out/e2e_moe_batch$batch${eager:+_eager}.txt
+        timeout 60 "$PACK/bin/strata" bench generate --model "$moe_model" --device cuda \
+          --batch "$batch" --prompt-tokens 128 --decode-tokens 64 --bandwidth-gbps "$copy" \
+          $eager > "$log" 2>&1
+        echo "e2e moe batch $batch $eager: rc=$? $(grep -E 'prefill:|decode:|ratio' "$log" | tr '\n' ' ')" >> "$summary"
+      done
+    done
+  elif want perf; then
+    kill "$synth_moe" 2> /dev/null
+    echo "e2e moe: skipped (time, no model: see synth_moe.log, or no copy figure)" >> "$summary"
   fi
   echo "=== summary ($((SECONDS - start)) s)"
   cat "$summary" "$out/hf_reference.txt" "$out/attention_bench.txt" "$out/sdpa_peer.txt" 2> /dev/null

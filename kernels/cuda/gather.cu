@@ -1,7 +1,6 @@
-// Row movement: the embedding lookup (one block per token), gathering rows by index and the
-// experts' scatter-add (one block per row), and KV cache writes (one thread per value,
-// scattered by slot; one warp per (token, KV head) row for an fp8 cache, whose scale is the
-// row's largest magnitude over 448).
+// Row movement: the embedding lookup (one block per token), gathering rows by index (one block
+// per row), and KV cache writes (one thread per value, scattered by slot; one warp per (token,
+// KV head) row for an fp8 cache, whose scale is the row's largest magnitude over 448).
 #include <cuda_fp8.h>
 
 #include "kernels/cuda/elem.cuh"
@@ -27,13 +26,6 @@ __global__ void GatherRowsKernel(const GatherRowsParams p) {
   const auto* src = static_cast<const uint16_t*>(p.src) + int64_t{p.rows[blockIdx.x]} * units;
   auto* dst = static_cast<uint16_t*>(p.dst) + int64_t{blockIdx.x} * units;
   for (int64_t i = threadIdx.x; i < units; i += blockDim.x) dst[i] = src[i];
-}
-
-__global__ void ScatterAddRowsKernel(const ScatterAddRowsParams p) {
-  const float scale = p.scales[blockIdx.x];
-  const float* src = p.src + int64_t{blockIdx.x} * p.cols;
-  float* dst = p.dst + int64_t{p.rows[blockIdx.x]} * p.cols;
-  for (int64_t i = threadIdx.x; i < p.cols; i += blockDim.x) dst[i] += scale * src[i];
 }
 
 template <class T>
@@ -97,18 +89,6 @@ absl::Status LaunchEmbedding(const EmbeddingParams& params, void* stream) {
         params);
     return LaunchStatus("EmbeddingKernel");
   });
-}
-
-absl::Status LaunchScatterAddRows(const ScatterAddRowsParams& params, void* stream) {
-  if (params.src == nullptr || params.rows == nullptr || params.scales == nullptr ||
-      params.dst == nullptr || params.num_rows < 0 || params.num_rows > 0x7fffffff ||
-      params.cols < 0) {
-    return absl::InvalidArgumentError("LaunchScatterAddRows: null pointer or bad shape");
-  }
-  if (params.num_rows == 0 || params.cols == 0) return absl::OkStatus();
-  ScatterAddRowsKernel<<<static_cast<unsigned>(params.num_rows), 256, 0, AsStream(stream)>>>(
-      params);
-  return LaunchStatus("ScatterAddRowsKernel");
 }
 
 absl::Status LaunchGatherRows(const GatherRowsParams& params, void* stream) {

@@ -125,17 +125,91 @@ struct GatherRowsParams {
 };
 absl::Status LaunchGatherRows(const GatherRowsParams& params, void* stream);
 
-// dst[rows[i], :] += scales[i] * src[i, :] (f32), the rows distinct (an expert's tokens: the
-// mixture-of-experts sum, one expert per launch).
-struct ScatterAddRowsParams {
-  const float* src = nullptr;     // [num_rows, cols]
-  const int32_t* rows = nullptr;  // [num_rows], distinct
-  const float* scales = nullptr;  // [num_rows]
-  float* dst = nullptr;           // [*, cols]
-  int64_t num_rows = 0;
-  int64_t cols = 0;
+// ---- Mixture of experts, on the device (no host round trip, so a step can be recorded) ----
+//
+// A layer runs LaunchMoeRoute, then LaunchMoePlan, LaunchMoeMatMul twice (gate and up with the
+// activation, then down) and LaunchMoeCombine. Every token's result depends on its own row
+// only: its experts' products have one reduction order whatever rows share them, and its sum
+// runs in expert-id order.
+
+// Routing, as the CPU backend's RouteExperts: per token, softmax (over all experts) or sigmoid
+// scores; `correction_bias` added for choosing only; grouped routing keeps the topk_groups
+// groups of best score (a group's best expert for softmax, its best two summed for sigmoid);
+// then the top_k experts by descending score, lower id first on ties; weights are the scores,
+// renormalised to sum to 1 when asked, times routed_scale. A token whose scores are all NaN gets
+// ids of -1 (no expert) and weight 0.
+inline constexpr int kMaxMoeTopK = 32;
+struct MoeRouteParams {
+  const float* logits = nullptr;           // [num_tokens, num_experts]
+  const float* correction_bias = nullptr;  // [num_experts] or null
+  int32_t* ids = nullptr;                  // [num_tokens, top_k]
+  float* weights = nullptr;                // [num_tokens, top_k]
+  int64_t num_tokens = 0;
+  int64_t num_experts = 0;
+  int64_t top_k = 0;        // in [1, kMaxMoeTopK]
+  int64_t num_groups = 1;   // divides num_experts
+  int64_t topk_groups = 1;  // groups kept: at least top_k experts in them
+  bool sigmoid = false;
+  bool renormalize = false;
+  float routed_scale = 1.0f;
 };
-absl::Status LaunchScatterAddRows(const ScatterAddRowsParams& params, void* stream);
+absl::Status LaunchMoeRoute(const MoeRouteParams& params, void* stream);
+
+// Where each routed (token, expert) slot goes: the slots of local expert e (global id
+// expert_begin + e) take positions offsets[e] .. offsets[e + 1] - 1; rows[p] is the token of
+// position p and positions[s] the position of slot s (-1 for an expert this rank lacks). The
+// order inside an expert is whatever the atomics give: no result depends on it.
+struct MoePlanParams {
+  const int32_t* ids = nullptr;  // [num_slots] = [num_tokens, top_k]
+  int32_t* offsets = nullptr;    // [num_local + 1]
+  int32_t* rows = nullptr;       // [num_slots]
+  int32_t* positions = nullptr;  // [num_slots]
+  int64_t num_slots = 0;
+  int64_t top_k = 0;
+  int64_t expert_begin = 0;
+  int64_t num_local = 0;
+};
+absl::Status LaunchMoePlan(const MoePlanParams& params, void* stream);
+
+// Each expert's product over its positions, for the experts first .. first + num_experts - 1
+// (at most kMaxMoeLaunchExperts a launch): position p of expert e reads row a_rows[p] of `a`
+// (row p when a_rows is null), rounded to bf16, and gets out[p, :] = a_row . W_e^T with
+// f32 accumulation, W_e bf16 [n, k] (k a multiple of 8, 16-byte aligned rows). Gated:
+// out[p, :] = act(round(a_row . gate_e^T)) * round(a_row . up_e^T), the products rounded to
+// out_elem first, as a separate activation op would see them.
+inline constexpr int kMaxMoeLaunchExperts = 256;
+struct MoeMatMulParams {
+  const void* a = nullptr;           // [*, k], a_elem
+  const int32_t* a_rows = nullptr;   // [positions] or null
+  const int32_t* offsets = nullptr;  // the plan's
+  const void* w[kMaxMoeLaunchExperts] = {};     // bf16 [n, k]: down, or gate when gated
+  const void* up[kMaxMoeLaunchExperts] = {};    // bf16 [n, k], when gated
+  void* out = nullptr;                          // [positions, n], out_elem
+  int64_t first = 0;
+  int64_t num_experts = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+  bool gated = false;
+  Act act = Act::kSilu;
+  Elem a_elem = Elem::kF32;
+  Elem out_elem = Elem::kF32;
+};
+absl::Status LaunchMoeMatMul(const MoeMatMulParams& params, void* stream);
+
+// y[t, :] = sum of weights[s] * products[positions[s], :] over token t's slots s of local
+// experts, in expert-id order, in f32 (zeros for a token routed to none of them); rounded once.
+struct MoeCombineParams {
+  const float* products = nullptr;   // [positions, cols]
+  const int32_t* ids = nullptr;      // [num_tokens, top_k]
+  const float* weights = nullptr;    // [num_tokens, top_k]
+  const int32_t* positions = nullptr;  // the plan's
+  void* y = nullptr;                 // [num_tokens, cols], elem
+  int64_t num_tokens = 0;
+  int64_t top_k = 0;  // in [1, kMaxMoeTopK]
+  int64_t cols = 0;
+  Elem elem = Elem::kF32;
+};
+absl::Status LaunchMoeCombine(const MoeCombineParams& params, void* stream);
 
 // Stores token t's K (and V) at cache slot slot_mapping[t] of a paged cache
 // [num_blocks, block_size, num_kv_heads, head_dim]; slot = block * block_size + offset. A bf16

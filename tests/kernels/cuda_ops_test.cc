@@ -369,6 +369,66 @@ TEST_P(CudaOpsTest, Fp8KvWrites) {
 INSTANTIATE_TEST_SUITE_P(Elems, CudaOpsTest, ::testing::Values(Elem::kF32, Elem::kBf16),
                          [](const auto& param_info) { return std::string(Name(param_info.param)); });
 
+// The experts' grouped matmul: expert 0 holds one position, expert 1 130 (three passes of a
+// block's 64), over widths that end inside a tile (k 200, n 72), both experts sharing one
+// weight. Every position against a double reference on the bf16-rounded inputs; and the row
+// that both experts read (position 0, alone; position 77, in a crowd) gets the same bits from
+// both: a row's products do not depend on where or beside what it is computed.
+TEST_P(CudaOpsTest, MoeMatMulRowsDoNotDependOnTheirPositions) {
+  const int64_t k = 200, n = 72, positions = 131, shared_row = 5;
+  const std::vector<int32_t> offsets = {0, 1, positions};
+  std::vector<int32_t> rows(positions);
+  for (int32_t p = 0; p < positions; ++p) rows[p] = p;
+  rows[0] = rows[77] = shared_row;
+  const Vec a = Rounded(cpu::RandomFloats(positions * k, 20), elem());
+  const Vec w = Rounded(cpu::RandomFloats(n * k, 21), Elem::kBf16);
+  const Vec up = Rounded(cpu::RandomFloats(n * k, 22), Elem::kBf16);
+  DeviceValues da(a, elem()), dw(w, Elem::kBf16), dup(up, Elem::kBf16);
+  DeviceArray<int32_t> doffsets(offsets), drows(rows);
+  for (const bool gated : {false, true}) {
+    const Elem out_elem = gated ? elem() : Elem::kF32;
+    DeviceValues dout(Vec(positions * n, 7.0f), out_elem);
+    cuda::MoeMatMulParams p;
+    p.a = da.get();
+    p.a_rows = drows.get();
+    p.offsets = doffsets.get();
+    p.w[0] = p.w[1] = dw.get();
+    p.up[0] = p.up[1] = dup.get();
+    p.out = dout.get();
+    p.num_experts = 2;
+    p.n = n;
+    p.k = k;
+    p.gated = gated;
+    p.act = cuda::Act::kSilu;
+    p.a_elem = elem();
+    p.out_elem = out_elem;
+    ASSERT_TRUE(cuda::LaunchMoeMatMul(p, nullptr).ok());
+    const Vec got = dout.ToHost();
+    Vec want(positions * n), scale(positions * n);
+    for (int64_t pos = 0; pos < positions; ++pos) {
+      const float* x = a.data() + rows[pos] * k;
+      for (int64_t c = 0; c < n; ++c) {
+        double g = 0, u = 0, magnitude = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double xi = RoundBf16(x[i]);  // the kernel's operands are bf16
+          g += xi * w[c * k + i];
+          u += xi * up[c * k + i];
+          magnitude += std::fabs(xi * w[c * k + i]) + std::fabs(xi * up[c * k + i]);
+        }
+        const double silu = g / (1 + std::exp(-g));
+        want[pos * n + c] = static_cast<float>(gated ? silu * u : g);
+        scale[pos * n + c] = static_cast<float>(gated ? magnitude * magnitude : magnitude);
+      }
+    }
+    // f32 out: 1e-5 of sum |x w|; gated: the rounded products' error times the other factor,
+    // within the test's bf16 tolerance of |g| |u| <= magnitude^2.
+    cpu::ExpectClose(got, want, scale, gated ? rtol() : 1e-5f, atol(),
+                     std::string(Name(elem())) + (gated ? " gated" : " plain"));
+    EXPECT_EQ(std::memcmp(got.data(), got.data() + 77 * n, n * sizeof(float)), 0)
+        << "one row, computed alone and among 130 positions";
+  }
+}
+
 TEST(CudaOpsConvert, RoundsToNearestEven) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
   const Vec x = cpu::RandomFloats(1000, 12, -100.0f, 100.0f);
@@ -624,6 +684,56 @@ TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchSample({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchLogitsEdit({}, nullptr).ok());
   EXPECT_FALSE(cuda::LaunchLogprobs({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchMoeRoute({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchMoePlan({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchMoeMatMul({}, nullptr).ok());
+  EXPECT_FALSE(cuda::LaunchMoeCombine({}, nullptr).ok());
+  // Routings that cannot give top_k experts: refused before any device call.
+  alignas(16) static float storage[64];
+  cuda::MoeRouteParams route;
+  route.logits = route.weights = storage;
+  route.ids = reinterpret_cast<int32_t*>(storage);
+  route.num_tokens = 1;
+  route.num_experts = 8;
+  route.top_k = 9;
+  EXPECT_FALSE(cuda::LaunchMoeRoute(route, nullptr).ok()) << "top_k past the experts";
+  route.top_k = 2;
+  route.num_groups = 3;
+  EXPECT_FALSE(cuda::LaunchMoeRoute(route, nullptr).ok()) << "groups that do not divide";
+  route.num_groups = 4;
+  route.topk_groups = 0;
+  EXPECT_FALSE(cuda::LaunchMoeRoute(route, nullptr).ok()) << "no group kept";
+  route.top_k = 6;
+  route.topk_groups = 2;
+  EXPECT_FALSE(cuda::LaunchMoeRoute(route, nullptr).ok()) << "4 experts kept for a top 6";
+  route.num_experts = 64;
+  route.num_groups = 1;
+  route.topk_groups = 1;
+  route.top_k = 33;
+  EXPECT_FALSE(cuda::LaunchMoeRoute(route, nullptr).ok()) << "top_k past 32";
+  cuda::MoeMatMulParams mm;
+  mm.a = mm.out = storage;
+  mm.offsets = reinterpret_cast<const int32_t*>(storage);
+  mm.w[0] = storage;
+  mm.num_experts = 1;
+  mm.n = 16;
+  mm.k = 12;
+  EXPECT_FALSE(cuda::LaunchMoeMatMul(mm, nullptr).ok()) << "k not a multiple of 8";
+  mm.k = 16;
+  mm.w[0] = storage + 1;
+  EXPECT_FALSE(cuda::LaunchMoeMatMul(mm, nullptr).ok()) << "a weight not 16-byte aligned";
+  mm.w[0] = storage;
+  mm.gated = true;
+  EXPECT_FALSE(cuda::LaunchMoeMatMul(mm, nullptr).ok()) << "gated without up";
+  mm.gated = false;
+  mm.num_experts = cuda::kMaxMoeLaunchExperts + 1;
+  EXPECT_FALSE(cuda::LaunchMoeMatMul(mm, nullptr).ok()) << "more experts than a launch takes";
+  cuda::MoePlanParams plan;
+  plan.ids = plan.offsets = plan.rows = plan.positions = reinterpret_cast<int32_t*>(storage);
+  plan.num_slots = 5;
+  plan.top_k = 2;
+  plan.num_local = 4;
+  EXPECT_FALSE(cuda::LaunchMoePlan(plan, nullptr).ok()) << "slots not tokens x top_k";
   cuda::UpdateParams softcap;
   softcap.op = cuda::UpdateParams::Op::kSoftcap;
   softcap.x = &softcap;

@@ -93,14 +93,14 @@ struct StepLimits {
   int64_t num_heads = 0;           // attention query heads on this rank
   std::vector<AttentionShape> attention;  // the layers' K/V layouts, each once
   // Mixture of experts: the hidden size, a routed expert's FFN width (at most; 0: no MoE
-  // layers) and the experts per token.
+  // layers), the routed experts (a rank holds at most these) and the experts per token.
   int64_t hidden = 0;
   int64_t expert_ffn = 0;
+  int64_t num_experts = 0;
   int64_t top_k = 0;
   // Decode steps of up to this many sequences may be padded and replayed as recorded graphs
-  // (0: never). The model sets it only where a step's ops never wait for the host:
-  // collectives (if tensor-parallel) queued on the backend's stream, no mixture of experts
-  // (whose ops route on the host).
+  // (0: never). The model sets it only where a step's ops never wait for the host: collectives
+  // (if tensor-parallel) queued on the backend's stream.
   int64_t max_graph_seqs = 0;
 };
 

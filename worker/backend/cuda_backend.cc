@@ -24,7 +24,6 @@
 #include "common/strings.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops.h"
-#include "worker/backend/cpu_moe.h"
 #include "worker/backend/cuda_matmul.h"
 
 namespace strata {
@@ -331,7 +330,7 @@ class CudaBackend : public Backend {
   int64_t attention_seqs_ = 1;  // decode sequences the reserved partials hold at the longest context
   std::shared_ptr<void> sample_scratch_;  // ids, logprobs, parameters, edited rows
   int64_t sample_scratch_bytes_ = 0;
-  std::shared_ptr<void> expert_scratch_;  // MoeFfn: routes, gathered rows, products, sums
+  std::shared_ptr<void> expert_scratch_;  // MoeFfn: the plan and the products
   int64_t expert_scratch_bytes_ = 0;
   // Recorded decode steps, by their padded size (graph_batches_). A recording holds the
   // addresses of the step metadata and scratch it was recorded with: when any of them is
@@ -342,9 +341,6 @@ class CudaBackend : public Backend {
   absl::flat_hash_map<int64_t, GraphExec> graphs_;
   bool recording_ = false;
   bool recording_failed_ = false;  // padded steps run op by op from then on
-  // The last routes computed or uploaded on the host (MoeRoute, MoeFfn).
-  std::vector<int32_t> route_ids_;
-  std::vector<float> route_weights_;
 };
 
 // The part of an upload (or scratch) at byte `offset`.
@@ -576,8 +572,8 @@ void* CudaBackend::Scratch(std::shared_ptr<void>& buffer, int64_t& size, int64_t
         absl::StrCat(what, " outgrew its memory while a step was recorded")));
     return nullptr;
   }
-  // They hold the old buffer's address (the sampling and expert memory are never recorded).
-  if (&buffer != &sample_scratch_ && &buffer != &expert_scratch_) graphs_.clear();
+  // They hold the old buffer's address (the sampling memory is never recorded).
+  if (&buffer != &sample_scratch_) graphs_.clear();
   if (reserved_) {  // grown by half again at least, so a creeping workload reallocates rarely
     bytes = std::max(bytes, size + size / 2);
     STRATA_LOG_WARN("cuda:{}: a step beyond the memory reserved at load: {} grows from {} to {} "
@@ -610,21 +606,21 @@ absl::Status CudaBackend::ReserveMeta(int64_t values) {
   return absl::OkStatus();
 }
 
-// MoeFfn's scratch for `tokens` tokens of `hidden` values routed to `top_k` experts of `ffn`
-// columns, activations of `elem` bytes, as byte offsets: the uploaded routes (rows at 0, then
-// weights), an expert's gathered rows, its gate and up products, its f32 output, and the f32
-// sums; `size` in all.
+// MoeFfn's scratch for `tokens` tokens of `hidden` values routed to `top_k` of `local` experts
+// of `ffn` columns, activations of `elem` bytes, as byte offsets: the plan (offsets at 0, a
+// position's token, a slot's position), the gated products and the f32 down products by
+// position; `size` in all.
 struct ExpertScratch {
-  ExpertScratch(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k, int64_t elem) {
-    scales = Staging::Aligned(tokens * top_k * 4);
-    x = scales + Staging::Aligned(tokens * top_k * 4);
-    gate = x + Staging::Aligned(tokens * hidden * elem);
-    up = gate + Staging::Aligned(tokens * ffn * elem);
-    out = up + Staging::Aligned(tokens * ffn * elem);
-    sums = out + Staging::Aligned(tokens * hidden * 4);
-    size = sums + Staging::Aligned(tokens * hidden * 4);
+  ExpertScratch(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k, int64_t local,
+                int64_t elem) {
+    const int64_t slots = tokens * top_k;
+    rows = Staging::Aligned((local + 1) * 4);
+    positions = rows + Staging::Aligned(slots * 4);
+    gated = positions + Staging::Aligned(slots * 4);
+    out = gated + Staging::Aligned(slots * ffn * elem);
+    size = out + Staging::Aligned(slots * hidden * 4);
   }
-  int64_t scales, x, gate, up, out, sums, size;
+  int64_t rows, positions, gated, out, size;
 };
 
 // Sampling scratch of a step of `rows` rows (see Sample): ids and logprobs out, the parameters
@@ -639,7 +635,7 @@ int64_t SampleScratchBytes(int64_t rows, int64_t vocab) {
 absl::Status CudaBackend::Reserve(const StepLimits& l) {
   if (l.max_tokens < 1 || l.max_logit_rows < 0 || l.max_blocks_per_seq < 0 || l.vocab < 0 ||
       l.num_heads < 0 || l.max_graph_seqs < 0 || l.hidden < 0 ||
-      l.expert_ffn < 0 || l.top_k < 0) {
+      l.expert_ffn < 0 || l.num_experts < 0 || l.top_k < 0) {
     return absl::InvalidArgumentError("cuda backend: Reserve: negative limits");
   }
   if (cudaError_t err = cudaSetDevice(info_.index); err != cudaSuccess) {
@@ -690,7 +686,7 @@ absl::Status CudaBackend::Reserve(const StepLimits& l) {
   if (values > meta_host_size_) STRATA_RETURN_IF_ERROR(ReserveMeta(values));
   if (l.expert_ffn > 0 &&
       Scratch(expert_scratch_, expert_scratch_bytes_,
-              ExpertScratch(l.max_tokens, l.hidden, l.expert_ffn, l.top_k, 2).size,
+              ExpertScratch(l.max_tokens, l.hidden, l.expert_ffn, l.top_k, l.num_experts, 2).size,
               "the experts' memory") == nullptr) {
     return Sync();
   }
@@ -852,129 +848,108 @@ absl::Status CudaBackend::RecordStep(int64_t batch, absl::FunctionRef<absl::Stat
   return absl::OkStatus();
 }
 
-// Routing on the host, by the CPU backend's code (RouteExperts): the logits (and the correction
-// bias) come over, the ids and weights go back. So a token's experts are the CPU's exactly.
+// Routing on the device (kc::LaunchMoeRoute): the CPU's rules, one warp per token.
 void CudaBackend::MoeRoute(const Tensor& logits, const MoeRouting& routing, const Tensor& ids,
                            const Tensor& weights) {
   const int64_t tokens = logits.Rows(), e = routing.num_experts, k = routing.top_k;
-  if (recording_) {  // it waits for the host: the decoder records no graphs of MoE models
-    Unsupported("MoeRoute: mixture-of-experts ops cannot be recorded in a graph");
-    return;
-  }
-  if (!Check(logits.dtype == DType::kF32 && logits.Cols() == e && e > 0 && k > 0 && k <= e &&
-                 ids.dtype == DType::kI32 && ids.NumElements() == tokens * k &&
-                 weights.dtype == DType::kF32 && weights.NumElements() == tokens * k &&
+  if (!Check(logits.dtype == DType::kF32 && logits.Cols() == e && ids.dtype == DType::kI32 &&
+                 ids.NumElements() == tokens * k && weights.dtype == DType::kF32 &&
+                 weights.NumElements() == tokens * k &&
                  (routing.correction_bias == nullptr ||
-                  routing.correction_bias->view.NumElements() == e),
-             "MoeRoute: f32 logits [tokens, experts], ids and weights [tokens, top_k]")) {
+                  (routing.correction_bias->view.dtype == DType::kF32 &&
+                   routing.correction_bias->view.NumElements() == e)),
+             "MoeRoute: f32 logits [tokens, experts], ids and weights [tokens, top_k], an f32 "
+             "correction bias [experts]")) {
     return;
   }
-  std::vector<float> host_logits(tokens * e), bias(routing.correction_bias != nullptr ? e : 0);
-  if (!Drained()) return;
-  CopyToHost(logits, host_logits.data());
-  if (!bias.empty()) {
-    const auto* on_device = routing.correction_bias->view.data;
-    CopyToHost(MakeTensor(DType::kF32, {e}, const_cast<std::byte*>(on_device)), bias.data());
-  }
-  if (!Drained()) return;
-  MoeRouting host = routing;
-  const Weight host_bias{MakeView(DType::kF32, {e}, bias.data()), nullptr};
-  if (!bias.empty()) host.correction_bias = &host_bias;
-  route_ids_.resize(tokens * k);
-  route_weights_.resize(tokens * k);
-  RouteExperts(MakeTensor(DType::kF32, {tokens, e}, host_logits.data()), host,
-               MakeTensor(DType::kI32, {tokens, k}, route_ids_.data()),
-               MakeTensor(DType::kF32, {tokens, k}, route_weights_.data()));
-  CopyFromHost(route_ids_.data(), ids);  // from members: they outlive the copies (next Sync)
-  CopyFromHost(route_weights_.data(), weights);
+  kc::MoeRouteParams p;
+  p.logits = logits.As<float>();
+  p.correction_bias = routing.correction_bias != nullptr
+                          ? reinterpret_cast<const float*>(routing.correction_bias->view.data)
+                          : nullptr;
+  p.ids = ids.As<int32_t>();
+  p.weights = weights.As<float>();
+  p.num_tokens = tokens;
+  p.num_experts = e;
+  p.top_k = k;
+  p.num_groups = routing.num_groups;
+  p.topk_groups = routing.topk_groups;
+  p.sigmoid = routing.scoring == MoeRouting::Scoring::kSigmoid;
+  p.renormalize = routing.renormalize;
+  p.routed_scale = routing.routed_scale;
+  Record(kc::LaunchMoeRoute(p, stream_));
 }
 
-// The experts as grouped matmuls, as the CPU runs them (RunExperts): the route comes to the
-// host, each local expert's tokens (in token order) are gathered into one matrix, run through
-// gate/up, the activation and down (f32 out), and added, times their weights, into f32 sums in
-// expert order; y is the sums rounded once. Each expert's weights are read once per step.
+// The experts on the device, nothing waited for (kernels/cuda/moe.cu): the plan gives each
+// local expert its positions; one grouped matmul computes act(gate x) * up x at every position
+// (x read by token), another the f32 down products; each token's sum runs in expert order and
+// is rounded once into y. Experts with no token cost a block's start; each expert's weights are
+// read once per 64 of its positions.
 void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weights,
                          const ExpertWeights& experts, const Tensor& y) {
   const int64_t tokens = x.Rows(), hidden = x.Cols(), top_k = ids.Cols();
   const int64_t local = static_cast<int64_t>(experts.gate.size());
-  if (recording_) {
-    Unsupported("MoeFfn: mixture-of-experts ops cannot be recorded in a graph");
-    return;
-  }
   const auto elem = ElemOf(x.dtype);
+  const int64_t ffn = local > 0 ? experts.gate[0].view.Rows() : 0;
   bool ok = elem && SameShape(x, y) && ids.dtype == DType::kI32 && ids.Rows() == tokens &&
             weights.dtype == DType::kF32 && weights.NumElements() == ids.NumElements() &&
-            experts.up.size() == experts.gate.size() && experts.down.size() == experts.gate.size();
-  int64_t ffn = 0;
+            local > 0 && experts.up.size() == experts.gate.size() &&
+            experts.down.size() == experts.gate.size();
   for (int64_t e = 0; ok && e < local; ++e) {
-    const int64_t f = experts.gate[e].view.Rows();
-    ffn = std::max(ffn, f);
-    ok = experts.gate[e].view.Cols() == hidden && experts.up[e].view.Rows() == f &&
+    ok = experts.gate[e].view.dtype == DType::kBF16 && experts.up[e].view.dtype == DType::kBF16 &&
+         experts.down[e].view.dtype == DType::kBF16 && experts.gate[e].view.Rows() == ffn &&
+         experts.gate[e].view.Cols() == hidden && experts.up[e].view.Rows() == ffn &&
          experts.up[e].view.Cols() == hidden && experts.down[e].view.Rows() == hidden &&
-         experts.down[e].view.Cols() == f;
+         experts.down[e].view.Cols() == ffn;
   }
-  if (!Check(ok, "MoeFfn: x and y [tokens, hidden], ids and weights [tokens, top_k], experts' "
-                 "gate and up [ffn, hidden] and down [hidden, ffn]")) {
+  if (!Check(ok, "MoeFfn: x and y [tokens, hidden], ids and weights [tokens, top_k], every "
+                 "expert's gate and up bf16 [ffn, hidden] and down [hidden, ffn]")) {
     return;
   }
-  std::vector<int32_t> route(tokens * top_k);
-  std::vector<float> route_w(tokens * top_k);
-  if (!Drained()) return;
-  CopyToHost(ids, route.data());
-  CopyToHost(weights, route_w.data());
-  if (!Drained()) return;
-  // Each local expert's tokens and weights, in token order, packed expert after expert.
-  std::vector<std::vector<int64_t>> slots(local);
-  for (int64_t slot = 0; slot < tokens * top_k; ++slot) {
-    const int64_t e = route[slot] - experts.expert_begin;
-    if (e >= 0 && e < local) slots[e].push_back(slot);
-  }
-  std::vector<int32_t> rows;
-  std::vector<float> scales;
-  std::vector<int64_t> begin(local + 1, 0);
-  for (int64_t e = 0; e < local; ++e) {
-    for (const int64_t slot : slots[e]) {
-      rows.push_back(static_cast<int32_t>(slot / top_k));
-      scales.push_back(route_w[slot]);
-    }
-    begin[e + 1] = static_cast<int64_t>(rows.size());
-  }
   const int64_t x_bytes = ElementsToBytes(x.dtype, 1);
-  const ExpertScratch at(tokens, hidden, ffn, top_k, x_bytes);
+  const ExpertScratch at(tokens, hidden, ffn, top_k, local, x_bytes);
   auto* base = static_cast<std::byte*>(
       Scratch(expert_scratch_, expert_scratch_bytes_, at.size, "the experts' memory"));
   if (base == nullptr) return;
-  route_ids_ = std::move(rows);  // members: they outlive the copies (next Sync)
-  route_weights_ = std::move(scales);
-  auto* d_rows = At<int32_t>(base, 0);
-  auto* d_scales = At<float>(base, at.scales);
-  Launched(cudaMemcpyAsync(d_rows, route_ids_.data(), route_ids_.size() * 4,
-                           cudaMemcpyHostToDevice, stream_),
-           "expert routes");
-  Launched(cudaMemcpyAsync(d_scales, route_weights_.data(), route_weights_.size() * 4,
-                           cudaMemcpyHostToDevice, stream_),
-           "expert weights");
-  const bool f32_out = y.dtype == DType::kF32;
-  auto* sums = f32_out ? y.As<float>() : At<float>(base, at.sums);
-  Launched(cudaMemsetAsync(sums, 0, tokens * hidden * 4, stream_), "expert sums");
-  for (int64_t e = 0; e < local && error_.ok(); ++e) {
-    const int64_t n = begin[e + 1] - begin[e], f = experts.gate[e].view.Rows();
-    if (n == 0) continue;
-    const Tensor xe = MakeTensor(x.dtype, {n, hidden}, base + at.x);
-    const Tensor gate = MakeTensor(x.dtype, {n, f}, base + at.gate);
-    const Tensor up = MakeTensor(x.dtype, {n, f}, base + at.up);
-    const Tensor out = MakeTensor(DType::kF32, {n, hidden}, base + at.out);
-    Record(kc::LaunchGatherRows({x.data, xe.data, d_rows + begin[e], n, hidden * x_bytes},
-                                stream_));
-    const Weight* ws[] = {&experts.gate[e], &experts.up[e]};
-    const Tensor ys[] = {gate, up};
-    MatMulGroup(xe, ws, {}, ys);
-    GatedActivation(gate, up, experts.activation, gate);
-    MatMul(gate, experts.down[e], nullptr, out);
-    Record(kc::LaunchScatterAddRows(
-        {out.As<float>(), d_rows + begin[e], d_scales + begin[e], sums, n, hidden}, stream_));
+  auto* offsets = At<int32_t>(base, 0);
+  auto* rows = At<int32_t>(base, at.rows);
+  auto* positions = At<int32_t>(base, at.positions);
+  Record(kc::LaunchMoePlan({ids.As<int32_t>(), offsets, rows, positions, tokens * top_k, top_k,
+                            experts.expert_begin, local},
+                           stream_));
+  // Up to kMaxMoeLaunchExperts experts a launch (their weights' addresses are its arguments).
+  for (int64_t first = 0; first < local && error_.ok(); first += kc::kMaxMoeLaunchExperts) {
+    const int64_t n = std::min<int64_t>(local - first, kc::kMaxMoeLaunchExperts);
+    auto product = [&](const void* a, void* out, int64_t cols, int64_t k) {
+      kc::MoeMatMulParams p;
+      p.a = a;
+      p.offsets = offsets;
+      p.out = out;
+      p.first = first;
+      p.num_experts = n;
+      p.n = cols;
+      p.k = k;
+      p.a_elem = *elem;
+      return p;
+    };
+    kc::MoeMatMulParams gated = product(x.data, base + at.gated, ffn, hidden);
+    gated.a_rows = rows;  // x by token
+    gated.gated = true;
+    gated.act = ActOf(experts.activation);
+    gated.out_elem = *elem;
+    kc::MoeMatMulParams down = product(base + at.gated, base + at.out, hidden, ffn);
+    down.out_elem = kc::Elem::kF32;
+    for (int64_t e = 0; e < n; ++e) {
+      gated.w[e] = experts.gate[first + e].view.data;
+      gated.up[e] = experts.up[first + e].view.data;
+      down.w[e] = experts.down[first + e].view.data;
+    }
+    Record(kc::LaunchMoeMatMul(gated, stream_));
+    Record(kc::LaunchMoeMatMul(down, stream_));
   }
-  if (!f32_out) Convert(MakeTensor(DType::kF32, {tokens, hidden}, sums), y);
+  Record(kc::LaunchMoeCombine({At<float>(base, at.out), ids.As<int32_t>(), weights.As<float>(),
+                               positions, y.data, tokens, top_k, hidden, *elem},
+                              stream_));
 }
 
 void CudaBackend::MatMulGroup(const Tensor& x, absl::Span<const Weight* const> ws,

@@ -9,8 +9,8 @@
 // then temperature, top-k, top-p, min-p with the host's Philox numbers; logprobs of the raw
 // row); only ids and logprobs leave it.
 //
-// Mixture of experts: routed on the host by the CPU's code (the logits come over, the ids go
-// back), each expert's tokens gathered and run as grouped matmuls, one host sync per op.
+// Mixture of experts: routed and run on the device (kernels/cuda/moe.cu), no host sync, so MoE
+// models' decode steps are recorded too; each expert's weights are read once per step.
 // Tensor parallelism: a communicator made on stream() (NCCL) queues its collectives in order
 // with the step's ops; Sync() waits for them through SetStreamWait's bound first.
 #pragma once

@@ -227,13 +227,13 @@ StepLimits MaxStep(const ModelConfig& c, const ModelLoadOptions& o, const Decode
   if (c.IsMoe()) {
     limits.hidden = c.hidden_size;
     limits.expert_ffn = c.moe.expert_intermediate_size;  // a rank's slice is no wider
+    limits.num_experts = c.moe.num_experts;
     limits.top_k = c.moe.experts_per_token;
   }
   // A step's ops never wait for the host with collectives (if any) queued on the backend's
-  // stream and no experts (the backends route them on the host). A pipeline stage's hand-offs
-  // happen around its step (ShardRuntime), not in it.
+  // stream. A pipeline stage's hand-offs happen around its step (ShardRuntime), not in it.
   const bool queued = o.tp_size == 1 || o.comm->stream() != nullptr;
-  limits.max_graph_seqs = queued && !c.IsMoe() ? o.max_logit_rows : 0;
+  limits.max_graph_seqs = queued ? o.max_logit_rows : 0;
   return limits;
 }
 

@@ -695,109 +695,50 @@ TEST_P(BackendParityTest, PagedAttention) {
 
 // ---- Mixture of experts ----------------------------------------------------------------------
 
-TEST_P(BackendParityTest, MoeRoutingAndExperts) {
-  const int64_t tokens = 9, hidden = 32, ffn = 16, experts = 8, top_k = 2;
-  const Vec logits = Random(tokens * experts, 30, -2, 2);
-  struct RouteCase {
-    std::string name;
-    MoeRouting routing;
-  };
-  MoeRouting softmax;
-  softmax.num_experts = experts;
-  softmax.top_k = top_k;
-  softmax.renormalize = true;
-  MoeRouting grouped = softmax;
-  grouped.scoring = MoeRouting::Scoring::kSigmoid;
-  grouped.renormalize = true;
-  grouped.num_groups = 4;
-  grouped.topk_groups = 2;
-  grouped.routed_scale = 2.5f;
-  const Vec correction = Random(experts, 31, -0.5, 0.5);
-  const Weight correction_w = s().W(DType::kF32, {experts}, correction);
-  grouped.correction_bias = &correction_w;
-  MoeRouting scaled = softmax;  // DeepSeek-V2: softmax, no renormalisation, a scale
-  scaled.renormalize = false;
-  scaled.routed_scale = 2.5f;
-  for (const RouteCase& rc : {RouteCase{"softmax renormalised", softmax},
-                              RouteCase{"sigmoid grouped with bias", grouped},
-                              RouteCase{"softmax scaled", scaled}}) {
-    SCOPED_TRACE(rc.name);
-    const MoeRouting& r = rc.routing;
-    const Tensor ids = s().Zeros(DType::kI32, {tokens, top_k});
-    const Tensor weights = s().Zeros(DType::kF32, {tokens, top_k});
-    b().MoeRoute(s().F32({tokens, experts}, logits), r, ids, weights);
-    const std::vector<int32_t> got_ids = s().ReadI32(ids);
-    const Vec got_w = s().Read(weights);
-    for (int64_t t = 0; t < tokens; ++t) {
-      std::vector<double> score(experts), choose(experts);
-      double max_l = -1e300, sum = 0;
-      for (int64_t e = 0; e < experts; ++e) max_l = std::max(max_l, double{logits[t * experts + e]});
-      for (int64_t e = 0; e < experts; ++e) {
-        const double l = logits[t * experts + e];
-        score[e] = r.scoring == MoeRouting::Scoring::kSoftmax ? std::exp(l - max_l) : 1 / (1 + std::exp(-l));
-        sum += score[e];
-      }
-      for (int64_t e = 0; e < experts; ++e) {
-        if (r.scoring == MoeRouting::Scoring::kSoftmax) score[e] /= sum;
-        choose[e] = score[e] + (r.correction_bias != nullptr ? correction[e] : 0.0);
-      }
-      std::vector<bool> allowed(experts, true);
-      if (r.num_groups > 1) {
-        const int64_t per = experts / r.num_groups;
-        std::vector<std::pair<double, int>> groups;
-        for (int g = 0; g < r.num_groups; ++g) {
-          std::vector<double> m(choose.begin() + g * per, choose.begin() + (g + 1) * per);
-          std::sort(m.rbegin(), m.rend());
-          groups.push_back({-(m[0] + m[1]), g});
-        }
-        std::sort(groups.begin(), groups.end());
-        std::fill(allowed.begin(), allowed.end(), false);
-        for (int g = 0; g < r.topk_groups; ++g) {
-          std::fill_n(allowed.begin() + groups[g].second * per, per, true);
-        }
-      }
-      std::vector<int> order;
-      for (int e = 0; e < experts; ++e) {
-        if (allowed[e]) order.push_back(e);
-      }
-      std::stable_sort(order.begin(), order.end(), [&](int a, int bb) { return choose[a] > choose[bb]; });
-      double total = score[order[0]] + score[order[1]];
-      for (int j = 0; j < top_k; ++j) {
-        EXPECT_EQ(got_ids[t * top_k + j], order[j]) << "token " << t;
-        const double w = (r.renormalize ? score[order[j]] / total : score[order[j]]) * r.routed_scale;
-        EXPECT_NEAR(got_w[t * top_k + j], w, 1e-6) << "token " << t;
-      }
-    }
-  }
+// The experts of one rank, routed by `routing` over `logits` (with `raised`'s logit, when not
+// negative, lifted by 5 for every token: above every other), against a double reference on the
+// same route.
+struct ExpertsCase {
+  int64_t tokens, hidden, ffn, experts, top_k;
+  int64_t expert_begin, local;  // the experts this rank holds
+  int64_t raised;               // an expert every token prefers, or -1
+};
 
-  // The experts this rank holds (global 2..5, each a slice of 16 columns), on the softmax route.
+void CheckExperts(Backend& b, Session& s, const BackendCase& bc, const ExpertsCase& c,
+                  Vec logits, const MoeRouting& routing) {
+  const int64_t tokens = c.tokens, hidden = c.hidden, ffn = c.ffn, top_k = c.top_k;
+  if (c.raised >= 0) {
+    for (int64_t t = 0; t < tokens; ++t) logits[t * c.experts + c.raised] += 5.0f;
+  }
   const Vec x = Random(tokens * hidden, 32);
-  const Tensor ids = s().Zeros(DType::kI32, {tokens, top_k});
-  const Tensor weights = s().Zeros(DType::kF32, {tokens, top_k});
-  b().MoeRoute(s().F32({tokens, experts}, logits), softmax, ids, weights);
-  const std::vector<int32_t> route = s().ReadI32(ids);
-  const Vec route_w = s().Read(weights);
+  const Tensor ids = s.Zeros(DType::kI32, {tokens, top_k});
+  const Tensor weights = s.Zeros(DType::kF32, {tokens, top_k});
+  b.MoeRoute(s.F32({tokens, c.experts}, logits), routing, ids, weights);
+  const std::vector<int32_t> route = s.ReadI32(ids);
+  const Vec route_w = s.Read(weights);
   ExpertWeights ew;
-  ew.expert_begin = 2;
+  ew.expert_begin = c.expert_begin;
   std::vector<Vec> gates, ups, downs;
-  for (int e = 0; e < 4; ++e) {
+  for (int e = 0; e < c.local; ++e) {
     gates.push_back(Random(ffn * hidden, 40 + e));
     ups.push_back(Random(ffn * hidden, 50 + e));
     downs.push_back(Random(hidden * ffn, 60 + e));
-    ew.gate.push_back(s().W(DType::kF32, {ffn, hidden}, gates.back()));
-    ew.up.push_back(s().W(DType::kF32, {ffn, hidden}, ups.back()));
-    ew.down.push_back(s().W(DType::kF32, {hidden, ffn}, downs.back()));
+    ew.gate.push_back(s.W(DType::kF32, {ffn, hidden}, gates.back()));
+    ew.up.push_back(s.W(DType::kF32, {ffn, hidden}, ups.back()));
+    ew.down.push_back(s.W(DType::kF32, {hidden, ffn}, downs.back()));
   }
-  const Tensor y = s().Zeros(DType::kF32, {tokens, hidden});
-  b().MoeFfn(s().F32({tokens, hidden}, x), ids, weights, ew, y);
+  const Tensor y = s.Zeros(DType::kF32, {tokens, hidden});
+  b.MoeFfn(s.F32({tokens, hidden}, x), ids, weights, ew, y);
   // Tolerance: of sum |weight * down * act|. A backend that rounds gate, up and the activation
   // to bf16 errs by up to about (2 + |d act / d gate|) * 2^-9 of that, under 6.4e-3 for the
   // terms that matter: inside the bf16 floor of 1e-2.
   Vec want(tokens * hidden, 0.0f), scale(tokens * hidden, 0.0f);
+  int64_t routed_here = 0;
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t j = 0; j < top_k; ++j) {
-      const int64_t e = route[t * top_k + j] - 2;
-      if (e < 0 || e >= 4) continue;
+      const int64_t e = route[t * top_k + j] - c.expert_begin;
+      if (e < 0 || e >= c.local) continue;
+      ++routed_here;
       std::vector<double> act(ffn);
       for (int64_t f = 0; f < ffn; ++f) {
         double g = 0, u = 0;
@@ -818,8 +759,128 @@ TEST_P(BackendParityTest, MoeRoutingAndExperts) {
       }
     }
   }
-  ExpectClose(s().Read(y), want, std::max(1e-5, GetParam().rtol_floor),
-              std::max(1e-6, GetParam().atol_floor), "experts", scale);
+  EXPECT_GT(routed_here, 0);
+  if (c.raised >= 0) {  // every token reached the raised expert
+    for (int64_t t = 0; t < tokens; ++t) {
+      EXPECT_NE(std::find(route.begin() + t * top_k, route.begin() + (t + 1) * top_k, c.raised),
+                route.begin() + (t + 1) * top_k)
+          << "token " << t;
+    }
+  }
+  ExpectClose(s.Read(y), want, std::max(1e-5, bc.rtol_floor), std::max(1e-6, bc.atol_floor),
+              "experts", scale);
+}
+
+TEST_P(BackendParityTest, MoeRoutingAndExperts) {
+  const int64_t tokens = 9, hidden = 32, ffn = 16, experts = 8, top_k = 2;
+  struct RouteCase {
+    std::string name;
+    MoeRouting routing;
+  };
+  MoeRouting softmax;
+  softmax.num_experts = experts;
+  softmax.top_k = top_k;
+  softmax.renormalize = true;
+  MoeRouting grouped = softmax;
+  grouped.scoring = MoeRouting::Scoring::kSigmoid;
+  grouped.renormalize = true;
+  grouped.num_groups = 4;
+  grouped.topk_groups = 2;
+  grouped.routed_scale = 2.5f;
+  const Vec correction = Random(experts, 31, -0.5, 0.5);
+  const Weight correction_w = s().W(DType::kF32, {experts}, correction);
+  grouped.correction_bias = &correction_w;
+  MoeRouting scaled = softmax;  // DeepSeek-V2: softmax, no renormalisation, a scale
+  scaled.renormalize = false;
+  scaled.routed_scale = 2.5f;
+  MoeRouting grouped_softmax = scaled;  // DeepSeek-V2's groups: a group's best expert
+  grouped_softmax.num_groups = 4;
+  grouped_softmax.topk_groups = 3;
+  // DeepSeek-V3's shape, scaled down: 64 experts (two a lane of a 32-wide pass) in 8 groups, 3
+  // of them kept, 6 experts a token.
+  MoeRouting wide = grouped;
+  wide.num_experts = 64;
+  wide.top_k = 6;
+  wide.num_groups = 8;
+  wide.topk_groups = 3;
+  const Vec wide_correction = Random(64, 34, -0.5, 0.5);
+  const Weight wide_correction_w = s().W(DType::kF32, {64}, wide_correction);
+  wide.correction_bias = &wide_correction_w;
+  for (const RouteCase& rc : {RouteCase{"softmax renormalised", softmax},
+                              RouteCase{"sigmoid grouped with bias", grouped},
+                              RouteCase{"softmax scaled", scaled},
+                              RouteCase{"softmax grouped", grouped_softmax},
+                              RouteCase{"64 experts, sigmoid grouped with bias", wide}}) {
+    SCOPED_TRACE(rc.name);
+    const MoeRouting& r = rc.routing;
+    const int64_t e_all = r.num_experts, k = r.top_k;
+    const Vec logits = Random(tokens * e_all, e_all == experts ? 30 : 35, -2, 2);
+    const Vec& bias = e_all == experts ? correction : wide_correction;
+    const Tensor ids = s().Zeros(DType::kI32, {tokens, k});
+    const Tensor weights = s().Zeros(DType::kF32, {tokens, k});
+    b().MoeRoute(s().F32({tokens, e_all}, logits), r, ids, weights);
+    const std::vector<int32_t> got_ids = s().ReadI32(ids);
+    const Vec got_w = s().Read(weights);
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::vector<double> score(e_all), choose(e_all);
+      double max_l = -1e300, sum = 0;
+      for (int64_t e = 0; e < e_all; ++e) max_l = std::max(max_l, double{logits[t * e_all + e]});
+      for (int64_t e = 0; e < e_all; ++e) {
+        const double l = logits[t * e_all + e];
+        score[e] = r.scoring == MoeRouting::Scoring::kSoftmax ? std::exp(l - max_l) : 1 / (1 + std::exp(-l));
+        sum += score[e];
+      }
+      for (int64_t e = 0; e < e_all; ++e) {
+        if (r.scoring == MoeRouting::Scoring::kSoftmax) score[e] /= sum;
+        choose[e] = score[e] + (r.correction_bias != nullptr ? bias[e] : 0.0);
+      }
+      std::vector<bool> allowed(e_all, true);
+      if (r.num_groups > 1) {
+        const int64_t per = e_all / r.num_groups;
+        std::vector<std::pair<double, int>> groups;
+        for (int g = 0; g < r.num_groups; ++g) {
+          std::vector<double> m(choose.begin() + g * per, choose.begin() + (g + 1) * per);
+          std::sort(m.rbegin(), m.rend());
+          groups.push_back({r.scoring == MoeRouting::Scoring::kSoftmax ? -m[0] : -(m[0] + m[1]), g});
+        }
+        std::sort(groups.begin(), groups.end());
+        std::fill(allowed.begin(), allowed.end(), false);
+        for (int g = 0; g < r.topk_groups; ++g) {
+          std::fill_n(allowed.begin() + groups[g].second * per, per, true);
+        }
+      }
+      std::vector<int> order;
+      for (int e = 0; e < e_all; ++e) {
+        if (allowed[e]) order.push_back(e);
+      }
+      std::stable_sort(order.begin(), order.end(), [&](int a, int bb) { return choose[a] > choose[bb]; });
+      double total = 0;
+      for (int j = 0; j < k; ++j) total += score[order[j]];
+      for (int j = 0; j < k; ++j) {
+        EXPECT_EQ(got_ids[t * k + j], order[j]) << "token " << t;
+        const double w = (r.renormalize ? score[order[j]] / total : score[order[j]]) * r.routed_scale;
+        EXPECT_NEAR(got_w[t * k + j], w, 1e-6) << "token " << t;
+      }
+    }
+  }
+
+  const Vec logits = Random(tokens * experts, 30, -2, 2);
+  // The experts this rank holds (global 2..5, each a slice of 16 columns), on the softmax route.
+  CheckExperts(b(), s(), GetParam(), {tokens, hidden, ffn, experts, top_k, 2, 4, -1}, logits,
+               softmax);
+}
+
+// Many tokens on one expert (its positions in several passes of a GPU block), widths that are
+// no multiple of a GPU tile (72 and 136), twelve experts held of sixteen (global 3..14), four a
+// token: the expert everyone picks is expert 3, whose router logit is raised by 5.
+TEST_P(BackendParityTest, MoeExpertsOfManyTokensAndRaggedWidths) {
+  const ExpertsCase c{150, 72, 136, 16, 4, 3, 12, 3};
+  Vec logits = Random(c.tokens * c.experts, 33, -2, 2);
+  MoeRouting routing;
+  routing.num_experts = c.experts;
+  routing.top_k = c.top_k;
+  routing.renormalize = true;
+  CheckExperts(b(), s(), GetParam(), c, logits, routing);
 }
 
 // ---- Sampling --------------------------------------------------------------------------------

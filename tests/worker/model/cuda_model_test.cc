@@ -10,10 +10,11 @@
 //    With STRATA_LOGITS_OUT set, the prompt logits are also written there (raw f32, one file per
 //    model and case, named <family>_<hf|gguf>_case<k>.f32) for scripts/gpu-check.sh to compare
 //    with Hugging Face transformers on the same GPU (tests/worker/model/hf_reference.py);
-//  * batch invariance: seeded requests get the same ids alone and in batches of 8 and 128;
+//  * batch invariance: seeded requests get the same ids alone and in batches of 8 and 128
+//    (dense and mixture-of-experts models);
 //  * steps allocate no device memory after load (the step memory is reserved for the limits);
 //  * decode steps replayed from the CUDA graphs recorded at load equal steps queued op by op,
-//    bit for bit, padded or not;
+//    bit for bit, padded or not (dense and mixture-of-experts models);
 //  * an f8_e4m3 KV cache keeps stories260K's clear predictions;
 //  * --hopper-prefill (compute capability 9.0): logits as close to the CPU's as the portable
 //    kernel's, seeded requests invariant in a batch; refused on other GPUs;
@@ -266,7 +267,7 @@ TEST_P(CudaFixtureTest, PromptAndDecodeLogitsWithinBf16Tolerance) {
     for (size_t p = 0; p < c.tokens.size(); ++p) {
       check(logits->data() + p * vocab, c.logits_all[p], p == 0, "position " + std::to_string(p));
     }
-    // Decode steps (the decode kernels; replayed graphs for the dense families), fed the
+    // Decode steps (the decode kernels, replayed from recorded graphs), fed the
     // golden's greedy tokens: a near-tie bf16 resolves the other way must not end the check.
     // Greedy step 0 is the last prompt position, checked above.
     auto cached = static_cast<int32_t>(c.tokens.size());
@@ -305,10 +306,13 @@ INSTANTIATE_TEST_SUITE_P(
 
 // A random bf16 model of 2 layers whose head dim (128) takes the tuned attention kernels
 // (vocabulary 512, 4 query and 2 KV heads), written under a temporary directory named for
-// `test`; empty if it could not be written.
-std::string WriteHeadDim128Model(const std::string& test) {
+// `test`; with `experts` > 0, a Mixtral-shaped one (that many experts of 1024, top 2). Empty if
+// it could not be written.
+std::string WriteHeadDim128Model(std::string test, int64_t experts = 0) {
+  if (experts > 0) test += "_moe";  // a directory of its own: ctest may run both at once
   SyntheticModelSpec spec;
   spec.name = "strata-gpu-" + test + "-random";
+  spec.num_experts = experts;
   spec.vocab_size = 512;
   spec.hidden_size = 512;
   spec.intermediate_size = 1024;
@@ -323,10 +327,13 @@ std::string WriteHeadDim128Model(const std::string& test) {
 // Batch invariance on the GPU: seeded requests (temperature 0.8, top-p 0.9) get the same ids
 // alone as inside batches of 8 and 128 requests of mixed prompt lengths, through the engine
 // (continuous batching, chunked prefill), on a model whose head dim (128) takes the tuned
-// attention kernels.
-TEST(CudaModelTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
+// attention kernels, dense and with 8 experts (whose positions inside an expert's products
+// change with the batch).
+class CudaInvarianceTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(CudaInvarianceTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
-  const std::string path = WriteHeadDim128Model("invariance");
+  const std::string path = WriteHeadDim128Model("invariance", GetParam());
   ASSERT_FALSE(path.empty());
   LocalExecutorOptions local;
   local.model = path;
@@ -363,6 +370,9 @@ TEST(CudaModelTest, SeededRequestsGetTheSameIdsAloneAndInBatches) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(DenseAndMoe, CudaInvarianceTest, ::testing::Values(0, 8),
+                         [](const auto& p) { return p.param == 0 ? "Dense" : "Moe"; });
 
 // Steps allocate nothing once a model is loaded: the backend's own step memory (metadata,
 // attention partials, sampling) is reserved for the runner's limits at load. Modules load
@@ -447,10 +457,13 @@ TEST(CudaModelTest, StepsAllocateNothingAfterLoad) {
 // (1, 2, 4, 8, 16, 24, ...): its n rows of logits equal the first n rows of an eager step of
 // the first b sequences (the same matmul shapes, and a row depends on its own sequence only).
 // Eight sequences with contexts of 5 to 300 tokens; steps of 1, 3, 4, 5 and 8 of them, then
-// four more steps of all eight (replays with new metadata, contexts crossing blocks).
-TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
+// four more steps of all eight (replays with new metadata, contexts crossing blocks). Dense,
+// and with 8 experts (routed and run on the device inside the recording).
+class CudaGraphTest : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(CudaGraphTest, GraphReplaysEqualStepsQueuedOpByOp) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
-  const std::string path = WriteHeadDim128Model("graphs");
+  const std::string path = WriteHeadDim128Model("graphs", GetParam());
   ASSERT_FALSE(path.empty());
   constexpr int64_t kVocab = 512;
   constexpr int kSeqs = 8, kBlocksPerSeq = 32, kBlockSize = 16;
@@ -511,6 +524,9 @@ TEST(CudaModelTest, GraphReplaysEqualStepsQueuedOpByOp) {
     expect_rows_equal(kSeqs, kSeqs);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(DenseAndMoe, CudaGraphTest, ::testing::Values(0, 8),
+                         [](const auto& p) { return p.param == 0 ? "Dense" : "Moe"; });
 
 // Whether GPU 0 runs the Hopper prefill kernel (compute capability 9.0, sm_90a code built).
 bool HaveHopper() {
