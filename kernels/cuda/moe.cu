@@ -1,7 +1,8 @@
-// Mixture of experts on the device: routing (a warp per token), each expert's positions (one
-// block), the experts' products as grouped matmuls on tensor cores (blocks of 64 positions x 64
-// columns of one expert, mma.sync m16n8k16 with bf16 operands and f32 accumulators, a two-stage
-// cp.async pipeline over k), and each token's weighted sum in expert-id order.
+// Mixture of experts on the device: routing (a warp per token), each expert's positions and
+// the matmuls' tiles (one block), the experts' products as grouped matmuls on tensor cores
+// (a block per tile of up to 64 of one expert's positions x 64 columns, mma.sync m16n8k16 with
+// bf16 operands and f32 accumulators, a three-stage cp.async pipeline over k), and each
+// token's weighted sum in expert-id order.
 #include <cuda_bf16.h>
 
 #include <type_traits>
@@ -140,13 +141,19 @@ __global__ void MoePlanKernel(const MoePlanParams p) {
     if (const int64_t e = local(s); e >= 0) atomicAdd(&counts[e], 1);
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    int32_t at = 0;
+  if (threadIdx.x == 0) {  // offsets, and the matmuls' tiles: each expert's passes
+    int32_t at = 0, tile = 0;
     for (int64_t e = 0; e < p.num_local; ++e) {
+      if (e % kMaxMoeLaunchExperts == 0) p.chunk_tiles[e / kMaxMoeLaunchExperts] = tile;
       p.offsets[e] = cursor[e] = at;
       at += counts[e];
+      for (int32_t row0 = 0; row0 < counts[e]; row0 += kMoeTileRows, ++tile) {
+        p.tiles[2 * tile] = static_cast<int32_t>(e);
+        p.tiles[2 * tile + 1] = row0;
+      }
     }
     p.offsets[p.num_local] = at;
+    p.chunk_tiles[(p.num_local + kMaxMoeLaunchExperts - 1) / kMaxMoeLaunchExperts] = tile;
   }
   __syncthreads();
   for (int64_t s = threadIdx.x; s < p.num_slots; s += blockDim.x) {
@@ -161,11 +168,12 @@ __global__ void MoePlanKernel(const MoePlanParams p) {
 
 // ---- The experts' products ------------------------------------------------------------------
 
-constexpr int kBlockRows = 64;    // positions of a block's pass
-constexpr int kBlockCols = 64;    // output columns of a block: 16 per warp
-constexpr int kKStep = 32;        // k of one pipeline stage
-constexpr int kPitch = kKStep + 8;  // shared row pitch in elements: 80 bytes, so the 8 rows an
-                                    // ldmatrix reads fall in 8 different bank groups
+constexpr int kBlockRows = kMoeTileRows;  // positions of a block's pass
+constexpr int kBlockCols = 64;            // output columns of a block: 16 per warp
+constexpr int kKStep = 32;                // k of one pipeline stage
+constexpr int kStages = 3;                // the ring's depth: 46 KB of shared memory when gated
+constexpr int kPitch = kKStep + 8;        // shared row pitch in elements: 80 bytes, so the 8
+                                          // rows an ldmatrix reads fall in 8 bank groups
 constexpr int kMatMulThreads = 128;
 
 template <class T>
@@ -175,119 +183,128 @@ __device__ inline float RoundTo(float v) {
   return LoadF(&t);
 }
 
-// Block (column tile, expert): passes of up to 64 of the expert's positions; per pass, k in
-// steps of 32 through a two-stage ring (A rounded to bf16 on the way in; rows past the pass
-// and columns or k past the end are zeros), each warp 16 columns by every 16-row tile in use.
+// Block (column tile, plan tile): one pass of up to 64 of an expert's positions; k in steps of
+// 32 through a three-stage ring (A rounded to bf16 on the way in; rows past the pass and columns
+// or k past the end are zeros), each warp 16 columns by every 16-row tile in use. Blocks past
+// the chunk's tiles (the grid is sized for the most a plan can have) return at once.
 template <class A, class Out, bool kGated>
-__global__ void __maxnreg__(168) MoeMatMulKernel(const MoeMatMulParams p) {
+__global__ void __maxnreg__(168) MoeMatMulKernel(const __grid_constant__ MoeMatMulParams p) {
   constexpr int kMats = kGated ? 2 : 1;
-  const int64_t expert = p.first + blockIdx.y;
+  const int64_t part = p.first / kMaxMoeLaunchExperts;  // the launch's chunk of the plan
+  const int64_t tile = p.chunk_tiles[part] + int64_t{blockIdx.y};
+  if (tile >= p.chunk_tiles[part + 1]) return;
+  const int32_t expert = p.tiles[2 * tile], row0 = p.tiles[2 * tile + 1];
   const int32_t begin = p.offsets[expert], count = p.offsets[expert + 1] - begin;
-  if (count <= 0) return;
-  __shared__ __align__(16) __nv_bfloat16 a_tile[2][kBlockRows][kPitch];
-  __shared__ __align__(16) __nv_bfloat16 w_tile[2][kMats][kBlockCols][kPitch];
-  const auto* w = static_cast<const __nv_bfloat16*>(p.w[blockIdx.y]);
-  const auto* up = static_cast<const __nv_bfloat16*>(p.up[blockIdx.y]);
+  __shared__ __align__(16) __nv_bfloat16 a_tile[kStages][kBlockRows][kPitch];
+  __shared__ __align__(16) __nv_bfloat16 w_tile[kStages][kMats][kBlockCols][kPitch];
+  const auto* w = static_cast<const __nv_bfloat16*>(p.w[expert - p.first]);
+  const auto* up = static_cast<const __nv_bfloat16*>(p.up[expert - p.first]);
   const int64_t col0 = int64_t{blockIdx.x} * kBlockCols;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t k_steps = (p.k + kKStep - 1) / kKStep;
-  for (int32_t row0 = 0; row0 < count; row0 += kBlockRows) {
-    const int rows = min(count - row0, kBlockRows);
-    const int m_tiles = (rows + 15) / 16;
-    auto load = [&](int stage, int64_t k0) {
-      for (int c = threadIdx.x; c < kBlockRows * (kKStep / 8); c += kMatMulThreads) {
-        const int r = c / (kKStep / 8), chunk = c % (kKStep / 8);
-        const int64_t kk = k0 + chunk * 8;
-        const bool valid = r < rows && kk < p.k;
-        int64_t row = 0;
+  const int rows = min(count - row0, kBlockRows);
+  const int m_tiles = (rows + 15) / 16;
+  auto load = [&](int stage, int64_t k0) {
+    for (int c = threadIdx.x; c < kBlockRows * (kKStep / 8); c += kMatMulThreads) {
+      const int r = c / (kKStep / 8), chunk = c % (kKStep / 8);
+      const int64_t kk = k0 + chunk * 8;
+      const bool valid = r < rows && kk < p.k;
+      int64_t row = 0;
+      if (valid) {
+        const int64_t position = begin + row0 + r;
+        row = p.a_rows != nullptr ? p.a_rows[position] : position;
+      }
+      __nv_bfloat16* dst = &a_tile[stage][r][chunk * 8];
+      const A* src = static_cast<const A*>(p.a) + (valid ? row * p.k + kk : 0);
+      if constexpr (std::is_same_v<A, __nv_bfloat16>) {
+        attention::CopyAsync16(dst, src, valid);
+      } else {  // f32: rounded here
+        uint4 packed = {0, 0, 0, 0};
         if (valid) {
-          const int64_t position = begin + row0 + r;
-          row = p.a_rows != nullptr ? p.a_rows[position] : position;
+          const float4 lo = reinterpret_cast<const float4*>(src)[0];
+          const float4 hi = reinterpret_cast<const float4*>(src)[1];
+          const __nv_bfloat162 v[4] = {__floats2bfloat162_rn(lo.x, lo.y),
+                                       __floats2bfloat162_rn(lo.z, lo.w),
+                                       __floats2bfloat162_rn(hi.x, hi.y),
+                                       __floats2bfloat162_rn(hi.z, hi.w)};
+          packed = *reinterpret_cast<const uint4*>(v);
         }
-        __nv_bfloat16* dst = &a_tile[stage][r][chunk * 8];
-        const A* src = static_cast<const A*>(p.a) + (valid ? row * p.k + kk : 0);
-        if constexpr (std::is_same_v<A, __nv_bfloat16>) {
-          attention::CopyAsync16(dst, src, valid);
-        } else {  // f32: rounded here
-          uint4 packed = {0, 0, 0, 0};
-          if (valid) {
-            const float4 lo = reinterpret_cast<const float4*>(src)[0];
-            const float4 hi = reinterpret_cast<const float4*>(src)[1];
-            const __nv_bfloat162 v[4] = {__floats2bfloat162_rn(lo.x, lo.y),
-                                         __floats2bfloat162_rn(lo.z, lo.w),
-                                         __floats2bfloat162_rn(hi.x, hi.y),
-                                         __floats2bfloat162_rn(hi.z, hi.w)};
-            packed = *reinterpret_cast<const uint4*>(v);
-          }
-          *reinterpret_cast<uint4*>(dst) = packed;
-        }
+        *reinterpret_cast<uint4*>(dst) = packed;
       }
-      for (int c = threadIdx.x; c < kMats * kBlockCols * (kKStep / 8); c += kMatMulThreads) {
-        const int m = c / (kBlockCols * (kKStep / 8));
-        const int r = c / (kKStep / 8) % kBlockCols, chunk = c % (kKStep / 8);
-        const int64_t col = col0 + r, kk = k0 + chunk * 8;
-        const bool valid = col < p.n && kk < p.k;
-        attention::CopyAsync16(&w_tile[stage][m][r][chunk * 8],
-                               (m == 0 ? w : up) + (valid ? col * p.k + kk : 0), valid);
-      }
+    }
+    for (int c = threadIdx.x; c < kMats * kBlockCols * (kKStep / 8); c += kMatMulThreads) {
+      const int m = c / (kBlockCols * (kKStep / 8));
+      const int r = c / (kKStep / 8) % kBlockCols, chunk = c % (kKStep / 8);
+      const int64_t col = col0 + r, kk = k0 + chunk * 8;
+      const bool valid = col < p.n && kk < p.k;
+      attention::CopyAsync16(&w_tile[stage][m][r][chunk * 8],
+                             (m == 0 ? w : up) + (valid ? col * p.k + kk : 0), valid);
+    }
+    attention::CopyAsyncCommit();
+  };
+  float acc[kMats][4][2][4] = {};
+  // One commit group a step (empty past the end), so step s's tiles are complete once at most
+  // kStages - 2 younger groups are pending.
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < k_steps) {
+      load(s, s * kKStep);
+    } else {
       attention::CopyAsyncCommit();
-    };
-    float acc[kMats][4][2][4] = {};
-    load(0, 0);
-    for (int64_t step = 0; step < k_steps; ++step) {
-      const int stage = static_cast<int>(step % 2);
-      if (step + 1 < k_steps) {
-        load(stage ^ 1, (step + 1) * kKStep);
-        attention::CopyAsyncWait<1>();
-      } else {
-        attention::CopyAsyncWait<0>();
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kKStep; kk += 16) {
-        // B fragments of the warp's two 8-column tiles: matrix i of the x4 load holds columns
-        // (i / 2) * 8.. and k (i % 2) * 8.. (b0, b1 of tile 0, then of tile 1).
-        uint32_t b[kMats][4];
-#pragma unroll
-        for (int m = 0; m < kMats; ++m) {
-          attention::LdMatrixX4(
-              b[m], &w_tile[stage][m][warp * 16 + (lane / 16) * 8 + lane % 8][kk + (lane / 8) % 2 * 8]);
-        }
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt) {
-          if (mt >= m_tiles) break;
-          uint32_t a[4];  // matrix i: rows (i % 2) * 8.., k (i / 2) * 8..
-          attention::LdMatrixX4(a, &a_tile[stage][mt * 16 + (lane / 8) % 2 * 8 + lane % 8]
-                                          [kk + (lane / 16) * 8]);
-#pragma unroll
-          for (int m = 0; m < kMats; ++m) {
-            attention::Mma<AttentionDType::kBf16>(acc[m][mt][0], a, b[m][0], b[m][1]);
-            attention::Mma<AttentionDType::kBf16>(acc[m][mt][1], a, b[m][2], b[m][3]);
-          }
-        }
-      }
-      __syncthreads();  // the stage is refilled next step
+    }
+  }
+  for (int64_t step = 0; step < k_steps; ++step) {
+    const int stage = static_cast<int>(step % kStages);
+    attention::CopyAsyncWait<kStages - 2>();
+    __syncthreads();  // every thread's copies of this step landed; the previous step is read
+    if (const int64_t next = step + kStages - 1; next < k_steps) {
+      load(static_cast<int>(next % kStages), next * kKStep);  // into the previous step's stage
+    } else {
+      attention::CopyAsyncCommit();
     }
 #pragma unroll
-    for (int mt = 0; mt < 4; ++mt) {
-      if (mt >= m_tiles) break;
+    for (int kk = 0; kk < kKStep; kk += 16) {
+      // B fragments of the warp's two 8-column tiles: matrix i of the x4 load holds columns
+      // (i / 2) * 8.. and k (i % 2) * 8.. (b0, b1 of tile 0, then of tile 1).
+      uint32_t b[kMats][4];
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
+      for (int m = 0; m < kMats; ++m) {
+        const int col = warp * 16 + (lane / 16) * 8 + lane % 8;
+        attention::LdMatrixX4(b[m], &w_tile[stage][m][col][kk + (lane / 8) % 2 * 8]);
+      }
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = mt * 16 + lane / 4 + half * 8;
-          if (r >= rows) continue;
-          const int64_t position = begin + row0 + r;
-          const int64_t col = col0 + warp * 16 + nt * 8 + 2 * (lane % 4);
+      for (int mt = 0; mt < 4; ++mt) {
+        if (mt >= m_tiles) break;
+        uint32_t a[4];  // matrix i: rows (i % 2) * 8.., k (i / 2) * 8..
+        attention::LdMatrixX4(a, &a_tile[stage][mt * 16 + (lane / 8) % 2 * 8 + lane % 8]
+                                        [kk + (lane / 16) * 8]);
 #pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            if (col + c >= p.n) continue;
-            float v = acc[0][mt][nt][half * 2 + c];
-            if constexpr (kGated) {
-              v = Activate(p.act, RoundTo<Out>(v)) * RoundTo<Out>(acc[kMats - 1][mt][nt][half * 2 + c]);
-            }
-            StoreF(static_cast<Out*>(p.out) + position * p.n + col + c, v);
+        for (int m = 0; m < kMats; ++m) {
+          attention::Mma<AttentionDType::kBf16>(acc[m][mt][0], a, b[m][0], b[m][1]);
+          attention::Mma<AttentionDType::kBf16>(acc[m][mt][1], a, b[m][2], b[m][3]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt) {
+    if (mt >= m_tiles) break;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = mt * 16 + lane / 4 + half * 8;
+        if (r >= rows) continue;
+        const int64_t position = begin + row0 + r;
+        const int64_t col = col0 + warp * 16 + nt * 8 + 2 * (lane % 4);
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          if (col + c >= p.n) continue;
+          float v = acc[0][mt][nt][half * 2 + c];
+          if constexpr (kGated) {
+            const float u = acc[kMats - 1][mt][nt][half * 2 + c];
+            v = Activate(p.act, RoundTo<Out>(v)) * RoundTo<Out>(u);
           }
+          StoreF(static_cast<Out*>(p.out) + position * p.n + col + c, v);
         }
       }
     }
@@ -336,25 +353,28 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 absl::Status LaunchMoeRoute(const MoeRouteParams& p, void* stream) {
   constexpr int64_t kMaxExperts = 4096;  // its scores and flags in 48 KB of shared memory
+  const int64_t shared = (2 * p.num_experts + p.num_groups) * 4 + p.num_experts;
   if (p.logits == nullptr || p.ids == nullptr || p.weights == nullptr || p.num_tokens < 0 ||
       p.num_tokens > 0x7fffffff || p.num_experts < 1 || p.num_experts > kMaxExperts ||
       p.top_k < 1 || p.top_k > kMaxMoeTopK || p.top_k > p.num_experts || p.num_groups < 1 ||
       p.num_experts % p.num_groups != 0 || p.topk_groups < 1 || p.topk_groups > p.num_groups ||
-      p.topk_groups * (p.num_experts / p.num_groups) < p.top_k) {
+      p.topk_groups * (p.num_experts / p.num_groups) < p.top_k || shared > 48 * 1024) {
     return absl::InvalidArgumentError(
         "LaunchMoeRoute: null pointer, or not 1 <= top_k <= min(experts, 32), experts <= 4096 in "
-        "groups that divide them, and the groups kept holding top_k experts");
+        "groups that divide them (their scores within 48 KB), and the groups kept holding top_k "
+        "experts");
   }
   if (p.num_tokens == 0) return absl::OkStatus();
-  const size_t shared = (2 * p.num_experts + p.num_groups) * 4 + p.num_experts;
-  MoeRouteKernel<<<static_cast<unsigned>(p.num_tokens), 32, shared, AsStream(stream)>>>(p);
+  MoeRouteKernel<<<static_cast<unsigned>(p.num_tokens), 32, static_cast<size_t>(shared),
+                   AsStream(stream)>>>(p);
   return LaunchStatus("MoeRouteKernel");
 }
 
 absl::Status LaunchMoePlan(const MoePlanParams& p, void* stream) {
   constexpr int64_t kMaxLocal = 6144;  // counts and cursors in 48 KB of shared memory
   if (p.ids == nullptr || p.offsets == nullptr || p.rows == nullptr || p.positions == nullptr ||
-      p.num_slots < 0 || p.num_slots > 0x7fffffff || p.top_k < 1 || p.num_slots % p.top_k != 0 ||
+      p.tiles == nullptr || p.chunk_tiles == nullptr || p.num_slots < 0 ||
+      p.num_slots > 0x7fffffff || p.top_k < 1 || p.num_slots % p.top_k != 0 ||
       p.num_local < 1 || p.num_local > kMaxLocal) {
     return absl::InvalidArgumentError(
         "LaunchMoePlan: null pointer, or slots not tokens x top_k, or not 1 to 6144 local experts");
@@ -364,19 +384,26 @@ absl::Status LaunchMoePlan(const MoePlanParams& p, void* stream) {
 }
 
 absl::Status LaunchMoeMatMul(const MoeMatMulParams& p, void* stream) {
-  bool ok = p.a != nullptr && p.offsets != nullptr && p.out != nullptr && Aligned16(p.a) &&
-            p.first >= 0 && p.num_experts >= 1 && p.num_experts <= kMaxMoeLaunchExperts &&
-            p.n >= 1 && p.n <= (int64_t{0x7fffffff} - kBlockCols) && p.k >= 8 && p.k % 8 == 0;
+  bool ok = p.a != nullptr && p.offsets != nullptr && p.tiles != nullptr &&
+            p.chunk_tiles != nullptr && p.out != nullptr && Aligned16(p.a) && p.num_slots >= 0 &&
+            p.num_slots <= 0x7fffffff && p.first >= 0 && p.first % kMaxMoeLaunchExperts == 0 &&
+            p.num_experts >= 1 && p.num_experts <= kMaxMoeLaunchExperts && p.n >= 1 &&
+            p.n <= (int64_t{0x7fffffff} - kBlockCols) && p.k >= 8 && p.k % 8 == 0 &&
+            MoeMaxTiles(p.num_slots, p.num_experts) <= 65535;  // the grid's rows
   for (int64_t e = 0; ok && e < p.num_experts; ++e) {
     ok = p.w[e] != nullptr && Aligned16(p.w[e]) &&
          (!p.gated || (p.up[e] != nullptr && Aligned16(p.up[e])));
   }
   if (!ok) {
     return absl::InvalidArgumentError(
-        "LaunchMoeMatMul: null or unaligned pointer, 1 to 256 experts, or k not a multiple of 8");
+        "LaunchMoeMatMul: null or unaligned pointer, not 1 to 256 experts from a multiple of "
+        "256, k not a multiple of 8, or over 4 million slots");
   }
+  if (p.num_slots == 0) return absl::OkStatus();
+  // As many tile rows as the chunk's experts could need: a pass per 64 positions, one part-
+  // filled pass per expert at most.
   const dim3 grid(static_cast<unsigned>((p.n + kBlockCols - 1) / kBlockCols),
-                  static_cast<unsigned>(p.num_experts));
+                  static_cast<unsigned>(MoeMaxTiles(p.num_slots, p.num_experts)));
   return DispatchElem(p.a_elem, [&](auto* a_tag) {
     using In = std::remove_pointer_t<decltype(a_tag)>;
     return DispatchElem(p.out_elem, [&](auto* out_tag) {

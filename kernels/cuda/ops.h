@@ -158,12 +158,26 @@ absl::Status LaunchMoeRoute(const MoeRouteParams& params, void* stream);
 // Where each routed (token, expert) slot goes: the slots of local expert e (global id
 // expert_begin + e) take positions offsets[e] .. offsets[e + 1] - 1; rows[p] is the token of
 // position p and positions[s] the position of slot s (-1 for an expert this rank lacks). The
-// order inside an expert is whatever the atomics give: no result depends on it.
+// order inside an expert is whatever the atomics give: no result depends on it. And the
+// matmuls' work list: tiles [t] = (local expert, first position of the pass) for every pass of
+// kMoeTileRows positions of every expert, expert after expert, and chunk_tiles[c] the first
+// tile of launch chunk c (experts c * kMaxMoeLaunchExperts onwards; one more entry: the end).
+inline constexpr int kMoeTileRows = 64;
+inline constexpr int kMaxMoeLaunchExperts = 256;
+// The most tiles (and entries of `tiles`, two int32 each) a plan of these sizes writes.
+inline int64_t MoeMaxTiles(int64_t num_slots, int64_t num_local) {
+  return (num_slots + kMoeTileRows - 1) / kMoeTileRows + num_local;
+}
+inline int64_t MoeChunks(int64_t num_local) {
+  return (num_local + kMaxMoeLaunchExperts - 1) / kMaxMoeLaunchExperts;
+}
 struct MoePlanParams {
-  const int32_t* ids = nullptr;  // [num_slots] = [num_tokens, top_k]
-  int32_t* offsets = nullptr;    // [num_local + 1]
-  int32_t* rows = nullptr;       // [num_slots]
-  int32_t* positions = nullptr;  // [num_slots]
+  const int32_t* ids = nullptr;    // [num_slots] = [num_tokens, top_k]
+  int32_t* offsets = nullptr;      // [num_local + 1]
+  int32_t* rows = nullptr;         // [num_slots]
+  int32_t* positions = nullptr;    // [num_slots]
+  int32_t* tiles = nullptr;        // [MoeMaxTiles][2]
+  int32_t* chunk_tiles = nullptr;  // [MoeChunks + 1]
   int64_t num_slots = 0;
   int64_t top_k = 0;
   int64_t expert_begin = 0;
@@ -172,19 +186,23 @@ struct MoePlanParams {
 absl::Status LaunchMoePlan(const MoePlanParams& params, void* stream);
 
 // Each expert's product over its positions, for the experts first .. first + num_experts - 1
-// (at most kMaxMoeLaunchExperts a launch): position p of expert e reads row a_rows[p] of `a`
-// (row p when a_rows is null), rounded to bf16, and gets out[p, :] = a_row . W_e^T with
-// f32 accumulation, W_e bf16 [n, k] (k a multiple of 8, 16-byte aligned rows). Gated:
-// out[p, :] = act(round(a_row . gate_e^T)) * round(a_row . up_e^T), the products rounded to
-// out_elem first, as a separate activation op would see them.
-inline constexpr int kMaxMoeLaunchExperts = 256;
+// (a launch chunk of the plan: first a multiple of kMaxMoeLaunchExperts): position p of
+// expert e reads row a_rows[p] of `a` (row p when a_rows is null), rounded to bf16, and gets
+// out[p, :] = a_row . W_e^T with f32 accumulation, W_e bf16 [n, k] (k a multiple of 8, 16-byte
+// aligned rows). Gated: out[p, :] = act(round(a_row . gate_e^T)) * round(a_row . up_e^T), the
+// products rounded to out_elem first, as a separate activation op would see them. A block
+// takes one tile of the plan (a pass of up to kMoeTileRows positions) by 64 columns; every
+// element sums k in the same order whatever else the tile holds.
 struct MoeMatMulParams {
-  const void* a = nullptr;           // [*, k], a_elem
-  const int32_t* a_rows = nullptr;   // [positions] or null
-  const int32_t* offsets = nullptr;  // the plan's
+  const void* a = nullptr;               // [*, k], a_elem
+  const int32_t* a_rows = nullptr;       // [positions] or null
+  const int32_t* offsets = nullptr;      // the plan's
+  const int32_t* tiles = nullptr;        // the plan's
+  const int32_t* chunk_tiles = nullptr;  // the plan's
   const void* w[kMaxMoeLaunchExperts] = {};     // bf16 [n, k]: down, or gate when gated
   const void* up[kMaxMoeLaunchExperts] = {};    // bf16 [n, k], when gated
   void* out = nullptr;                          // [positions, n], out_elem
+  int64_t num_slots = 0;  // the plan's (bounds its tiles)
   int64_t first = 0;
   int64_t num_experts = 0;
   int64_t n = 0;

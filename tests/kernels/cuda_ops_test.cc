@@ -6,9 +6,11 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -96,6 +98,13 @@ class DeviceArray {
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
   const T* get() const { return ptr_; }
+  T* get() { return ptr_; }
+  std::vector<T> ToHost(size_t n) const {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<T> out(n);
+    cudaMemcpy(out.data(), ptr_, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return out;
+  }
 
  private:
   T* ptr_ = nullptr;
@@ -377,6 +386,8 @@ INSTANTIATE_TEST_SUITE_P(Elems, CudaOpsTest, ::testing::Values(Elem::kF32, Elem:
 TEST_P(CudaOpsTest, MoeMatMulRowsDoNotDependOnTheirPositions) {
   const int64_t k = 200, n = 72, positions = 131, shared_row = 5;
   const std::vector<int32_t> offsets = {0, 1, positions};
+  // The plan's tiles, as LaunchMoePlan lays them out: (expert, first position of the pass).
+  const std::vector<int32_t> tiles = {0, 0, 1, 0, 1, 64, 1, 128}, chunk_tiles = {0, 4};
   std::vector<int32_t> rows(positions);
   for (int32_t p = 0; p < positions; ++p) rows[p] = p;
   rows[0] = rows[77] = shared_row;
@@ -384,7 +395,7 @@ TEST_P(CudaOpsTest, MoeMatMulRowsDoNotDependOnTheirPositions) {
   const Vec w = Rounded(cpu::RandomFloats(n * k, 21), Elem::kBf16);
   const Vec up = Rounded(cpu::RandomFloats(n * k, 22), Elem::kBf16);
   DeviceValues da(a, elem()), dw(w, Elem::kBf16), dup(up, Elem::kBf16);
-  DeviceArray<int32_t> doffsets(offsets), drows(rows);
+  DeviceArray<int32_t> doffsets(offsets), drows(rows), dtiles(tiles), dchunks(chunk_tiles);
   for (const bool gated : {false, true}) {
     const Elem out_elem = gated ? elem() : Elem::kF32;
     DeviceValues dout(Vec(positions * n, 7.0f), out_elem);
@@ -392,6 +403,9 @@ TEST_P(CudaOpsTest, MoeMatMulRowsDoNotDependOnTheirPositions) {
     p.a = da.get();
     p.a_rows = drows.get();
     p.offsets = doffsets.get();
+    p.tiles = dtiles.get();
+    p.chunk_tiles = dchunks.get();
+    p.num_slots = positions;
     p.w[0] = p.w[1] = dw.get();
     p.up[0] = p.up[1] = dup.get();
     p.out = dout.get();
@@ -408,25 +422,100 @@ TEST_P(CudaOpsTest, MoeMatMulRowsDoNotDependOnTheirPositions) {
     for (int64_t pos = 0; pos < positions; ++pos) {
       const float* x = a.data() + rows[pos] * k;
       for (int64_t c = 0; c < n; ++c) {
-        double g = 0, u = 0, magnitude = 0;
+        double g = 0, u = 0, g_size = 0, u_size = 0;
         for (int64_t i = 0; i < k; ++i) {
           const double xi = RoundBf16(x[i]);  // the kernel's operands are bf16
           g += xi * w[c * k + i];
           u += xi * up[c * k + i];
-          magnitude += std::fabs(xi * w[c * k + i]) + std::fabs(xi * up[c * k + i]);
+          g_size += std::fabs(xi * w[c * k + i]);
+          u_size += std::fabs(xi * up[c * k + i]);
         }
         const double silu = g / (1 + std::exp(-g));
         want[pos * n + c] = static_cast<float>(gated ? silu * u : g);
-        scale[pos * n + c] = static_cast<float>(gated ? magnitude * magnitude : magnitude);
+        // Plain: of sum |x w| (f32 sums). Gated: rounding g moves silu(g) by up to
+        // 1.1 |g| ulp, rounding u and the result move it by |silu(g) u| ulp each; the f32 sums
+        // add 1e-3 of the sizes (a tenth of an ulp of bf16 at 8e-3).
+        scale[pos * n + c] = static_cast<float>(
+            gated ? (1.1 * std::fabs(g) + 2 * std::fabs(silu)) * std::fabs(u) +
+                        1e-3 * (g_size * std::fabs(u) + std::fabs(silu) * u_size)
+                  : g_size);
       }
     }
-    // f32 out: 1e-5 of sum |x w|; gated: the rounded products' error times the other factor,
-    // within the test's bf16 tolerance of |g| |u| <= magnitude^2.
     cpu::ExpectClose(got, want, scale, gated ? rtol() : 1e-5f, atol(),
                      std::string(Name(elem())) + (gated ? " gated" : " plain"));
     EXPECT_EQ(std::memcmp(got.data(), got.data() + 77 * n, n * sizeof(float)), 0)
         << "one row, computed alone and among 130 positions";
   }
+}
+
+// The experts' plan for 300 local experts (global 10..309, two launch chunks) of 320, 500
+// tokens routed to 4 distinct experts each: offsets are the counts' prefix sums, every local
+// slot has a position of its expert's range holding its token (each once), the others -1, and
+// the tiles list every expert's passes of 64, the second chunk's from where the first's end.
+TEST(CudaOpsMoePlan, PositionsAndTilesCoverEveryLocalSlotOnce) {
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device";
+  const int64_t tokens = 500, top_k = 4, begin = 10, local = 300, slots = tokens * top_k;
+  std::mt19937 random(12);
+  std::vector<int32_t> ids;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<int32_t> chosen;
+    while (static_cast<int64_t>(chosen.size()) < top_k) {
+      // Skewed: expert 10 (local 0) in most tokens, so it needs several passes.
+      const auto id = static_cast<int32_t>(chosen.empty() && t % 5 != 0 ? 10 : random() % 320);
+      if (std::find(chosen.begin(), chosen.end(), id) == chosen.end()) chosen.push_back(id);
+    }
+    ids.insert(ids.end(), chosen.begin(), chosen.end());
+  }
+  const int64_t max_tiles = cuda::MoeMaxTiles(slots, local);
+  DeviceArray<int32_t> dids(ids), offsets(std::vector<int32_t>(local + 1, -7)),
+      rows(std::vector<int32_t>(slots, -7)), positions(std::vector<int32_t>(slots, -7)),
+      tiles(std::vector<int32_t>(2 * max_tiles, -7)), chunk_tiles(std::vector<int32_t>(3, -7));
+  cuda::MoePlanParams p{dids.get(), offsets.get(), rows.get(), positions.get(), tiles.get(),
+                        chunk_tiles.get(), slots, top_k, begin, local};
+  ASSERT_TRUE(cuda::LaunchMoePlan(p, nullptr).ok());
+  const auto got_offsets = offsets.ToHost(local + 1);
+  const auto got_rows = rows.ToHost(slots);
+  const auto got_positions = positions.ToHost(slots);
+  const auto got_tiles = tiles.ToHost(2 * max_tiles);
+  const auto got_chunks = chunk_tiles.ToHost(3);
+  std::vector<int32_t> counts(local, 0);
+  for (int32_t id : ids) {
+    if (id >= begin && id < begin + local) ++counts[id - begin];
+  }
+  EXPECT_GT(counts[0], 3 * 64);
+  int32_t at = 0;
+  for (int64_t e = 0; e <= local; ++e) {
+    EXPECT_EQ(got_offsets[e], at) << "expert " << e;
+    if (e < local) at += counts[e];
+  }
+  std::vector<int> seen(slots, 0);
+  for (int64_t s = 0; s < slots; ++s) {
+    const int64_t e = ids[s] - begin;
+    if (e < 0 || e >= local) {
+      EXPECT_EQ(got_positions[s], -1) << "slot " << s;
+      continue;
+    }
+    const int32_t pos = got_positions[s];
+    ASSERT_GE(pos, got_offsets[e]) << "slot " << s;
+    ASSERT_LT(pos, got_offsets[e + 1]) << "slot " << s;
+    EXPECT_EQ(got_rows[pos], s / top_k) << "slot " << s;
+    ++seen[pos];
+  }
+  for (int32_t pos = 0; pos < at; ++pos) EXPECT_EQ(seen[pos], 1) << "position " << pos;
+  std::vector<int32_t> want_tiles, want_chunks = {0};
+  for (int32_t e = 0; e < local; ++e) {
+    if (e == cuda::kMaxMoeLaunchExperts) {
+      want_chunks.push_back(static_cast<int32_t>(want_tiles.size() / 2));
+    }
+    for (int32_t row0 = 0; row0 < counts[e]; row0 += cuda::kMoeTileRows) {
+      want_tiles.insert(want_tiles.end(), {e, row0});
+    }
+  }
+  want_chunks.push_back(static_cast<int32_t>(want_tiles.size() / 2));
+  EXPECT_EQ(got_chunks, want_chunks);
+  ASSERT_LE(want_tiles.size(), got_tiles.size());
+  EXPECT_EQ(std::vector<int32_t>(got_tiles.begin(), got_tiles.begin() + want_tiles.size()),
+            want_tiles);
 }
 
 TEST(CudaOpsConvert, RoundsToNearestEven) {
@@ -713,7 +802,8 @@ TEST(CudaOpsValidationTest, RejectsBadParams) {
   EXPECT_FALSE(cuda::LaunchMoeRoute(route, nullptr).ok()) << "top_k past 32";
   cuda::MoeMatMulParams mm;
   mm.a = mm.out = storage;
-  mm.offsets = reinterpret_cast<const int32_t*>(storage);
+  mm.offsets = mm.tiles = mm.chunk_tiles = reinterpret_cast<const int32_t*>(storage);
+  mm.num_slots = 4;
   mm.w[0] = storage;
   mm.num_experts = 1;
   mm.n = 16;
@@ -728,8 +818,12 @@ TEST(CudaOpsValidationTest, RejectsBadParams) {
   mm.gated = false;
   mm.num_experts = cuda::kMaxMoeLaunchExperts + 1;
   EXPECT_FALSE(cuda::LaunchMoeMatMul(mm, nullptr).ok()) << "more experts than a launch takes";
+  mm.num_experts = 1;
+  mm.first = 3;
+  EXPECT_FALSE(cuda::LaunchMoeMatMul(mm, nullptr).ok()) << "a launch from inside a chunk";
   cuda::MoePlanParams plan;
-  plan.ids = plan.offsets = plan.rows = plan.positions = reinterpret_cast<int32_t*>(storage);
+  plan.ids = plan.offsets = plan.rows = plan.positions = plan.tiles = plan.chunk_tiles =
+      reinterpret_cast<int32_t*>(storage);
   plan.num_slots = 5;
   plan.top_k = 2;
   plan.num_local = 4;

@@ -348,7 +348,8 @@ class Backend {
                         const Tensor& weights) = 0;
   // y[t] = sum_j weights[t, j] * expert_{ids[t, j]}(x[t]) over the experts this rank holds
   // (others contribute nothing), where expert(x) = down(act(gate x) * up x). Tokens are
-  // grouped by expert so each expert's weights are read once per step.
+  // grouped by expert so each expert's weights are read once per step (the GPU: once per 64 of
+  // its tokens).
   //   x, y: [tokens, hidden]; ids, weights: [tokens, top_k]
   virtual void MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weights,
                       const ExpertWeights& experts, const Tensor& y) = 0;

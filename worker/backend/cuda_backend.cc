@@ -608,19 +608,21 @@ absl::Status CudaBackend::ReserveMeta(int64_t values) {
 
 // MoeFfn's scratch for `tokens` tokens of `hidden` values routed to `top_k` of `local` experts
 // of `ffn` columns, activations of `elem` bytes, as byte offsets: the plan (offsets at 0, a
-// position's token, a slot's position), the gated products and the f32 down products by
-// position; `size` in all.
+// position's token, a slot's position, the matmuls' tiles and where each launch's begin), the
+// gated products and the f32 down products by position; `size` in all.
 struct ExpertScratch {
   ExpertScratch(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k, int64_t local,
                 int64_t elem) {
     const int64_t slots = tokens * top_k;
     rows = Staging::Aligned((local + 1) * 4);
     positions = rows + Staging::Aligned(slots * 4);
-    gated = positions + Staging::Aligned(slots * 4);
+    tiles = positions + Staging::Aligned(slots * 4);
+    chunk_tiles = tiles + Staging::Aligned(kc::MoeMaxTiles(slots, local) * 8);
+    gated = chunk_tiles + Staging::Aligned((kc::MoeChunks(local) + 1) * 4);
     out = gated + Staging::Aligned(slots * ffn * elem);
     size = out + Staging::Aligned(slots * hidden * 4);
   }
-  int64_t rows, positions, gated, out, size;
+  int64_t rows, positions, tiles, chunk_tiles, gated, out, size;
 };
 
 // Sampling scratch of a step of `rows` rows (see Sample): ids and logprobs out, the parameters
@@ -881,10 +883,11 @@ void CudaBackend::MoeRoute(const Tensor& logits, const MoeRouting& routing, cons
 }
 
 // The experts on the device, nothing waited for (kernels/cuda/moe.cu): the plan gives each
-// local expert its positions; one grouped matmul computes act(gate x) * up x at every position
-// (x read by token), another the f32 down products; each token's sum runs in expert order and
-// is rounded once into y. Experts with no token cost a block's start; each expert's weights are
-// read once per 64 of its positions.
+// local expert its positions and the matmuls their tiles (passes of 64 positions); one grouped
+// matmul computes act(gate x) * up x at every position (x read by token), another the f32 down
+// products; each token's sum runs in expert order and is rounded once into y. Experts with no
+// token cost nothing but the plan's look; each expert's weights are read once per 64 of its
+// positions.
 void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weights,
                          const ExpertWeights& experts, const Tensor& y) {
   const int64_t tokens = x.Rows(), hidden = x.Cols(), top_k = ids.Cols();
@@ -893,8 +896,7 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
   const int64_t ffn = local > 0 ? experts.gate[0].view.Rows() : 0;
   bool ok = elem && SameShape(x, y) && ids.dtype == DType::kI32 && ids.Rows() == tokens &&
             weights.dtype == DType::kF32 && weights.NumElements() == ids.NumElements() &&
-            local > 0 && experts.up.size() == experts.gate.size() &&
-            experts.down.size() == experts.gate.size();
+            experts.up.size() == experts.gate.size() && experts.down.size() == experts.gate.size();
   for (int64_t e = 0; ok && e < local; ++e) {
     ok = experts.gate[e].view.dtype == DType::kBF16 && experts.up[e].view.dtype == DType::kBF16 &&
          experts.down[e].view.dtype == DType::kBF16 && experts.gate[e].view.Rows() == ffn &&
@@ -903,7 +905,12 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
          experts.down[e].view.Cols() == ffn;
   }
   if (!Check(ok, "MoeFfn: x and y [tokens, hidden], ids and weights [tokens, top_k], every "
-                 "expert's gate and up bf16 [ffn, hidden] and down [hidden, ffn]")) {
+                 "expert's gate and up bf16 [ffn, hidden] and down [hidden, ffn], one ffn for "
+                 "all")) {
+    return;
+  }
+  if (local == 0 || tokens == 0) {  // a rank that holds no expert adds nothing
+    Launched(cudaMemsetAsync(y.data, 0, y.Bytes(), stream_), "MoeFfn: zeros");
     return;
   }
   const int64_t x_bytes = ElementsToBytes(x.dtype, 1);
@@ -914,8 +921,10 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
   auto* offsets = At<int32_t>(base, 0);
   auto* rows = At<int32_t>(base, at.rows);
   auto* positions = At<int32_t>(base, at.positions);
-  Record(kc::LaunchMoePlan({ids.As<int32_t>(), offsets, rows, positions, tokens * top_k, top_k,
-                            experts.expert_begin, local},
+  auto* tiles = At<int32_t>(base, at.tiles);
+  auto* chunk_tiles = At<int32_t>(base, at.chunk_tiles);
+  Record(kc::LaunchMoePlan({ids.As<int32_t>(), offsets, rows, positions, tiles, chunk_tiles,
+                            tokens * top_k, top_k, experts.expert_begin, local},
                            stream_));
   // Up to kMaxMoeLaunchExperts experts a launch (their weights' addresses are its arguments).
   for (int64_t first = 0; first < local && error_.ok(); first += kc::kMaxMoeLaunchExperts) {
@@ -924,7 +933,10 @@ void CudaBackend::MoeFfn(const Tensor& x, const Tensor& ids, const Tensor& weigh
       kc::MoeMatMulParams p;
       p.a = a;
       p.offsets = offsets;
+      p.tiles = tiles;
+      p.chunk_tiles = chunk_tiles;
       p.out = out;
+      p.num_slots = tokens * top_k;
       p.first = first;
       p.num_experts = n;
       p.n = cols;

@@ -10,7 +10,8 @@
 // row); only ids and logprobs leave it.
 //
 // Mixture of experts: routed and run on the device (kernels/cuda/moe.cu), no host sync, so MoE
-// models' decode steps are recorded too; each expert's weights are read once per step.
+// models' decode steps are recorded too; each expert's weights are read once per 64 of its
+// tokens.
 // Tensor parallelism: a communicator made on stream() (NCCL) queues its collectives in order
 // with the step's ops; Sync() waits for them through SetStreamWait's bound first.
 #pragma once
