@@ -11,20 +11,20 @@
 #                               runs here, the backend parity table's cuda rows, the registry
 #                               tests; the model tests read the packed copies of the shared
 #                               files they need), compute-sanitizer's memcheck on a few attention
-#                               cases and the experts' kernels, the attention benchmark and
-#                               its PyTorch peer, end-to-end decode of a Llama-3-8B-shaped bf16
-#                               model (written there by `strata synth` while the tests run) at
-#                               batch 1/32/128 (and 1 without CUDA graphs, 128 with sampling on
-#                               the device, and with an fp8 KV cache; and 4 x 2048-token prompts
-#                               with and without --hopper-prefill on a compute capability 9.0
-#                               GPU) and of a Mixtral-shaped one at batch 1 and 32 (with and
-#                               without graphs), after Hugging Face transformers on the same
-#                               fixtures as a second reference for the model tests' logits
-#                               (hf_reference.py); writes logs under $OUT and prints a summary
-#                               last. If the packed binaries cannot start there (other system
-#                               libraries), the attention tests and benchmark are rebuilt from
-#                               the packed sources with that machine's nvcc first
-#                               (GPU_CHECK_REBUILD=1 forces it).
+#                               cases and the experts' kernels, the attention benchmark and its
+#                               PyTorch peer, the experts' benchmark, end-to-end decode of a
+#                               Llama-3-8B-shaped bf16 model (written there by `strata synth`
+#                               while the tests run) at batch 1/32/128 (and 1 without CUDA
+#                               graphs, 128 with sampling on the device, and with an fp8 KV
+#                               cache; and 4 x 2048-token prompts with and without
+#                               --hopper-prefill on a compute capability 9.0 GPU) and of a
+#                               Mixtral-shaped one at batch 1 and 32 (with and without graphs),
+#                               after Hugging Face transformers on the same fixtures as a second
+#                               reference for the model tests' logits (hf_reference.py); writes
+#                               logs under $OUT and prints a summary last. If the packed binaries
+#                               cannot start there (other system libraries), the attention tests
+#                               and the benchmarks are rebuilt from the packed sources with that
+#                               machine's nvcc first (GPU_CHECK_REBUILD=1 forces it).
 #   scripts/gpu-check.sh run tests | run perf
 #                               one half each, for when the stages do not fit one call: the
 #                               tests, memcheck and the transformers comparison; or the
@@ -42,6 +42,7 @@ GPU_TESTS=(cuda_attention_registry_test cuda_attention_test cuda_ops_test backen
            backend_parity_test cuda_model_test nccl_communicator_test cuda_tp_test)
 BUDGET=540  # seconds of the device call's 600 that stages may start within
 BENCH=strata_attention_bench
+MOE_BENCH=strata_moe_bench
 SHARED=${STRATA_SHARED_DATA:-../shared/data}
 # The shared files the model tests read there (../shared does not travel): stories260K and
 # its golden ids, the fixtures (Hugging Face layout) and their goldens.
@@ -53,11 +54,12 @@ done
 
 pack() {
   set -e
-  ninja -C "$BUILD" "${GPU_TESTS[@]}" "$BENCH"
+  ninja -C "$BUILD" "${GPU_TESTS[@]}" "$BENCH" "$MOE_BENCH"
   rm -rf "$PACK" "$(dirname "$CARRY")"
   mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/src/gen" "$PACK/src/include" "$(dirname "$CARRY")"
   for t in "${GPU_TESTS[@]}"; do cp "$(find "$BUILD/tests" -name "$t" -type f -executable)" "$PACK/bin/"; done
-  cp "$BUILD/bench/cuda/$BENCH" "$BUILD/coordinator/cli/strata" "$PACK/bin/"
+  cp "$BUILD/bench/cuda/$BENCH" "$BUILD/bench/cuda/$MOE_BENCH" "$BUILD/coordinator/cli/strata" \
+    "$PACK/bin/"
   # Shared libraries outside the C and C++ runtimes (which the GPU machine has, newer), except
   # cuBLASLt and NCCL (hundreds of MiB; the GPU machine's CUDA or PyTorch provides them).
   for b in "$PACK"/bin/*; do
@@ -76,8 +78,8 @@ pack() {
   du -sh "$PACK"/* "$CARRY"
 }
 
-# Rebuilds the attention tests and benchmark with this machine's nvcc (sm_90a) from the packed
-# sources: the kernels, the registry, GoogleTest, and the packed Abseil libraries.
+# Rebuilds the attention tests and the benchmarks with this machine's nvcc (sm_90a) from the
+# packed sources: the kernels, the registry, GoogleTest, and the packed Abseil libraries.
 rebuild() {
   local out=$1 src=$PACK/src obj=$1/obj
   mkdir -p "$obj"
@@ -85,7 +87,7 @@ rebuild() {
                -I"$src/googlemock/include" -I"$src/googlemock"
                -gencode=arch=compute_90a,code=sm_90a)
   local kernels=() gtest=() pids=()
-  for f in "$src"/gen/attention_*.cu kernels/cuda/attention_registry.cc; do
+  for f in "$src"/gen/attention_*.cu kernels/cuda/attention_registry.cc kernels/cuda/moe.cu; do
     kernels+=("$obj/$(basename "$f").o")
     nvcc "${flags[@]}" -c "$f" -o "${kernels[-1]}" & pids+=($!)
   done
@@ -101,7 +103,8 @@ rebuild() {
     nvcc "${flags[@]}" "tests/kernels/$t.cc" "${kernels[@]}" "${gtest[@]}" "${absl[@]}" \
       -o "$out/$t" || return 1
   done
-  nvcc "${flags[@]}" bench/cuda/attention_bench.cu "${kernels[@]}" "${absl[@]}" -o "$out/$BENCH"
+  nvcc "${flags[@]}" bench/cuda/attention_bench.cu "${kernels[@]}" "${absl[@]}" -o "$out/$BENCH" &&
+    nvcc "${flags[@]}" bench/cuda/moe_bench.cu "${kernels[@]}" "${absl[@]}" -o "$out/$MOE_BENCH"
 }
 
 run() {
@@ -202,6 +205,10 @@ run() {
   if want perf && fits 90; then
     timeout 90 "$bin/$BENCH" > "$out/attention_bench.txt" 2>&1
     echo "attention bench: rc=$?" >> "$summary"
+  fi
+  if want perf && fits 60; then
+    timeout 60 "$bin/$MOE_BENCH" > "$out/moe_bench.txt" 2>&1
+    echo "moe bench: rc=$?" >> "$summary"
   fi
   if want perf && fits 90; then
     timeout 90 "$python" bench/cuda/sdpa_peer.py > "$out/sdpa_peer.txt" 2>&1
@@ -309,7 +316,8 @@ run() {
     echo "e2e moe: skipped (time, no model: see synth_moe.log, or no copy figure)" >> "$summary"
   fi
   echo "=== summary ($((SECONDS - start)) s)"
-  cat "$summary" "$out/hf_reference.txt" "$out/attention_bench.txt" "$out/sdpa_peer.txt" 2> /dev/null
+  cat "$summary" "$out/hf_reference.txt" "$out/attention_bench.txt" "$out/sdpa_peer.txt" \
+    "$out/moe_bench.txt" 2> /dev/null
 }
 
 case "${1:-}" in

@@ -25,48 +25,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/bench_util.cuh"
 #include "kernels/cuda/attention.h"
 
 namespace strata::kernels::cuda {
 namespace {
 
-#define BENCH_CHECK(expr)                                                              \
-  do {                                                                                 \
-    const cudaError_t err_ = (expr);                                                   \
-    if (err_ != cudaSuccess) {                                                         \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,               \
-                   cudaGetErrorString(err_));                                          \
-      std::exit(1);                                                                    \
-    }                                                                                  \
-  } while (0)
-
-// Uniform values in [-1, 1) from a hash of the index, as bf16.
-__global__ void FillRandom(__nv_bfloat16* x, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    x[i] = __float2bfloat16(static_cast<float>(h) * (2.0f / 4294967296.0f) - 1.0f);
-  }
-}
-
-struct Options {
-  int iters = 20;
-  double peak_tflops = 989.0;  // H100/H200 SXM dense bf16, datasheet
-};
-
-struct Buffer {
-  void* ptr = nullptr;
-  explicit Buffer(size_t bytes) { BENCH_CHECK(cudaMalloc(&ptr, bytes == 0 ? 16 : bytes)); }
-  ~Buffer() { cudaFree(ptr); }
-};
-
-void Random(void* p, int64_t n, uint32_t seed) {
-  FillRandom<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), n, seed);
-  BENCH_CHECK(cudaGetLastError());
-}
+using bench::Buffer;
+using bench::MedianMs;
+using bench::Options;
+using bench::Random;
 
 // An fp8 cache: codes of values in [-1, 1) (as WriteKv stores them), and every row's scale.
 __global__ void FillFp8(uint8_t* codes, int64_t n, float* scales, int64_t rows, uint32_t seed) {
@@ -79,38 +47,6 @@ __global__ void FillFp8(uint8_t* codes, int64_t n, float* scales, int64_t rows, 
     codes[i] = __nv_cvt_float_to_fp8(x * 448.0f, __NV_SATFINITE, __NV_E4M3);
     if (i < rows) scales[i] = 1.0f / 448.0f;
   }
-}
-
-template <class Fn>
-double MedianMs(int iters, Fn&& fn) {
-  cudaEvent_t start, stop;
-  BENCH_CHECK(cudaEventCreate(&start));
-  BENCH_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 3; ++i) fn();
-  BENCH_CHECK(cudaDeviceSynchronize());
-  std::vector<float> ms(iters);
-  for (float& t : ms) {
-    BENCH_CHECK(cudaEventRecord(start));
-    fn();
-    BENCH_CHECK(cudaEventRecord(stop));
-    BENCH_CHECK(cudaEventSynchronize(stop));
-    BENCH_CHECK(cudaEventElapsedTime(&t, start, stop));
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-// Device-to-device copy of 2 GiB: bytes read + written per second.
-double CopyBandwidthGBs(const Options& opt) {
-  const size_t bytes = size_t{2} << 30;
-  Buffer a(bytes), b(bytes);
-  Random(a.ptr, bytes / 2, 1);
-  const double ms = MedianMs(opt.iters, [&] {
-    BENCH_CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice));
-  });
-  return 2.0 * bytes / (ms * 1e-3) / 1e9;
 }
 
 constexpr int64_t kHeads = 32, kKvHeads = 8, kDim = 128, kBlock = 16;
@@ -233,28 +169,11 @@ void Decode(const Options& opt, double copy_gbs, int64_t batch, int32_t ctx, boo
 
 int main(int argc, char** argv) {
   using namespace strata::kernels::cuda;
-  Options opt;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--iters=", 8) == 0) {
-      opt.iters = std::max(1, std::atoi(argv[i] + 8));
-    } else if (std::strncmp(argv[i], "--peak_tflops=", 14) == 0) {
-      opt.peak_tflops = std::atof(argv[i] + 14);
-    } else {
-      std::fprintf(stderr, "usage: %s [--iters=N] [--peak_tflops=T]\n", argv[0]);
-      return 2;
-    }
+  strata::bench::Options opt;
+  double copy = 0.0;
+  if (const int code = strata::bench::Start(argc, argv, "strata_attention_bench", opt, copy); code != 0) {
+    return code;
   }
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    std::fprintf(stderr, "strata_attention_bench: no CUDA device\n");
-    return 1;
-  }
-  cudaDeviceProp prop;
-  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, %d SMs, %.0f MiB\n", prop.name, prop.multiProcessorCount,
-              prop.totalGlobalMem / 1048576.0);
-  const double copy = CopyBandwidthGBs(opt);
-  std::printf("copy: %.0f GB/s (device to device, read + write)\n", copy);
   const bool hopper = ComputeCapability(0) == 90 && HopperPrefillBuilt();
   for (bool on_hopper : {false, true}) {
     if (on_hopper && !hopper) break;
