@@ -8,10 +8,11 @@
 // combine, against the device-to-device copy bandwidth measured first; for prefill sizes (4096
 // tokens): TFLOP/s = 6 * tokens * top_k * hidden * ffn over that time, against --peak_tflops.
 // Router logits are random (uniform in [-2, 2)); routing is timed alone beside it. Times are
-// medians of --iters runs after warm-up, with CUDA events.
+// medians of --iters runs after warm-up, with CUDA events; a non-finite output fails the run.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -137,6 +138,15 @@ class ExpertsBench {
       Check(LaunchMoeCombine(combine, nullptr), "combine");
     });
 
+    std::vector<__nv_bfloat16> out(tokens * s_.hidden);
+    BENCH_CHECK(cudaMemcpy(out.data(), y.ptr, out.size() * 2, cudaMemcpyDeviceToHost));
+    for (const __nv_bfloat16 v : out) {
+      if (!std::isfinite(__bfloat162float(v))) {
+        std::fprintf(stderr, "moe %s tokens=%ld: a non-finite output\n", s_.name,
+                     static_cast<long>(tokens));
+        std::exit(1);
+      }
+    }
     std::vector<int32_t> chosen(slots);
     BENCH_CHECK(cudaMemcpy(chosen.data(), ids.ptr, slots * 4, cudaMemcpyDeviceToHost));
     const auto reached = static_cast<int64_t>(std::set<int32_t>(chosen.begin(), chosen.end()).size());

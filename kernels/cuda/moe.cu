@@ -353,19 +353,21 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 absl::Status LaunchMoeRoute(const MoeRouteParams& p, void* stream) {
   constexpr int64_t kMaxExperts = 4096;  // its scores and flags in 48 KB of shared memory
-  const int64_t shared = (2 * p.num_experts + p.num_groups) * 4 + p.num_experts;
+  // Dynamic shared memory (scores, group scores, flags) beside the kernel's static 128 bytes.
+  auto shared = [&] { return (2 * p.num_experts + p.num_groups) * 4 + p.num_experts; };
   if (p.logits == nullptr || p.ids == nullptr || p.weights == nullptr || p.num_tokens < 0 ||
       p.num_tokens > 0x7fffffff || p.num_experts < 1 || p.num_experts > kMaxExperts ||
       p.top_k < 1 || p.top_k > kMaxMoeTopK || p.top_k > p.num_experts || p.num_groups < 1 ||
       p.num_experts % p.num_groups != 0 || p.topk_groups < 1 || p.topk_groups > p.num_groups ||
-      p.topk_groups * (p.num_experts / p.num_groups) < p.top_k || shared > 48 * 1024) {
+      p.topk_groups * (p.num_experts / p.num_groups) < p.top_k ||
+      shared() > 48 * 1024 - kMaxMoeTopK * 4) {
     return absl::InvalidArgumentError(
         "LaunchMoeRoute: null pointer, or not 1 <= top_k <= min(experts, 32), experts <= 4096 in "
         "groups that divide them (their scores within 48 KB), and the groups kept holding top_k "
         "experts");
   }
   if (p.num_tokens == 0) return absl::OkStatus();
-  MoeRouteKernel<<<static_cast<unsigned>(p.num_tokens), 32, static_cast<size_t>(shared),
+  MoeRouteKernel<<<static_cast<unsigned>(p.num_tokens), 32, static_cast<size_t>(shared()),
                    AsStream(stream)>>>(p);
   return LaunchStatus("MoeRouteKernel");
 }
@@ -400,8 +402,7 @@ absl::Status LaunchMoeMatMul(const MoeMatMulParams& p, void* stream) {
         "256, k not a multiple of 8, or over 4 million slots");
   }
   if (p.num_slots == 0) return absl::OkStatus();
-  // As many tile rows as the chunk's experts could need: a pass per 64 positions, one part-
-  // filled pass per expert at most.
+  // As many tile rows as the chunk's experts could need (MoeMaxTiles).
   const dim3 grid(static_cast<unsigned>((p.n + kBlockCols - 1) / kBlockCols),
                   static_cast<unsigned>(MoeMaxTiles(p.num_slots, p.num_experts)));
   return DispatchElem(p.a_elem, [&](auto* a_tag) {

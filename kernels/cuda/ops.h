@@ -164,9 +164,11 @@ absl::Status LaunchMoeRoute(const MoeRouteParams& params, void* stream);
 // tile of launch chunk c (experts c * kMaxMoeLaunchExperts onwards; one more entry: the end).
 inline constexpr int kMoeTileRows = 64;
 inline constexpr int kMaxMoeLaunchExperts = 256;
-// The most tiles (and entries of `tiles`, two int32 each) a plan of these sizes writes.
+// The most tiles (and entries of `tiles`, two int32 each) a plan of these sizes writes: a
+// pass per 64 positions, and one part-filled pass per expert that got any.
 inline int64_t MoeMaxTiles(int64_t num_slots, int64_t num_local) {
-  return (num_slots + kMoeTileRows - 1) / kMoeTileRows + num_local;
+  return (num_slots + kMoeTileRows - 1) / kMoeTileRows +
+         (num_local < num_slots ? num_local : num_slots);
 }
 inline int64_t MoeChunks(int64_t num_local) {
   return (num_local + kMaxMoeLaunchExperts - 1) / kMaxMoeLaunchExperts;
@@ -186,7 +188,8 @@ struct MoePlanParams {
 absl::Status LaunchMoePlan(const MoePlanParams& params, void* stream);
 
 // Each expert's product over its positions, for the experts first .. first + num_experts - 1
-// (a launch chunk of the plan: first a multiple of kMaxMoeLaunchExperts): position p of
+// (a whole launch chunk of the plan: first a multiple of kMaxMoeLaunchExperts, num_experts
+// all the chunk's experts, min(256, local - first)): position p of
 // expert e reads row a_rows[p] of `a` (row p when a_rows is null), rounded to bf16, and gets
 // out[p, :] = a_row . W_e^T with f32 accumulation, W_e bf16 [n, k] (k a multiple of 8, 16-byte
 // aligned rows). Gated: out[p, :] = act(round(a_row . gate_e^T)) * round(a_row . up_e^T), the
