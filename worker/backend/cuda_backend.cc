@@ -233,10 +233,6 @@ class CudaBackend : public Backend {
     }
     return ok && error_.ok();
   }
-  // Records an op this backend does not have as the step's error.
-  void Unsupported(std::string_view what) {
-    if (error_.ok()) error_ = absl::UnimplementedError(absl::StrCat("cuda backend: ", Sv(what)));
-  }
   void Record(const absl::Status& status) {
     if (!status.ok() && error_.ok()) {
       error_ = absl::Status(status.code(), absl::StrCat("cuda backend: ", status.message()));
@@ -608,8 +604,8 @@ absl::Status CudaBackend::ReserveMeta(int64_t values) {
 
 // MoeFfn's scratch for `tokens` tokens of `hidden` values routed to `top_k` of `local` experts
 // of `ffn` columns, activations of `elem` bytes, as byte offsets: the plan (offsets at 0, a
-// position's token, a slot's position, the matmuls' tiles and where each launch's begin), the
-// gated products and the f32 down products by position; `size` in all.
+// position's token, a slot's position, the matmuls' tiles and where each launch's tiles
+// begin), the gated products and the f32 down products by position; `size` in all.
 struct ExpertScratch {
   ExpertScratch(int64_t tokens, int64_t hidden, int64_t ffn, int64_t top_k, int64_t local,
                 int64_t elem) {
